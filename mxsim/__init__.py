@@ -1,0 +1,19 @@
+"""mxsim: bit-exact emulation of microscaling (MX) number formats and their integer arithmetic."""
+
+from .formats import (
+    FORMATS,
+    MXFP4_E2M1,
+    MXFP6_E2M3,
+    MXFP6_E3M2,
+    MXFP8_E4M3,
+    MXFP8_E5M2,
+    MXINT2,
+    MXINT4,
+    MXINT6,
+    MXINT8,
+    ROUNDING_MODES,
+    BlockFP,
+    MXFPFormat,
+    MXIntFormat,
+    get_format,
+)
