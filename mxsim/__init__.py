@@ -17,3 +17,5 @@ from .formats import (
     MXIntFormat,
     get_format,
 )
+from .api import fake_quantize, quantize
+from .tensor import MXTensor

@@ -1,0 +1,54 @@
+"""Decode element codes and scale codes back to values and to the integer view (numba).
+
+Arrays are (R, L) with the blocked axis last, as in quant.py.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+KIND_MXINT, KIND_MXFP, KIND_BFP = 0, 1, 2
+
+
+@njit(cache=True, inline="always")
+def int_of_code(kind, code, ebits, mbits):
+    """Integer view of one element: value = int * 2^quantum_log2 * 2^scale (contract)."""
+    if kind == KIND_MXFP:
+        c = int(code) & 0xFF
+        sign = (c >> (ebits + mbits)) & 1
+        bexp = (c >> mbits) & ((1 << ebits) - 1)
+        mant = c & ((1 << mbits) - 1)
+        n = mant if bexp == 0 else ((1 << mbits) + mant) << (bexp - 1)
+        return -n if sign else n
+    return int(code)  # MXINT two's complement and BlockFP sign*magnitude are both signed int8
+
+
+@njit(cache=True, parallel=True)
+def int_values_kernel(codes, kind, ebits, mbits, out):
+    R, L = codes.shape
+    for r in prange(R):
+        for j in range(L):
+            out[r, j] = int_of_code(kind, codes[r, j], ebits, mbits)
+
+
+@njit(cache=True, parallel=True)
+def dequant_kernel(codes, scales, k, kind, ebits, mbits, qlog, scale_bias, nan_code, out):
+    """out = int * 2^(scale - scale_bias + qlog); NaN where the scale code is nan_code."""
+    R, L = codes.shape
+    nb = scales.shape[1]
+    sign_bit = 1 << (ebits + mbits)
+    for t in prange(R * nb):
+        r = t // nb
+        b = t - r * nb
+        sc = int(scales[r, b])
+        f = math.ldexp(1.0, sc - scale_bias + qlog)
+        for j in range(b * k, min(b * k + k, L)):
+            if sc == nan_code:
+                out[r, j] = np.nan
+            else:
+                n = int_of_code(kind, codes[r, j], ebits, mbits)
+                v = float(n) * f
+                if kind == KIND_MXFP and n == 0 and (int(codes[r, j]) & sign_bit):
+                    v = -0.0  # the MXFP code keeps the sign of a value that rounded to zero
+                out[r, j] = v

@@ -1,0 +1,281 @@
+"""numba quantization kernels (CPU). Semantics: docs/mxsim_semantics.md.
+
+Every kernel takes a C-contiguous 2-D array ``x`` of shape (R, L) whose last axis is the
+blocked one, so each block is a contiguous run of a row. ``inner`` is the product of the
+original dimensions after the blocked axis; it recovers an element's flat C-order index in
+the original tensor, which seeds stochastic rounding.
+
+Outputs are written in place: ``scales`` (R, n_blocks) uint8 always, ``codes`` (R, L)
+only when ``want_codes`` and ``deq`` (R, L) only when ``want_deq`` (pass (1, 1) dummies
+otherwise), so fake quantization never touches a codes array.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+RN_EVEN, RN_AWAY, RN_FLOOR, RN_STOCH = 0, 1, 2, 3
+ROUNDING_IDS = {"nearest_even": RN_EVEN, "nearest_away": RN_AWAY, "floor": RN_FLOOR, "stochastic": RN_STOCH}
+
+# uint64 constants: numba would promote a uint64 mixed with a Python int to float64.
+_M32 = np.uint64(0xFFFFFFFF)
+_C1 = np.uint64(0x7FEB352D)
+_C2 = np.uint64(0x846CA68B)
+_S8, _S15, _S16 = np.uint64(8), np.uint64(15), np.uint64(16)
+_GOLDEN = np.uint64(0x9E3779B9)
+
+
+@njit(cache=True, inline="always")
+def lowbias32(h):
+    h = h ^ (h >> _S16)
+    h = (h * _C1) & _M32
+    h = h ^ (h >> _S15)
+    h = (h * _C2) & _M32
+    h = h ^ (h >> _S16)
+    return h
+
+
+@njit(cache=True)
+def seed_hash(seed):
+    """lowbias32(seed ^ 0x9E3779B9), hoisted out of the per-element hash."""
+    return lowbias32((np.uint64(seed) & _M32) ^ _GOLDEN)
+
+
+@njit(cache=True, inline="always")
+def stoch_u(hseed, idx):
+    h = lowbias32(hseed ^ (np.uint64(idx) & _M32))
+    return float(h >> _S8) * 2.0**-24
+
+
+@njit(cache=True, inline="always")
+def round_mag(t, mode, u):
+    """Round a non-negative float64 t to an integer-valued float64 (t < 2^52 or integral)."""
+    f = math.floor(t)
+    d = t - f  # exact: t and f share the binade or f is 0
+    if mode == RN_EVEN:
+        if d > 0.5 or (d == 0.5 and (f * 0.5) != math.floor(f * 0.5)):
+            return f + 1.0
+        return f
+    if mode == RN_AWAY:
+        return f + 1.0 if d >= 0.5 else f
+    if mode == RN_FLOOR:
+        return f
+    return f + 1.0 if (d > 0.0 and d >= 1.0 - u) else f
+
+
+@njit(cache=True, inline="always")
+def flat_index(r, j, L, inner):
+    return (r // inner) * L * inner + j * inner + (r % inner)
+
+
+@njit(cache=True, inline="always")
+def block_amax(x, r, j0, j1):
+    """(amax, finite) of x[r, j0:j1]; finite is False if any element is NaN or +-Inf."""
+    amax = 0.0
+    finite = True
+    for j in range(j0, j1):
+        a = abs(float(x[r, j]))
+        if not a < np.inf:
+            finite = False
+        elif a > amax:
+            amax = a
+    return amax, finite
+
+
+@njit(cache=True, inline="always")
+def floor_log2(a):
+    """floor(log2(a)) for a > 0, exact (from the binary exponent)."""
+    return math.frexp(a)[1] - 1
+
+
+@njit(cache=True, parallel=True)
+def mxint_kernel(x, k, bits, mode, seed, inner, want_codes, want_deq, codes, scales, deq):
+    R, L = x.shape
+    nb = (L + k - 1) // k
+    q = -(bits - 2)
+    maxc = float(2 ** (bits - 1) - 1)
+    hseed = seed_hash(seed)
+    for t in prange(R * nb):
+        r = t // nb
+        b = t - r * nb
+        j0 = b * k
+        j1 = min(j0 + k, L)
+        amax, finite = block_amax(x, r, j0, j1)
+        if not finite:
+            scales[r, b] = 0xFF
+            for j in range(j0, j1):
+                if want_codes:
+                    codes[r, j] = 0
+                if want_deq:
+                    deq[r, j] = np.nan
+            continue
+        if amax == 0.0:
+            s = -127
+        else:
+            s = min(max(floor_log2(amax) - 0, -127), 127)
+        scales[r, b] = s + 127
+        down = math.ldexp(1.0, -(s + q))
+        up = math.ldexp(1.0, s + q)
+        for j in range(j0, j1):
+            v = float(x[r, j]) * down
+            tmag = min(abs(v), maxc)  # clamping first is equivalent: maxc is an integer
+            u = stoch_u(hseed, flat_index(r, j, L, inner)) if mode == RN_STOCH else 0.0
+            c = round_mag(tmag, mode, u)
+            if c > maxc:
+                c = maxc
+            if v < 0.0:
+                c = -c
+            if want_codes:
+                codes[r, j] = np.int8(c)
+            if want_deq:
+                # c == 0 gives +0.0 (contract), hence the explicit 0.0 + for -0 * up
+                deq[r, j] = c * up + 0.0
+
+
+@njit(cache=True, parallel=True)
+def mxfp_kernel(x, k, ebits, mbits, bias, max_normal, emax_elem, mode, seed, inner,
+                want_codes, want_deq, codes, scales, deq):
+    R, L = x.shape
+    nb = (L + k - 1) // k
+    emin = 1 - bias
+    qlog = emin - mbits
+    sign_bit = 1 << (ebits + mbits)
+    hseed = seed_hash(seed)
+    for t in prange(R * nb):
+        r = t // nb
+        b = t - r * nb
+        j0 = b * k
+        j1 = min(j0 + k, L)
+        amax, finite = block_amax(x, r, j0, j1)
+        if not finite:
+            scales[r, b] = 0xFF
+            for j in range(j0, j1):
+                if want_codes:
+                    codes[r, j] = 0
+                if want_deq:
+                    deq[r, j] = np.nan
+            continue
+        if amax == 0.0:
+            scales[r, b] = 0
+            for j in range(j0, j1):
+                if want_codes:
+                    codes[r, j] = 0
+                if want_deq:
+                    deq[r, j] = 0.0
+            continue
+        s = min(max(floor_log2(amax) - emax_elem, -127), 127)
+        scales[r, b] = s + 127
+        down = math.ldexp(1.0, -s)
+        up = math.ldexp(1.0, s)
+        for j in range(j0, j1):
+            xv = float(x[r, j])
+            neg = xv < 0.0 or (xv == 0.0 and math.copysign(1.0, xv) < 0.0)
+            av = abs(xv) * down
+            mag = 0.0
+            code = 0
+            if av > 0.0:
+                e = max(floor_log2(av), emin)
+                u = stoch_u(hseed, flat_index(r, j, L, inner)) if mode == RN_STOCH else 0.0
+                n = round_mag(math.ldexp(av, mbits - e), mode, u)
+                mag = math.ldexp(n, e - mbits)
+                if mag > max_normal:
+                    mag = max_normal
+                if mag > 0.0:
+                    nint = int(math.ldexp(mag, -qlog))
+                    if nint < (1 << mbits):
+                        code = nint  # subnormal: biased exponent 0
+                    else:
+                        e2 = floor_log2(mag)
+                        mant = int(math.ldexp(mag, mbits - e2)) - (1 << mbits)
+                        code = ((e2 + bias) << mbits) | mant
+            if neg:
+                code |= sign_bit
+                mag = -mag
+            if want_codes:
+                codes[r, j] = np.uint8(code)
+            if want_deq:
+                deq[r, j] = mag * up
+
+
+@njit(cache=True)
+def bfp_exponent(amax):
+    """ceil(fl32(log2(amax))) for a positive finite float32 amax.
+
+    log2 in float64 rounded once to float32 agrees with torch.log2's float32 result on the
+    ceiling for every float32 near a power of two (checked in tests/mxsim/test_api.py);
+    powers of two give exactly k, so only the quirk above 2^k (|k| >= 4) needs the float32
+    rounding at all.
+    """
+    return int(math.ceil(np.float32(math.log2(float(amax)))))
+
+
+@njit(cache=True, parallel=True)
+def bfp_block_max(x, k, amaxes, finite):
+    R, L = x.shape
+    nb = (L + k - 1) // k
+    for t in prange(R * nb):
+        r = t // nb
+        b = t - r * nb
+        j0 = b * k
+        a, f = block_amax(x, r, j0, min(j0 + k, L))
+        amaxes[r, b] = np.float32(a)
+        finite[r, b] = f
+
+
+@njit(cache=True, parallel=True)
+def bfp_kernel(x, k, width, exp_min, exp_max, nan_code, bias, passthrough, mode, seed, inner,
+               want_codes, want_deq, codes, scales, deq):
+    """BlockFP on float32 x (the api rounds float64 input to float32 first)."""
+    R, L = x.shape
+    nb = (L + k - 1) // k
+    amaxes = np.empty((R, nb), np.float32)
+    finite = np.empty((R, nb), np.bool_)
+    bfp_block_max(x, k, amaxes, finite)
+    # tensor-wide fix-up of zero block maxima (contract step 2)
+    smallest = np.inf
+    for r in range(R):
+        for b in range(nb):
+            if finite[r, b] and amaxes[r, b] > 0.0 and amaxes[r, b] < smallest:
+                smallest = amaxes[r, b]
+    repl = np.float32(1.0) if smallest == np.inf else np.float32(smallest)
+    eps9 = np.float32(1e-9)
+    tiny = np.float32(1e-8)
+    maxm = float(2 ** (width - 1) - 1)
+    hseed = seed_hash(seed)
+    for t in prange(R * nb):
+        r = t // nb
+        b = t - r * nb
+        j0 = b * k
+        j1 = min(j0 + k, L)
+        if not finite[r, b]:
+            scales[r, b] = nan_code
+            for j in range(j0, j1):
+                if want_codes:
+                    codes[r, j] = 0
+                if want_deq:
+                    deq[r, j] = x[r, j] if (passthrough and abs(x[r, j]) <= tiny) else np.nan
+            continue
+        amax = amaxes[r, b]
+        if amax == 0.0:
+            amax = repl
+        e = min(max(bfp_exponent(amax), exp_min), exp_max)
+        scales[r, b] = e + bias
+        down = math.ldexp(1.0, width - 1 - e)
+        up = math.ldexp(1.0, e - (width - 1))
+        for j in range(j0, j1):
+            xv = x[r, j]
+            v = np.float32(abs(xv) + eps9)  # float32 add, as the authors' code
+            u = stoch_u(hseed, flat_index(r, j, L, inner)) if mode == RN_STOCH else 0.0
+            m = min(round_mag(float(v) * down, mode, u), maxm)
+            sx = np.float32(xv + eps9)
+            sgn = 1.0 if sx > 0.0 else (-1.0 if sx < 0.0 else 0.0)
+            if want_codes:
+                codes[r, j] = np.int8(sgn * m)
+            if want_deq:
+                if passthrough and abs(xv) <= tiny:
+                    deq[r, j] = xv
+                elif sgn == 0.0:
+                    deq[r, j] = 0.0
+                else:
+                    deq[r, j] = sgn * m * up  # -0.0 when sgn = -1 and m = 0, as torch

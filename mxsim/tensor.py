@@ -1,0 +1,133 @@
+"""MXTensor: element codes + scale codes of one quantized tensor, and their byte packing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .formats import BlockFP, MXFPFormat, get_format
+from .kernels import dequant as _dq
+from .kernels import pack as _pk
+
+
+def _kind_params(fmt):
+    """(kind id, ebits, mbits, scale bias, NaN scale code) for the dequant/pack kernels."""
+    if isinstance(fmt, MXFPFormat):
+        return _dq.KIND_MXFP, fmt.exponent_bits, fmt.mantissa_bits, 127, 0xFF
+    if isinstance(fmt, BlockFP):
+        return _dq.KIND_BFP, 0, 0, fmt.bias, fmt.nan_code
+    return _dq.KIND_MXINT, 0, 0, 127, 0xFF
+
+
+@dataclass(eq=False)
+class MXTensor:
+    """codes: x's shape (int8, or uint8 bit patterns for MXFP); scales: uint8, x's shape with
+    ``axis`` replaced by the number of blocks. ``src_*`` record the input kind so that
+    ``dequantize()`` returns what fake_quantize would have returned."""
+
+    codes: np.ndarray
+    scales: np.ndarray
+    fmt: Any
+    axis: int
+    shape: tuple
+    src_torch: bool = False
+    src_dtype: Any = np.float32
+    src_device: Any = None
+
+    @property
+    def n_blocks(self) -> int:
+        return int(self.scales.size)
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbits(self) -> int:
+        """Spec storage: every element's bits plus one scale per (possibly short) block."""
+        return self.numel * self.fmt.element_bits + self.n_blocks * self.fmt.scale_bits
+
+    def _blocked(self, arr):
+        from .api import to_blocked_2d
+
+        return to_blocked_2d(arr, self.axis)
+
+    def int_values(self) -> np.ndarray:
+        """int64 integer view: value = int * 2^(scale + quantum_log2) (see the contract)."""
+        kind, eb, mb, _, _ = _kind_params(self.fmt)
+        c2, _, moved = self._blocked(self.codes)
+        out = np.empty(c2.shape, np.int64)
+        if c2.size:
+            _dq.int_values_kernel(c2, kind, eb, mb, out)
+        from .api import from_blocked_2d
+
+        return np.ascontiguousarray(from_blocked_2d(out, moved, self.axis))
+
+    def scale_exponents(self) -> np.ndarray:
+        """Scale exponents (code - bias) as int64; NaN blocks are marked by ``scale_is_nan()``."""
+        _, _, _, bias, _ = _kind_params(self.fmt)
+        return self.scales.astype(np.int64) - bias
+
+    def scale_is_nan(self) -> np.ndarray:
+        return self.scales == _kind_params(self.fmt)[4]
+
+    def dequantize(self, dtype=None):
+        """Values as the input kind (numpy/torch, device); ``dtype`` overrides the input dtype."""
+        from .api import _from_numpy, _Src, from_blocked_2d
+
+        kind, eb, mb, bias, nan_code = _kind_params(self.fmt)
+        c2, _, moved = self._blocked(self.codes)
+        s2, _, _ = self._blocked(self.scales)
+        out = np.empty(c2.shape, np.float64)
+        if c2.size:
+            _dq.dequant_kernel(c2, s2, self.fmt.block_size, kind, eb, mb, self.fmt.quantum_log2, bias, nan_code, out)
+        vals = from_blocked_2d(out, moved, self.axis)
+        src = _Src(self.src_torch, self.src_dtype if dtype is None else dtype, self.src_device)
+        if src.is_torch and src.device is None:
+            import torch
+
+            src.device = torch.device("cpu")
+        if not src.is_torch and dtype is not None:
+            src.dtype = np.dtype(dtype)
+        return _from_numpy(vals, src)
+
+    def to_bytes(self) -> bytes:
+        """Scale bytes (C order of ``scales``), then the element codes as one little-endian
+        bit stream in C order with ``axis`` moved last; the last byte is zero padded."""
+        c2, _, _ = self._blocked(self.codes)
+        b = self.fmt.element_bits
+        stream = np.zeros((c2.size * b + 7) // 8, np.uint8)
+        if c2.size:
+            _pk.pack_bits(c2.reshape(-1).view(np.uint8), b, _kind_params(self.fmt)[0], stream)
+        return np.ascontiguousarray(self.scales).tobytes() + stream.tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, fmt, shape, axis=-1) -> "MXTensor":
+        from .api import from_blocked_2d, normalize_axis
+
+        fmt = get_format(fmt)
+        shape = tuple(int(d) for d in shape)
+        if len(shape) == 0 or any(d < 0 for d in shape):
+            raise ValueError(f"shape must be a non-empty tuple of sizes >= 0, got {shape!r}")
+        axis = normalize_axis(axis, len(shape))
+        nb = -(-shape[axis] // fmt.block_size)
+        sshape = shape[:axis] + (nb,) + shape[axis + 1:]
+        n_scales = int(np.prod(sshape, dtype=np.int64))
+        numel = int(np.prod(shape, dtype=np.int64))
+        b = fmt.element_bits
+        expected = n_scales + (numel * b + 7) // 8
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ValueError(f"data must be bytes, got {type(data).__name__}")
+        if len(data) != expected:
+            raise ValueError(f"data has {len(data)} bytes; {fmt.name} with shape {shape}, axis {axis} needs {expected}")
+        buf = np.frombuffer(bytes(data), np.uint8)
+        scales = buf[:n_scales].reshape(sshape).copy()
+        raw = np.empty(numel, np.uint8)
+        if numel:
+            _pk.unpack_bits(buf[n_scales:], b, _kind_params(fmt)[0], raw)
+        moved = shape[:axis] + shape[axis + 1:] + (shape[axis],)
+        cdtype = np.uint8 if isinstance(fmt, MXFPFormat) else np.int8
+        codes = np.ascontiguousarray(from_blocked_2d(raw.view(cdtype).reshape(moved), moved, axis))
+        return cls(codes, scales, fmt, axis, shape)
