@@ -1,0 +1,131 @@
+"""mxlab: the report, the design-space sweep and the perplexity table.
+
+    python -m experiments.cli report [--name NAME] [--model PATH] [--device auto|cpu|cuda]
+                                     [--windows N --seq-len L | --full] [--calib-samples N]
+                                     [--ranks 4,8,...] [--quick]
+    python -m experiments.cli sweep  [--grid grid.toml] [--scheduler ADDRESS] [--out DIR] [--workers N]
+    python -m experiments.cli table  [--configs W4A8,W3A8] [--methods ...] [--full] [--device cuda] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .util import UserError
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return vals
+
+
+def _str_list(text: str) -> list[str]:
+    vals = [v.strip() for v in text.split(",") if v.strip()]
+    if not vals:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return vals
+
+
+def _pos_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _add_eval_args(p, windows_default=None):
+    p.add_argument("--model", default="smollm2-135m",
+                   help="'smollm2-135m' (default, the bundled GGUF), a .gguf file or a local HF model directory")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--windows", type=_pos_int, default=windows_default,
+                   help="number of WikiText-2 test windows for perplexity")
+    p.add_argument("--seq-len", type=_pos_int, default=None, help="tokens per perplexity window")
+    p.add_argument("--full", action="store_true", help="evaluate on the whole WikiText-2 test split")
+    p.add_argument("--calib-samples", type=_pos_int, default=None, help="calibration windows from the valid split")
+    p.add_argument("--calib-seq-len", type=_pos_int, default=None, help="tokens per calibration window")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mxlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd")
+
+    r = sub.add_parser("report", help="the LQER report on a real model (the main job)")
+    r.add_argument("--name", default=None, help="report name: written to reports/<name>/ (default: smollm2-cpu, "
+                                                "smollm2-quick with --quick, smollm2-full with --full)")
+    r.add_argument("--reports-dir", default="reports", help="parent directory of reports/<name>/")
+    _add_eval_args(r)
+    r.add_argument("--ranks", type=_int_list, default=None, help="ranks for the perplexity-vs-rank figure")
+    r.add_argument("--configs", type=_str_list, default=None, help="lqer presets for the table (default W4A8,W3A8)")
+    r.add_argument("--spectrum-layer", default=None, help="linear layer for the spectrum figure (a module name)")
+    r.add_argument("--quick", action="store_true", help="tiny settings (a couple of minutes), for smoke tests")
+
+    s = sub.add_parser("sweep", help="design-space sweep on Dask (Pareto front of perplexity vs area)")
+    s.add_argument("--grid", default=None, help="grid TOML file (default: experiments/grids/default.toml)")
+    s.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:8786)")
+    s.add_argument("--out", default="reports/sweep", help="output directory (per-point cache in <out>/points)")
+    s.add_argument("--workers", type=_pos_int, default=1, help="LocalCluster worker processes (ignored with --scheduler)")
+    s.add_argument("--threads", action="store_true", help="LocalCluster with threads in this process (processes=False)")
+    s.add_argument("--retry-failed", action="store_true", help="re-run points whose cached record is a failure")
+    s.add_argument("--model", default=None, help="override the grid's settings.model")
+    s.add_argument("--device", default=None, help="override the grid's device (auto/cpu/cuda; default auto)")
+    s.add_argument("--no-progress", action="store_true")
+
+    t = sub.add_parser("table", help="the perplexity / bits-per-weight table (e.g. full split on a GPU)")
+    _add_eval_args(t)
+    t.add_argument("--configs", type=_str_list, default=["W4A8", "W3A8"], help="lqer presets")
+    t.add_argument("--methods", type=_str_list, default=None, help="methods (default fp,plain,lqer,l2qer,qera,llm_int8)")
+    t.add_argument("--out", default="reports/table", help="output directory (table.csv, table.md)")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.cmd is None:
+        ap.print_help()
+        return 2
+    try:
+        if args.cmd == "report":
+            from .report import ReportSettings, run_report
+
+            path = run_report(ReportSettings.from_args(args))
+            print(f"report written to {path}")
+        elif args.cmd == "sweep":
+            from .sweep import run_sweep
+
+            override = {"model": args.model, "device": args.device}
+            df = run_sweep(args.grid, args.out, scheduler=args.scheduler, workers=args.workers,
+                           processes=not args.threads, retry_failed=args.retry_failed,
+                           progress=not args.no_progress, settings_override=override)
+            print(df.drop(columns=["key"]).to_string(index=False))
+            print(f"sweep written to {os.path.join(args.out, 'sweep.md')}")
+            if (df["status"] != "ok").any():
+                print(f"{int((df['status'] != 'ok').sum())} point(s) failed; see the error column", file=sys.stderr)
+        elif args.cmd == "table":
+            from .report import run_table
+
+            path = run_table(args)
+            print(f"table written to {path}")
+    except UserError as e:
+        print(f"mxlab {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

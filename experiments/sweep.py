@@ -1,0 +1,180 @@
+"""Design-space sweep on Dask: one task per design point, one cached JSON file per point.
+
+Each point's result lands in ``<out>/points/<key>.json`` (written atomically, key = hash of the
+point and of the evaluation settings), so an interrupted sweep resumes without redoing finished
+points. A point that raises is recorded with ``status = "error"`` and its message; the others
+go on. ``--retry-failed`` re-runs recorded failures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+
+import pandas as pd
+
+from .grid import DesignPoint, load_grid
+from .util import UserError, atomic_files, stable_hash, write_json_atomic
+
+CACHE_VERSION = 1
+RESULT_COLUMNS = ["key", "label", "method", "w_bits", "a_bits", "block", "rank", "status",
+                  "perplexity", "bits_per_weight", "area", "area_unit", "seconds", "error"]
+
+
+def point_key(point: DesignPoint, settings: dict) -> str:
+    return stable_hash({"v": CACHE_VERSION, "point": point.to_dict(), "settings": settings})
+
+
+def run_point(point_dict: dict, settings: dict, cache_file: str | None, threads: int | None = None) -> dict:
+    """The Dask task: evaluate one design point; never raises (errors are returned as records)."""
+    t0 = time.perf_counter()
+    point = DesignPoint(**point_dict)
+    rec = {"key": Path(cache_file).stem if cache_file else None, "label": point.label, **point.to_dict(),
+           "settings": settings, "host": os.uname().nodename, "pid": os.getpid()}
+    try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        from .backend import evaluate_point
+
+        rec.update(evaluate_point(point, settings))
+        rec["status"] = "ok"
+    except Exception as e:  # noqa: BLE001 - a failing point must not kill the sweep
+        rec.update(status="error", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    rec["seconds"] = time.perf_counter() - t0
+    if cache_file:
+        try:
+            write_json_atomic(Path(cache_file), rec)
+        except OSError:  # a remote worker may not see the driver's disk; the driver writes it too
+            pass
+    return rec
+
+
+def _client(scheduler: str | None, workers: int, processes: bool):
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s"), None
+        except (OSError, TimeoutError) as e:
+            raise UserError(f"cannot reach the Dask scheduler at {scheduler!r}: {e}") from None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
+                           dashboard_address=None, silence_logs=40)
+    return Client(cluster), cluster
+
+
+def run_sweep(grid: str | Path | None = None, out: str | Path = "reports/sweep", *, scheduler: str | None = None,
+              workers: int = 1, processes: bool = True, retry_failed: bool = False, progress: bool = True,
+              settings_override: dict | None = None, log=print) -> pd.DataFrame:
+    """Run (or resume) a sweep; returns one row per design point. Writes results.csv, pareto.*."""
+    from tqdm.auto import tqdm
+
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    settings, points = load_grid(grid)
+    if settings_override:
+        settings.update({k: v for k, v in settings_override.items() if v is not None})
+    out = Path(out)
+    cache_dir = out / "points"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+
+    records: dict[str, dict] = {}
+    todo: list[tuple[str, DesignPoint]] = []
+    for p in points:
+        key = point_key(p, settings)
+        f = cache_dir / f"{key}.json"
+        if f.is_file():
+            try:
+                rec = json.loads(f.read_text())
+            except (OSError, json.JSONDecodeError):
+                rec = None
+            if rec is not None and (rec.get("status") == "ok" or not retry_failed):
+                rec["cached"] = True
+                records[key] = rec
+                continue
+        todo.append((key, p))
+    log(f"sweep: {len(points)} design points, {len(points) - len(todo)} cached, {len(todo)} to run -> {out}")
+
+    if todo:
+        from dask.distributed import as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // workers) if not scheduler else None
+        client, cluster = _client(scheduler, workers, processes)
+        try:
+            futs = {}
+            for key, p in todo:
+                fut = client.submit(run_point, p.to_dict(), settings, str(cache_dir / f"{key}.json"), threads,
+                                    key=f"point-{key}", pure=False)
+                futs[fut] = (key, p)
+            bar = tqdm(total=len(futs), desc="design points", unit="pt", disable=not progress)
+            for fut in as_completed(futs):
+                key, p = futs[fut]
+                try:
+                    rec = fut.result()
+                except Exception as e:  # noqa: BLE001 - a dead worker, a lost task
+                    rec = {"key": key, "label": p.label, **p.to_dict(), "status": "error",
+                           "error": f"{type(e).__name__}: {e}"}
+                else:
+                    write_json_atomic(cache_dir / f"{key}.json", rec)
+                rec["cached"] = False
+                records[key] = rec
+                bar.set_postfix_str(f"{p.label}: {rec['status']}")
+                bar.update(1)
+                if rec["status"] != "ok":
+                    log(f"sweep: point {p.label} failed: {rec.get('error')}")
+            bar.close()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+    rows = []
+    for p in points:
+        rec = records[point_key(p, settings)]
+        row = {c: rec.get(c) for c in RESULT_COLUMNS}
+        row["key"] = point_key(p, settings)
+        row["cached"] = rec.get("cached", False)
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=RESULT_COLUMNS + ["cached"])
+    df["pareto"] = pareto_mask(df)
+    write_outputs(df, out, settings)
+    return df
+
+
+def pareto_mask(df: pd.DataFrame, x: str = "area", y: str = "perplexity") -> pd.Series:
+    """True for successful points that no other point beats on both x and y (lower is better)."""
+    ok = df[(df["status"] == "ok") & df[x].notna() & df[y].notna()]
+    mask = pd.Series(False, index=df.index)
+    for i, r in ok.iterrows():
+        dominated = ((ok[x] <= r[x]) & (ok[y] <= r[y]) & ((ok[x] < r[x]) | (ok[y] < r[y]))).any()
+        mask[i] = not dominated
+    return mask
+
+
+def write_outputs(df: pd.DataFrame, out: Path, settings: dict) -> None:
+    """results.csv, pareto.png and sweep.md beside points/, each replaced atomically."""
+    from .figures import pareto_plot
+
+    out = Path(out)
+    with atomic_files(out) as tmp:
+        df.to_csv(tmp / "results.csv", index=False)
+        ok = df[df["status"] == "ok"]
+        png = None
+        if len(ok):
+            png = "pareto.png"
+            pareto_plot(df, tmp / png, tech=settings.get("tech"))
+        lines = ["# Design-space sweep", "",
+                 f"Settings: `{json.dumps(settings, sort_keys=True)}`", "",
+                 f"{len(df)} design points: {int((df.status == 'ok').sum())} ok, "
+                 f"{int((df.status != 'ok').sum())} failed, {int(df.cached.sum())} taken from the cache.", ""]
+        if png:
+            lines += [f"![Pareto front]({png})", "",
+                      "*Perplexity against hardware area (all decoder linear layers); the line joins the Pareto-"
+                      "optimal designs — look for the points nearest the lower-left corner.*", ""]
+        show = df[["label", "status", "perplexity", "bits_per_weight", "area", "pareto", "error"]].copy()
+        lines += [show.to_markdown(index=False, floatfmt=".4g"), ""]
+        (tmp / "sweep.md").write_text("\n".join(lines))
