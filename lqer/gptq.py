@@ -1,0 +1,186 @@
+"""GPTQ onto mxsim block formats, for any Hessian and any target matrix.
+
+``gptq(W, H, fmt)`` minimises ``||(W_q - T) H^{1/2}||_F^2`` over W_q on the format's grid,
+column by column (Frantar et al.'s GPTQ with the Cholesky form of the inverse Hessian and
+lazy batch updates), where ``T`` is ``target`` if given, else ``W``. With H = X^T X
+(X: tokens x d_in) this is the layer output error ||(W - W_q) X^T||^2; LRC's W-step uses
+H = Sigma_y and T = (W - U V^T) Sigma_xy Sigma_y^{-1} (see lqer/lrc.py).
+
+Blocks run along the input dimension (rows of W are output channels, the format's blocks
+are consecutive input columns). A block's shared exponent is fixed when GPTQ reaches the
+block's first column (in visiting order), from the block's *current, error-updated*
+weights; later columns of the block are rounded with that fixed exponent (values beyond its
+range clamp to the largest element, as a hardware block would).
+
+Every rounding goes through mxsim. mxsim has no "quantize with a given scale" entry point,
+so the fixed exponent is imposed by pinning: each column is quantized as a 2-element block
+``[pin, w]`` where ``pin`` is a power of two whose exponent mxsim turns into exactly the
+block's scale and ``w`` is clipped to the range that keeps that exponent. The pin is
+derived from the scale code mxsim.quantize returns for the block; no rounding grid is
+written here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+import mxsim
+from mxsim.formats import BlockFP, MXFPFormat, MXIntFormat
+
+__all__ = ["gptq", "block_pins", "quantize_with_pins"]
+
+
+def _as_f64(x, name, device=None):
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch tensor or numpy array, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be floating point, got {x.dtype}")
+    x = x.detach()
+    if device is not None:
+        x = x.to(device)
+    return x.to(torch.float64)
+
+
+def block_pins(values: torch.Tensor, fmt):
+    """Pin and clip level per row for a block whose current values are ``values`` (rows x <=k).
+
+    Returns (pin, cap) float64 tensors of length rows: quantizing the 2-element block
+    ``[pin, clip(w, -cap, cap)]`` with mxsim uses exactly the scale mxsim chose for ``values``.
+    """
+    q = mxsim.quantize(values.detach().to("cpu", torch.float64).numpy(), fmt, axis=-1)
+    codes = np.asarray(q.scales).reshape(values.shape[0], -1)
+    if codes.shape[1] != 1:
+        raise AssertionError("block_pins expects the columns of exactly one block")
+    codes = codes[:, 0].astype(np.int64)
+    if isinstance(fmt, (MXIntFormat, MXFPFormat)):
+        if np.any(codes == 0xFF):
+            raise ValueError("GPTQ: a weight block contains NaN or Inf (mxsim gave it a NaN scale)")
+        e = codes - 127 + fmt.emax_elem  # exponent of the block maximum: floor(log2 amax)
+        pin = np.ldexp(1.0, e)
+        cap = np.nextafter(np.ldexp(1.0, e + 1), 0.0)  # anything below 2^(e+1) keeps the scale
+    elif isinstance(fmt, BlockFP):
+        if np.any(codes == fmt.nan_code):
+            raise ValueError("GPTQ: a weight block contains NaN or Inf (mxsim gave it a NaN scale)")
+        e = codes - fmt.bias  # ceil(log2 amax)
+        pin = np.ldexp(1.0, e)
+        cap = pin.copy()  # ceil(log2 |w|) <= e for |w| <= 2^e
+    else:  # pragma: no cover - formats are a closed set
+        raise ValueError(f"unsupported format {fmt!r}")
+    dev = values.device
+    return torch.from_numpy(pin).to(dev), torch.from_numpy(cap).to(dev)
+
+
+def quantize_with_pins(w: torch.Tensor, pin: torch.Tensor, cap: torch.Tensor, fmt) -> torch.Tensor:
+    """Round the column ``w`` (float64) with the fixed per-row block scale given by (pin, cap)."""
+    v = torch.maximum(torch.minimum(w, cap), -cap)
+    pair = torch.stack([pin, v], dim=1).cpu().numpy()
+    out = mxsim.fake_quantize(pair, fmt, axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(out[:, 1])).to(w.device)
+
+
+def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, return_info=False):
+    """Quantize ``W`` (d_out x d_in) onto ``fmt`` (blocks along d_in) with GPTQ.
+
+    H: d_in x d_in positive semi-definite Hessian (e.g. X^T X). target: the matrix W_q should
+    approximate in the H metric (default W; W then only fixes shape, dtype and device).
+    damp: lambda = damp * mean(diag H) is added to the diagonal before the Cholesky
+    factorisation. block: lazy-update batch width (columns). act_order: visit columns by
+    decreasing diag(H); block exponents are still fixed at the first visited column of each
+    format block, from its current updated weights.
+
+    Returns W_q (dtype and device of W); with return_info=True, (W_q, info) where info holds
+    the column order and the damping used.
+    """
+    fmt = mxsim.get_format(fmt)
+    if isinstance(W, np.ndarray):
+        W = torch.from_numpy(W)
+    if not isinstance(W, torch.Tensor) or W.ndim != 2:
+        raise ValueError("W must be a 2-d tensor (d_out x d_in)")
+    out_dtype, dev = W.dtype, W.device
+    T = _as_f64(W if target is None else target, "target", dev).clone()
+    if T.shape != W.shape:
+        raise ValueError(f"target shape {tuple(T.shape)} != W shape {tuple(W.shape)}")
+    d_out, d_in = T.shape
+    H = _as_f64(H, "H", dev).clone()
+    if H.shape != (d_in, d_in):
+        raise ValueError(f"H must be {d_in} x {d_in} (d_in x d_in), got {tuple(H.shape)}")
+    if not torch.isfinite(H).all() or not torch.isfinite(T).all():
+        raise ValueError("GPTQ: H and the target must be finite")
+    if not (isinstance(block, int) and block >= 1):
+        raise ValueError(f"block must be a positive integer, got {block!r}")
+    if not (damp >= 0 and math.isfinite(damp)):
+        raise ValueError(f"damp must be >= 0, got {damp!r}")
+    H = 0.5 * (H + H.T)
+
+    diag = torch.diagonal(H)
+    dead = diag <= 0
+    if dead.any():  # inputs that never fire: any value is optimal, quantize zero
+        H[dead, dead] = 1.0
+        T[:, dead] = 0.0
+    if act_order:
+        perm = torch.argsort(torch.diagonal(H), descending=True, stable=True)
+    else:
+        perm = torch.arange(d_in, device=dev)
+    invperm = torch.argsort(perm)
+    T = T[:, perm]
+    H = H[perm][:, perm]
+    lam = damp * torch.diagonal(H).mean().item()
+    H += lam * torch.eye(d_in, dtype=H.dtype, device=dev)
+    L, info = torch.linalg.cholesky_ex(H)
+    if info.item() != 0:
+        raise ValueError(
+            "GPTQ: the damped Hessian is not positive definite (Cholesky failed at column "
+            f"{info.item()}); increase damp (now {damp}) or use more calibration tokens")
+    Hinv = torch.cholesky_inverse(L)
+    U = torch.linalg.cholesky(Hinv, upper=True)
+    del Hinv, L
+
+    k = fmt.block_size
+    nblocks = -(-d_in // k)
+    perm_l = perm.tolist()
+    invperm_l = invperm.tolist()
+    pins = torch.zeros(d_out, nblocks, dtype=torch.float64, device=dev)
+    caps = torch.zeros_like(pins)
+    have = [False] * nblocks
+    Q = torch.zeros_like(T)
+
+    for i1 in range(0, d_in, block):
+        i2 = min(i1 + block, d_in)
+        W1 = T[:, i1:i2].clone()
+        Err1 = torch.zeros_like(W1)
+        U1 = U[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = perm_l[i1 + i]
+            b = col // k
+            w = W1[:, i]
+            if k == 1:
+                q = torch.as_tensor(mxsim.fake_quantize(w[:, None].cpu().numpy(), fmt, axis=-1)[:, 0]).to(dev)
+            else:
+                if not have[b]:
+                    cols = range(b * k, min((b + 1) * k, d_in))
+                    pos = [invperm_l[c] for c in cols]  # all >= i1 + i: the block is unvisited
+                    vals = []
+                    for p in pos:
+                        if p < i2:
+                            vals.append(W1[:, p - i1])
+                        else:  # outside this batch: apply the pending lazy update
+                            vals.append(T[:, p] - Err1[:, :i] @ U[i1:i1 + i, p])
+                    pins[:, b], caps[:, b] = block_pins(torch.stack(vals, 1), fmt)
+                    have[b] = True
+                q = quantize_with_pins(w, pins[:, b], caps[:, b], fmt)
+            Q[:, i1 + i] = q
+            err = (w - q) / U1[i, i]
+            W1[:, i:] -= err[:, None] * U1[i, i:][None, :]
+            Err1[:, i] = err
+        if i2 < d_in:
+            T[:, i2:] -= Err1 @ U[i1:i2, i2:]
+
+    Wq = Q[:, invperm].to(out_dtype)
+    if return_info:
+        return Wq, {"perm": perm, "damp_lambda": lam}
+    return Wq
