@@ -291,9 +291,9 @@ def fake_quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
     fmt, t, was_numpy, ax, L, codes, sc, val = _run(x, fmt, axis, rounding, seed)
     out = _from_blocks(val, L, ax)
     if isinstance(fmt, BlockFP) and fmt.zero_passthrough:
-        tiny = t.to(torch.float32).abs() <= _F32_1E8
-        out = out.to(t.dtype) if t.dtype == torch.float64 else out
-        res = torch.where(tiny, t.to(out.dtype), out)
+        t32 = t.to(torch.float32)  # float64 input: rounded to float32 first (RNE)
+        tiny = t32.abs() <= _F32_1E8
+        res = torch.where(tiny, t32, out)
     else:
         res = out
     if t.dtype in (torch.float16, torch.bfloat16):
