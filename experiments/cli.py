@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_args(r)
     r.add_argument("--ranks", type=_int_list, default=None, help="ranks for the perplexity-vs-rank figure")
     r.add_argument("--configs", type=_str_list, default=None, help="lqer presets for the table (default W4A8,W3A8)")
+    r.add_argument("--methods", type=_str_list, default=None,
+                   help="table methods (default fp,plain,lqer,l2qer,qera,llm_int8; fp,plain,lqer,l2qer are required)")
     r.add_argument("--spectrum-layer", default=None, help="linear layer for the spectrum figure (a module name)")
     r.add_argument("--quick", action="store_true", help="tiny settings (a couple of minutes), for smoke tests")
 

@@ -1,0 +1,343 @@
+"""The main job's report: the LQER paper's figures on a real model, hardware areas, validation.
+
+``run_report(settings)`` writes ``reports/<name>/report.md`` with the PNGs and CSVs it cites,
+building everything in a temp directory that replaces ``reports/<name>`` in one rename.
+One calibration pass feeds every method; the rank sweep reuses the table's rank-32 runs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import backend, figures
+from .util import Timer, UserError, atomic_dir, resolve_device
+
+TABLE_METHODS = ["fp", "plain", "lqer", "l2qer", "qera", "llm_int8"]
+METHOD_NAMES = {"fp": "full precision (dequantized GGUF, fp32)", "plain": "plain MXINT (no correction)",
+                "lqer": "LQER (plain SVD)", "l2qer": "L2QER (activation-scaled SVD)",
+                "qera": "QERA (closed form, full activation 2nd moment)",
+                "llm_int8": "LLM.int8()-style (|x|>6 columns in FP16, rest int8)",
+                "rtn": "RTN", "gptq": "GPTQ", "lrc": "LRC"}
+
+PROFILES = {
+    # the CPU default: ~15 minutes on 2 cores (see docs/experiments.md for the measured time)
+    "default": dict(windows=4, seq_len=1024, calib_samples=8, calib_seq_len=1024, ranks=[4, 8, 16, 32, 64, 128]),
+    "quick": dict(windows=2, seq_len=256, calib_samples=4, calib_seq_len=256, ranks=[8, 32]),
+    "full": dict(windows=None, seq_len=1024, calib_samples=32, calib_seq_len=2048, ranks=[4, 8, 16, 32, 64, 128, 256]),
+}
+
+
+@dataclass
+class ReportSettings:
+    name: str = "smollm2-cpu"
+    reports_dir: str = "reports"
+    model: str = "smollm2-135m"
+    device: str = "auto"
+    windows: int | None = 4
+    seq_len: int = 1024
+    full: bool = False
+    calib_samples: int = 8
+    calib_seq_len: int = 1024
+    seed: int = 0
+    ranks: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64, 128])
+    configs: list[str] = field(default_factory=lambda: ["W4A8", "W3A8"])
+    methods: list[str] = field(default_factory=lambda: list(TABLE_METHODS))
+    rank_config: str = "W3A8"
+    spectrum_layer: str | None = None
+    quick: bool = False
+    progress: bool = True
+    argv: list[str] = field(default_factory=list)
+
+    @classmethod
+    def profile(cls, which: str = "default", **kw) -> "ReportSettings":
+        base = dict(PROFILES[which])
+        if which == "full":
+            base["full"] = True
+        if which == "quick":
+            base["quick"] = True
+        base["name"] = {"default": "smollm2-cpu", "quick": "smollm2-quick", "full": "smollm2-full"}[which]
+        base.update({k: v for k, v in kw.items() if v is not None})
+        return cls(**base)
+
+    @classmethod
+    def from_args(cls, args) -> "ReportSettings":
+        if args.full and args.windows is not None:
+            raise UserError("--full evaluates the whole test split; do not combine it with --windows")
+        if args.quick and args.full:
+            raise UserError("--quick and --full contradict each other")
+        which = "quick" if args.quick else "full" if args.full else "default"
+        s = cls.profile(which, name=args.name, reports_dir=args.reports_dir, model=args.model, device=args.device,
+                        windows=args.windows, seq_len=args.seq_len, calib_samples=args.calib_samples,
+                        calib_seq_len=args.calib_seq_len, seed=args.seed, ranks=args.ranks, configs=args.configs,
+                        spectrum_layer=args.spectrum_layer, progress=not args.no_progress, methods=args.methods)
+        s.argv = list(sys.argv[1:])
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise UserError(f"--name must be a plain directory name, got {self.name!r}")
+        if self.rank_config not in self.configs:
+            raise UserError(f"the rank sweep runs at {self.rank_config}; keep it in --configs (got {self.configs})")
+        if 32 not in self.ranks:
+            self.ranks = sorted(set(self.ranks) | {32})
+        for c in self.configs:
+            backend.check_preset(c)
+        for m in self.methods:
+            if m not in METHOD_NAMES:
+                raise UserError(f"unknown method {m!r} (known: {', '.join(METHOD_NAMES)})")
+        for m in ("fp", "plain", "lqer", "l2qer"):
+            if m not in self.methods:
+                raise UserError(f"the report needs method {m!r} (its figures compare against it); got {self.methods}")
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _md(df: pd.DataFrame, floatfmt=".4g") -> str:
+    return df.to_markdown(index=False, floatfmt=floatfmt)
+
+
+def _log(msg: str) -> None:
+    print(f"[report] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- the table
+def ppl_table(model, tok, windows, stats, configs, methods, progress=True, log=_log, keep_info=()):
+    """Rows (config, method, rank, perplexity, bits_per_weight, seconds); infos for ``keep_info`` pairs."""
+    import time
+
+    rows, infos = [], {}
+    for cfg in configs:
+        for m in methods:
+            if m == "fp" and any(r["method"] == "fp" for r in rows):
+                continue
+            t = time.perf_counter()
+            log(f"{cfg} {m}: quantize + perplexity on {windows.shape[0]}x{windows.shape[1]} tokens")
+            if m == "fp":
+                ppl, bits, rank, info = backend.perplexity(model, windows, progress), 32.0, 0, None
+            else:
+                with backend.quantized(model, cfg, method=m, stats=stats) as (qm, info):
+                    ppl = backend.perplexity(qm, windows, progress)
+                bits, rank = backend.bits_per_weight(info), backend.config_rank(cfg, m)
+            rows.append({"config": "fp32" if m == "fp" else cfg, "method": m, "rank": rank, "perplexity": ppl,
+                         "bits_per_weight": bits, "seconds": time.perf_counter() - t})
+            if (cfg, m) in keep_info:
+                infos[(cfg, m)] = info
+            log(f"  -> ppl {ppl:.3f}, {bits:.3f} bits/weight ({rows[-1]['seconds']:.0f} s)")
+    return pd.DataFrame(rows), infos
+
+
+def run_table(args) -> Path:
+    """``mxlab table``: the perplexity table alone (e.g. the full split on a CUDA GPU)."""
+    if args.full and args.windows is not None:
+        raise UserError("--full evaluates the whole test split; do not combine it with --windows")
+    device = resolve_device(args.device)
+    methods = args.methods or TABLE_METHODS
+    for m in methods:
+        if m not in METHOD_NAMES:
+            raise UserError(f"unknown method {m!r} (known: {', '.join(METHOD_NAMES)})")
+    for c in args.configs:
+        backend.check_preset(c)
+    seq_len = args.seq_len or 1024
+    n_windows = None if args.full else (args.windows or 4)
+    timer = Timer()
+    with timer("load"):
+        model, tok = backend.get_model(args.model, device)
+        windows = backend.get_windows(tok, seq_len, n_windows, str(args.model))
+    with timer("calibration"):
+        stats = backend.calibrate(model, tok, args.calib_samples or 32, args.calib_seq_len or 2048, args.seed,
+                                  methods, progress=not args.no_progress)
+    with timer("table"):
+        df, _ = ppl_table(model, tok, windows, stats, args.configs, methods, progress=not args.no_progress)
+    out = Path(args.out)
+    meta = {"device": device, "gpu": backend.device_name(device), "model": args.model,
+            "windows": int(windows.shape[0]), "seq_len": seq_len, "tokens": int(windows.numel()),
+            "full_split": bool(args.full), "calib_samples": args.calib_samples or 32,
+            "calib_seq_len": args.calib_seq_len or 2048, "seconds": round(timer.total, 1),
+            "commit": _git_commit(), "command": "mxlab table " + " ".join(sys.argv[2:])}
+    with atomic_dir(out) as tmp:
+        df.to_csv(tmp / "table.csv", index=False)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        (tmp / "table.md").write_text(
+            f"# Perplexity table ({meta['gpu']})\n\n"
+            f"WikiText-2 test, {'the whole split' if args.full else str(meta['windows']) + ' windows'} "
+            f"({meta['tokens']} tokens, {seq_len} per window); {meta['seconds']} s.\n\n"
+            f"`{meta['command']}`\n\n" + _md(_pretty_table(df)) + "\n")
+    return out / "table.md"
+
+
+def _pretty_table(df: pd.DataFrame) -> pd.DataFrame:
+    t = df.copy()
+    t["method"] = t["method"].map(lambda m: METHOD_NAMES.get(m, m))
+    return t[["config", "method", "rank", "perplexity", "bits_per_weight", "seconds"]]
+
+
+# ----------------------------------------------------------------------------- the report
+def run_report(s: ReportSettings) -> Path:
+    timer = Timer()
+    device = resolve_device(s.device)
+    final = Path(s.reports_dir) / s.name
+    _log(f"writing {final} (device {device})")
+    with atomic_dir(final) as out:
+        sections: list[str] = []
+        with timer("load model + data"):
+            model, tok = backend.get_model(s.model, device)
+            windows = backend.get_windows(tok, s.seq_len, None if s.full else s.windows, s.model)
+        with timer("calibration"):
+            _log(f"calibration: {s.calib_samples} x {s.calib_seq_len} tokens from the valid split")
+            stats = backend.calibrate(model, tok, s.calib_samples, s.calib_seq_len, s.seed, s.methods,
+                                      progress=s.progress)
+
+        # 4. the table (first: its runs feed figures 3 and 4)
+        keep = {(c, m) for c in s.configs for m in ("lqer", "l2qer")}
+        with timer("perplexity table"):
+            table, infos = ppl_table(model, tok, windows, stats, s.configs, s.methods, s.progress, keep_info=keep)
+        table.to_csv(out / "ppl_table.csv", index=False)
+
+        # 1. spectra
+        with timer("error spectra"):
+            layer = s.spectrum_layer or backend.default_spectrum_layer(model)
+            sp = backend.error_spectra(model, layer, stats, s.rank_config)
+            pd.DataFrame({"index": range(1, len(sp["plain"]) + 1), "sigma_plain": sp["plain"],
+                          "sigma_scaled": sp["scaled"],
+                          "sigma_plain_normalised": figures.normalise_spectrum(sp["plain"]),
+                          "sigma_scaled_normalised": figures.normalise_spectrum(sp["scaled"])}
+                         ).to_csv(out / "fig1_spectra.csv", index=False)
+            figures.spectra_plot(sp["plain"], sp["scaled"], out / "fig1_spectra.png", f"{layer} ({s.rank_config})", k=32)
+
+        # 2. perplexity vs rank
+        with timer("rank sweep"):
+            rank_df = rank_sweep(model, windows, stats, s, table)
+            rank_df.to_csv(out / "fig3_rank_sweep.csv", index=False)
+            fp_ppl = float(table.loc[table.method == "fp", "perplexity"].iloc[0])
+            plain_ppl = float(table.loc[(table.method == "plain") & (table.config == s.rank_config), "perplexity"].iloc[0])
+            figures.rank_plot(rank_df, out / "fig3_rank_sweep.png", fp_ppl, plain_ppl, title=s.rank_config)
+
+        # 3. per-layer error
+        with timer("per-layer error"):
+            layer_df = pd.concat([backend.layer_metrics(infos[k]).assign(config=k[0], method=k[1]) for k in sorted(keep)],
+                                 ignore_index=True)
+            layer_df.to_csv(out / "fig4_layer_error.csv", index=False)
+            metric, ylabel = backend.layer_error_metric(layer_df)
+            figures.layer_error_plot(layer_df[layer_df.config == s.rank_config], out / "fig4_layer_error.png",
+                                     metric, ylabel)
+
+        # 5. hardware
+        with timer("hardware model"):
+            hw = backend.hardware_tables(out)
+            for name, df in hw["tables"].items():
+                df.to_csv(out / f"hw_{name}.csv", index=False)
+
+        # 6. validation
+        with timer("emulator validation"):
+            val = backend.validation()
+            val.to_csv(out / "validation.csv", index=False)
+
+        sections = _sections(s, device, windows, table, sp, layer, rank_df, layer_df, metric, hw, val)
+        timing = pd.DataFrame([{"step": k, "seconds": round(v, 1)} for k, v in timer.sections.items()])
+        timing.loc[len(timing)] = {"step": "total", "seconds": round(timer.total, 1)}
+        timing.to_csv(out / "timings.csv", index=False)
+        header = _header(s, device, windows, timer.total)
+        (out / "report.md").write_text(header + "\n".join(sections) + "\n## Timings\n\n" + _md(timing) + "\n")
+        (out / "settings.json").write_text(json.dumps({**asdict(s), "device_resolved": device}, indent=2))
+    _log(f"done in {timer.total:.0f} s: {final / 'report.md'}")
+    return final / "report.md"
+
+
+def rank_sweep(model, windows, stats, s: ReportSettings, table: pd.DataFrame) -> pd.DataFrame:
+    """Perplexity at each rank for LQER and L2QER at ``s.rank_config``; rank 32 comes from the table."""
+    rows = []
+    for m in ("lqer", "l2qer"):
+        have = table[(table.config == s.rank_config) & (table.method == m)]
+        for k in s.ranks:
+            if len(have) and int(have["rank"].iloc[0]) == k:
+                rows.append({"method": m, "rank": k, "perplexity": float(have["perplexity"].iloc[0]),
+                             "bits_per_weight": float(have["bits_per_weight"].iloc[0])})
+                continue
+            _log(f"rank sweep {s.rank_config} {m} k={k}")
+            with backend.quantized(model, s.rank_config, method=m, stats=stats, rank=k) as (qm, info):
+                ppl = backend.perplexity(qm, windows, s.progress)
+            rows.append({"method": m, "rank": k, "perplexity": ppl, "bits_per_weight": backend.bits_per_weight(info)})
+            _log(f"  -> ppl {ppl:.3f}")
+    return pd.DataFrame(rows)
+
+
+def _header(s, device, windows, total) -> str:
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cmd = "python -m experiments.cli report " + " ".join(s.argv)
+    return (f"# LQER on a real model: {s.model}, WikiText-2\n\n"
+            f"Generated {when} by `{cmd.strip()}` (commit {_git_commit()}), on {backend.device_name(device)} "
+            f"({platform.processor() or platform.machine()}), in {total / 60:.1f} minutes.\n\n"
+            f"- Perplexity: WikiText-2 test (word-level form, `../shared/data`), "
+            f"{'the whole split' if s.full else f'the first {windows.shape[0]} windows'} of {s.seq_len} tokens "
+            f"({windows.numel()} tokens). Perplexities on this form and on this few tokens are for comparing "
+            f"methods with each other, not with published numbers.\n"
+            f"- Calibration: {s.calib_samples} random windows of {s.calib_seq_len} tokens from the valid split "
+            f"(seed {s.seed}), one pass shared by every method.\n"
+            f"- The \"full-precision\" model is SmolLM2-135M-Instruct dequantized from its Q4_1 GGUF.\n"
+            f"- Presets: {', '.join(f'{c} = {backend.describe_preset(c)}' for c in s.configs)}.\n\n")
+
+
+def _sections(s, device, windows, table, sp, layer, rank_df, layer_df, metric, hw, val) -> list[str]:
+    out = []
+    # 1
+    import numpy as np
+
+    a, b = figures.normalise_spectrum(sp["plain"]), figures.normalise_spectrum(sp["scaled"])
+    ea, eb = float((a[:32] ** 2).sum()), float((b[:32] ** 2).sum())
+    out.append(
+        "## 1. Singular values of the quantization error (paper Fig. 1)\n\n"
+        f"![spectra](fig1_spectra.png)\n\n"
+        f"*Layer `{layer}`, weights quantized as in {s.rank_config}. Both spectra scaled to unit Frobenius norm; "
+        f"look for the scaled (L2QER) curve falling faster, so a small rank captures more of it.* "
+        f"Share of the squared norm in the top 32 singular values: plain {ea:.1%}, scaled {eb:.1%}. "
+        f"Data: [fig1_spectra.csv](fig1_spectra.csv).\n")
+    # 2
+    piv = rank_df.pivot(index="rank", columns="method", values="perplexity").reset_index()
+    out.append(
+        f"## 2. Perplexity vs rank at {s.rank_config} (paper Fig. 3)\n\n![rank](fig3_rank_sweep.png)\n\n"
+        f"*Look for L2QER reaching close to full precision at a small rank while LQER needs a much larger one "
+        f"(the dashed line is plain MXINT without correction).* Data: [fig3_rank_sweep.csv](fig3_rank_sweep.csv).\n\n"
+        + _md(piv) + "\n")
+    # 3
+    summ = layer_df.groupby(["config", "method"])[metric].agg(["mean", "median", "max"]).reset_index()
+    wins = layer_df.pivot_table(index=["config", "layer"], columns="method", values=metric).dropna()
+    frac = (wins["l2qer"] < wins["lqer"]).groupby("config").mean() if {"l2qer", "lqer"} <= set(wins.columns) else None
+    out.append(
+        f"## 3. Per-layer reconstruction error, LQER vs L2QER (paper Fig. 4)\n\n![layers](fig4_layer_error.png)\n\n"
+        f"*`{metric}` per decoder layer at {s.rank_config}, k = 32, averaged over the layer's q/k/v/o/gate/up/down "
+        f"projections; look for the L2QER line below the LQER line.* "
+        f"Data for every linear layer and both presets: [fig4_layer_error.csv](fig4_layer_error.csv).\n\n"
+        + _md(summ) + "\n\n"
+        + ("".join(f"- {c}: L2QER below LQER on {v:.0%} of linear layers\n" for c, v in frac.items()) if frac is not None else "")
+        + "\n")
+    # 4
+    out.append(
+        "## 4. Perplexity and bits per weight (W4A8, W3A8; k = 32)\n\n"
+        "*Look for L2QER < LQER < plain MXINT, with the largest gap at 3 bits.* Bits per weight count element "
+        "bits, shared exponents and the low-rank factors (and FP16 outlier columns for LLM.int8()). "
+        "Data: [ppl_table.csv](ppl_table.csv).\n\n" + _md(_pretty_table(table)) + "\n")
+    # 5
+    out.append("## 5. Hardware area (hwmodel)\n\n" + hw["markdown"] + "\n")
+    # 6
+    n_val, n_bad = int(val["n_values"].sum()), int(val["n_mismatch"].sum())
+    verdict = "**0 mismatches**" if n_bad == 0 else f"**{n_bad} MISMATCHES — the emulator is wrong**"
+    out.append(
+        "## 6. Emulator validation (numba kernels vs the pure-torch reference)\n\n"
+        f"{n_val:,} values compared across {len(val)} format/rounding/block/axis cases: {verdict}. "
+        "Data: [validation.csv](validation.csv).\n\n" + _md(val) + "\n")
+    return out

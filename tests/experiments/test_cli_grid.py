@@ -1,0 +1,112 @@
+"""Fast tests of the experiments plumbing: grid parsing, Pareto front, CLI errors, atomic writes."""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+from experiments.grid import DesignPoint, load_grid, parse_grid
+from experiments.sweep import pareto_mask, point_key
+from experiments.util import UserError, atomic_dir, write_json_atomic
+
+
+def test_grid_expands_normalises_and_dedupes():
+    settings, pts = parse_grid({
+        "settings": {"windows": 3},
+        "grid": {"method": ["plain", "lqer"], "w_bits": [3, 4], "rank": [8, 32]},
+        "points": [{"method": "fp"}, {"method": "fp", "rank": 64}, {"method": "lqer", "w_bits": 3, "rank": 8}],
+    })
+    assert settings["windows"] == 3 and settings["seq_len"] == 512
+    # plain ignores rank: 2 plain points, 4 lqer points, one fp (twice given), the duplicate lqer point dropped
+    assert len(pts) == 2 + 4 + 1
+    assert DesignPoint("plain", 3, 8, 16, 0) in pts
+    assert DesignPoint("fp", None, None, None, 0) in pts
+    assert sum(p.method == "fp" for p in pts) == 1
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"grid": {"method": ["nope"]}}, "unknown method 'nope'"),
+    ({"grid": {"w_bits": [0]}}, "grid.w_bits"),
+    ({"grid": {"wbits": [4]}}, "unknown grid key"),
+    ({"grid": {"rank": 4}}, "non-empty list"),
+    ({"settings": {"windows": 0}, "grid": {}}, "settings.windows"),
+    ({"settings": {"foo": 1}}, "unknown setting"),
+    ({"stuff": {}}, "unknown table"),
+    ({}, "no design points"),
+])
+def test_grid_errors_are_clear(data, needle):
+    with pytest.raises(UserError, match=needle):
+        parse_grid(data)
+
+
+def test_default_grid_is_small_and_valid():
+    settings, pts = load_grid(None)
+    assert 4 <= len(pts) <= 12
+    assert settings["model"] == "smollm2-135m"
+
+
+def test_point_key_depends_on_point_and_settings():
+    s = {"windows": 2}
+    a, b = DesignPoint("lqer", 3, 8, 16, 8), DesignPoint("lqer", 3, 8, 16, 16)
+    assert point_key(a, s) == point_key(DesignPoint("lqer", 3, 8, 16, 8), dict(s))
+    assert point_key(a, s) != point_key(b, s)
+    assert point_key(a, s) != point_key(a, {"windows": 3})
+
+
+def test_pareto_mask_by_hand():
+    df = pd.DataFrame({
+        "status": ["ok", "ok", "ok", "ok", "error"],
+        "area": [1.0, 2.0, 3.0, 2.5, 0.1],
+        "perplexity": [30.0, 20.0, 19.0, 25.0, 1.0],
+    })
+    # point 3 (2.5, 25) is beaten by point 1 (2.0, 20); the failed point never counts
+    assert pareto_mask(df).tolist() == [True, True, True, False, False]
+
+
+def test_cli_bad_input_gives_clear_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["report", "--windows", "0"])
+    assert e.value.code == 2
+    assert "positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["report", "--ranks", "4,x"])
+    assert "comma-separated integers" in capsys.readouterr().err
+
+    assert main(["report", "--full", "--windows", "3"]) == 2
+    assert "--full" in capsys.readouterr().err
+    assert main(["report", "--name", "../escape"]) == 2
+    assert "--name" in capsys.readouterr().err
+    assert main(["sweep", "--grid", str(tmp_path / "missing.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid]\nmethod = ['lqer', 'magic']\n")
+    assert main(["sweep", "--grid", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown method 'magic'" in capsys.readouterr().err
+    bad.write_text("[grid\n")
+    assert main(["sweep", "--grid", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["table", "--methods", "fp,wat"]) == 2
+    assert "unknown method 'wat'" in capsys.readouterr().err
+
+
+def test_atomic_dir_keeps_old_report_on_failure(tmp_path):
+    final = tmp_path / "rep"
+    with atomic_dir(final) as d:
+        (d / "report.md").write_text("v1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final) as d:
+            (d / "report.md").write_text("half")
+            raise RuntimeError("boom")
+    assert (final / "report.md").read_text() == "v1"
+    assert [p.name for p in tmp_path.iterdir()] == ["rep"]  # no temp dirs left behind
+    with atomic_dir(final) as d:
+        (d / "report.md").write_text("v2")
+    assert (final / "report.md").read_text() == "v2"
+
+
+def test_write_json_atomic(tmp_path):
+    write_json_atomic(tmp_path / "a" / "x.json", {"b": 1})
+    assert json.loads((tmp_path / "a" / "x.json").read_text()) == {"b": 1}
+    assert os.listdir(tmp_path / "a") == ["x.json"]
