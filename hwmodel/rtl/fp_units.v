@@ -1,0 +1,288 @@
+// Floating-point building blocks (IEEE 754 binary16 / binary32), Verilog-2005.
+// Rounding: round to nearest, ties to even, everywhere. Subnormal inputs and outputs are
+// handled in full (no flush to zero). Overflow rounds to +-Inf. NaN outputs are the
+// canonical quiet NaN (0x7E00 for FP16, 0x7FC00000 for FP32); the NaN payload is not kept.
+
+// Round an exact value  (-1)^sgn * mag * 2^ex  to an IEEE format with EW exponent bits and
+// MW fraction bits (RNE, gradual underflow, overflow to Inf). mag == 0 gives a signed zero.
+module fp_round_pack #(parameter W = 24, parameter EW = 5, parameter MW = 10, parameter XW = 12) (
+    input                  sgn,
+    input      [W-1:0]     mag,
+    input signed [XW-1:0]  ex,
+    output     [EW+MW:0]   y
+);
+    localparam BIAS = (1 << (EW - 1)) - 1;
+    localparam EMIN = 1 - BIAS;
+    localparam WP = (W > MW + 1) ? W : MW + 1;   // magnitude width, at least MW+1
+    localparam IX = XW + 3;                      // internal exponent width
+    localparam LW = $clog2(WP + 1);
+
+    wire [WP-1:0] magx = mag;
+
+    // leading-zero count
+    reg [LW-1:0] lz;
+    integer i;
+    always @* begin
+        lz = WP;
+        for (i = 0; i < WP; i = i + 1)
+            if (magx[i]) lz = WP - 1 - i;
+    end
+
+    wire signed [IX-1:0] exw   = ex;
+    wire signed [IX-1:0] lzs   = {1'b0, lz};
+    wire signed [IX-1:0] e_msb = exw + (WP - 1) - lzs;          // exponent of the leading one
+    wire signed [IX-1:0] emin  = EMIN;
+    wire signed [IX-1:0] t     = ((e_msb < emin) ? emin : e_msb) - MW;   // exponent of the result lsb
+    wire signed [IX-1:0] r     = t - exw;                        // right-shift amount
+
+    // r <= 0: exact left shift (at most MW places)
+    wire [IX-1:0]      lsh = -r;
+    wire [WP+MW-1:0]   ml  = {{MW{1'b0}}, magx} << lsh;
+    // r > 0: right shift with guard and sticky
+    wire               rpos = (r > 0);
+    wire [IX-1:0]      rc   = (r > WP + 1) ? (WP + 1) : r;
+    wire [2*WP:0]      sh   = {magx, {(WP + 1){1'b0}}} >> rc;
+    wire [MW:0]        m    = rpos ? sh[WP + 1 + MW:WP + 1] : ml[MW:0];
+    wire               g    = rpos & sh[WP];
+    wire               st   = rpos & (|sh[WP-1:0]);
+    wire               inc  = g & (st | m[0]);
+    wire [MW+1:0]      m2   = {1'b0, m} + inc;
+    wire               ovf  = m2[MW+1];
+    wire [MW:0]        mf   = ovf ? m2[MW+1:1] : m2[MW:0];
+    wire signed [IX-1:0] tf = t + ovf;
+    wire               normal = mf[MW];
+    wire signed [IX-1:0] bexp = tf + MW + BIAS;
+    wire               is_inf = normal & (bexp >= ((1 << EW) - 1));
+    assign y = is_inf ? {sgn, {EW{1'b1}}, {MW{1'b0}}}
+                      : {sgn, (normal ? bexp[EW-1:0] : {EW{1'b0}}), mf[MW-1:0]};
+endmodule
+
+// Exact sum of two values (-1)^sx*mx*2^ex + (-1)^sy*my*2^ey, rounded ONCE to the IEEE
+// format (EW, MW). The operand with the larger lsb exponent is shifted left by the
+// exponent difference d into a window of MB + D + 2 bits; when d > D = MB + MW + 2 the
+// smaller operand lies wholly below half an ulp of the result and is replaced by a one in
+// the lsb of the window (a sticky bit with its sign), which rounds identically.
+// A zero result of non-zero operands is +0; 0 + 0 gives -0 only when both are -0.
+module fp_add_exact #(parameter MB = 24, parameter EW = 8, parameter MW = 23, parameter XW = 12) (
+    input                 sx,
+    input      [MB-1:0]   mx,
+    input signed [XW-1:0] ex,
+    input                 sy,
+    input      [MB-1:0]   my,
+    input signed [XW-1:0] ey,
+    output     [EW+MW:0]  y
+);
+    localparam D  = MB + MW + 2;
+    localparam WW = MB + D + 2;
+    localparam DW = $clog2(D + 2) + 1;
+
+    wire xz = (mx == 0);
+    wire yz = (my == 0);
+    // a zero operand never sets the alignment
+    wire signed [XW:0] exe = xz ? -(1 <<< (XW - 1)) : ex;
+    wire signed [XW:0] eye = yz ? -(1 <<< (XW - 1)) : ey;
+    wire x_big = (exe >= eye);
+    wire          sb = x_big ? sx  : sy;
+    wire [MB-1:0] mb = x_big ? mx  : my;
+    wire signed [XW:0] eb = x_big ? exe : eye;
+    wire          ss = x_big ? sy  : sx;
+    wire [MB-1:0] ms = x_big ? my  : mx;
+    wire signed [XW:0] es = x_big ? eye : exe;
+
+    wire signed [XW+1:0] d = eb - es;                  // >= 0
+    wire far = (d > D);
+    wire [DW-1:0] dd = far ? (D + 1) : d[DW-1:0];
+    wire [WW-1:0] big_al   = {{(WW - MB){1'b0}}, mb} << dd;
+    wire [WW-1:0] small_al = far ? {{(WW - 1){1'b0}}, (ms != 0)} : {{(WW - MB){1'b0}}, ms};
+    wire eff_sub = sb ^ ss;
+    wire [WW:0] sum = eff_sub ? ({1'b0, big_al} - {1'b0, small_al})
+                              : ({1'b0, big_al} + {1'b0, small_al});
+    wire neg = eff_sub & sum[WW];
+    wire [WW-1:0] mag = neg ? (~sum[WW-1:0] + 1'b1) : sum[WW-1:0];
+    wire is_zero = (mag == 0);
+    wire sgn = is_zero ? (xz & yz & sx & sy) : (sb ^ neg);
+    wire signed [XW+1:0] eo = eb - $signed({1'b0, dd});
+
+    fp_round_pack #(.W(WW), .EW(EW), .MW(MW), .XW(XW + 2)) rp (
+        .sgn(sgn), .mag(mag), .ex(eo), .y(y));
+endmodule
+
+// FP16 adder (RNE, subnormals, Inf/NaN per IEEE; canonical NaN 0x7E00).
+module fp16_add (
+    input  [15:0] a,
+    input  [15:0] b,
+    output [15:0] y
+);
+    wire [4:0] ea = a[14:10], eb = b[14:10];
+    wire a_nan = (ea == 5'h1f) & (a[9:0] != 0);
+    wire b_nan = (eb == 5'h1f) & (b[9:0] != 0);
+    wire a_inf = (ea == 5'h1f) & (a[9:0] == 0);
+    wire b_inf = (eb == 5'h1f) & (b[9:0] == 0);
+    wire [10:0] ma = {ea != 0, a[9:0]};
+    wire [10:0] mb = {eb != 0, b[9:0]};
+    wire signed [7:0] xa = $signed({3'b000, (ea == 0) ? 5'd1 : ea}) - 8'sd25;
+    wire signed [7:0] xb = $signed({3'b000, (eb == 0) ? 5'd1 : eb}) - 8'sd25;
+    wire [15:0] core;
+    fp_add_exact #(.MB(11), .EW(5), .MW(10), .XW(8)) add (
+        .sx(a[15]), .mx(ma), .ex(xa), .sy(b[15]), .my(mb), .ey(xb), .y(core));
+    assign y = (a_nan | b_nan | (a_inf & b_inf & (a[15] ^ b[15]))) ? 16'h7e00 :
+               a_inf ? a : b_inf ? b : core;
+endmodule
+
+// FP32 adder (RNE, subnormals, Inf/NaN per IEEE; canonical NaN 0x7FC00000).
+module fp32_add (
+    input  [31:0] a,
+    input  [31:0] b,
+    output [31:0] y
+);
+    wire [7:0] ea = a[30:23], eb = b[30:23];
+    wire a_nan = (ea == 8'hff) & (a[22:0] != 0);
+    wire b_nan = (eb == 8'hff) & (b[22:0] != 0);
+    wire a_inf = (ea == 8'hff) & (a[22:0] == 0);
+    wire b_inf = (eb == 8'hff) & (b[22:0] == 0);
+    wire [23:0] ma = {ea != 0, a[22:0]};
+    wire [23:0] mb = {eb != 0, b[22:0]};
+    wire signed [10:0] xa = $signed({3'b000, (ea == 0) ? 8'd1 : ea}) - 11'sd150;
+    wire signed [10:0] xb = $signed({3'b000, (eb == 0) ? 8'd1 : eb}) - 11'sd150;
+    wire [31:0] core;
+    fp_add_exact #(.MB(24), .EW(8), .MW(23), .XW(11)) add (
+        .sx(a[31]), .mx(ma), .ex(xa), .sy(b[31]), .my(mb), .ey(xb), .y(core));
+    assign y = (a_nan | b_nan | (a_inf & b_inf & (a[31] ^ b[31]))) ? 32'h7fc00000 :
+               a_inf ? a : b_inf ? b : core;
+endmodule
+
+// FP16 multiplier (exact 11x11 significand product, one RNE rounding).
+module fp16_mul (
+    input  [15:0] a,
+    input  [15:0] b,
+    output [15:0] y
+);
+    wire [4:0] ea = a[14:10], eb = b[14:10];
+    wire a_nan = (ea == 5'h1f) & (a[9:0] != 0);
+    wire b_nan = (eb == 5'h1f) & (b[9:0] != 0);
+    wire a_inf = (ea == 5'h1f) & (a[9:0] == 0);
+    wire b_inf = (eb == 5'h1f) & (b[9:0] == 0);
+    wire a_zero = (a[14:0] == 0);
+    wire b_zero = (b[14:0] == 0);
+    wire s = a[15] ^ b[15];
+    wire [10:0] ma = {ea != 0, a[9:0]};
+    wire [10:0] mb = {eb != 0, b[9:0]};
+    wire [21:0] p = ma * mb;
+    wire signed [7:0] xa = $signed({3'b000, (ea == 0) ? 5'd1 : ea}) - 8'sd25;
+    wire signed [7:0] xb = $signed({3'b000, (eb == 0) ? 5'd1 : eb}) - 8'sd25;
+    wire signed [7:0] xp = xa + xb;
+    wire [15:0] core;
+    fp_round_pack #(.W(22), .EW(5), .MW(10), .XW(8)) rp (.sgn(s), .mag(p), .ex(xp), .y(core));
+    assign y = (a_nan | b_nan | (a_inf & b_zero) | (b_inf & a_zero)) ? 16'h7e00 :
+               (a_inf | b_inf) ? {s, 5'h1f, 10'h000} : core;
+endmodule
+
+// FP16 divider a / b: both significands normalized, restoring division to 14 quotient bits
+// plus a sticky remainder bit, one RNE rounding. x/0 = Inf (x != 0), 0/0 and Inf/Inf = NaN.
+module fp16_div (
+    input  [15:0] a,
+    input  [15:0] b,
+    output [15:0] y
+);
+    wire [4:0] ea = a[14:10], eb = b[14:10];
+    wire a_nan = (ea == 5'h1f) & (a[9:0] != 0);
+    wire b_nan = (eb == 5'h1f) & (b[9:0] != 0);
+    wire a_inf = (ea == 5'h1f) & (a[9:0] == 0);
+    wire b_inf = (eb == 5'h1f) & (b[9:0] == 0);
+    wire a_zero = (a[14:0] == 0);
+    wire b_zero = (b[14:0] == 0);
+    wire s = a[15] ^ b[15];
+    wire [10:0] ma = {ea != 0, a[9:0]};
+    wire [10:0] mb = {eb != 0, b[9:0]};
+    wire signed [7:0] xa = $signed({3'b000, (ea == 0) ? 5'd1 : ea}) - 8'sd25;
+    wire signed [7:0] xb = $signed({3'b000, (eb == 0) ? 5'd1 : eb}) - 8'sd25;
+    reg [3:0] lza, lzb;
+    integer i;
+    always @* begin
+        lza = 11; lzb = 11;
+        for (i = 0; i < 11; i = i + 1) begin
+            if (ma[i]) lza = 10 - i;
+            if (mb[i]) lzb = 10 - i;
+        end
+    end
+    wire [10:0] man = ma << lza;
+    wire [10:0] mbn = mb << lzb;
+    // quotient of (man * 2^13) / mbn: in [2^12, 2^14)
+    reg [11:0] rem;
+    reg [13:0] q;
+    integer j;
+    always @* begin
+        rem = {1'b0, man};
+        q = 0;
+        for (j = 13; j >= 0; j = j - 1) begin
+            if (rem >= {1'b0, mbn}) begin
+                rem = rem - {1'b0, mbn};
+                q[j] = 1'b1;
+            end
+            rem = {rem[10:0], 1'b0};
+        end
+    end
+    wire sticky = (rem != 0);
+    wire signed [7:0] xq = xa - $signed({4'b0000, lza}) - xb + $signed({4'b0000, lzb}) - 8'sd14;
+    wire [15:0] core;
+    fp_round_pack #(.W(15), .EW(5), .MW(10), .XW(8)) rp (.sgn(s), .mag({q, sticky}), .ex(xq), .y(core));
+    assign y = (a_nan | b_nan | (a_zero & b_zero) | (a_inf & b_inf)) ? 16'h7e00 :
+               (a_inf | b_zero) ? {s, 5'h1f, 10'h000} :
+               (a_zero | b_inf) ? {s, 15'h0000} : core;
+endmodule
+
+// Signed A-bit integer to FP16 (RNE; magnitudes above 65504 round to Inf).
+module int_to_fp16 #(parameter A = 16) (
+    input signed [A-1:0] x,
+    output       [15:0]  y
+);
+    wire s = x[A-1];
+    wire [A-1:0] mag = s ? -x : x;
+    fp_round_pack #(.W(A), .EW(5), .MW(10), .XW(8)) rp (.sgn(s), .mag(mag), .ex(8'sd0), .y(y));
+endmodule
+
+// FP16 to signed A-bit integer: round to nearest even, saturate to +-(2^(A-1)-1)
+// (symmetric, as MXINT/LLM.int8() codes), NaN gives 0, +-Inf saturates.
+module fp16_to_int #(parameter A = 8) (
+    input         [15:0]  x,
+    output signed [A-1:0] y
+);
+    localparam [A-1:0] MAXV = (1 << (A - 1)) - 1;
+    wire [4:0] e = x[14:10];
+    wire is_nan = (e == 5'h1f) & (x[9:0] != 0);
+    wire is_inf = (e == 5'h1f) & (x[9:0] == 0);
+    wire [10:0] m = {e != 0, x[9:0]};
+    // value = m * 2^(le - 25) with le = max(e, 1)
+    wire [4:0] le = (e == 0) ? 5'd1 : e;
+    wire left = (le >= 25);
+    wire [4:0] lsh = le - 5'd25;          // 0..5 when left
+    wire [4:0] rsh = 5'd25 - le;          // 1..24 otherwise
+    wire [16:0] vl = {6'b0, m} << lsh;
+    wire [35:0] sh = {m, 25'b0} >> rsh;   // integer part in [35:25], guard [24], sticky [23:0]
+    wire [10:0] qi = sh[35:25];
+    wire g = sh[24];
+    wire st = |sh[23:0];
+    wire [11:0] qr = qi + (g & (st | qi[0]));
+    wire [16:0] mag = left ? vl : {5'b0, qr};
+    wire [A+16:0] magw = mag;
+    wire sat = is_inf | (magw > MAXV);
+    wire [A-1:0] magc = sat ? MAXV : magw[A-1:0];
+    assign y = is_nan ? {A{1'b0}} : (x[15] ? -magc : magc);
+endmodule
+
+// FP16 multiply-accumulate: acc <= acc + a*b (two roundings: product, then sum).
+module fp16_mac (
+    input             clk,
+    input             rst,
+    input      [15:0] a,
+    input      [15:0] b,
+    output reg [15:0] acc
+);
+    wire [15:0] p, s;
+    fp16_mul mul (.a(a), .b(b), .y(p));
+    fp16_add add (.a(acc), .b(p), .y(s));
+    always @(posedge clk) begin
+        if (rst) acc <= 16'h0000;
+        else     acc <= s;
+    end
+endmodule
