@@ -1,0 +1,261 @@
+"""Shared pieces of every design: the layer shape, the counts container, and GEMM-unit builders.
+
+A design turns (layer shape, formats, parallelism) into COUNTS: how many of each component
+(``units.COMPONENTS``), memory bits, off-chip bytes per token and cycles. Area comes later,
+from a unit-cost table: area = Σ count × unit cost.
+
+Conventions used by all designs
+* One GEMM unit with ``lanes`` L takes L reduction (K) elements per cycle: L multipliers, an
+  L-input adder tree (L-1 int adders, widths growing one bit per level) and an accumulator.
+  It produces one output every ceil(K/L) cycles; cycles = tokens × N × ceil(K/L).
+* Weights are streamed from off-chip (batch of ``tokens`` shares one read); they count as
+  on-chip memory (and area, via ``sram_bit``) only with ``weights_on_chip=True``.
+* Paths of one design run concurrently (dataflow) unless a design says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..units import UnitCostTable, load_table
+
+MEMORY_KINDS = ("weights", "shared_exponents", "scales", "lowrank_factors", "outlier_buffers", "activation_buffers")
+# stored with the weights (streamed unless weights_on_chip): weights, shared_exponents, scales, lowrank_factors
+WEIGHT_KINDS = ("weights", "shared_exponents", "scales", "lowrank_factors")
+
+
+def check_pos_int(name: str, v, minimum: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"{name} must be an integer, got {v!r}")
+    if v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def clog2(n: int) -> int:
+    return max(1, math.ceil(math.log2(n))) if n > 1 else 1
+
+
+@dataclass(frozen=True)
+class Layer:
+    """y (tokens × out) = x (tokens × in) · W (in × out)."""
+
+    tokens: int
+    in_features: int
+    out_features: int
+    name: str = "linear"
+
+    def __post_init__(self):
+        check_pos_int("tokens", self.tokens)
+        check_pos_int("in_features", self.in_features)
+        check_pos_int("out_features", self.out_features)
+
+
+@dataclass
+class Counts:
+    design: str
+    layer: Layer
+    params: dict = field(default_factory=dict)
+    items: list = field(default_factory=list)  # (path, component, a, b, count)
+    memory_bits: dict = field(default_factory=lambda: {k: 0 for k in MEMORY_KINDS})
+    on_chip: dict = field(default_factory=lambda: {k: k not in WEIGHT_KINDS for k in MEMORY_KINDS})
+    offchip_bytes_per_token: float = 0.0
+    cycles: int = 0
+
+    # --- building --------------------------------------------------------------------
+    def add(self, path: str, component: str, a: int = 0, b: int = 0, count: float = 1) -> None:
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        if count:
+            self.items.append((path, component, int(a), int(b), count))
+
+    def adder_tree(self, path: str, k: int, width: int, cap: int | None = None) -> int:
+        """k-input adder tree: k-1 int_add, widths growing one bit per level. Returns output width."""
+        n, w = k, width
+        while n > 1:
+            pairs = n // 2
+            ww = min(w + 1, cap) if cap else w + 1
+            self.add(path, "int_add", ww, 0, pairs)
+            n = pairs + (n % 2)
+            w = ww
+        return w
+
+    def mem(self, kind: str, bits: float) -> None:
+        self.memory_bits[kind] += bits
+
+    def finish(self, cycles: int, weights_on_chip: bool = False, act_bytes_per_token: float = 0.0) -> "Counts":
+        """Set cycles; off-chip bytes per token = weight-side bits / 8 / tokens (streamed once per
+        batch) + activation bytes in and out per token."""
+        self.cycles = int(cycles)
+        for k in WEIGHT_KINDS:
+            self.on_chip[k] = bool(weights_on_chip)
+        wbits = 0 if weights_on_chip else sum(self.memory_bits[k] for k in WEIGHT_KINDS)
+        self.offchip_bytes_per_token = wbits / 8 / self.layer.tokens + act_bytes_per_token
+        return self
+
+    # --- reporting -------------------------------------------------------------------
+    def table(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.items, columns=["path", "component", "a", "b", "count"])
+        return df.groupby(["path", "component", "a", "b"], as_index=False, sort=False)["count"].sum()
+
+    def breakdown(self, tech="fpga") -> pd.DataFrame:
+        """One row per (path, component, a, b): count, unit cost, area, unit, cost source."""
+        t: UnitCostTable = load_table(tech)
+        df = self.table()
+        costs = [t.cost(r.component, r.a, r.b) for r in df.itertuples()]
+        df["unit_cost"] = [c for c, _ in costs]
+        df["area"] = df["count"] * df["unit_cost"]
+        df["unit"] = t.unit
+        df["source"] = [s for _, s in costs]
+        mem_rows = []
+        sram, src = t.cost("sram_bit")
+        for k, bits in self.memory_bits.items():
+            if bits and self.on_chip.get(k, True):
+                mem_rows.append(("memory", "sram_bit", 0, 0, bits, sram, bits * sram, t.unit, f"{k}: {src}"))
+        if mem_rows:
+            df = pd.concat([df, pd.DataFrame(mem_rows, columns=df.columns)], ignore_index=True)
+        df.insert(0, "design", self.design)
+        return df
+
+    def multipliers(self) -> dict:
+        df = self.table()
+        m = df[df.component == "int_mul"].groupby(["a", "b"])["count"].sum()
+        return {f"{a}x{b}": c for (a, b), c in m.items()}
+
+    def adders(self) -> dict:
+        df = self.table()
+        m = df[df.component == "int_add"].groupby("a")["count"].sum()
+        return {int(a): c for a, c in m.items()}
+
+    def register_bits(self) -> float:
+        df = self.table()
+        regs = df[df.component == "register_bit"]["count"].sum()
+        accs = (df[df.component == "fixed_acc"]["count"] * df[df.component == "fixed_acc"]["a"]).sum()
+        return float(regs + accs)
+
+    def summary(self, tech="fpga") -> dict:
+        bd = self.breakdown(tech)
+        out = {
+            "design": self.design,
+            "layer": self.layer.name,
+            "tokens": self.layer.tokens,
+            "in": self.layer.in_features,
+            "out": self.layer.out_features,
+            "area": float(bd["area"].sum()),
+            "unit": bd["unit"].iloc[0] if len(bd) else "",
+            "multipliers": sum(self.multipliers().values()),
+            "mul_by_width": ";".join(f"{k}:{v:g}" for k, v in self.multipliers().items()),
+            "adders_by_width": ";".join(f"{k}:{v:g}" for k, v in self.adders().items()),
+            "fp_units": float(bd[bd.component.str.startswith("fp")]["count"].sum()),
+            "register_bits": self.register_bits(),
+        }
+        for k in MEMORY_KINDS:
+            out[f"mem_{k}_bits"] = float(self.memory_bits[k])
+        out["on_chip_memory_bits"] = float(sum(v for k, v in self.memory_bits.items() if self.on_chip.get(k, True)))
+        out["offchip_bytes_per_token"] = float(self.offchip_bytes_per_token)
+        out["cycles"] = int(self.cycles)
+        return out
+
+
+# ------------------------------------------------------------------------------------------
+# GEMM-unit builders. Each adds components to ``c`` under ``path`` and returns cycles.
+# ------------------------------------------------------------------------------------------
+def gemm_cycles(tokens: int, k: int, n: int, lanes: int) -> int:
+    return tokens * n * math.ceil(k / lanes)
+
+
+def int_gemm(c: Counts, path: str, tokens, k, n, lanes, a_bits, b_bits, acc_bits=None) -> int:
+    """Fixed-point unit: lanes int_mul(a,b), adder tree from a+b bits, fixed_acc(acc_bits).
+
+    acc_bits default: a + b + ceil(log2 K) (no overflow). A smaller acc_bits truncates the tree
+    and accumulator widths (as the paper's HLS designs do)."""
+    check_pos_int("lanes", lanes)
+    full = a_bits + b_bits + clog2(k)
+    acc = full if acc_bits is None else check_pos_int("acc_bits", acc_bits)
+    c.add(path, "int_mul", a_bits, b_bits, lanes)
+    c.adder_tree(path, lanes, a_bits + b_bits, cap=acc)
+    c.add(path, "fixed_acc", acc, 0, 1)
+    return gemm_cycles(tokens, k, n, lanes)
+
+
+def fp16_gemm(c: Counts, path: str, tokens, k, n, lanes, acc="fp16") -> int:
+    """FP16 unit: lanes fp16_mul, lanes-1 fp16_add tree, one accumulate add (fp16 or fp32) + register."""
+    check_pos_int("lanes", lanes)
+    c.add(path, "fp16_mul", 0, 0, lanes)
+    c.add(path, "fp16_add", 0, 0, lanes - 1)
+    if acc == "fp32":
+        c.add(path, "fp32_add", 0, 0, 1)
+        c.add(path, "register_bit", 0, 0, 32)
+    else:
+        c.add(path, "fp16_add", 0, 0, 1)
+        c.add(path, "register_bit", 0, 0, 16)
+    return gemm_cycles(tokens, k, n, lanes)
+
+
+def mx_gemm(c: Counts, path: str, tokens, k, n, lanes, x_fmt, w_fmt, acc_bits=None) -> int:
+    """Block-format (MXINT / BlockFP) dot-product unit.
+
+    Per cycle: lanes int_mul(x.element_bits, w.element_bits) and adder trees over each block.
+    Exponent handling per block: one exp_add of the two shared exponents (scale_bits+1 bits),
+    an alignment barrel shifter of the block sum into the accumulator, a comparator + exponent
+    subtractor to find the shift, and the accumulator. With lanes = g·block (g blocks per
+    cycle) there are g of each; with lanes < block the block's integer sum is accumulated over
+    block/lanes cycles first (one extra fixed_acc) and the exponent handling happens once per
+    block. lanes and block size must divide one another."""
+    check_pos_int("lanes", lanes)
+    bs = x_fmt.block_size
+    if w_fmt.block_size != bs:
+        raise ValueError(f"block_size: x and w blocks must match for a dot-product unit, got {bs} and {w_fmt.block_size}")
+    if lanes % bs and bs % lanes:
+        raise ValueError(f"block_size {bs} and lanes {lanes} must divide one another")
+    ea, eb = x_fmt.element_bits, w_fmt.element_bits
+    e = max(x_fmt.scale_bits, w_fmt.scale_bits) + 1
+    p = ea + eb
+    block_sum = p + clog2(bs)
+    acc = acc_bits or mx_acc_bits(k, x_fmt, w_fmt)
+    c.add(path, "int_mul", ea, eb, lanes)
+    if lanes >= bs:
+        g = lanes // bs
+        for _ in range(g):
+            c.adder_tree(path, bs, p)
+    else:
+        g = 1
+        c.adder_tree(path, lanes, p)
+        c.add(path, "fixed_acc", block_sum, 0, 1)  # integer sum of one block over bs/lanes cycles
+    c.add(path, "exp_add", e, 0, g)  # x exponent + w exponent
+    c.add(path, "comparator", e, 0, g)  # which exponent is larger (block vs accumulator)
+    c.add(path, "exp_add", e, 0, g)  # exponent difference = shift amount
+    c.add(path, "barrel_shifter", acc, clog2(acc), g)  # align block sum / accumulator
+    c.add(path, "mux2", e, 0, g)  # new accumulator exponent
+    if g > 1:
+        c.adder_tree(path, g, acc, cap=acc)
+    c.add(path, "fixed_acc", acc, 0, 1)
+    c.add(path, "register_bit", 0, 0, e)  # accumulator exponent
+    return gemm_cycles(tokens, k, n, lanes)
+
+
+def mx_acc_bits(k, x_fmt, w_fmt) -> int:
+    """Accumulator width of an MX unit: product bits + log2(block) + log2(#blocks) + 1 guard bit."""
+    bs = x_fmt.block_size
+    return x_fmt.element_bits + w_fmt.element_bits + clog2(bs) + clog2(max(1, math.ceil(k / bs))) + 1
+
+
+def mx_cast(c: Counts, path: str, fmt, lanes: int, in_bits: int) -> None:
+    """Re-block a stream into ``fmt`` at ``lanes`` elements per cycle: running max of the
+    exponents (max_tree over lanes+1 inputs), exponent difference, shift of each element down to
+    fmt.element_bits, plus a block buffer of block_size elements."""
+    e = fmt.scale_bits
+    c.add(path, "max_tree", e, lanes + 1, 1)
+    c.add(path, "exp_add", e, 0, lanes)
+    c.add(path, "barrel_shifter", in_bits, clog2(in_bits), lanes)
+    c.add(path, "register_bit", 0, 0, fmt.block_size * fmt.element_bits + e)
+
+
+def mx_storage_bits(rows: int, cols: int, fmt) -> tuple[float, float]:
+    """(element bits, shared-exponent bits) of a rows × cols tensor in ``fmt`` (blocks padded)."""
+    elems = rows * cols
+    blocks = rows * math.ceil(cols / fmt.block_size)
+    return elems * fmt.element_bits, blocks * fmt.scale_bits

@@ -1,0 +1,69 @@
+"""LQER / L2QER on block formats: y = Q(x)·Q(W) + Q(Q(x)·A)·B (L2QER is the same hardware).
+
+Units: main MX GEMM (x_fmt × w_fmt, ``lanes``); x·A MX GEMM (x_fmt × lr_fmt, K=in, N=rank,
+``lowrank_lanes``); a re-blocking cast of xA into x_fmt; (xA)·B MX GEMM (x_fmt × lr_fmt, K=rank,
+N=out, ``lowrank_lanes``); the final add of the two block results (exponent compare, exponent
+difference, alignment shift, integer add) and the output cast, both at ``out_lanes`` (one output
+appears every ceil(in/lanes) cycles, so 1 keeps up). ``lowrank_lanes=1`` is the paper's fold."""
+
+from __future__ import annotations
+
+import math
+
+from mxsim.formats import BlockFP, get_format
+
+from .base import Counts, Layer, check_pos_int, clog2, mx_acc_bits, mx_cast, mx_gemm, mx_storage_bits
+from .mxint import mx_act_bits
+
+LR_BLOCK_AXES = ("last", "reduction")
+
+
+def lowrank_storage(K: int, N: int, rank: int, fmt, axis: str) -> tuple[float, float]:
+    """(element bits, exponent bits) of A (K×rank) and B (rank×N). axis='last': A blocked along
+    rank, B along N (as published); 'reduction': A along K, B along rank (what a dot unit reads)."""
+    if axis not in LR_BLOCK_AXES:
+        raise ValueError(f"lr_block_axis must be one of {LR_BLOCK_AXES}, got {axis!r}")
+    bs = fmt.block_size
+    elems = (K + N) * rank * fmt.element_bits
+    if axis == "last":
+        blocks = K * math.ceil(rank / bs) + rank * math.ceil(N / bs)
+    else:
+        blocks = rank * math.ceil(K / bs) + N * math.ceil(rank / bs)
+    return elems, blocks * fmt.scale_bits
+
+
+def lqer_mxint(layer: Layer, w_fmt=BlockFP(4), x_fmt=BlockFP(8), lr_fmt=BlockFP(8), rank: int = 32,
+               lanes: int = 16, lowrank_lanes: int = 16, out_lanes: int = 1, out_fmt=None,
+               lr_block_axis: str = "last", weights_on_chip: bool = False, name: str = "lqer-mxint") -> Counts:
+    w_fmt, x_fmt, lr_fmt = get_format(w_fmt), get_format(x_fmt), get_format(lr_fmt)
+    out_fmt = get_format(out_fmt) if out_fmt is not None else x_fmt
+    check_pos_int("rank", rank)
+    check_pos_int("lowrank_lanes", lowrank_lanes)
+    check_pos_int("out_lanes", out_lanes)
+    c = Counts(name, layer, dict(w=w_fmt.name, x=x_fmt.name, lr=lr_fmt.name, rank=rank, lanes=lanes,
+                                 lowrank_lanes=lowrank_lanes, block=x_fmt.block_size))
+    T, K, N = layer.tokens, layer.in_features, layer.out_features
+    main = mx_gemm(c, "W_q", T, K, N, lanes, x_fmt, w_fmt)
+    xa = mx_gemm(c, "xA", T, K, rank, lowrank_lanes, x_fmt, lr_fmt)
+    mx_cast(c, "xA_cast", x_fmt, 1, mx_acc_bits(K, x_fmt, lr_fmt))
+    xab = mx_gemm(c, "xAB", T, rank, N, lowrank_lanes, x_fmt, lr_fmt)
+    acc = max(mx_acc_bits(K, x_fmt, w_fmt), mx_acc_bits(rank, x_fmt, lr_fmt))
+    e = max(x_fmt.scale_bits, w_fmt.scale_bits, lr_fmt.scale_bits) + 1
+    c.add("final_add", "comparator", e, 0, out_lanes)
+    c.add("final_add", "exp_add", e, 0, out_lanes)
+    c.add("final_add", "barrel_shifter", acc, clog2(acc), out_lanes)
+    c.add("final_add", "int_add", acc + 1, 0, out_lanes)
+    mx_cast(c, "out_cast", out_fmt, out_lanes, acc + 1)
+    we, ws = mx_storage_bits(N, K, w_fmt)
+    c.mem("weights", we)
+    c.mem("shared_exponents", ws)
+    le, ls = lowrank_storage(K, N, rank, lr_fmt, lr_block_axis)
+    c.mem("lowrank_factors", le + ls)
+    c.mem("activation_buffers", mx_act_bits(T, K, x_fmt) + mx_act_bits(T, rank, x_fmt))
+    act = (mx_act_bits(1, K, x_fmt) + mx_act_bits(1, N, out_fmt)) / 8
+    return c.finish(max(main, xa + xab), weights_on_chip, act)
+
+
+def l2qer_mxint(layer: Layer, **kw) -> Counts:
+    """L2QER: identical hardware to LQER (the scaling is folded into A offline)."""
+    return lqer_mxint(layer, name="l2qer-mxint", **kw)
