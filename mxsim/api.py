@@ -102,7 +102,11 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     deq = np.empty((R, L), x2.dtype) if want_deq else dummy_deq
     if isinstance(fmt, MXIntFormat):
         codes = np.empty((R, L), np.int8) if want_codes else np.empty((1, 1), np.int8)
-        _q.mxint_kernel(x2, k, fmt.element_bits, mode, seed, inner, want_codes, want_deq, codes, scales, deq)
+        if x2.dtype == np.float32 and mode != _q.RN_STOCH:
+            _q.mxint_f32_fast(x2, x2.view(np.int32), k, fmt.element_bits, mode, want_codes, want_deq,
+                              codes, scales, deq)
+        else:
+            _q.mxint_kernel(x2, k, fmt.element_bits, mode, seed, inner, want_codes, want_deq, codes, scales, deq)
     elif isinstance(fmt, MXFPFormat):
         codes = np.empty((R, L), np.uint8) if want_codes else np.empty((1, 1), np.uint8)
         _q.mxfp_kernel(x2, k, fmt.exponent_bits, fmt.mantissa_bits, fmt.exponent_bias, float(fmt.max_normal),

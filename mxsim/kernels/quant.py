@@ -279,3 +279,80 @@ def bfp_kernel(x, k, width, exp_min, exp_max, nan_code, bias, passthrough, mode,
                     deq[r, j] = 0.0
                 else:
                     deq[r, j] = sgn * m * up  # -0.0 when sgn = -1 and m = 0, as torch
+
+
+_MAGIC = 6755399441055744.0  # 1.5 * 2^52: (t + M) - M rounds |t| < 2^51 to nearest even
+
+
+_POW2 = np.array([2.0 ** (i - 200) for i in range(401)])  # ldexp is a libm call; a table is not
+
+
+@njit(cache=True, parallel=True)
+def mxint_f32_fast(x, xbits, k, bits, mode, want_codes, want_deq, codes, scales, deq):
+    """MXINT for float32 input and the non-stochastic modes, written to vectorize.
+
+    The block max is taken on the int32 bit patterns (|x| orders like its bits), which also
+    flags NaN/Inf (bits >= 0x7F800000) without a branch per element; int32 (explicitly
+    narrowed, numba would widen to int64) because AVX2 has a packed int32 max only.
+    """
+    R, L = x.shape
+    nb = (L + k - 1) // k
+    q = -(bits - 2)
+    maxc = float(2 ** (bits - 1) - 1)
+    msk = np.int32(0x7FFFFFFF)
+    for t in prange(R * nb):
+        r = t // nb
+        b = t - r * nb
+        j0 = b * k
+        j1 = min(j0 + k, L)
+        xr = x[r]
+        xbr = xbits[r]
+        m = np.int32(0)
+        for j in range(j0, j1):
+            m = np.int32(max(np.int32(xbr[j] & msk), m))
+        if m >= 0x7F800000:
+            scales[r, b] = 0xFF
+            for j in range(j0, j1):
+                if want_codes:
+                    codes[r, j] = 0
+                if want_deq:
+                    deq[r, j] = np.nan
+            continue
+        # normal amax: the biased exponent field; zero or float32-subnormal amax (< 2^-126)
+        # has floor(log2) <= -127 and clamps to -127
+        s = int(m >> 23) - 127 if m >= 0x00800000 else -127
+        scales[r, b] = s + 127
+        down = _POW2[200 - (s + q)]
+        up = _POW2[200 + s + q]
+        if want_deq:
+            dr = deq[r]
+            if mode == RN_EVEN:
+                for j in range(j0, j1):
+                    v = min(max(float(xr[j]) * down, -maxc), maxc)
+                    dr[j] = ((v + _MAGIC) - _MAGIC) * up + 0.0
+            elif mode == RN_AWAY:
+                for j in range(j0, j1):
+                    v = min(max(float(xr[j]) * down, -maxc), maxc)
+                    dr[j] = math.copysign(math.floor(abs(v) + 0.5), v) * up + 0.0  # |v|+0.5 exact
+            else:
+                for j in range(j0, j1):
+                    v = min(max(float(xr[j]) * down, -maxc), maxc)
+                    dr[j] = math.trunc(v) * up + 0.0
+        if want_codes:
+            cr = codes[r]
+            for j in range(j0, j1):
+                v = min(max(float(xr[j]) * down, -maxc), maxc)
+                if mode == RN_EVEN:
+                    c = (v + _MAGIC) - _MAGIC
+                elif mode == RN_AWAY:
+                    c = math.copysign(math.floor(abs(v) + 0.5), v)
+                else:
+                    c = math.trunc(v)
+                cr[j] = np.int8(c)
+
+
+@njit(cache=True)
+def bfp_exponents(amax, out):
+    """bfp_exponent over an array (used by the exhaustive test against torch.log2)."""
+    for i in range(amax.size):
+        out[i] = bfp_exponent(amax[i])
