@@ -125,6 +125,7 @@ class UnitCostTable:
         self.rows = df.reset_index(drop=True)
         self.name = name
         self.unit = next(iter(units)) if units else ""
+        self._memo: dict = {}
 
     # --- I/O -----------------------------------------------------------------------------
     @classmethod
@@ -145,6 +146,12 @@ class UnitCostTable:
             raise ValueError(f"component must be one of {sorted(COMPONENTS)}, got {component!r}")
         a = _check_int("a", a)
         b = _check_int("b", b)
+        key = (component, a, b)
+        if key not in self._memo:
+            self._memo[key] = self._lookup(component, a, b)
+        return self._memo[key]
+
+    def _lookup(self, component: str, a: int, b: int) -> tuple[float, str]:
         sub = self.rows[self.rows["component"] == component]
         if sub.empty:
             raise ValueError(f"unit-cost table {self.name!r} has no row for component {component!r}")
