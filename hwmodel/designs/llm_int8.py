@@ -77,15 +77,17 @@ def llm_int8(layer: Layer, outliers: int | None = None, int_bits: int = 8, lanes
         kp = math.ceil(n / ol) * ol
         hp = fp16_gemm(c, "fp16_outliers", T, kp, N, ol)
     # low-precision path
-    lp = 0
-    if n < K:
-        c.add("x_quant", "max_tree", 15, lanes + 1, 1)
-        c.add("x_quant", "fp16_div", 0, 0, 1)
-        _quantizer(c, "x_quant", quant, int_bits, lanes)
-        if runtime_weight_quant:
-            _quantizer(c, "w_quant", quant, int_bits, lanes)
-        lp = int_gemm(c, "int_gemm", T, K - n, N, lanes, int_bits, int_bits, acc_bits)
-    acc = acc_bits or (2 * int_bits + clog2(max(1, K - n)))
+    # (always built: the outlier count is only known at run time, so the int path must exist
+    # even when a given layer happens to send every column to FP16; it then idles)
+    c.add("x_quant", "max_tree", 15, lanes + 1, 1)
+    c.add("x_quant", "fp16_div", 0, 0, 1)
+    _quantizer(c, "x_quant", quant, int_bits, lanes)
+    if runtime_weight_quant:
+        _quantizer(c, "w_quant", quant, int_bits, lanes)
+    # accumulator sized for the worst case (every column low precision): the split varies at run time
+    acc = acc_bits or (2 * int_bits + clog2(K))
+    int_gemm(c, "int_gemm", T, K, N, lanes, int_bits, int_bits, acc)
+    lp = T * N * math.ceil((K - n) / lanes)
     # gather
     c.add("gather", "int_to_fp16", acc, 0, gather_lanes)
     c.add("gather", "fp16_mul", 0, 0, 2 * gather_lanes)
