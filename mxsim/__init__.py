@@ -19,3 +19,4 @@ from .formats import (
 )
 from .api import fake_quantize, quantize
 from .tensor import MXTensor
+from .api import FixedPoint, datapath_widths, matmul

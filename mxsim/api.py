@@ -6,9 +6,12 @@ numpy here (CUDA tensors go through the CPU and back, which is slow).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .formats import BlockFP, MXFPFormat, MXIntFormat, check_rounding, get_format
+from .kernels import matmul as _mm
 from .kernels import quant as _q
 
 _FLOAT_NP = (np.float16, np.float32, np.float64)
@@ -156,3 +159,183 @@ def quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
     scales = from_blocked_2d(scales2, sshape, axis)
     return MXTensor(np.ascontiguousarray(codes), np.ascontiguousarray(scales), fmt, axis, tuple(a.shape),
                     src_torch=src.is_torch, src_dtype=src.dtype, src_device=src.device)
+
+
+# ---------------------------------------------------------------------------------------
+# matmul
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """Two's-complement fixed-point accumulator: ``total_bits`` wide (<= 64), ``frac_bits``
+    below the binary point; ``overflow`` "saturate" or "wrap" (see the contract)."""
+
+    total_bits: int
+    frac_bits: int
+    overflow: str = "saturate"
+
+    def __post_init__(self):
+        for name, v, lo, hi in (("total_bits", self.total_bits, 2, 64), ("frac_bits", self.frac_bits, -512, 512)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+                raise ValueError(f"FixedPoint {name} must be an integer in [{lo}, {hi}], got {v!r}")
+        if self.overflow not in ("saturate", "wrap"):
+            raise ValueError(f"FixedPoint overflow must be 'saturate' or 'wrap', got {self.overflow!r}")
+
+
+def _check_lanes(lanes, block_size) -> int:
+    if lanes is None:
+        return block_size
+    if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1 or block_size % lanes:
+        raise ValueError(f"lanes must be a positive integer dividing the block size {block_size}, got {lanes!r}")
+    return int(lanes)
+
+
+def _check_mm_format(fmt, name):
+    if isinstance(fmt, MXFPFormat) and fmt.exponent_bits == 5:
+        raise ValueError(f"{name}: MXFP8_E5M2 products do not fit the int64 adder; matmul allows every other format")
+
+
+def datapath_widths(fmt_a, fmt_b, lanes=None) -> dict:
+    """Bit widths of the block dot-product datapath (contract, matmul section)."""
+    fa, fb = get_format(fmt_a), get_format(fmt_b)
+    if fa.block_size != fb.block_size:
+        raise ValueError(f"fmt_a and fmt_b must have the same block size, got {fa.block_size} and {fb.block_size}")
+    lanes = _check_lanes(lanes, fa.block_size)
+    if isinstance(fa, MXFPFormat) or isinstance(fb, MXFPFormat):
+        product = (fa.max_int * fb.max_int).bit_length() + 1  # signed magnitude of the largest product
+    else:
+        product = fa.element_bits + fb.element_bits - 1
+    levels = (lanes - 1).bit_length()  # ceil(log2 lanes)
+    widths = [product + i for i in range(1, levels + 1)]
+    return {
+        "product_bits": product,
+        "adder_tree_levels": levels,
+        "adder_tree_widths": widths,
+        "sum_bits": widths[-1] if widths else product,
+        "exponent_adder_bits": max(fa.scale_bits, fb.scale_bits) + 1,
+        "lanes": lanes,
+    }
+
+
+def _blockwise_partials(Ai, Bi, c0, c1, bound):
+    """Exact integer sums over K columns c0:c1 as float64: BLAS in float32 when every partial
+    sum stays below 2^24 (then exact in any order), float64 below 2^53, else int64."""
+    a, b = Ai[:, c0:c1], Bi[c0:c1, :]
+    if bound < 2**24:
+        return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float64)
+    if bound < 2**53:
+        return a.astype(np.float64) @ b.astype(np.float64)
+    return (a @ b).astype(np.float64)
+
+
+def _steps(K, k, lanes):
+    """(c0, c1, block index) of every lane step along K, in order."""
+    for c0 in range(0, K, lanes):
+        yield c0, min(c0 + lanes, K), c0 // k
+
+
+def _exact_blockwise(Ai, Bi, ea, eb, qsum, k, bound):
+    M, N = Ai.shape[0], Bi.shape[1]
+    acc = np.zeros((M, N))
+    flag = np.zeros((M, N), np.bool_)
+    for c0, c1, j in _steps(Ai.shape[1], k, k):
+        _mm.exact_step(acc, flag, _blockwise_partials(Ai, Bi, c0, c1, bound), ea[:, j].copy(), eb[j].copy(), qsum)
+    rows, cols = np.nonzero(flag)
+    if rows.size:
+        _mm.exact_fallback(acc, rows, cols, Ai, Bi, ea, eb, k, qsum)
+    return acc
+
+
+def _exact_folded(Ai, Bi, ea, eb, qsum, k):
+    """Exact matmul through ONE float64 GEMM where that is provably exact.
+
+    Fold each block's scale into its elements relative to the row's (column's) largest
+    block exponent: values become integers * 2^-d with d the row's exponent spread. Every
+    partial sum of the GEMM is then a multiple of 2^-(da+db) bounded by sum |a||b|, so it is
+    exact in any summation order while that bound is < 2^(53-da-db). Pairs (m, n) that fail
+    the check are redone block by block. Returns the (M, N) result.
+    """
+    M, K = Ai.shape
+    N = Bi.shape[1]
+    nb = ea.shape[1]
+    cols = np.arange(K) // k  # block of each K index
+    nza = np.add.reduceat(np.abs(Ai), np.arange(0, K, k), axis=1) > 0
+    nzb = np.add.reduceat(np.abs(Bi), np.arange(0, K, k), axis=0) > 0
+    big = np.iinfo(np.int64).max // 4
+    sa = np.where(nza, ea, -big).max(axis=1)
+    sa = np.where(sa == -big, 0, sa)
+    da = sa - np.where(nza, ea, big).min(axis=1).clip(max=sa)
+    sb = np.where(nzb, eb, -big).max(axis=0)
+    sb = np.where(sb == -big, 0, sb)
+    db = sb - np.where(nzb, eb, big).min(axis=0).clip(max=sb)
+    ra = np.ceil(np.log2(np.abs(Ai).sum(axis=1) + 1.0)).astype(np.int64) + da
+    cb = np.ceil(np.log2(np.abs(Bi).max(axis=0) + 1.0)).astype(np.int64) + db
+    fa = np.ldexp(Ai.astype(np.float64), np.where(nza, ea - sa[:, None], 0)[:, cols])
+    fb = np.ldexp(Bi.astype(np.float64), np.where(nzb, eb - sb[None, :], 0)[cols, :])
+    out = np.ldexp(fa @ fb, sa[:, None] + sb[None, :] + qsum)
+    bad = (ra[:, None] + cb[None, :]) > 53
+    if bad.any():
+        bad_rows = np.nonzero(bad.any(axis=1))[0]
+        bad_cols = np.nonzero(bad.any(axis=0))[0]
+        bound = int(np.abs(Ai).max(initial=0)) * int(np.abs(Bi).max(initial=0)) * k
+        if bad_rows.size * N <= bad_cols.size * M:
+            out[bad_rows] = _exact_blockwise(Ai[bad_rows], Bi, ea[bad_rows], eb, qsum, k, bound)
+        else:
+            out[:, bad_cols] = _exact_blockwise(Ai, Bi[:, bad_cols], ea, eb[:, bad_cols], qsum, k, bound)
+    return out
+
+
+def matmul(a, b, accumulator="exact", lanes=None):
+    """a (..., K) blocked along K (its last axis) times b (K, N) blocked along K (axis 0).
+
+    accumulator: "exact" (float64, correctly rounded), "fp32" (fused RNE per lane step,
+    float32 output) or a FixedPoint. See docs/mxsim_semantics.md.
+    """
+    from .tensor import MXTensor
+
+    if not isinstance(a, MXTensor) or not isinstance(b, MXTensor):
+        raise ValueError("a and b must be MXTensor (use mxsim.quantize)")
+    if a.axis != len(a.shape) - 1:
+        raise ValueError(f"a must be blocked along its last axis (K), got axis {a.axis}")
+    if len(b.shape) != 2 or b.axis != 0:
+        raise ValueError(f"b must be 2-D (K, N) blocked along axis 0, got shape {b.shape} axis {b.axis}")
+    K = a.shape[-1]
+    if b.shape[0] != K:
+        raise ValueError(f"a's K ({K}) and b's K ({b.shape[0]}) differ")
+    k = a.fmt.block_size
+    if b.fmt.block_size != k:
+        raise ValueError(f"a and b must share the block size, got {k} and {b.fmt.block_size}")
+    _check_mm_format(a.fmt, "a")
+    _check_mm_format(b.fmt, "b")
+    lanes = _check_lanes(lanes, k)
+    if not (accumulator in ("exact", "fp32") or isinstance(accumulator, FixedPoint)):
+        raise ValueError(f"accumulator must be 'exact', 'fp32' or a FixedPoint, got {accumulator!r}")
+
+    batch = a.shape[:-1]
+    M, N = int(np.prod(batch, dtype=np.int64)), b.shape[1]
+    Ai = a.int_values().reshape(M, K)
+    Bi = b.int_values()
+    ea = a.scale_exponents().reshape(M, -1)
+    eb = b.scale_exponents()
+    qsum = a.fmt.quantum_log2 + b.fmt.quantum_log2
+    nan = a.scale_is_nan().reshape(M, -1).any(axis=1)[:, None] | b.scale_is_nan().any(axis=0)[None, :]
+    if M == 0 or N == 0 or K == 0:
+        out = np.zeros((M, N), np.float32 if accumulator == "fp32" else np.float64)
+    elif accumulator == "exact":
+        out = _exact_folded(Ai, Bi, ea, eb, qsum, k)
+    else:
+        bound = int(np.abs(Ai).max(initial=0)) * int(np.abs(Bi).max(initial=0)) * k
+        if accumulator == "fp32":
+            out = np.zeros((M, N), np.float32)
+            for c0, c1, j in _steps(K, k, lanes):
+                _mm.fp32_step(out, _blockwise_partials(Ai, Bi, c0, c1, bound), ea[:, j].copy(), eb[j].copy(), qsum)
+        else:
+            fp = accumulator
+            acc = np.zeros((M, N), np.int64)
+            for c0, c1, j in _steps(K, k, k):
+                P = _blockwise_partials(Ai, Bi, c0, c1, bound).astype(np.int64)
+                _mm.fixed_step(acc, P, ea[:, j].copy(), eb[j].copy(), qsum + fp.frac_bits, fp.total_bits,
+                               fp.overflow == "saturate")
+            out = np.ldexp(acc.astype(np.float64), -fp.frac_bits)
+    out = np.where(nan, np.nan, out).astype(out.dtype)
+    return out.reshape(*batch, N)
