@@ -1,0 +1,117 @@
+"""The numba path (mxsim.fake_quantize / mxsim.quantize) against the independent torch
+referee (mxsim.reference), bit for bit: float bit patterns (NaN positions equal, signed
+zeros equal), element codes and scale codes.
+
+Every format x rounding mode x block size (16, 32, and 7, which divides neither the length
+45 nor 70) x axis, on the stacked adversarial batch plus random rows; then hypothesis
+random inputs; then dtypes and a 3-D tensor.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import mxsim
+from mxsim import reference as R
+from mxsim.formats import ROUNDING_MODES
+from mxsim.validate import compare_quantize
+
+from adversarial import (
+    BLOCKS,
+    DEFAULT_FORMATS,
+    adversarial_batches,
+    blocks,
+    float32_arrays,
+    formats,
+    mx_settings,
+    random_case,
+    roundings,
+)
+
+
+@functools.lru_cache(maxsize=None)
+def _batches(fmt, block, axis):
+    f = fmt.with_block_size(block)
+    rng = np.random.default_rng(block * 7 + axis)
+    batches = adversarial_batches(f, length=45, seed=1)
+    batches[-1] = np.concatenate([batches[-1], random_case(rng, 4, 45, "normal"),
+                                  random_case(rng, 4, 45, "wide")], axis=0)
+    # axis 0: the blocks run down the columns of the transposed batch
+    return [np.ascontiguousarray(a.T) if axis == 0 else a for a in batches]
+
+
+def assert_same(res, ctx):
+    msgs = [f"{check}: {bad}/{n} differ, first {msg}" for check, (n, bad, msg) in res.items() if bad]
+    assert not msgs, f"{ctx}\n" + "\n".join(msgs)
+
+
+def _fid(f):
+    return f"{f.name}" + (f"e{f.exponent_width}" if isinstance(f, mxsim.BlockFP) and f.exponent_width != 8 else "")
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("block", BLOCKS)
+@pytest.mark.parametrize("rounding", ROUNDING_MODES)
+@pytest.mark.parametrize("fmt", DEFAULT_FORMATS, ids=_fid)
+def test_adversarial_and_random(fmt, rounding, block, axis):
+    f = fmt.with_block_size(block)
+    for i, arr in enumerate(_batches(fmt, block, axis)):
+        x = torch.from_numpy(arr)
+        assert_same(compare_quantize(x, f, axis=axis, rounding=rounding, seed=i + 3),
+                    f"{f} {rounding} axis={axis} batch {i}")
+
+
+@mx_settings(60)
+@given(a=float32_arrays(), fmt=formats, rounding=roundings, block=blocks, axis=st.sampled_from([0, 1, -1]),
+       seed=st.integers(0, 2**40))
+def test_hypothesis_random(a, fmt, rounding, block, axis, seed):
+    f = fmt.with_block_size(block)
+    assert_same(compare_quantize(torch.from_numpy(a), f, axis=axis, rounding=rounding, seed=seed),
+                f"{f} {rounding} axis={axis} seed={seed} x={a.tolist()}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("fmt", [mxsim.MXINT8, mxsim.MXINT4, mxsim.MXFP8_E4M3, mxsim.MXFP4_E2M1, mxsim.BlockFP(4)], ids=_fid)
+def test_other_dtypes(fmt, dtype):
+    rng = np.random.default_rng(5)
+    a = np.concatenate([random_case(rng, 3, 40, k) for k in ("normal", "scaled_rows", "uniform_int")])
+    if dtype != torch.float64:
+        a = np.clip(a, -6e4, 6e4)  # keep float16 finite
+    x = torch.from_numpy(a).to(dtype)
+    for rounding in ("nearest_even", "stochastic"):
+        assert_same(compare_quantize(x, fmt.with_block_size(16), axis=-1, rounding=rounding), f"{fmt} {dtype}")
+    if dtype == torch.float64:
+        # float64 beyond float32 precision and range, and tiny values
+        y = torch.tensor([[1e300, 1.0 + 2.0**-40, 1e-300, -3e-8, 2.0**-1070, 7.0, 0.1, -1e200]], dtype=torch.float64)
+        assert_same(compare_quantize(y, fmt.with_block_size(4), axis=-1), f"{fmt} float64 extremes")
+
+
+@pytest.mark.parametrize("fmt", [mxsim.MXINT8, mxsim.MXFP6_E3M2, mxsim.BlockFP(4)], ids=_fid)
+@pytest.mark.parametrize("axis", [0, 1, 2, -2])
+def test_3d_any_axis(fmt, axis):
+    rng = np.random.default_rng(9)
+    x = torch.from_numpy(random_case(rng, 6 * 5, 9, "scaled_rows").reshape(6, 5, 9))
+    for rounding in ROUNDING_MODES:
+        assert_same(compare_quantize(x, fmt.with_block_size(4), axis=axis, rounding=rounding, seed=2),
+                    f"{fmt} axis={axis} {rounding}")
+
+
+def test_fake_quantize_equals_dequantized_codes_reference():
+    """Within the referee: dequantize(quantize(x)) == fake_quantize(x) bit for bit, except
+    BlockFP pass-through elements and BlockFP -0.0 (code 0 has no sign)."""
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(np.concatenate([random_case(rng, 4, 45, k) for k in ("normal", "wide", "heavy")]))
+    for fmt in DEFAULT_FORMATS:
+        f = fmt.with_block_size(16)
+        c, s = R.quantize(x, f)
+        d = R.dequantize(c, s, f, axis=-1)
+        fq = R.fake_quantize(x, f)
+        ok = (d.view(torch.int32) == fq.view(torch.int32)) | (torch.isnan(d) & torch.isnan(fq))
+        if isinstance(f, mxsim.BlockFP):
+            ok |= x.abs() <= np.float32(1e-8)
+            ok |= (fq == 0) & (d == 0)
+        assert ok.all(), f
