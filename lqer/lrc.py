@@ -1,0 +1,309 @@
+"""LRC: Low-Rank Correction for quantized weights AND activations (Scetbon & Hensman 2024).
+
+Layer: y = W_q Q_a(x) + U V^T x, with U (d_out x k), V (d_in x k) acting on the
+UNquantized input. Per layer, with calibration inputs X (tokens x d_in) and Y = Q_a(X),
+LRC minimises the layer loss
+
+    L(W_q, U, V) = || W X^T - W_q Y^T - U V^T X^T ||_F^2
+
+computed from the float64 covariances Sigma_x = X^T X, Sigma_y = Y^T Y, Sigma_xy = X^T Y
+(lqer.covariance), by alternating (derivations: ../shared/reference/lrc_qera_facts.md):
+
+* W-step (U, V fixed): L = ||(W_q - T) Sigma_y^{1/2}||^2 + const with
+  T = (W - U V^T) Sigma_xy Sigma_y^{-1}: GPTQ (lqer.gptq) on target T, Hessian Sigma_y.
+* UV-step (W_q fixed): reduced-rank regression. B = (W Sigma_x - W_q Sigma_yx) Sigma_x^{-1}
+  (= W - W_q Sigma_yx Sigma_x^{-1}), U = top-k eigenvectors of B Sigma_x B^T, V = B^T U.
+  With Y = X this is QERA's exact solution.
+* init="closed_form": relax W_q to real values: U = top-k eigenvectors of W S W^T with
+  S = Sigma_x - Sigma_xy Sigma_y^{-1} Sigma_yx, V = W^T U. init="zero": U = V = 0.
+  The order is init, then (W-step, UV-step) x iterations; LRC(1) is one W-step + UV-step.
+
+Damping: lambda = damp * mean(diag Sigma_y) is added to Sigma_y wherever it is inverted
+(W-step target, closed-form init) and is GPTQ's damping. Sigma_x (UV-step) gets only a
+1e-8-relative ridge, so the UV-step is the exact minimiser of L (with a ridge lambda the
+step minimises L + lambda ||U V^T||^2 instead, which can raise L slightly); the full
+damping on Sigma_x is used only if that factorisation fails. If a UV-step would raise L
+(damping fallback or the randomized eigensolver) the previous factors are kept, so
+logged UV-steps never increase the loss. The logged losses are always the undamped L.
+
+Rank: an int, or a fraction in (0, 1] read as ``of_min_dim`` (k = floor(f * min(d_in,
+d_out))) or ``of_params`` (k (d_in + d_out) <= f d_in d_out, k = floor(f d_in d_out /
+(d_in + d_out))); both floors, at least 1. 4096 x 4096 at 10%: 409 and 204.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import torch
+
+import mxsim
+
+from .covariance import CovarianceStats
+from .gptq import gptq
+
+__all__ = ["lrc", "LRCResult", "rank_from_fraction", "resolve_rank", "RANK_READINGS", "layer_loss",
+           "uv_step", "quantize_factors", "top_eigvecs", "lowrank_bits_per_element"]
+
+RANK_READINGS = ("of_min_dim", "of_params")
+
+
+def rank_from_fraction(frac, d_in: int, d_out: int, reading: str = "of_min_dim") -> int:
+    """Rank for "frac of the weight matrix" under the named reading (see module doc)."""
+    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not math.isfinite(frac):
+        raise ValueError(f"rank fraction must be a number in (0, 1], got {frac!r}")
+    if not 0 < frac <= 1:
+        raise ValueError(f"rank fraction must be in (0, 1], got {frac!r}")
+    if reading not in RANK_READINGS:
+        raise ValueError(f"unknown rank reading {reading!r}; allowed: {', '.join(RANK_READINGS)}")
+    if reading == "of_min_dim":
+        k = math.floor(frac * min(d_in, d_out) + 1e-9)
+    else:
+        k = math.floor(frac * d_in * d_out / (d_in + d_out) + 1e-9)
+    return max(1, min(k, min(d_in, d_out)))
+
+
+def resolve_rank(rank, d_in: int, d_out: int, reading: str = "of_min_dim") -> int:
+    """int rank (checked against 1..min(d_in, d_out)) or a float fraction."""
+    if reading not in RANK_READINGS:
+        raise ValueError(f"unknown rank reading {reading!r}; allowed: {', '.join(RANK_READINGS)}")
+    if isinstance(rank, bool):
+        raise ValueError(f"rank must be an int or a fraction, got {rank!r}")
+    if isinstance(rank, int):
+        if not 1 <= rank <= min(d_in, d_out):
+            raise ValueError(f"rank {rank} out of range: must be in 1..{min(d_in, d_out)} "
+                             f"(= min(d_in={d_in}, d_out={d_out}))")
+        return rank
+    if isinstance(rank, float):
+        return rank_from_fraction(rank, d_in, d_out, reading)
+    raise ValueError(f"rank must be an int or a fraction, got {rank!r}")
+
+
+def lowrank_bits_per_element(lowrank_format) -> float:
+    """Storage bits per factor element: None (float32 as stored here) 32, "fp16" 16, mxsim format."""
+    if lowrank_format is None:
+        return 32.0
+    if isinstance(lowrank_format, str) and lowrank_format.lower() in ("fp16", "float16"):
+        return 16.0
+    return float(mxsim.get_format(lowrank_format).bits_per_element)
+
+
+def quantize_factors(U: torch.Tensor, V: torch.Tensor, lowrank_format):
+    """Round the factors: None keeps them, "fp16" casts, an mxsim format blocks V along d_in
+    (axis 0, the reduction of V^T x) and U along k (axis 1, the reduction of U (V^T x))."""
+    if lowrank_format is None:
+        return U, V
+    if isinstance(lowrank_format, str) and lowrank_format.lower() in ("fp16", "float16"):
+        return U.half().to(U.dtype), V.half().to(V.dtype)
+    fmt = mxsim.get_format(lowrank_format)
+    return mxsim.fake_quantize(U, fmt, axis=1), mxsim.fake_quantize(V, fmt, axis=0)
+
+
+def top_eigvecs(K: torch.Tensor, k: int, solver: str = "auto", seed: int = 0, oversample: int | None = None,
+                power_iters: int = 4):
+    """Top-k eigenpairs of the symmetric PSD matrix K: (values descending, vectors).
+
+    solver "eigh": full torch.linalg.eigh (exact). "randomized": subspace iteration with
+    Rayleigh-Ritz (k + oversample columns, ``power_iters`` passes). "auto": eigh up to
+    2048 rows, randomized above (exact test coverage uses eigh)."""
+    d = K.shape[0]
+    if solver == "auto":
+        solver = "eigh" if d <= 2048 or k > d // 3 else "randomized"
+    if solver == "eigh":
+        w, Q = torch.linalg.eigh(K)
+        return w.flip(0)[:k], Q.flip(1)[:, :k]
+    if solver != "randomized":
+        raise ValueError(f"unknown eigen solver {solver!r}; allowed: auto, eigh, randomized")
+    p = min(d, k + (oversample if oversample is not None else max(16, k // 8)))
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    Om = torch.randn(d, p, generator=g, dtype=K.dtype).to(K.device)
+    Qm, _ = torch.linalg.qr(K @ Om)
+    for _ in range(power_iters):
+        Qm, _ = torch.linalg.qr(K @ Qm)
+    Bm = Qm.T @ K @ Qm
+    w, S = torch.linalg.eigh(0.5 * (Bm + Bm.T))
+    return w.flip(0)[:k], (Qm @ S.flip(1))[:, :k]
+
+
+@dataclasses.dataclass
+class LRCResult:
+    weight: torch.Tensor          # W_q (on the w_format grid), dtype of W
+    U: torch.Tensor               # d_out x k (after lowrank_format rounding)
+    V: torch.Tensor               # d_in x k
+    rank: int
+    losses: list                  # [(step name, layer loss)], undamped, from the covariances
+    w_format: object = None
+    a_format: object = None
+    lowrank_format: object = None
+    seconds: float = 0.0
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[-1][1]
+
+    def bits_per_weight(self) -> float:
+        d_out, d_in = self.weight.shape
+        wb = mxsim.get_format(self.w_format).bits_per_element * d_out * d_in
+        fb = lowrank_bits_per_element(self.lowrank_format) * self.rank * (d_in + d_out)
+        return (wb + fb) / (d_out * d_in)
+
+
+class _Problem:
+    """Precomputed products of one layer's loss; all float64 on the stats' device."""
+
+    def __init__(self, W, stats: CovarianceStats, damp: float, name: str):
+        stats.check(d_in=W.shape[1], name=name)
+        dev = stats.sx.device
+        self.W = W.detach().to(dev, torch.float64)
+        self.sx, self.sy, self.sxy = stats.sx, stats.sy, stats.sxy
+        self.name = name
+        d = self.sx.shape[0]
+        eye = torch.eye(d, dtype=torch.float64, device=dev)
+        self.lam_x = damp * torch.diagonal(self.sx).mean().item()
+        self.lam_y = damp * torch.diagonal(self.sy).mean().item()
+        # The UV-step is a plain least-squares problem: Sigma_x gets only a tiny ridge
+        # (1e-8 relative) so that the step stays the exact minimiser of L; the full damping
+        # is the fallback when that factorisation fails.
+        tiny = 1e-8 * torch.diagonal(self.sx).mean().item()
+        Lx, info = torch.linalg.cholesky_ex(0.5 * (self.sx + self.sx.T) + tiny * eye)
+        if info.item() == 0 and damp > 0:
+            self.Lx, self.lam_x = Lx, tiny
+        else:
+            self.Lx = self._chol(self.sx + self.lam_x * eye, "Sigma_x", stats, damp)
+        self.Ly = self._chol(self.sy + self.lam_y * eye, "Sigma_y", stats, damp)
+        self.P = self.W @ self.sx      # W Sigma_x
+        self.Q = self.W @ self.sxy     # W Sigma_xy
+        self.c0 = (self.P * self.W).sum().item()  # tr(W Sigma_x W^T) = ||W X^T||^2
+        self.damp = damp
+
+    def _chol(self, M, what, stats, damp):
+        L, info = torch.linalg.cholesky_ex(0.5 * (M + M.T))
+        if info.item() != 0:
+            raise ValueError(
+                f"{self.name}: {what} (+ damping {damp}) is not positive definite: too few calibration "
+                f"tokens ({stats.n}) for width {stats.d_in} or degenerate inputs; use at least "
+                f"{2 * stats.d_in} tokens or a larger damp")
+        return L
+
+    def wq_products(self, Wq):
+        """(W_q Sigma_y, W_q Sigma_yx)."""
+        return Wq @ self.sy, Wq @ self.sxy.T
+
+    def loss(self, Wq, U, V, WqSy=None):
+        """||W X^T - W_q Y^T - U V^T X^T||^2 from the covariances (low-rank terms kept cheap)."""
+        if WqSy is None:
+            WqSy = Wq @ self.sy
+        t1 = self.c0 - 2 * (U * (self.P @ V)).sum() + ((V.T @ self.sx @ V) * (U.T @ U)).sum()
+        t2 = (self.Q * Wq).sum() - (U * (Wq @ (self.sxy.T @ V))).sum()
+        t3 = (WqSy * Wq).sum()
+        return float(t1 - 2 * t2 + t3)
+
+    def uv_step(self, WqSyx, k, solver, seed):
+        R = self.P - WqSyx                                   # (W Sx - Wq Syx) = B (Sx + lam)
+        Gt = torch.linalg.solve_triangular(self.Lx, R.T, upper=False)  # G^T = Lx^{-1} R^T
+        K = Gt.T @ Gt                                        # B (Sx+lam) B^T
+        _, U = top_eigvecs(0.5 * (K + K.T), k, solver, seed)
+        V = torch.cholesky_solve(R.T @ U, self.Lx)           # B^T U = (Sx+lam)^{-1} R^T U
+        return U, V
+
+    def closed_form_init(self, k, solver, seed):
+        Mt = torch.linalg.solve_triangular(self.Ly, self.Q.T, upper=False)  # (W Sxy Ly^{-T})^T
+        K = self.P @ self.W.T - Mt.T @ Mt                                   # W S W^T
+        _, U = top_eigvecs(0.5 * (K + K.T), k, solver, seed)
+        return U, self.W.T @ U
+
+    def target(self, U, V):
+        """(W - U V^T) Sigma_xy (Sigma_y + lam)^{-1}."""
+        Qc = self.Q - U @ (V.T @ self.sxy)
+        return torch.cholesky_solve(Qc.T, self.Ly).T
+
+
+def uv_step(W, Wq, stats: CovarianceStats, rank, *, damp=0.0, solver="eigh", seed=0):
+    """One UV-step on its own (W_q fixed): returns (U, V) float64."""
+    pr = _Problem(W, stats, damp, "layer")
+    Wq64 = Wq.detach().to(pr.W.device, torch.float64)
+    k = resolve_rank(rank, *reversed(W.shape))
+    return pr.uv_step(Wq64 @ pr.sxy.T, k, solver, seed)
+
+
+def layer_loss(W, Wq, U, V, stats: CovarianceStats) -> float:
+    """||W X^T - W_q Y^T - U V^T X^T||^2 from the statistics (U, V may be None)."""
+    pr_W = W.detach().to(stats.sx.device, torch.float64)
+    Wq = Wq.detach().to(pr_W.device, torch.float64)
+    if U is None:
+        U = torch.zeros(W.shape[0], 1, dtype=torch.float64, device=pr_W.device)
+        V = torch.zeros(W.shape[1], 1, dtype=torch.float64, device=pr_W.device)
+    U = U.to(pr_W.device, torch.float64)
+    V = V.to(pr_W.device, torch.float64)
+    sx, sy, sxy = stats.sx, stats.sy, stats.sxy
+    E = pr_W - U @ V.T
+    return float((E @ sx * E).sum() - 2 * (E @ sxy * Wq).sum() + (Wq @ sy * Wq).sum())
+
+
+def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations: int = 1,
+        init: str = "closed_form", damp: float = 0.01, lowrank_format=None, rank_reading: str = "of_min_dim",
+        gptq_block: int = 128, act_order: bool = False, solver: str = "auto", seed: int = 0,
+        name: str = "layer", log=None) -> LRCResult:
+    """Low-Rank Correction of one linear layer (W: d_out x d_in). See the module doc.
+
+    stats: CovarianceStats of the layer input collected with ``a_format`` (checked if given).
+    Returns an LRCResult; ``losses`` holds the layer loss after init and after every step
+    (and after rounding the factors when lowrank_format is set). ``log``: optional callable
+    receiving each (step, loss).
+    """
+    t0 = time.perf_counter()
+    if not isinstance(W, torch.Tensor) or W.ndim != 2:
+        raise ValueError(f"{name}: W must be a 2-d tensor (d_out x d_in)")
+    if not isinstance(stats, CovarianceStats):
+        raise ValueError(f"{name}: stats must be CovarianceStats (lqer.covariance), got {type(stats).__name__}")
+    if a_format is not None and stats.a_format is not None and mxsim.get_format(a_format) != stats.a_format:
+        raise ValueError(f"{name}: statistics were collected with activation format {stats.a_format}, "
+                         f"not {mxsim.get_format(a_format)}")
+    if init not in ("closed_form", "zero"):
+        raise ValueError(f"init must be 'closed_form' or 'zero', got {init!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+    if not (isinstance(damp, (int, float)) and damp >= 0 and math.isfinite(damp)):
+        raise ValueError(f"damp must be a finite number >= 0, got {damp!r}")
+    w_format = mxsim.get_format(w_format)
+    d_out, d_in = W.shape
+    k = resolve_rank(rank, d_in, d_out, rank_reading)
+    if not torch.isfinite(W).all():
+        raise ValueError(f"{name}: W contains NaN or Inf")
+    pr = _Problem(W, stats, damp, name)
+    losses = []
+
+    def record(step, value):
+        if not math.isfinite(value):
+            raise ValueError(f"{name}: loss became {value} at {step} (ill-conditioned statistics?)")
+        losses.append((step, value))
+        if log is not None:
+            log(step, value)
+
+    if init == "closed_form":
+        U, V = pr.closed_form_init(k, solver, seed)
+    else:
+        U = torch.zeros(d_out, k, dtype=torch.float64, device=pr.W.device)
+        V = torch.zeros(d_in, k, dtype=torch.float64, device=pr.W.device)
+    Wq = None
+    for it in range(1, iterations + 1):
+        T = pr.target(U, V)
+        Wq = gptq(pr.W, pr.sy, w_format, target=T, damp=damp, block=gptq_block, act_order=act_order)
+        WqSy, WqSyx = pr.wq_products(Wq)
+        record(f"w_step{it}", pr.loss(Wq, U, V, WqSy))
+        Un, Vn = pr.uv_step(WqSyx, k, solver, seed + it)
+        new_loss = pr.loss(Wq, Un, Vn, WqSy)
+        if new_loss <= losses[-1][1]:
+            U, V = Un, Vn
+        else:  # only possible through damping or an approximate eigensolver: keep the old factors
+            new_loss = losses[-1][1]
+        record(f"uv_step{it}", new_loss)
+    if lowrank_format is not None:
+        U, V = quantize_factors(U, V, lowrank_format)
+        record("factors_rounded", pr.loss(Wq, U.to(torch.float64), V.to(torch.float64), WqSy))
+    if not (torch.isfinite(U).all() and torch.isfinite(V).all()):
+        raise ValueError(f"{name}: non-finite low-rank factors (ill-conditioned statistics)")
+    return LRCResult(weight=Wq.to(W.dtype).to(W.device), U=U, V=V, rank=k, losses=losses, w_format=w_format,
+                     a_format=stats.a_format, lowrank_format=lowrank_format, seconds=time.perf_counter() - t0)
