@@ -257,22 +257,18 @@ def _exact_folded(Ai, Bi, ea, eb, qsum, k):
     """
     M, K = Ai.shape
     N = Bi.shape[1]
-    nb = ea.shape[1]
-    cols = np.arange(K) // k  # block of each K index
-    nza = np.add.reduceat(np.abs(Ai), np.arange(0, K, k), axis=1) > 0
-    nzb = np.add.reduceat(np.abs(Bi), np.arange(0, K, k), axis=0) > 0
-    big = np.iinfo(np.int64).max // 4
-    sa = np.where(nza, ea, -big).max(axis=1)
-    sa = np.where(sa == -big, 0, sa)
-    da = sa - np.where(nza, ea, big).min(axis=1).clip(max=sa)
-    sb = np.where(nzb, eb, -big).max(axis=0)
-    sb = np.where(sb == -big, 0, sb)
-    db = sb - np.where(nzb, eb, big).min(axis=0).clip(max=sb)
-    ra = np.ceil(np.log2(np.abs(Ai).sum(axis=1) + 1.0)).astype(np.int64) + da
-    cb = np.ceil(np.log2(np.abs(Bi).max(axis=0) + 1.0)).astype(np.int64) + db
-    fa = np.ldexp(Ai.astype(np.float64), np.where(nza, ea - sa[:, None], 0)[:, cols])
-    fb = np.ldexp(Bi.astype(np.float64), np.where(nzb, eb - sb[None, :], 0)[cols, :])
-    out = np.ldexp(fa @ fb, sa[:, None] + sb[None, :] + qsum)
+    fa, fb = np.empty((M, K)), np.empty((K, N))
+    sa, da, suma = (np.empty(M, np.int64) for _ in range(3))
+    sb, db, maxb = (np.empty(N, np.int64) for _ in range(3))
+    _mm.fold_rows(Ai, ea, k, fa, sa, da, suma)
+    _mm.fold_cols(Bi, eb, k, fb, sb, db, maxb)
+    # conservative bit counts: |partial sums| <= suma[m] * maxb[n] in units of 2^-(da+db)
+    ra = np.ceil(np.log2(suma + 1.0)).astype(np.int64) + da
+    cb = np.ceil(np.log2(maxb + 1.0)).astype(np.int64) + db
+    out = fa @ fb
+    # exact: the exponent stays far inside float64's range (|sa + sb + qsum| < 600)
+    out *= np.ldexp(1.0, sa + qsum)[:, None]
+    out *= np.ldexp(1.0, sb)[None, :]
     bad = (ra[:, None] + cb[None, :]) > 53
     if bad.any():
         bad_rows = np.nonzero(bad.any(axis=1))[0]

@@ -57,13 +57,11 @@ class MXTensor:
     def int_values(self) -> np.ndarray:
         """int64 integer view: value = int * 2^(scale + quantum_log2) (see the contract)."""
         kind, eb, mb, _, _ = _kind_params(self.fmt)
-        c2, _, moved = self._blocked(self.codes)
-        out = np.empty(c2.shape, np.int64)
-        if c2.size:
-            _dq.int_values_kernel(c2, kind, eb, mb, out)
-        from .api import from_blocked_2d
-
-        return np.ascontiguousarray(from_blocked_2d(out, moved, self.axis))
+        c = np.ascontiguousarray(self.codes)  # elementwise: no need to move the blocked axis
+        out = np.empty(c.shape, np.int64)
+        if c.size:
+            _dq.int_values_kernel(c.reshape(-1), kind, eb, mb, out.reshape(-1))
+        return out
 
     def scale_exponents(self) -> np.ndarray:
         """Scale exponents (code - bias) as int64; NaN blocks are marked by ``scale_is_nan()``."""

@@ -26,10 +26,9 @@ def int_of_code(kind, code, ebits, mbits):
 
 @njit(cache=True, parallel=True)
 def int_values_kernel(codes, kind, ebits, mbits, out):
-    R, L = codes.shape
-    for r in prange(R):
-        for j in range(L):
-            out[r, j] = int_of_code(kind, codes[r, j], ebits, mbits)
+    """codes, out: flat 1-D arrays."""
+    for i in prange(codes.size):
+        out[i] = int_of_code(kind, codes[i], ebits, mbits)
 
 
 @njit(cache=True, parallel=True)

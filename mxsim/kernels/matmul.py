@@ -175,3 +175,73 @@ def fixed_step(acc, P, ea, eb, shift0, W, saturate):
             else:
                 a = _wrap(np.uint64(a) + np.uint64(al), W)
             acc[m, n] = a
+
+
+@njit(cache=True, parallel=True)
+def fold_rows(A, ea, k, out, smax, spread, absmax_sum):
+    """Fold block scales into a's integers relative to each row's largest exponent.
+
+    out[m, c] = A[m, c] * 2^(ea[m, j] - smax[m]); blocks whose integers are all zero do not
+    count for smax / spread (their exponent is irrelevant). absmax_sum[m] = sum |A[m, :]|.
+    """
+    M, K = A.shape
+    nb = ea.shape[1]
+    for m in prange(M):
+        hi = -(1 << 40)
+        lo = 1 << 40
+        tot = 0
+        for j in range(nb):
+            nz = False
+            for c in range(j * k, min(j * k + k, K)):
+                v = A[m, c]
+                if v != 0:
+                    nz = True
+                    tot += abs(v)
+            if nz:
+                hi = max(hi, ea[m, j])
+                lo = min(lo, ea[m, j])
+        if hi < lo:
+            hi = 0
+            lo = 0
+        smax[m] = hi
+        spread[m] = hi - lo
+        absmax_sum[m] = tot
+        for j in range(nb):
+            f = math.ldexp(1.0, min(max(ea[m, j] - hi, -1000), 0))
+            for c in range(j * k, min(j * k + k, K)):
+                out[m, c] = A[m, c] * f
+
+
+@njit(cache=True, parallel=True)
+def fold_cols(B, eb, k, out, smax, spread, absmax):
+    """fold_rows for b (K, N) blocked along axis 0; absmax[n] = max |B[:, n]|."""
+    K, N = B.shape
+    nb = eb.shape[0]
+    nz = np.zeros((nb, N), np.bool_)
+    absmax[:] = 0
+    for c in range(K):  # row order: B is C-contiguous
+        j = c // k
+        for n in range(N):
+            v = abs(B[c, n])
+            if v != 0:
+                nz[j, n] = True
+                absmax[n] = max(absmax[n], v)
+    fac = np.empty((nb, N))
+    for n in prange(N):
+        hi = -(1 << 40)
+        lo = 1 << 40
+        for j in range(nb):
+            if nz[j, n]:
+                hi = max(hi, eb[j, n])
+                lo = min(lo, eb[j, n])
+        if hi < lo:
+            hi = 0
+            lo = 0
+        smax[n] = hi
+        spread[n] = hi - lo
+        for j in range(nb):
+            fac[j, n] = math.ldexp(1.0, min(max(eb[j, n] - hi, -1000), 0))
+    for c in prange(K):
+        j = c // k
+        for n in range(N):
+            out[c, n] = B[c, n] * fac[j, n]
