@@ -307,3 +307,198 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
         raise ValueError(f"{name}: non-finite low-rank factors (ill-conditioned statistics)")
     return LRCResult(weight=Wq.to(W.dtype).to(W.device), U=U, V=V, rank=k, losses=losses, w_format=w_format,
                      a_format=stats.a_format, lowrank_format=lowrank_format, seconds=time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------------------------
+# Methods for lqer.quantize_model: "rtn", "gptq", "lrc" (+ "<m>_frac" rank-fraction wrappers)
+#
+# QuantConfig fields used: w_format, x_format (the activation format; also Q_a of the
+# statistics), rank (int, or a fraction in (0, 1] read per layer), extra:
+#   rotation ("none" | "hadamard" | "random" | "auto", default "none"), rotation_seed (0),
+#   rank_reading ("of_min_dim"), iterations (1), init ("closed_form"), damp (0.01),
+#   lowrank_format ("fp16" | "none" | an mxsim format name; default "fp16"),
+#   gptq_block (128), act_order (false), solver ("auto"),
+#   gptq_hessian ("x" | "y" | "xy", method "gptq" only; see docs/lrc.md).
+#
+# Calibration: the statistics depend on the activation format and the rotation, which the
+# observer factory (name, module) of lqer.methods is not told. Use
+# ``collect_lrc_stats(model, batches, config)`` and pass ``stats=`` to quantize_model, or
+# run quantize_model inside ``with calibration_config(config):``.
+# --------------------------------------------------------------------------------------------
+import contextlib
+import contextvars
+
+_CAL_CONFIG = contextvars.ContextVar("lrc_calibration_config", default=None)
+
+
+def _x(config, key, default):
+    return (config.extra or {}).get(key, default)
+
+
+def _rotation_for(config, d_in):
+    from .rotation import rotation_matrix
+
+    return rotation_matrix(d_in, str(_x(config, "rotation", "none")), int(_x(config, "rotation_seed", 0)))
+
+
+def _lowrank_format_of(config):
+    v = _x(config, "lowrank_format", "fp16")
+    if v is None or (isinstance(v, str) and v.lower() in ("none", "full", "fp32")):
+        return None
+    if isinstance(v, str) and v.lower() in ("fp16", "float16"):
+        return "fp16"
+    from .config import parse_format
+
+    return parse_format(v)
+
+
+def calibration_observer(config):
+    """Observer factory (name, module) -> CovarianceObserver for ``config``'s x_format/rotation."""
+    from .covariance import CovarianceObserver
+
+    if config.x_format is None:
+        raise ValueError("LRC/GPTQ statistics need an activation format (config.x_format is none)")
+
+    def factory(name, module):
+        return CovarianceObserver(config.x_format, transform=_rotation_for(config, module.in_features))
+
+    return factory
+
+
+def collect_lrc_stats(model, batches, config, progress=True):
+    """{layer name: CovarianceObserver} (shared by q/k/v and gate/up) for ``config``."""
+    from .calibrate import run_calibration
+
+    return run_calibration(model, batches, calibration_observer(config), progress=progress)
+
+
+@contextlib.contextmanager
+def calibration_config(config):
+    """Within this block, quantize_model's own calibration for rtn/gptq/lrc uses ``config``."""
+    tok = _CAL_CONFIG.set(config)
+    try:
+        yield
+    finally:
+        _CAL_CONFIG.reset(tok)
+
+
+def _registered_observer(name, module):
+    cfg = _CAL_CONFIG.get()
+    if cfg is None:
+        raise ValueError(
+            "LRC/GPTQ calibration needs the activation format and rotation, which lqer's observer factory "
+            "is not given: pass stats=lqer.lrc.collect_lrc_stats(model, batches, config) to quantize_model, "
+            "or call it inside `with lqer.lrc.calibration_config(config):`")
+    return calibration_observer(cfg)(name, module)
+
+
+def _stats_of(name, stats, config, d_in):
+    from .covariance import CovarianceObserver
+
+    if stats is None:
+        raise ValueError(f"{name}: no calibration statistics (CovarianceObserver) for this layer")
+    st = stats.result() if isinstance(stats, CovarianceObserver) else stats
+    if not isinstance(st, CovarianceStats):
+        raise ValueError(f"{name}: expected CovarianceObserver/CovarianceStats, got {type(stats).__name__}")
+    if config.x_format is not None and st.a_format is not None and st.a_format != config.x_format:
+        raise ValueError(f"{name}: statistics collected with activation format {st.a_format}, config has "
+                         f"{config.x_format}; recollect with collect_lrc_stats(model, batches, config)")
+    R = _rotation_for(config, d_in)
+    T = getattr(stats, "transform", None)
+    if (R is None) != (T is None) or (R is not None and not torch.equal(R.to(T.dtype), T.cpu())):
+        raise ValueError(f"{name}: statistics were collected with a different input rotation than the config's")
+    return st, R
+
+
+def _bias_of(linear):
+    return None if getattr(linear, "bias", None) is None else linear.bias
+
+
+def _method_rtn(name, linear, stats, config):
+    from .linear import QuantLinear
+    from .rotation import rotate_weight
+
+    W = linear.weight.detach().float()
+    R = _rotation_for(config, W.shape[1])
+    wq = mxsim.quantize(rotate_weight(W, R), config.w_format, axis=1)
+    return QuantLinear(wq, bias=_bias_of(linear), x_format=config.x_format, input_transform=R, name=name)
+
+
+def _method_gptq(name, linear, stats, config):
+    from .linear import QuantLinear
+    from .rotation import rotate_weight
+
+    W = linear.weight.detach()
+    st, R = _stats_of(name, stats, config, W.shape[1])
+    st.check(d_in=W.shape[1], name=name)
+    Wr = rotate_weight(W.to(st.sx.device, torch.float64), R)
+    damp = float(_x(config, "damp", 0.01))
+    kw = dict(damp=damp, block=int(_x(config, "gptq_block", 128)), act_order=bool(_x(config, "act_order", False)))
+    hess = _x(config, "gptq_hessian", "x")
+    if hess == "x":        # classic GPTQ: ||(W - W_q) X||, Hessian of the unquantized inputs
+        Wq = gptq(Wr, st.sx, config.w_format, **kw)
+    elif hess == "y":      # Hessian of the quantized inputs, target W
+        Wq = gptq(Wr, st.sy, config.w_format, **kw)
+    elif hess == "xy":     # ||W X - W_q Y||: target W Sxy Sy^-1, Hessian Sy (LRC's W-step, U = V = 0)
+        lam = damp * torch.diagonal(st.sy).mean()
+        Syl = st.sy + lam * torch.eye(st.d_in, dtype=st.sy.dtype, device=st.sy.device)
+        T = torch.linalg.solve(Syl, (Wr @ st.sxy).T).T
+        Wq = gptq(Wr, st.sy, config.w_format, target=T, **kw)
+    else:
+        raise ValueError(f"gptq_hessian must be 'x', 'y' or 'xy', got {hess!r}")
+    wq = mxsim.quantize(Wq.float().cpu(), config.w_format, axis=1)
+    return QuantLinear(wq, bias=_bias_of(linear), x_format=config.x_format, input_transform=R, name=name)
+
+
+def _method_lrc(name, linear, stats, config):
+    from .linear import QuantLinear
+    from .rotation import rotate_weight
+
+    W = linear.weight.detach()
+    st, R = _stats_of(name, stats, config, W.shape[1])
+    Wr = rotate_weight(W.to(st.sx.device, torch.float64), R)
+    lrf = _lowrank_format_of(config)
+    res = lrc(Wr, st, w_format=config.w_format, a_format=config.x_format, rank=config.rank,
+              iterations=int(_x(config, "iterations", 1)), init=str(_x(config, "init", "closed_form")),
+              damp=float(_x(config, "damp", 0.01)), lowrank_format=lrf,
+              rank_reading=str(_x(config, "rank_reading", "of_min_dim")),
+              gptq_block=int(_x(config, "gptq_block", 128)), act_order=bool(_x(config, "act_order", False)),
+              solver=str(_x(config, "solver", "auto")), name=name)
+    wq = mxsim.quantize(res.weight.float().cpu(), config.w_format, axis=1)
+    U, V = res.U.float().cpu(), res.V.float().cpu()
+    if lrf is None or lrf == "fp16":
+        A, B, fp_bits = V, U.T.contiguous(), (32 if lrf is None else 16)
+    else:
+        A, B, fp_bits = mxsim.quantize(V, lrf, axis=0), mxsim.quantize(U.T.contiguous(), lrf, axis=0), 16
+    q = QuantLinear(wq, bias=_bias_of(linear), x_format=config.x_format, A=A, B=B, lowrank_input="unquantized",
+                    lowrank_output_format=None, input_transform=R, fp_bits=fp_bits, name=name)
+    q.metrics = {"rank": res.rank, "lrc_losses": res.losses, "lrc_seconds": res.seconds}
+    return q
+
+
+def _frac_wrapper(base):
+    """Method ``base`` (lqer/l2qer/qera...) with config.rank a fraction resolved per layer."""
+    def fn(name, linear, stats, config):
+        from .methods import get_method
+
+        k = resolve_rank(config.rank, linear.in_features, linear.out_features,
+                         str(_x(config, "rank_reading", "of_min_dim")))
+        return get_method(base).fn(name, linear, stats, config.replace(rank=k))
+    return fn
+
+
+def _register():
+    from .methods import METHODS, register_method
+
+    register_method("rtn", _method_rtn)
+    register_method("gptq", _method_gptq, observer=_registered_observer)
+    register_method("lrc", _method_lrc, observer=_registered_observer)
+    for base in ("lqer", "l2qer", "qera", "qera_approx"):
+        if base in METHODS:
+            register_method(f"{base}_frac", _frac_wrapper(base), observer=METHODS[base].observer)
+
+
+try:
+    _register()
+except ImportError:  # lqer.methods missing: the functions above still work on their own
+    pass

@@ -230,3 +230,58 @@ def test_real_smollm2_layer():
     assert got < lqer < plain
     assert got < 0.8 * plain
     assert math.isfinite(got)
+
+
+def _tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("rotation", ["none", "auto"])
+def test_quantize_model_methods(rotation):
+    import copy
+
+    from lqer.config import QuantConfig
+    from lqer.lrc import calibration_config, collect_lrc_stats
+    from lqer.quantize import quantize_model
+
+    model = _tiny_llama()
+    ids = torch.randint(0, 64, (8, 48), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(ids[:2]).logits
+    base = QuantConfig(method="rtn", w_format="MXINT4/16", x_format="MXINT4/16", rank=0.25,
+                       extra={"rotation": rotation})
+    errs = {}
+    stats = collect_lrc_stats(model, ids, base, progress=False)  # 384 tokens >= 2 * 128
+    for m in ("rtn", "gptq", "lrc"):
+        q = copy.deepcopy(model)
+        cfg = base.replace(method=m)
+        if m == "gptq":  # quantize_model's own calibration, inside the context
+            with calibration_config(cfg):
+                _, info = quantize_model(q, cfg, ids, progress=False)
+        else:
+            _, info = quantize_model(q, cfg, stats=None if m == "rtn" else stats, progress=False)
+        with torch.no_grad():
+            errs[m] = float((q(ids[:2]).logits - ref).pow(2).mean())
+        if m == "lrc":
+            # 64x64 at 25% of min dim: rank 16; fp16 factors: 4.5 + 16 * 16 * 128 / 4096 for q
+            lay = info["layers"]["model.layers.0.self_attn.q_proj"]
+            assert lay["rank"] == 16
+            assert lay["bits_per_weight"] == pytest.approx(4.5 + 16 * 16 * 128 / 4096)
+    assert errs["lrc"] < errs["rtn"]
+    assert errs["gptq"] < errs["rtn"]
+
+
+def test_quantize_model_without_stats_says_how():
+    from lqer.config import QuantConfig
+    from lqer.quantize import quantize_model
+
+    model = _tiny_llama()
+    ids = torch.randint(0, 64, (2, 16))
+    with pytest.raises(ValueError, match="collect_lrc_stats"):
+        quantize_model(model, QuantConfig(method="lrc", w_format="MXINT4/16", x_format="MXINT4/16", rank=4), ids,
+                       progress=False)
