@@ -24,7 +24,9 @@ def get_model(model: str, device: str):
 
     key = (str(model), device)
     if key not in _MODELS:
-        _MODELS[key] = load_model(model=model, device=device)
+        m, tok = load_model(model=model, device=device)
+        m._mxlab_source = (str(model), device)  # lets ``quantized`` reload a fresh copy from the cache
+        _MODELS[key] = (m, tok)
     return _MODELS[key]
 
 
@@ -42,3 +44,343 @@ def perplexity(model, windows, progress: bool = True) -> float:
     from lqer.evaluate import perplexity as ppl
 
     return float(ppl(model, windows, progress=progress))
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return f"CUDA GPU ({torch.cuda.get_device_name(0)})"
+    import os
+
+    return f"CPU ({os.cpu_count()} cores, torch {torch.__version__})"
+
+
+# ----------------------------------------------------------------------------- configs
+def check_preset(name: str) -> None:
+    from lqer.config import load_config
+
+    from .util import UserError
+
+    try:
+        load_config(name)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+@lru_cache(maxsize=None)
+def _preset(name: str):
+    from lqer.config import load_config
+
+    return load_config(name)
+
+
+def describe_preset(name: str) -> str:
+    from lqer.config import format_to_str
+
+    c = _preset(name)
+    return (f"W {format_to_str(c.w_format)}, x {format_to_str(c.x_format)}, A/B {format_to_str(c.a_format)}"
+            f"/{format_to_str(c.b_format)} (factor blocks along the {c.factor_axis} dim), k={c.rank}")
+
+
+def config_rank(name: str, method: str) -> int:
+    return int(_preset(name).rank) if method in LOW_RANK else 0
+
+
+def make_config(preset: str, method: str, rank: int | None = None):
+    kw = {"method": method}
+    if rank is not None:
+        kw["rank"] = rank
+    return _preset(preset).replace(**kw)
+
+
+def point_config(p: DesignPoint, factor_axis: str | None = None):
+    """QuantConfig for a sweep point: MXINT<w>/<block> weights, MXINT<a>/<block> activations,
+    factors as the W4A8 preset (MXINT8/16)."""
+    from lqer.config import parse_format
+
+    kw = dict(method=p.method, w_format=parse_format(f"MXINT{p.w_bits}/{p.block}"),
+              x_format=parse_format(f"MXINT{p.a_bits}/{p.block}"), name=p.label)
+    if p.method in LOW_RANK:
+        kw["rank"] = p.rank
+    if factor_axis:
+        kw["factor_axis"] = factor_axis
+    return _preset("W4A8").replace(**kw)
+
+
+# ----------------------------------------------------------------------------- validation
+def validation(quick: bool = False):
+    """mxsim's numba-vs-torch-reference comparison (mxsim.validate.run_validation) on the formats
+    this report uses: one row per case with n_values and n_mismatch."""
+    from mxsim.formats import BlockFP, MXIntFormat
+    from mxsim.validate import run_validation
+
+    if quick:
+        fmts, blocks = [MXIntFormat(4), MXIntFormat(8)], (16,)
+    else:
+        fmts, blocks = [MXIntFormat(b) for b in (2, 3, 4, 6, 8)] + [BlockFP(4), BlockFP(8)], (16, 32)
+    return run_validation(formats=fmts, blocks=blocks, matmul=not quick)
+
+
+def fresh_model(model: str, device: str):
+    """A new copy of the model to quantize in place (re-read from lqer's on-disk cache: ~1 s,
+    cheaper than deepcopy)."""
+    from lqer.model import load_model
+
+    m, _ = load_model(model=model, device=device)
+    return m
+
+
+# ----------------------------------------------------------------------------- calibration
+# One forward pass feeds every method: a MultiObserver per layer holds one observer of each
+# kind the requested methods need; ``stats_for`` hands each method the kind it asks for.
+def _observer_kinds(methods):
+    from lqer.methods import get_method
+
+    kinds = {}
+    for m in methods:
+        if m == "fp":
+            continue
+        meth = get_method(m)
+        if meth.observer is not None:
+            kinds[m] = meth.observer
+    return kinds
+
+
+def calibrate(model, tok, n_samples: int, seq_len: int, seed: int, methods, progress: bool = True):
+    """{"per_method_factory": ..., "observers": {layer: MultiObserver}} from one calibration pass."""
+    from lqer.calibrate import MultiObserver, run_calibration
+    from lqer.data import calibration_batches
+
+    kinds = _observer_kinds(methods)
+    if not kinds:
+        return {"observers": None, "methods": {}}
+    batches = calibration_batches(tok, n_samples, seq_len, seed)
+
+    def factory(name, module):
+        return MultiObserver(**{m: f(name, module) for m, f in kinds.items()})
+
+    obs = run_calibration(model, batches, factory, progress=progress)
+    return {"observers": obs, "methods": set(kinds), "n_tokens": int(batches.numel())}
+
+
+def stats_for(stats, method: str):
+    """The {layer: observer} dict ``quantize_model`` expects for ``method`` (None if data-free)."""
+    if stats is None or stats.get("observers") is None or method not in stats["methods"]:
+        if _observer_kinds([method]):
+            raise ValueError(f"method {method!r} needs calibration statistics that were not collected")
+        return None
+    return {name: mo[method] for name, mo in stats["observers"].items()}
+
+
+def outlier_counts(stats) -> dict | None:
+    if stats is None or "llm_int8" not in stats.get("methods", ()):
+        return None
+    return {name: int(mo["llm_int8"].count) for name, mo in stats["observers"].items()}
+
+
+class quantized:
+    """``with quantized(model, "W3A8", method="lqer", stats=stats, rank=8) as (qmodel, info)``.
+
+    Quantizes a fresh copy (the fp model stays intact) and frees it on exit."""
+
+    def __init__(self, model, preset, method, stats, rank=None, config=None, progress=True):
+        self.model, self.preset, self.method, self.stats, self.rank = model, preset, method, stats, rank
+        self.config, self.progress = config, progress
+
+    def __enter__(self):
+        from lqer.quantize import quantize_model
+
+        cfg = self.config if self.config is not None else make_config(self.preset, self.method, self.rank)
+        src = getattr(self.model, "_mxlab_source", None)
+        if src is not None:
+            m = fresh_model(*src)
+        else:
+            m = copy.deepcopy(self.model)
+        self.qm, self.info = quantize_model(m, cfg, stats=stats_for(self.stats, cfg.method), progress=self.progress)
+        return self.qm, self.info
+
+    def __exit__(self, *exc):
+        del self.qm
+        return False
+
+
+def bits_per_weight(info) -> float:
+    return float(info["avg_bits_per_weight"])
+
+
+def layer_metrics(info):
+    """One row per quantized linear layer: layer, layer_index, module, metrics from lqer."""
+    import re
+
+    import pandas as pd
+
+    rows = []
+    for name, d in info["layers"].items():
+        m = re.search(r"layers\.(\d+)\.", name)
+        row = {"layer": name, "layer_index": int(m.group(1)) if m else -1, "module": name.rsplit(".", 1)[-1]}
+        row.update({k: v for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def layer_error_metric(df):
+    for m, label in (("rel_frobenius", "‖W − (W_q + (AB)ᵀ)‖_F / ‖W‖_F  (relative, log scale)"),
+                     ("frobenius", "‖W − (W_q + (AB)ᵀ)‖_F  (weight units, log scale)"),
+                     ("mean_abs", "mean |W − (W_q + (AB)ᵀ)|  (weight units, log scale)")):
+        if m in df.columns:
+            return m, label
+    raise ValueError(f"lqer's per-layer info has no error metric (columns: {list(df.columns)})")
+
+
+def default_spectrum_layer(model) -> str:
+    from lqer.calibrate import linear_layers
+
+    names = list(linear_layers(model))
+    mid = [n for n in names if ".mlp.down_proj" in n]
+    return mid[len(mid) // 2] if mid else names[len(names) // 2]
+
+
+def error_spectra(model, layer: str, stats, preset: str) -> dict:
+    """Singular values of E^T and diag(s)·E^T for one layer (lqer.approximate.decompose)."""
+    from lqer.approximate import decompose
+    from lqer.calibrate import linear_layers
+
+    lins = linear_layers(model)
+    if layer not in lins:
+        from .util import UserError
+
+        raise UserError(f"--spectrum-layer {layer!r} is not a quantizable linear layer (e.g. {next(iter(lins))})")
+    W = lins[layer].weight.detach().float().cpu()
+    cfg = _preset(preset)
+    s = stats_for(stats, "l2qer")[layer].scale()
+    plain = decompose(W, w_format=cfg.w_format).S
+    scaled = decompose(W, w_format=cfg.w_format, scale=s.cpu()).S
+    return {"plain": plain.double().numpy(), "scaled": scaled.double().numpy()}
+
+
+# ----------------------------------------------------------------------------- hardware
+HW_DESIGNS = [
+    # (label, hwmodel design, params); formats as the report's W4A8 preset
+    ("FP16", "fp16", {}),
+    ("MXINT W4A8", "mxint", {"w_fmt": "MXINT4/16", "x_fmt": "MXINT8/16"}),
+    ("MXINT W3A8", "mxint", {"w_fmt": "MXINT3/16", "x_fmt": "MXINT8/16"}),
+    ("(L2)QER-MXINT W4A8 k=32", "lqer-mxint", {"w_fmt": "MXINT4/16", "x_fmt": "MXINT8/16", "lr_fmt": "MXINT8/16", "rank": 32}),
+    ("LLM.int8()", "llm.int8", {}),
+    ("LLM.int4()", "llm.int4", {}),
+    ("GPTQ/AWQ W4 (FP16 compute)", "gptq", {}),
+]
+
+
+def _fmt_params(params: dict) -> dict:
+    from lqer.config import parse_format
+
+    return {k: (parse_format(v) if k.endswith("_fmt") else v) for k, v in params.items()}
+
+
+def model_area(shape: str, design: str, params: dict, tech: str = "fpga", outliers=None):
+    """(totals row, breakdown) of one design over every linear layer of a model shape."""
+    from hwmodel.report import canonical, model_report
+
+    d = canonical(design)
+    r = model_report(shape, [d], tech=tech, params={d: _fmt_params(params)}, outliers=outliers)
+    return r.totals.iloc[0].to_dict(), r.breakdown
+
+
+def hardware_tables(out, tech: str = "fpga", outliers=None) -> dict:
+    """Area per design for SmolLM2 and LLaMA-7B shapes, the paper table, breakdown plots."""
+    import pandas as pd
+    from hwmodel.paper import paper_table
+
+    from . import figures
+
+    tables, md = {}, []
+    for shape, tag in (("smollm2-135m", "smollm2"), ("llama-7b", "llama7b")):
+        rows, bds = [], []
+        for label, design, params in HW_DESIGNS:
+            o = outliers if (tag == "smollm2" and design.startswith("llm")) else None
+            tot, bd = model_area(shape, design, params, tech, o)
+            rows.append({"design": label, "hwmodel_design": design, "area": tot["area"], "unit": tot["unit"],
+                         "on_chip_memory_bits": tot["on_chip_memory_bits"],
+                         "offchip_bytes_per_token": tot["offchip_bytes_per_token"], "cycles": tot["cycles"]})
+            bds.append(bd.assign(design=label))
+        df = pd.DataFrame(rows)
+        df["area_ratio_to_fp16"] = df["area"] / float(df.loc[df.design == "FP16", "area"].iloc[0])
+        tables[f"area_{tag}"] = df
+        bd = pd.concat(bds, ignore_index=True)
+        tables[f"breakdown_{tag}"] = bd
+        figures.breakdown_plot(bd, out / f"hw_breakdown_{tag}.png",
+                               title=f"Area of one time-shared unit for {shape}'s largest linear layer ({tech})")
+    pt = paper_table(tech)
+    tables["paper"] = pt
+    unit = tables["area_smollm2"]["unit"].iloc[0]
+    note = ("LLM.int8()/int4() outlier columns per layer: calibrated on SmolLM2 (|x| > 6 on the calibration "
+            "tokens)" if outliers else "LLM.int8()/int4() outlier columns: hwmodel's default") + "; LLaMA-7B uses hwmodel's default."
+    md.append(f"Each design is one hardware unit time-shared over all linear layers (hwmodel's whole-model view: the area "
+              f"is the largest unit's; memory and cycles add up), technology `{tech}`, area in {unit}. L2QER and LQER "
+              f"have the same datapath (L2QER's scale is folded into A). {note}\n")
+    for tag, shape in (("smollm2", "SmolLM2-135M"), ("llama7b", "LLaMA-7B")):
+        show = tables[f"area_{tag}"][["design", "area", "area_ratio_to_fp16", "on_chip_memory_bits",
+                                      "offchip_bytes_per_token", "cycles"]]
+        md.append(f"### {shape} layer shapes\n\n![breakdown](hw_breakdown_{tag}.png)\n\n"
+                  f"*Stacked area per component for each design's largest unit; look for the LQER-MXINT bar staying "
+                  f"close to plain MXINT and far below FP16 and the LLM.int8()/GPTQ designs.* "
+                  f"Data: [hw_area_{tag}.csv](hw_area_{tag}.csv), [hw_breakdown_{tag}.csv](hw_breakdown_{tag}.csv).\n\n"
+                  + show.to_markdown(index=False, floatfmt=".4g") + "\n")
+    cols = [c for c in ("design", "rows", "paper_area", "paper_ratio", "model_ratio", "diff_%", "fit_ratio",
+                        "fit_diff_%", "within_10%_fit") if c in pt.columns]
+    md.append("### Model vs the paper's figures (one LLaMA-7B MLP layer, x 1×4096 · W 4096×11008, k = 32)\n\n"
+              "*Ratios to FP16: the paper's (authors' workbook) beside hwmodel's, with the difference; "
+              "`fit` rows use hwmodel's documented one-parameter FP16 fit. Gaps are explained in "
+              "[hw_paper.csv](hw_paper.csv) (columns assumptions, gap).*\n\n"
+              + pt[cols].to_markdown(index=False, floatfmt=".4g") + "\n")
+    return {"tables": tables, "markdown": "\n".join(md)}
+
+
+def area_for_point(p: DesignPoint, shape: str, tech: str, outliers=None, factor_axis: str | None = None):
+    """(area, unit) of a sweep point's datapath over a model shape's linear layers."""
+    w, x = f"MXINT{p.w_bits}/{p.block}", f"MXINT{p.a_bits}/{p.block}"
+    if p.method == "fp":
+        design, params = "fp16", {}
+    elif p.method in ("plain", "rtn", "gptq"):
+        design, params = "mxint", {"w_fmt": w, "x_fmt": x}
+    elif p.method in ("lqer", "l2qer", "qera"):
+        design, params = "lqer-mxint", {"w_fmt": w, "x_fmt": x, "lr_fmt": "MXINT8/16", "rank": p.rank}
+        if factor_axis:
+            params["lr_block_axis"] = factor_axis
+    elif p.method == "lrc":
+        design, params = "lrc", {"w_fmt": w, "x_fmt": x, "rank": p.rank}
+    elif p.method == "llm_int8":
+        design, params = "llm.int8", {}
+    else:
+        raise ValueError(f"no hardware design for method {p.method!r}")
+    tot, _ = model_area(shape, design, params, tech, outliers if design.startswith("llm") else None)
+    return float(tot["area"]), str(tot["unit"])
+
+
+# ----------------------------------------------------------------------------- a sweep point
+def evaluate_point(p: DesignPoint, settings: dict) -> dict:
+    """Perplexity, bits per weight and area of one design point (runs inside a Dask worker)."""
+    from .util import resolve_device
+
+    device = resolve_device(settings.get("device") or "auto")
+    model, tok = get_model(settings["model"], device)
+    windows = get_windows(tok, settings["seq_len"], settings["windows"], settings["model"])
+    shape = settings.get("hw_shape") or "smollm2-135m"
+    outliers = None
+    if p.method == "fp":
+        ppl, bits = perplexity(model, windows, progress=False), 16.0
+    else:
+        cfg = point_config(p, settings.get("factor_axis"))
+        skey = (settings["model"], device, settings["calib_samples"], settings["calib_seq_len"], settings["seed"], p.method)
+        if skey not in _STATS:
+            _STATS[skey] = calibrate(model, tok, settings["calib_samples"], settings["calib_seq_len"],
+                                     settings["seed"], [p.method], progress=False)
+        stats = _STATS[skey]
+        outliers = outlier_counts(stats)
+        with quantized(model, None, p.method, stats, config=cfg, progress=False) as (qm, info):
+            ppl = perplexity(qm, windows, progress=False)
+        bits = bits_per_weight(info)
+    area, unit = area_for_point(p, shape, settings.get("tech", "fpga"), outliers, settings.get("factor_axis"))
+    return {"perplexity": ppl, "bits_per_weight": bits, "area": area, "area_unit": unit, "device": device,
+            "tokens": int(windows.numel())}

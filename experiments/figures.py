@@ -98,3 +98,25 @@ def pareto_plot(df: pd.DataFrame, path: Path, tech: str | None = None) -> None:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     _save(fig, path)
+
+
+def breakdown_plot(bd: pd.DataFrame, path: Path, title: str, by: str = "component") -> None:
+    """Stacked area per design (rows of hwmodel's breakdown: design, component, area, unit)."""
+    unit = bd["unit"].iloc[0]
+    piv = bd.pivot_table(index="design", columns=by, values="area", aggfunc="sum", sort=False).fillna(0.0)
+    piv = piv.loc[:, piv.sum(axis=0) > 0]
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    bottom = np.zeros(len(piv))
+    cmap = plt.get_cmap("tab20")
+    for i, col in enumerate(piv.columns):
+        ax.bar(range(len(piv)), piv[col].values, bottom=bottom, label=col, color=cmap(i % 20))
+        bottom += piv[col].values
+    ax.set_xticks(range(len(piv)), piv.index, rotation=25, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=max(1.0, 0.5 * float(piv.sum(axis=1).min()) / 10))
+    ax.set_xlabel("design")
+    ax.set_ylabel(f"area ({unit}, log scale)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(alpha=0.3, axis="y", which="both")
+    _save(fig, path)
