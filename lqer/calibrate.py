@@ -1,0 +1,223 @@
+"""Calibration: forward pre-hooks on the decoder's linear layers feed each layer's input
+(flattened to tokens x in) to an observer.
+
+Observers: ``AbsMeanMax`` (the L2QER scale, exactly the reference recipe), ``SecondMoment``
+(sum x^T x in float64 for QERA), ``OutlierColumns`` (input columns with any |x| > 6.0, for
+LLM.int8() and the hardware model). Layers that share one input (q/k/v; gate/up) can share
+one observer: ``input_groups(model)`` lists them, and ``run_calibration(share_inputs=True)``
+hooks only the first layer of each group and maps every member to the same observer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+# Sibling projections that read the same tensor in Llama/Mistral/Qwen-style blocks and OPT.
+SHARED_INPUT_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"), ("w1", "w3"))
+
+
+def decoder_blocks(model) -> tuple[str, nn.ModuleList]:
+    """(prefix, ModuleList) of the decoder blocks of a HF causal LM (Llama family, OPT, GPT-NeoX...)."""
+    for path in ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "layers"):
+        obj = model
+        ok = True
+        for part in path.split("."):
+            if not hasattr(obj, part):
+                ok = False
+                break
+            obj = getattr(obj, part)
+        if ok and isinstance(obj, nn.ModuleList):
+            return path, obj
+    raise ValueError(f"cannot find the decoder blocks of {type(model).__name__} (supported: Llama-family, OPT)")
+
+
+def linear_layers(model) -> dict[str, nn.Module]:
+    """{full name: module} of every nn.Linear (or already-quantized linear) inside the decoder blocks."""
+    from .linear import QuantLinear
+
+    prefix, blocks = decoder_blocks(model)
+    out = {}
+    for i, block in enumerate(blocks):
+        for name, mod in block.named_modules():
+            if isinstance(mod, (nn.Linear, QuantLinear)) and name:
+                out[f"{prefix}.{i}.{name}"] = mod
+    if not out:
+        raise ValueError(f"no nn.Linear layers found in the decoder blocks of {type(model).__name__}")
+    return out
+
+
+def input_groups(names) -> list[list[str]]:
+    """Group layer names that share one input (q/k/v of one block; gate/up of one block).
+    Every name appears in exactly one group; order follows ``names``."""
+    names = list(names)
+    groups, seen = [], set()
+    for n in names:
+        if n in seen:
+            continue
+        parent, _, leaf = n.rpartition(".")
+        grp = [n]
+        for g in SHARED_INPUT_GROUPS:
+            if leaf in g:
+                grp = [f"{parent}.{x}" for x in g if f"{parent}.{x}" in names]
+                break
+        groups.append(grp)
+        seen.update(grp)
+    return groups
+
+
+class AbsMeanMax:
+    """L2QER scale: per batch mean |x| over tokens per input channel; elementwise max over
+    batches; then clamp at 1e-4 and normalise s / sqrt(min(s) max(s))."""
+
+    def __init__(self, n_in: int | None = None):
+        self.s = None
+        self.n_batches = 0
+
+    def update(self, x: torch.Tensor):
+        m = x.detach().abs().to(torch.float32).mean(dim=0)
+        self.s = m if self.s is None else torch.maximum(self.s, m)
+        self.n_batches += 1
+
+    def scale(self) -> torch.Tensor:
+        if self.s is None:
+            raise ValueError("AbsMeanMax saw no calibration batch")
+        s = self.s.clamp_min(1e-4)
+        return s / torch.sqrt(s.min() * s.max())
+
+    def result(self):
+        return self.scale()
+
+
+class SecondMoment:
+    """sum x^T x (in x in, float64) and the number of tokens; for QERA (and QERA-approx)."""
+
+    def __init__(self, n_in: int | None = None):
+        self.xtx = None
+        self.n = 0
+
+    def update(self, x: torch.Tensor):
+        x = x.detach().to(torch.float64)
+        xtx = x.T @ x
+        self.xtx = xtx if self.xtx is None else self.xtx + xtx
+        self.n += x.shape[0]
+
+    def mean(self) -> torch.Tensor:
+        """R_xx = E[x^T x]."""
+        if self.xtx is None:
+            raise ValueError("SecondMoment saw no calibration batch")
+        return self.xtx / self.n
+
+    def result(self):
+        return self.mean()
+
+
+class OutlierColumns:
+    """Input columns with any |x| > threshold seen on the calibration data."""
+
+    def __init__(self, n_in: int | None = None, threshold: float = 6.0):
+        self.threshold = float(threshold)
+        self.mask = None
+        self.max_abs = None
+
+    def update(self, x: torch.Tensor):
+        a = x.detach().abs()
+        m = (a > self.threshold).any(dim=0)
+        mx = a.amax(dim=0).to(torch.float32)
+        self.mask = m if self.mask is None else (self.mask | m)
+        self.max_abs = mx if self.max_abs is None else torch.maximum(self.max_abs, mx)
+
+    @property
+    def count(self) -> int:
+        return 0 if self.mask is None else int(self.mask.sum())
+
+    def columns(self) -> list[int]:
+        return [] if self.mask is None else torch.nonzero(self.mask).flatten().tolist()
+
+    def result(self):
+        return self.count
+
+
+class MultiObserver:
+    """Several observers fed the same input: ``obs["abs"]``, ``obs["xtx"]``..."""
+
+    def __init__(self, **observers):
+        self.observers = observers
+
+    def update(self, x):
+        for o in self.observers.values():
+            o.update(x)
+
+    def __getitem__(self, k):
+        return self.observers[k]
+
+
+def outlier_counts_json(stats: dict, path=None) -> str:
+    """{layer_name: count} as JSON (for the hardware model); written to ``path`` if given."""
+    d = {}
+    for name, o in stats.items():
+        if isinstance(o, MultiObserver):
+            o = next((v for v in o.observers.values() if isinstance(v, OutlierColumns)), None)
+        if isinstance(o, OutlierColumns):
+            d[name] = o.count
+    text = json.dumps(d, indent=1)
+    if path is not None:
+        from pathlib import Path
+
+        Path(path).write_text(text)
+    return text
+
+
+@torch.no_grad()
+def run_calibration(model, batches, observer_factory: Callable, layers=None, progress: bool = True,
+                    share_inputs: bool = True, batch_size: int = 1) -> dict:
+    """Run ``batches`` (LongTensor n x seq, or an iterable of them) through ``model`` with
+    forward pre-hooks on the decoder's linear layers. ``observer_factory(name, module)`` makes
+    one observer (``.update(x2d)``) per layer or per shared-input group. Returns {name: observer}
+    (members of a group map to the same object). Each forward call of ``batch_size`` samples
+    is one "batch" for the observers."""
+    all_layers = linear_layers(model)
+    if layers is None:
+        names = list(all_layers)
+    else:
+        names = list(layers)
+        missing = [n for n in names if n not in all_layers]
+        if missing:
+            raise ValueError(f"unknown layers: {missing[:5]}")
+    groups = input_groups(names) if share_inputs else [[n] for n in names]
+    observers, handles = {}, []
+    for grp in groups:
+        head = all_layers[grp[0]]
+        obs = observer_factory(grp[0], head)
+        for n in grp:
+            observers[n] = obs
+
+        def hook(mod, args, obs=obs):
+            x = args[0]
+            obs.update(x.reshape(-1, x.shape[-1]))
+
+        handles.append(head.register_forward_pre_hook(hook))
+    if isinstance(batches, torch.Tensor):
+        if batches.dim() == 1:
+            batches = batches[None]
+        chunks = [batches[i: i + batch_size] for i in range(0, batches.shape[0], batch_size)]
+    else:
+        chunks = list(batches)
+    if not chunks:
+        raise ValueError("no calibration batches given")
+    device = next(model.parameters()).device
+    it = chunks
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(chunks, desc="calibrate", unit="batch", leave=False)
+    try:
+        for ids in it:
+            model(input_ids=ids.to(device))
+    finally:
+        for h in handles:
+            h.remove()
+    return observers

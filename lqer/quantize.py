@@ -1,0 +1,204 @@
+"""Whole-model quantization: replace every q/k/v/o and MLP linear layer of every decoder
+block (embeddings and LM head untouched), save/load the result in safetensors."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mxsim.tensor import MXTensor
+
+from .calibrate import linear_layers, run_calibration
+from .config import QuantConfig, format_from_str, format_to_str, load_config
+from .linear import QuantLinear
+from .llm_int8 import LLMInt8Linear
+from .methods import get_method
+
+FORMAT_VERSION = 1
+
+
+def _set_module(model, name: str, new: nn.Module):
+    parent_name, _, leaf = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, leaf, new)
+
+
+def collect_stats(model, config: QuantConfig, calibration_batches, progress=True, batch_size=1) -> dict | None:
+    """Run the calibration the config's method needs; None if it needs none."""
+    method = get_method(config.method)
+    if method.observer is None:
+        return None
+    if calibration_batches is None:
+        raise ValueError(f"method {config.method!r} needs calibration_batches (or precomputed stats)")
+    return run_calibration(model, calibration_batches, method.observer, progress=progress, batch_size=batch_size)
+
+
+def quantize_model(model, config, calibration_batches=None, stats=None, progress=True, layers=None):
+    """Replace the decoder's linear layers in place by the method's modules.
+    Returns ``(model, info)``; info: per-layer metrics/bits, ``avg_bits_per_weight`` (over the
+    replaced layers' weights, exponents and low-rank factors included), timings."""
+    config = load_config(config) if not isinstance(config, QuantConfig) else config
+    method = get_method(config.method)
+    t0 = time.perf_counter()
+    if stats is None:
+        stats = collect_stats(model, config, calibration_batches, progress=progress)
+    t_cal = time.perf_counter() - t0
+    targets = linear_layers(model)
+    if layers is not None:
+        targets = {n: targets[n] for n in layers}
+    t1 = time.perf_counter()
+    info = {"config": config.to_dict(), "layers": {}}
+    total_bits, total_w = 0, 0
+    items = list(targets.items())
+    it = items
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(items, desc=f"quantize {config.method}", unit="layer", leave=False)
+    with torch.no_grad():
+        for name, lin in it:
+            if not isinstance(lin, nn.Linear):
+                raise ValueError(f"layer {name} is already quantized ({type(lin).__name__}); load a fresh model")
+            st = None if stats is None else stats.get(name)
+            if method.observer is not None and st is None:
+                raise ValueError(f"no calibration statistics for layer {name}")
+            new = method.fn(name, lin, st, config)
+            _set_module(model, name, new)
+            n_w = lin.in_features * lin.out_features
+            bits = int(getattr(new, "nbits", n_w * 16))
+            total_bits += bits
+            total_w += n_w
+            info["layers"][name] = {"shape": [lin.out_features, lin.in_features], "bits": bits,
+                                    "bits_per_weight": bits / n_w, **getattr(new, "metrics", {})}
+            del lin
+    info["avg_bits_per_weight"] = total_bits / total_w if total_w else float("nan")
+    info["n_layers"] = len(items)
+    info["calibration_s"] = t_cal
+    info["quantize_s"] = time.perf_counter() - t1
+    return model, info
+
+
+# ---------------------------------------------------------------- save / load
+def _mx_meta(t: MXTensor) -> dict:
+    return {"fmt": format_to_str(t.fmt), "axis": int(t.axis), "shape": list(t.shape)}
+
+
+def _put(tensors, meta, key, t):
+    if t is None:
+        meta[key] = None
+    elif isinstance(t, MXTensor):
+        tensors[key + ".codes"] = torch.from_numpy(np.ascontiguousarray(t.codes))
+        tensors[key + ".scales"] = torch.from_numpy(np.ascontiguousarray(t.scales))
+        meta[key] = {"mx": _mx_meta(t)}
+    else:
+        tensors[key] = t.detach().contiguous().clone()
+        meta[key] = {"dense": True}
+
+
+def _get(tensors, meta, key):
+    m = meta.get(key)
+    if m is None:
+        return None
+    if m.get("dense"):
+        return tensors[key]
+    mm = m["mx"]
+    return MXTensor(tensors[key + ".codes"].numpy(), tensors[key + ".scales"].numpy(), format_from_str(mm["fmt"]),
+                    mm["axis"], tuple(mm["shape"]), src_torch=True, src_dtype=torch.float32,
+                    src_device=torch.device("cpu"))
+
+
+def save_quantized(model, path, config=None, info=None):
+    """Write every QuantLinear/LLMInt8Linear (codes, scales, factors; no SVD needed to load)
+    to one safetensors file, atomically: a temp file in the same directory, then os.replace,
+    so a failure half-way leaves any previous file at ``path`` intact."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors, layers = {}, {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, QuantLinear):
+            meta = {"type": "QuantLinear", "x_format": format_to_str(mod.x_format),
+                    "lowrank_output_format": format_to_str(mod.lowrank_output_format),
+                    "lowrank_input": mod.lowrank_input, "fp_bits": mod.fp_bits,
+                    "in": mod.in_features, "out": mod.out_features}
+            _put(tensors, meta, name + ".W", mod.w_mx if mod.w_mx is not None else mod.weight)
+            _put(tensors, meta, name + ".A", mod._A_src)
+            _put(tensors, meta, name + ".B", mod._B_src)
+            _put(tensors, meta, name + ".bias", mod.bias)
+            _put(tensors, meta, name + ".input_transform", mod.input_transform)
+            layers[name] = meta
+        elif isinstance(mod, LLMInt8Linear):
+            meta = {"type": "LLMInt8Linear", "bits": mod.bits, "threshold": mod.threshold,
+                    "calib_outliers": mod.calib_outliers}
+            _put(tensors, meta, name + ".weight_fp16", mod.weight_fp16)
+            _put(tensors, meta, name + ".bias", mod.bias)
+            layers[name] = meta
+    if not layers:
+        raise ValueError("model has no quantized layers to save (run quantize_model first)")
+    header = {"lqer_format_version": str(FORMAT_VERSION), "layers": json.dumps(layers)}
+    if config is not None:
+        header["config"] = json.dumps(config.to_dict() if isinstance(config, QuantConfig) else config)
+    if info is not None:
+        header["info"] = json.dumps(info, default=float)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_quantized(model_or_path, path):
+    """Rebuild the quantized layers saved by ``save_quantized`` into ``model_or_path`` (a
+    model with the original architecture, or a model path/name for ``load_model``)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"quantized model file {str(path)!r} does not exist")
+    if isinstance(model_or_path, nn.Module):
+        model = model_or_path
+    else:
+        from .model import load_model
+
+        model, _ = load_model(model_or_path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{str(path)!r} is not a readable safetensors file: {e}") from e
+    if "layers" not in header:
+        raise ValueError(f"{str(path)!r} is not an lqer quantized model (no 'layers' metadata)")
+    layers = json.loads(header["layers"])
+    for name, meta in layers.items():
+        try:
+            model.get_submodule(name)
+        except AttributeError as e:
+            raise ValueError(f"saved layer {name} does not exist in the given model") from e
+        if meta["type"] == "QuantLinear":
+            mod = QuantLinear(_get(tensors, meta, name + ".W"), bias=_get(tensors, meta, name + ".bias"),
+                              x_format=format_from_str(meta["x_format"]), A=_get(tensors, meta, name + ".A"),
+                              B=_get(tensors, meta, name + ".B"), lowrank_input=meta["lowrank_input"],
+                              lowrank_output_format=format_from_str(meta["lowrank_output_format"]),
+                              input_transform=_get(tensors, meta, name + ".input_transform"),
+                              fp_bits=meta["fp_bits"], name=name)
+        elif meta["type"] == "LLMInt8Linear":
+            mod = LLMInt8Linear(_get(tensors, meta, name + ".weight_fp16").float(),
+                                _get(tensors, meta, name + ".bias"), bits=meta["bits"],
+                                threshold=meta["threshold"], calib_outliers=meta["calib_outliers"], name=name)
+        else:
+            raise ValueError(f"unknown layer type {meta['type']!r} in {str(path)!r}")
+        _set_module(model, name, mod)
+    return model
