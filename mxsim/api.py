@@ -217,15 +217,16 @@ def datapath_widths(fmt_a, fmt_b, lanes=None) -> dict:
     }
 
 
-def _blockwise_partials(Ai, Bi, c0, c1, bound):
-    """Exact integer sums over K columns c0:c1 as float64: BLAS in float32 when every partial
-    sum stays below 2^24 (then exact in any order), float64 below 2^53, else int64."""
-    a, b = Ai[:, c0:c1], Bi[c0:c1, :]
-    if bound < 2**24:
-        return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float64)
-    if bound < 2**53:
-        return a.astype(np.float64) @ b.astype(np.float64)
-    return (a @ b).astype(np.float64)
+def _gemm_operands(Ai, Bi, bound):
+    """Ai, Bi in the narrowest type whose BLAS GEMM is exact: float32 when every partial sum
+    stays below 2^24 (then exact in any order), float64 below 2^53, else int64."""
+    dt = np.float32 if bound < 2**24 else (np.float64 if bound < 2**53 else np.int64)
+    return Ai.astype(dt), Bi.astype(dt)
+
+
+def _partials(Af, Bf, c0, c1):
+    """Exact integer sums over K columns c0:c1, as float64."""
+    return (Af[:, c0:c1] @ Bf[c0:c1, :]).astype(np.float64)
 
 
 def _steps(K, k, lanes):
@@ -238,8 +239,9 @@ def _exact_blockwise(Ai, Bi, ea, eb, qsum, k, bound):
     M, N = Ai.shape[0], Bi.shape[1]
     acc = np.zeros((M, N))
     flag = np.zeros((M, N), np.bool_)
+    Af, Bf = _gemm_operands(Ai, Bi, bound)
     for c0, c1, j in _steps(Ai.shape[1], k, k):
-        _mm.exact_step(acc, flag, _blockwise_partials(Ai, Bi, c0, c1, bound), ea[:, j].copy(), eb[j].copy(), qsum)
+        _mm.exact_step(acc, flag, _partials(Af, Bf, c0, c1), ea[:, j].copy(), eb[j].copy(), qsum)
     rows, cols = np.nonzero(flag)
     if rows.size:
         _mm.exact_fallback(acc, rows, cols, Ai, Bi, ea, eb, k, qsum)
@@ -321,15 +323,16 @@ def matmul(a, b, accumulator="exact", lanes=None):
         out = _exact_folded(Ai, Bi, ea, eb, qsum, k)
     else:
         bound = int(np.abs(Ai).max(initial=0)) * int(np.abs(Bi).max(initial=0)) * k
+        Af, Bf = _gemm_operands(Ai, Bi, bound)
         if accumulator == "fp32":
             out = np.zeros((M, N), np.float32)
             for c0, c1, j in _steps(K, k, lanes):
-                _mm.fp32_step(out, _blockwise_partials(Ai, Bi, c0, c1, bound), ea[:, j].copy(), eb[j].copy(), qsum)
+                _mm.fp32_step(out, _partials(Af, Bf, c0, c1), ea[:, j].copy(), eb[j].copy(), qsum)
         else:
             fp = accumulator
             acc = np.zeros((M, N), np.int64)
             for c0, c1, j in _steps(K, k, k):
-                P = _blockwise_partials(Ai, Bi, c0, c1, bound).astype(np.int64)
+                P = _partials(Af, Bf, c0, c1).astype(np.int64)
                 _mm.fixed_step(acc, P, ea[:, j].copy(), eb[j].copy(), qsum + fp.frac_bits, fp.total_bits,
                                fp.overflow == "saturate")
             out = np.ldexp(acc.astype(np.float64), -fp.frac_bits)

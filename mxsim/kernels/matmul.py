@@ -9,7 +9,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_POW2 = np.array([2.0 ** (i - 1000) for i in range(2001)])  # 2^E by lookup: ldexp is a libm call
 
 
 @njit(cache=True, inline="always")
@@ -28,7 +28,7 @@ def exact_step(acc, flag, P, ea, eb, qsum):
     M, N = acc.shape
     for m in prange(M):
         for n in range(N):
-            t = math.ldexp(float(P[m, n]), ea[m] + eb[n] + qsum)
+            t = float(P[m, n]) * _POW2[1000 + ea[m] + eb[n] + qsum]  # exact: |E| < 600
             s, e = two_sum(acc[m, n], t)
             acc[m, n] = s
             if e != 0.0:
@@ -111,7 +111,7 @@ def fp32_step(acc, P, ea, eb, qsum):
     for m in prange(M):
         for n in range(N):
             x = float(acc[m, n])
-            t = math.ldexp(float(P[m, n]), ea[m] + eb[n] + qsum)
+            t = float(P[m, n]) * _POW2[1000 + ea[m] + eb[n] + qsum]  # exact: |E| < 600
             s, e = two_sum(x, t)
             if e != 0.0 and math.isfinite(s):
                 mant, _ = math.frexp(s)
