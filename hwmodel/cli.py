@@ -54,11 +54,16 @@ def _paper(a) -> int:
         return 0
     s = df.attrs["fp16_fit_scale"]
     print("## Model vs paper: one LLaMA-7B MLP layer, 1×4096 · 4096×11008, rank 32, 16 lanes\n")
+    fit = (f"fit_* = the same with ONE fitted parameter (FP16 operator costs ×{s:.4f} so FP16 = 6125)"
+           if s == s else "fit_*: not applicable to this table's unit")
     print("paper_* = MEASURED (HLS+Vivado LUT counts + workbook arithmetic); model_* = derived unit costs, "
-          f"no fit; fit_* = the same with ONE fitted parameter (FP16 operator costs ×{s:.4f} so FP16 = 6125).\n")
+          f"no fit; {fit}.\n")
     cols = ["design", "rows", "paper_area", "paper_ratio", "model_area", "model_ratio", "diff_%", "fit_area",
             "fit_ratio", "fit_diff_%"]
-    print(df[cols].to_markdown(index=False, floatfmt=".4g"))
+    unit = df.attrs["unit"]
+    if unit != "LUT":
+        print(f"(tech {a.tech!r} is in {unit}: model ratios only; the FP16 fit applies to LUT tables only)\n")
+    print(df[cols].to_markdown(index=False, floatfmt=("", "", ".1f", ".3f", ".1f", ".3f", "+.1f", ".1f", ".3f", "+.1f")))
     print("\n### assumptions and where the gaps come from\n")
     for r in df.itertuples():
         print(f"- **{r.design}** ({r.rows}): {r.assumptions}." + (f" Gap: {r.gap}." if r.gap else ""))

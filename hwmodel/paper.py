@@ -68,6 +68,7 @@ class ModelConfig:
     design: str
     params: dict = field(default_factory=dict)
     assumptions: str = ""
+    tag: str = "paper assumptions"
 
 
 # The assumptions that make the model's micro-architecture the paper's (hw_area_facts.md).
@@ -105,15 +106,18 @@ PAPER_CONFIGS = [
 # Alternative assumptions, shown to make the sensitivity visible (not fitted, not in the headline table).
 SENSITIVITY_CONFIGS = [
     ModelConfig("gptq-w4", "gptq", dict(w_bits=4, groups=128, group_axis="out", lanes=16, dequant="paper-fp16",
-                                        zero_point=False), "dequant in FP16 exactly as awq.cpp reads (no double)"),
+                                        zero_point=False), "dequant in FP16 exactly as awq.cpp reads (no double)",
+                "alt: FP16 dequant"),
     ModelConfig("llm.int4", "llm.int4", dict(outliers=353, int_bits=4, lanes=16, gather_lanes=16, quant="fp16-div",
                                              runtime_weight_quant=True, runtime_weight_scatter=True, dequant_div=True,
-                                             acc_bits=4, sequential=True), "quantizer divide in FP16 instead of double"),
+                                             acc_bits=4, sequential=True), "quantizer divide in FP16 instead of double",
+                "alt: FP16 divide"),
     ModelConfig("lqer-mxint-8-4", "lqer-mxint", dict(w_fmt=BlockFP(4, block_size=16), x_fmt=BlockFP(8, block_size=16),
                                                      lr_fmt=BlockFP(8, block_size=16), rank=32, lanes=16, lowrank_lanes=16),
-                "low-rank units NOT folded (16 lanes)"),
+                "low-rank units NOT folded (16 lanes)", "alt: no fold"),
     ModelConfig("llm.int4", "llm.int4", dict(outliers=353, int_bits=4),
-                "a lean LLM.int4(): W stored as int, scale multiply instead of divides, 1-lane gather"),
+                "a lean LLM.int4(): W stored as int, scale multiply instead of divides, 1-lane gather",
+                "alt: lean design"),
 ]
 
 FP16_OPS = ("fp16_mul", "fp16_add", "fp16_div")
@@ -175,18 +179,18 @@ def paper_table(tech="fpga", sensitivity: bool = True) -> pd.DataFrame:
     """Model vs paper, one row per figure: measured area and ratio, modelled ratio with the derived
     table and with the one-parameter FP16 fit, and the relative difference of each ratio."""
     base = load_table(tech)
-    s, fitted = fit_fp16_scale(base)
+    fit_ok = base.unit == "LUT"  # the paper's figures are LUTs: fitting another unit to them is meaningless
+    s, fitted = fit_fp16_scale(base) if fit_ok else (float("nan"), None)
     f_der = model_area(PAPER_CONFIGS[0], base)
-    f_fit = model_area(PAPER_CONFIGS[0], fitted)
+    f_fit = model_area(PAPER_CONFIGS[0], fitted) if fit_ok else float("nan")
     gv = _gap_values(base)
     rows = []
-    cfgs = [(c, "paper assumptions") for c in PAPER_CONFIGS]
-    if sensitivity:
-        cfgs += [(c, "sensitivity") for c in SENSITIVITY_CONFIGS]
-    for cfg, kind in cfgs:
+    cfgs = list(PAPER_CONFIGS) + (list(SENSITIVITY_CONFIGS) if sensitivity else [])
+    for cfg in cfgs:
+        kind = cfg.tag
         fig = FIGURES[cfg.key]
         a_der = model_area(cfg, base)
-        a_fit = model_area(cfg, fitted)
+        a_fit = model_area(cfg, fitted) if fit_ok else float("nan")
         r_der, r_fit = a_der / f_der, a_fit / f_fit
         rows.append({
             "design": fig.label,
