@@ -129,3 +129,17 @@ def test_blockfp_exponent_matches_torch_near_every_power_of_two():
     # the quirk is really exercised: some values above 2^k get e = k
     above = v > 1.0
     assert ((expect == np.floor(np.log2(v.astype(np.float64)))) & above & (v != 2.0 ** np.floor(np.log2(v)))).any()
+
+
+def test_cli_demo_prints_the_table(capsys):
+    from mxsim.cli import main
+
+    assert main(["demo", "--rows", "4", "--cols", "64"]) == 0
+    out = capsys.readouterr().out
+    lines = {ln.split()[0]: ln.split() for ln in out.splitlines()[2:]}
+    assert set(mxsim.FORMATS) <= set(lines)
+    assert float(lines["MXINT8"][2]) == 8.25  # 8 + 8/32 bits per element
+    assert float(lines["BlockFP4"][2]) == 4.5  # 4 + 8/16
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
