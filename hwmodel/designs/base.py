@@ -111,7 +111,10 @@ class Counts:
         df["unit"] = t.unit
         df["source"] = [s for _, s in costs]
         mem_rows = []
-        sram, src = t.cost("sram_bit")
+        if (t.rows.component == "sram_bit").any():
+            sram, src = t.cost("sram_bit")
+        else:  # e.g. a synthesis-calibrated logic table: memory bits are still reported, not costed
+            sram, src = 0.0, f"table {t.name!r} has no sram_bit row: memory not costed"
         for k, bits in self.memory_bits.items():
             if bits and self.on_chip.get(k, True):
                 mem_rows.append(("memory", "sram_bit", 0, 0, bits, sram, bits * sram, t.unit, f"{k}: {src}"))
