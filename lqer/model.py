@@ -51,7 +51,7 @@ def resolve_model_path(model) -> Path:
         if not (path / "config.json").is_file():
             ggufs = sorted(path.glob("*.gguf"))
             if len(ggufs) == 1:
-                return ggufs[0]
+                return resolve_model_path(ggufs[0])
             raise ValueError(f"model directory {str(path)!r} has no config.json (not a Hugging Face model directory)")
         return path
     if path.suffix.lower() != ".gguf":

@@ -1,0 +1,239 @@
+"""Calibration, QuantLinear, quantize_model, save/load, configs, data, bad inputs (tiny models)."""
+import math
+
+import pytest
+import torch
+
+import mxsim
+from lqer.approximate import approximate
+from lqer.calibrate import AbsMeanMax, OutlierColumns, SecondMoment, input_groups, linear_layers, run_calibration
+from lqer.config import QuantConfig, load_config
+from lqer.linear import QuantLinear
+from lqer.llm_int8 import LLMInt8Linear, absmax_quantize
+from lqer.quantize import load_quantized, quantize_model, save_quantized
+
+W4 = mxsim.MXINT4.with_block_size(16)
+I8 = mxsim.MXINT8.with_block_size(16)
+
+
+def test_absmeanmax_hand_computed_two_batches():
+    o = AbsMeanMax()
+    o.update(torch.tensor([[1.0, -2.0, 0.0], [3.0, 0.0, 0.0]]))  # mean|x| = [2, 1, 0]
+    o.update(torch.tensor([[0.0, 4.0, 1e-5], [0.0, 0.0, 1e-5]]))  # mean|x| = [0, 2, 1e-5]
+    # max over batches [2, 2, 1e-5] -> clamp 1e-4 -> [2, 2, 1e-4]; / sqrt(1e-4 * 2)
+    expect = torch.tensor([2.0, 2.0, 1e-4]) / math.sqrt(2e-4)
+    torch.testing.assert_close(o.scale(), expect, rtol=1e-6, atol=0)
+
+
+def test_second_moment_and_outliers():
+    sm, oc = SecondMoment(), OutlierColumns()
+    x1 = torch.tensor([[1.0, 7.0], [0.0, 1.0]])
+    x2 = torch.tensor([[2.0, -1.0]])
+    for x in (x1, x2):
+        sm.update(x)
+        oc.update(x)
+    torch.testing.assert_close(sm.mean(), torch.tensor([[5.0, 5.0], [5.0, 51.0]], dtype=torch.float64) / 3)
+    assert oc.count == 1 and oc.columns() == [1]
+
+
+def test_input_groups_and_calibration_sharing(tiny_llama):
+    names = list(linear_layers(tiny_llama))
+    assert len(names) == 14  # 7 per block: q k v o gate up down
+    groups = input_groups(names)
+    assert ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
+            "model.layers.0.self_attn.v_proj"] in groups
+    assert ["model.layers.1.mlp.gate_proj", "model.layers.1.mlp.up_proj"] in groups
+    assert len(groups) == 8
+    ids = torch.randint(0, 64, (3, 10))
+    seen = {}
+
+    def factory(name, mod):
+        o = AbsMeanMax()
+        seen[name] = o
+        return o
+
+    stats = run_calibration(tiny_llama, ids, factory, progress=False)
+    assert stats["model.layers.0.self_attn.q_proj"] is stats["model.layers.0.self_attn.v_proj"]
+    assert stats["model.layers.0.mlp.down_proj"].s.shape == (64,)
+    assert all(o.n_batches == 3 for o in seen.values())  # each input seen once per batch
+    # no hooks left behind
+    assert all(len(m._forward_pre_hooks) == 0 for m in tiny_llama.modules())
+
+
+def _layer(out=48, inp=64, rank=8, axis="last"):
+    W = torch.randn(out, inp, generator=torch.Generator().manual_seed(3))
+    r = approximate(W, w_format=W4, a_format=I8, b_format=I8, rank=rank, factor_axis=axis)
+    return W, r
+
+
+def test_quantlinear_matches_formula():
+    W, r = _layer()
+    bias = torch.randn(48)
+    q = QuantLinear(r.w_q, bias=bias, x_format=I8, A=r.A, B=r.B, lowrank_output_format=I8)
+    x = torch.randn(2, 5, 64)
+    xq = mxsim.fake_quantize(x, I8, axis=-1)
+    h = mxsim.fake_quantize(xq @ r.A_deq, I8, axis=-1)
+    expect = xq @ r.w_deq.T + h @ r.B_deq + bias
+    torch.testing.assert_close(q(x), expect, atol=1e-5, rtol=1e-5)
+    # LRC options: low-rank path on unquantized x, no re-quantization, fp factors, rotation
+    A, B = torch.randn(64, 4), torch.randn(4, 48)
+    Rq, _ = torch.linalg.qr(torch.randn(64, 64))
+    q2 = QuantLinear(r.w_q, x_format=I8, A=A, B=B, lowrank_input="unquantized", input_transform=Rq)
+    xr = x @ Rq
+    expect2 = mxsim.fake_quantize(xr, I8, axis=-1) @ r.w_deq.T + xr @ A @ B
+    torch.testing.assert_close(q2(x), expect2, atol=1e-4, rtol=1e-4)
+
+
+def test_quantlinear_bits_hand_count():
+    W, r = _layer(out=48, inp=64, rank=8, axis="reduction")
+    q = QuantLinear(r.w_q, x_format=I8, A=r.A, B=r.B)
+    w_bits = 48 * 64 * 4 + 48 * 4 * 8  # 4-bit elements + one 8-bit exponent per 16
+    a_bits = 64 * 8 * 8 + 4 * 8 * 8  # A 64x8 blocked along in: 4 blocks per column
+    b_bits = 8 * 48 * 8 + 1 * 48 * 8  # B 8x48 blocked along k: one short block per column
+    assert q.nbits == w_bits + a_bits + b_bits
+    plain = QuantLinear(r.w_q, x_format=I8)
+    assert plain.bits_per_weight == 4.5
+
+
+@pytest.mark.skipif(not hasattr(mxsim, "matmul"), reason="mxsim.matmul not available yet")
+def test_quantlinear_exact_mode_agrees_with_fast_path():
+    W, r = _layer(axis="reduction")
+    fast = QuantLinear(r.w_q, x_format=I8, A=r.A, B=r.B, lowrank_output_format=I8)
+    exact = QuantLinear(r.w_q, x_format=I8, A=r.A, B=r.B, lowrank_output_format=I8, exact=True)
+    x = torch.randn(7, 64)
+    # "exact" accumulation is correctly rounded; the fast path is a float32 matmul of exactly
+    # representable products, so they differ only by float32 summation rounding
+    torch.testing.assert_close(exact(x), fast(x), atol=1e-4, rtol=1e-5)
+    exact32 = QuantLinear(r.w_q, x_format=I8, exact=True, accumulator="fp32")
+    plain = QuantLinear(r.w_q, x_format=I8)
+    torch.testing.assert_close(exact32(x), plain(x), atol=1e-4, rtol=1e-5)
+
+
+def test_quantlinear_bad_shapes():
+    W, r = _layer()
+    with pytest.raises(ValueError, match="factor shapes"):
+        QuantLinear(r.w_q, A=torch.randn(63, 8), B=torch.randn(8, 48))
+    with pytest.raises(ValueError, match="both A and B"):
+        QuantLinear(r.w_q, A=torch.randn(64, 8))
+    with pytest.raises(ValueError, match="input_transform"):
+        QuantLinear(r.w_q, input_transform=torch.eye(10))
+    with pytest.raises(ValueError, match="lowrank_input"):
+        QuantLinear(r.w_q, lowrank_input="maybe")
+
+
+def test_llm_int8_outlier_columns_stay_fp16():
+    W = torch.randn(8, 32, generator=torch.Generator().manual_seed(0))
+    m = LLMInt8Linear(W, bits=8)
+    x = torch.randn(4, 32, generator=torch.Generator().manual_seed(1)).clamp(-3, 3)
+    x[2, 5] = 50.0  # column 5 is an outlier column
+    y = m(x)
+    x_reg = x.clone()
+    x_reg[:, 5] = 0
+    expect = absmax_quantize(x_reg, 8, -1) @ absmax_quantize(W, 8, 1).T + \
+        (x[:, 5:6].half().float() @ W[:, 5:6].half().float().T)
+    torch.testing.assert_close(y, expect, atol=1e-2, rtol=1e-3)
+    assert m.max_outliers_seen == 1
+    # int8 absmax by hand: 127 levels
+    v = torch.tensor([[1.0, -0.5, 0.25, 0.0]])
+    torch.testing.assert_close(absmax_quantize(v, 8, -1), torch.round(v * 127) / 127)
+
+
+def test_configs():
+    c = load_config("W4A8")
+    assert c.w_format == mxsim.MXINT4.with_block_size(16)
+    assert c.x_format == mxsim.MXINT8.with_block_size(16) and c.a_format == c.b_format == c.x_format
+    assert c.rank == 32 and c.factor_axis == "last"
+    assert load_config("W3A8").w_format.element_bits == 3
+    bfp = load_config("W4A8-BFP")
+    assert isinstance(bfp.w_format, mxsim.BlockFP) and bfp.w_format.width == 4 and bfp.w_format.block_size == 16
+    w44 = load_config("W4A4")
+    assert w44.w_format.block_size == 32 and w44.x_format.element_bits == 4
+    assert QuantConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="unknown config"):
+        load_config("W5A9")
+    with pytest.raises(ValueError, match="factor_axis"):
+        QuantConfig(factor_axis="first")
+
+
+@pytest.mark.parametrize("method", ["plain", "lqer", "l2qer", "qera", "qera_approx", "llm_int8", "fp"])
+def test_quantize_model_all_methods(tiny_llama, method):
+    ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = tiny_llama(input_ids=ids).logits
+    cfg = load_config("W4A8", method=method, rank=4)
+    model, info = quantize_model(tiny_llama, cfg, calibration_batches=ids, progress=False)
+    assert info["n_layers"] == 14
+    assert model.lm_head.__class__.__name__ == "Linear"  # LM head untouched
+    with torch.no_grad():
+        out = model(input_ids=ids).logits
+    assert torch.isfinite(out).all()
+    if method == "fp":
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+        assert info["avg_bits_per_weight"] == 16
+    elif method == "plain":
+        assert info["avg_bits_per_weight"] == 4.5
+
+
+def test_quantize_model_needs_calibration(tiny_llama):
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_model(tiny_llama, load_config("W4A8", method="l2qer"), progress=False)
+
+
+def test_save_load_round_trip_and_atomic(tiny_llama_factory, tmp_path, monkeypatch):
+    ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    m1, info = quantize_model(tiny_llama_factory(), load_config("W4A8", method="l2qer", rank=4), ids, progress=False)
+    path = tmp_path / "q.safetensors"
+    save_quantized(m1, path, info=info)
+    m2 = load_quantized(tiny_llama_factory(), path)
+    with torch.no_grad():
+        torch.testing.assert_close(m2(input_ids=ids).logits, m1(input_ids=ids).logits, atol=0, rtol=0)
+    before = path.read_bytes()
+    # a failure half-way through writing leaves the previous result intact
+    import safetensors.torch
+
+    def boom(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", boom)
+    with pytest.raises(RuntimeError):
+        save_quantized(m1, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["q.safetensors"]
+    with pytest.raises(ValueError, match="does not exist"):
+        load_quantized(tiny_llama_factory(), tmp_path / "nope.safetensors")
+
+
+def test_model_path_errors(tmp_path):
+    from lqer.model import load_model
+
+    with pytest.raises(ValueError, match="does not exist"):
+        load_model(str(tmp_path / "missing.gguf"))
+    bad = tmp_path / "fake.gguf"
+    bad.write_bytes(b"not a gguf file")
+    with pytest.raises(ValueError, match="fake.gguf"):
+        load_model(str(bad))
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello")
+    with pytest.raises(ValueError, match="notes.txt"):
+        load_model(str(txt))
+    empty = tmp_path / "emptydir"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="config.json"):
+        load_model(str(empty))
+
+
+class _ToyTok:
+    def __call__(self, text, return_tensors=None, add_special_tokens=False):
+        return {"input_ids": torch.tensor([[hash(w) % 100 for w in text.split()]])}
+
+
+def test_token_windows():
+    from lqer.data import token_windows
+
+    w = token_windows(_ToyTok(), " ".join(["a"] * 25), 10)
+    assert w.shape == (2, 10) and w.dtype == torch.long
+    assert token_windows(_ToyTok(), " ".join(["a"] * 25), 10, n_windows=1).shape == (1, 10)
+    with pytest.raises(ValueError, match="shorter than one window"):
+        token_windows(_ToyTok(), "a b c", 10)
