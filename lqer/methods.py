@@ -44,6 +44,15 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
+def _pick(stats, cls):
+    """The observer of type ``cls`` (stats may be a MultiObserver holding several)."""
+    from .calibrate import MultiObserver
+
+    if isinstance(stats, MultiObserver):
+        return next((o for o in stats.observers.values() if isinstance(o, cls)), None)
+    return stats
+
+
 def _bias(linear):
     return None if getattr(linear, "bias", None) is None else linear.bias
 
@@ -75,18 +84,21 @@ def _lqer(name, linear, stats, config):
 
 
 def _l2qer(name, linear, stats, config):
+    stats = _pick(stats, AbsMeanMax)
     if stats is None:
         raise ValueError(f"l2qer needs calibration statistics (AbsMeanMax) for layer {name}")
     return _lowrank(name, linear, config, scale=stats.scale())
 
 
 def _qera(name, linear, stats, config):
+    stats = _pick(stats, SecondMoment)
     if stats is None:
         raise ValueError(f"qera needs calibration statistics (SecondMoment) for layer {name}")
     return _lowrank(name, linear, config, xtx=stats.mean())
 
 
 def _qera_approx(name, linear, stats, config):
+    stats = _pick(stats, SecondMoment)
     if stats is None:
         raise ValueError(f"qera_approx needs calibration statistics (SecondMoment) for layer {name}")
     return _lowrank(name, linear, config, scale=rms_scale(stats.mean()))
@@ -94,6 +106,7 @@ def _qera_approx(name, linear, stats, config):
 
 def _llm_int(bits):
     def fn(name, linear, stats, config):
+        stats = _pick(stats, OutlierColumns)
         thr = float(config.extra.get("threshold", 6.0))
         q = LLMInt8Linear(linear.weight, _bias(linear), bits=bits, threshold=thr,
                           calib_outliers=None if stats is None else stats.count, name=name)

@@ -1,0 +1,146 @@
+"""lqer command line: ``lqer eval`` (one config/method) and ``lqer table`` (the README table)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def _common(p):
+    p.add_argument("--model", default="smollm2-135m", help="model name, .gguf file or HF model directory")
+    p.add_argument("--seq-len", type=int, default=1024, help="evaluation window length in tokens")
+    p.add_argument("--windows", type=int, default=8, help="number of WikiText-2 test windows")
+    p.add_argument("--full", action="store_true", help="evaluate on the whole test split")
+    p.add_argument("--calib-samples", type=int, default=16, help="calibration windows from valid.txt")
+    p.add_argument("--calib-seq-len", type=int, default=512, help="calibration window length")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rank", type=int, default=None, help="override the config's rank")
+    p.add_argument("--svd", choices=["full", "randomized"], default=None)
+    p.add_argument("--factor-axis", choices=["last", "reduction"], default=None)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _overrides(args, method):
+    o = {"method": method}
+    if args.rank is not None:
+        o["rank"] = args.rank
+    if args.svd is not None:
+        o["svd"] = args.svd
+    if args.factor_axis is not None:
+        o["factor_axis"] = args.factor_axis
+    return o
+
+
+def _setup(args):
+    from .data import calibration_batches, load_wikitext, token_windows
+    from .model import load_model
+
+    model, tok = load_model(args.model)
+    windows = token_windows(tok, load_wikitext("test"), args.seq_len, None if args.full else args.windows)
+    calib = calibration_batches(tok, args.calib_samples, args.calib_seq_len, args.seed)
+    return tok, windows, calib
+
+
+def _all_stats(model, calib, progress):
+    from .calibrate import AbsMeanMax, MultiObserver, OutlierColumns, SecondMoment, run_calibration
+
+    return run_calibration(model, calib, lambda n, m: MultiObserver(abs=AbsMeanMax(), xtx=SecondMoment(),
+                                                                     outliers=OutlierColumns()),
+                           progress=progress)
+
+
+def run_rows(args, configs, methods):
+    """Yield one result dict per (config, method); one calibration pass shared by all."""
+    from .config import load_config
+    from .evaluate import perplexity
+    from .model import load_model
+    from .quantize import quantize_model
+
+    progress = not args.no_progress
+    tok, windows, calib = _setup(args)
+    stats = None
+    fp_ppl = None
+    for cname in configs:
+        for method in methods:
+            cfg = load_config(cname, **_overrides(args, method))
+            model, _ = load_model(args.model)
+            if stats is None and method not in ("fp", "plain", "lqer"):
+                t = time.perf_counter()
+                stats = _all_stats(model, calib, progress)
+                print(f"# calibration: {time.perf_counter() - t:.1f} s", file=sys.stderr)
+            t = time.perf_counter()
+            if method == "fp" and fp_ppl is not None:
+                ppl, bits, tq = fp_ppl
+            else:
+                model, info = quantize_model(model, cfg, stats=stats if stats is not None else None,
+                                             calibration_batches=calib, progress=progress)
+                tq = time.perf_counter() - t
+                ppl = perplexity(model, windows, progress=progress)
+                bits = info["avg_bits_per_weight"]
+                if method == "fp":
+                    fp_ppl = (ppl, bits, tq)
+            row = {"config": cname, "method": method, "perplexity": ppl, "avg_bits_per_weight": bits,
+                   "quantize_s": tq}
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            yield row
+            del model
+
+
+def cmd_eval(args):
+    rows = list(run_rows(args, [args.config], [args.method]))
+    r = rows[0]
+    print(f"{r['config']} {r['method']}: perplexity {r['perplexity']:.3f}, "
+          f"avg bits/weight {r['avg_bits_per_weight']:.3f}")
+
+
+METHOD_LABELS = {"fp": "full precision (dequantized GGUF, fp32)", "plain": "plain MXINT (RTN)",
+                 "lqer": "LQER", "l2qer": "L2QER", "qera": "QERA (closed form, exact)",
+                 "qera_approx": "QERA-approx (RMS scale)", "llm_int8": "LLM.int8()-style (int8 + FP16 outliers)",
+                 "llm_int4": "LLM.int4()-style"}
+
+
+def cmd_table(args):
+    import pandas as pd
+
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    rows = list(run_rows(args, configs, methods))
+    df = pd.DataFrame(rows)
+    table = df.pivot_table(index="method", columns="config", values=["perplexity", "avg_bits_per_weight"],
+                           sort=False)
+    out = pd.DataFrame(index=methods)
+    out.index.name = "method"
+    for c in configs:
+        out[f"{c} ppl"] = [table.loc[m, ("perplexity", c)] for m in methods]
+        out[f"{c} bits/w"] = [table.loc[m, ("avg_bits_per_weight", c)] for m in methods]
+    out.index = [METHOD_LABELS.get(m, m) for m in methods]
+    print(out.to_markdown(floatfmt=".3f"))
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="lqer", description="LQER / L2QER / QERA on real causal LMs (mxsim formats)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pe = sub.add_parser("eval", help="quantize with one config + method and report WikiText-2 perplexity")
+    pe.add_argument("--config", default="W4A8", help="preset (W4A8, W4A6, W3A8, W2A8, *-BFP, W4A4) or TOML path")
+    pe.add_argument("--method", default="l2qer")
+    _common(pe)
+    pt = sub.add_parser("table", help="perplexity and bits/weight table for several configs and methods")
+    pt.add_argument("--configs", default="W4A8,W3A8")
+    pt.add_argument("--methods", default="fp,plain,lqer,l2qer,qera,llm_int8")
+    pt.add_argument("--csv", default=None, help="also write the raw rows as CSV")
+    _common(pt)
+    args = p.parse_args(argv)
+    from . import methods as _m  # noqa: F401 - registry
+
+    if args.cmd == "eval":
+        cmd_eval(args)
+    else:
+        cmd_table(args)
+
+
+if __name__ == "__main__":
+    main()
