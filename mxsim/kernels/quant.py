@@ -51,10 +51,10 @@ def stoch_u(hseed, idx):
 @njit(cache=True, inline="always")
 def round_mag(t, mode, u):
     """Round a non-negative float64 t to an integer-valued float64 (t < 2^52 or integral)."""
-    f = math.floor(t)
+    f = np.floor(t)  # np, not math: math.floor returns an int64 in numba and overflows
     d = t - f  # exact: t and f share the binade or f is 0
     if mode == RN_EVEN:
-        if d > 0.5 or (d == 0.5 and (f * 0.5) != math.floor(f * 0.5)):
+        if d > 0.5 or (d == 0.5 and (f * 0.5) != np.floor(f * 0.5)):
             return f + 1.0
         return f
     if mode == RN_AWAY:
@@ -333,11 +333,11 @@ def mxint_f32_fast(x, xbits, k, bits, mode, want_codes, want_deq, codes, scales,
             elif mode == RN_AWAY:
                 for j in range(j0, j1):
                     v = min(max(float(xr[j]) * down, -maxc), maxc)
-                    dr[j] = math.copysign(math.floor(abs(v) + 0.5), v) * up + 0.0  # |v|+0.5 exact
+                    dr[j] = math.copysign(np.floor(abs(v) + 0.5), v) * up + 0.0  # |v|+0.5 exact
             else:
                 for j in range(j0, j1):
                     v = min(max(float(xr[j]) * down, -maxc), maxc)
-                    dr[j] = math.trunc(v) * up + 0.0
+                    dr[j] = np.trunc(v) * up + 0.0
         if want_codes:
             cr = codes[r]
             for j in range(j0, j1):
@@ -345,9 +345,9 @@ def mxint_f32_fast(x, xbits, k, bits, mode, want_codes, want_deq, codes, scales,
                 if mode == RN_EVEN:
                     c = (v + _MAGIC) - _MAGIC
                 elif mode == RN_AWAY:
-                    c = math.copysign(math.floor(abs(v) + 0.5), v)
+                    c = math.copysign(np.floor(abs(v) + 0.5), v)
                 else:
-                    c = math.trunc(v)
+                    c = np.trunc(v)
                 cr[j] = np.int8(c)
 
 

@@ -197,3 +197,11 @@ def test_stochastic_rounding_is_unbiased_and_reproducible():
     rest = np.ones(x.size, bool)
     rest[::32] = False
     assert abs(a[rest].mean() - 0.3) < 0.02
+
+
+def test_blockfp_tiny_block_codes_saturate_from_the_nudge():
+    # amax ~5.5e-31 -> e = ceil(log2) = -100; v = fl32(|x| + 1e-9) = 1e-9 (x is lost),
+    # m = round(1e-9 * 2^(3+100)) ~ 1e22 -> clamp 7 (the authors' nudge dominates tiny blocks)
+    t = q([5.522026e-31, 1e-31], BlockFP(4))
+    assert t.scales.tolist() == [127 - 100]
+    assert t.codes.tolist() == [7, 7]
