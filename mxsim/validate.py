@@ -241,6 +241,14 @@ def compare_matmul(a, b, fmt_a, fmt_b, accumulator="exact", lanes=None):
     at, bt = _as_torch(a), _as_torch(b)
     qa = mxsim.quantize(at, fmt_a, axis=1)
     qb = mxsim.quantize(bt, fmt_b, axis=0)
+    return compare_matmul_tensors(qa, qb, accumulator, lanes)
+
+
+def compare_matmul_tensors(qa, qb, accumulator="exact", lanes=None):
+    """mxsim.matmul(qa, qb) against reference.matmul on the same codes and scales."""
+    import mxsim
+
+    fmt_a, fmt_b = qa.fmt, qb.fmt
     ref = R.matmul(_as_torch(qa.codes), _as_torch(qa.scales), fmt_a, _as_torch(qb.codes), _as_torch(qb.scales), fmt_b,
                    accumulator=accumulator, lanes=lanes)
     kw = {} if lanes is None else {"lanes": lanes}

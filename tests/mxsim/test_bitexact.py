@@ -53,10 +53,24 @@ def _fid(f):
     return f"{f.name}" + (f"e{f.exponent_width}" if isinstance(f, mxsim.BlockFP) and f.exponent_width != 8 else "")
 
 
-@pytest.mark.parametrize("axis", [0, 1])
-@pytest.mark.parametrize("block", BLOCKS)
-@pytest.mark.parametrize("rounding", ROUNDING_MODES)
-@pytest.mark.parametrize("fmt", DEFAULT_FORMATS, ids=_fid)
+def _grid():
+    """Every format x rounding x block x axis. The default (fast) run takes a covering subset:
+    for each format all roundings, all blocks and both axes appear, and block/axis cycle
+    across formats; the full product runs with -m slow (and in mxsim.validate)."""
+    out = []
+    for fi, fmt in enumerate(DEFAULT_FORMATS):
+        for ri, rounding in enumerate(ROUNDING_MODES):
+            i = 4 * fi + ri
+            fast = (BLOCKS[i % 3], (i // 3) % 2)
+            for block in BLOCKS:
+                for axis in (0, 1):
+                    marks = () if (block, axis) == fast else (pytest.mark.slow,)
+                    out.append(pytest.param(fmt, rounding, block, axis, marks=marks,
+                                            id=f"{_fid(fmt)}-{rounding}-{block}-ax{axis}"))
+    return out
+
+
+@pytest.mark.parametrize("fmt,rounding,block,axis", _grid())
 def test_adversarial_and_random(fmt, rounding, block, axis):
     f = fmt.with_block_size(block)
     for i, arr in enumerate(_batches(fmt, block, axis)):
