@@ -184,25 +184,46 @@ class quantized:
 
     Quantizes a fresh copy (the fp model stays intact) and frees it on exit."""
 
-    def __init__(self, model, preset, method, stats, rank=None, config=None, progress=True):
+    def __init__(self, model, preset, method, stats, rank=None, config=None, progress=True, max_blocks=None,
+                 svd=None):
         self.model, self.preset, self.method, self.stats, self.rank = model, preset, method, stats, rank
-        self.config, self.progress = config, progress
+        self.config, self.progress, self.max_blocks, self.svd = config, progress, max_blocks, svd
 
     def __enter__(self):
         from lqer.quantize import quantize_model
 
         cfg = self.config if self.config is not None else make_config(self.preset, self.method, self.rank)
+        if self.svd:
+            cfg = cfg.replace(svd=self.svd)
         src = getattr(self.model, "_mxlab_source", None)
         if src is not None:
             m = fresh_model(*src)
         else:
             m = copy.deepcopy(self.model)
-        self.qm, self.info = quantize_model(m, cfg, stats=stats_for(self.stats, cfg.method), progress=self.progress)
+        self.qm, self.info = quantize_model(m, cfg, stats=stats_for(self.stats, cfg.method), progress=self.progress,
+                                            layers=selected_layers(m, self.max_blocks))
         return self.qm, self.info
 
     def __exit__(self, *exc):
         del self.qm
         return False
+
+
+def selected_layers(model, max_blocks):
+    """None (every decoder linear) or the linears of the first ``max_blocks`` decoder blocks
+    (for smoke tests: the rest of the model stays in full precision)."""
+    if not max_blocks:
+        return None
+    import re
+
+    from lqer.calibrate import linear_layers
+
+    out = []
+    for n in linear_layers(model):
+        m = re.search(r"layers\.(\d+)\.", n)
+        if m and int(m.group(1)) < max_blocks:
+            out.append(n)
+    return out
 
 
 def bits_per_weight(info) -> float:
@@ -233,10 +254,10 @@ def layer_error_metric(df):
     raise ValueError(f"lqer's per-layer info has no error metric (columns: {list(df.columns)})")
 
 
-def default_spectrum_layer(model) -> str:
+def default_spectrum_layer(model, max_blocks=None) -> str:
     from lqer.calibrate import linear_layers
 
-    names = list(linear_layers(model))
+    names = selected_layers(model, max_blocks) or list(linear_layers(model))
     mid = [n for n in names if ".mlp.down_proj" in n]
     return mid[len(mid) // 2] if mid else names[len(names) // 2]
 
@@ -372,13 +393,16 @@ def evaluate_point(p: DesignPoint, settings: dict) -> dict:
         ppl, bits = perplexity(model, windows, progress=False), 16.0
     else:
         cfg = point_config(p, settings.get("factor_axis"))
+        if settings.get("svd"):
+            cfg = cfg.replace(svd=settings["svd"])
         skey = (settings["model"], device, settings["calib_samples"], settings["calib_seq_len"], settings["seed"], p.method)
         if skey not in _STATS:
             _STATS[skey] = calibrate(model, tok, settings["calib_samples"], settings["calib_seq_len"],
                                      settings["seed"], [p.method], progress=False)
         stats = _STATS[skey]
         outliers = outlier_counts(stats)
-        with quantized(model, None, p.method, stats, config=cfg, progress=False) as (qm, info):
+        with quantized(model, None, p.method, stats, config=cfg, progress=False,
+                       max_blocks=settings.get("max_blocks")) as (qm, info):
             ppl = perplexity(qm, windows, progress=False)
         bits = bits_per_weight(info)
     area, unit = area_for_point(p, shape, settings.get("tech", "fpga"), outliers, settings.get("factor_axis"))

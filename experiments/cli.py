@@ -55,6 +55,8 @@ def _add_eval_args(p, windows_default=None):
     p.add_argument("--calib-seq-len", type=_pos_int, default=None, help="tokens per calibration window")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--torch-threads", type=_pos_int, default=None,
+                   help="torch intra-op threads (default: all cores, or 1 when the machine is already busy)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--methods", type=_str_list, default=None,
                    help="table methods (default fp,plain,lqer,l2qer,qera,llm_int8; fp,plain,lqer,l2qer are required)")
     r.add_argument("--spectrum-layer", default=None, help="linear layer for the spectrum figure (a module name)")
+    r.add_argument("--svd", default=None, choices=["full", "randomized"],
+                   help="lqer SVD for the quantized models (default randomized; full with --full)")
+    r.add_argument("--max-blocks", type=_pos_int, default=None,
+                   help="quantize only the first N decoder blocks (smoke tests; the rest stays full precision)")
     r.add_argument("--quick", action="store_true", help="tiny settings (a couple of minutes), for smoke tests")
 
     s = sub.add_parser("sweep", help="design-space sweep on Dask (Pareto front of perplexity vs area)")
@@ -99,6 +105,11 @@ def main(argv=None) -> int:
         ap.print_help()
         return 2
     try:
+        if args.cmd in ("report", "table"):
+            from .util import set_threads
+
+            n = set_threads(args.torch_threads)
+            print(f"mxlab: torch uses {n} thread(s)", file=sys.stderr)
         if args.cmd == "report":
             from .report import ReportSettings, run_report
 

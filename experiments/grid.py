@@ -46,6 +46,9 @@ DEFAULT_SETTINGS = {
     "tech": "fpga",
     "hw_shape": None,  # None: the shape named by `model` when hwmodel knows it, else smollm2-135m
     "factor_axis": None,  # None: the lqer preset's default (the paper's "as published" blocking)
+    "device": None,  # None: auto (CUDA when present)
+    "svd": "randomized",  # lqer's SVD for the low-rank factors ("full" as the paper)
+    "max_blocks": None,  # None: every decoder block; N: only the first N blocks (smoke tests)
 }
 
 DEFAULT_GRID = Path(__file__).with_name("grids") / "default.toml"

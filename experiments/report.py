@@ -21,7 +21,7 @@ from . import backend, figures
 from .util import Timer, UserError, atomic_dir, resolve_device
 
 TABLE_METHODS = ["fp", "plain", "lqer", "l2qer", "qera", "llm_int8"]
-METHOD_NAMES = {"fp": "full precision (dequantized GGUF, fp32)", "plain": "plain MXINT (no correction)",
+METHOD_NAMES = {"fp": "full precision (dequantized GGUF, run in fp32, counted as 16-bit)", "plain": "plain MXINT (no correction)",
                 "lqer": "LQER (plain SVD)", "l2qer": "L2QER (activation-scaled SVD)",
                 "qera": "QERA (closed form, full activation 2nd moment)",
                 "llm_int8": "LLM.int8()-style (|x|>6 columns in FP16, rest int8)",
@@ -29,7 +29,7 @@ METHOD_NAMES = {"fp": "full precision (dequantized GGUF, fp32)", "plain": "plain
 
 PROFILES = {
     # the CPU default: ~15 minutes on 2 cores (see docs/experiments.md for the measured time)
-    "default": dict(windows=4, seq_len=1024, calib_samples=8, calib_seq_len=1024, ranks=[4, 8, 16, 32, 64, 128]),
+    "default": dict(windows=4, seq_len=512, calib_samples=4, calib_seq_len=512, ranks=[8, 32, 128]),
     "quick": dict(windows=2, seq_len=256, calib_samples=4, calib_seq_len=256, ranks=[8, 32]),
     "full": dict(windows=None, seq_len=1024, calib_samples=32, calib_seq_len=2048, ranks=[4, 8, 16, 32, 64, 128, 256]),
 }
@@ -42,18 +42,20 @@ class ReportSettings:
     model: str = "smollm2-135m"
     device: str = "auto"
     windows: int | None = 4
-    seq_len: int = 1024
+    seq_len: int = 512
     full: bool = False
-    calib_samples: int = 8
-    calib_seq_len: int = 1024
+    calib_samples: int = 4
+    calib_seq_len: int = 512
     seed: int = 0
-    ranks: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64, 128])
+    ranks: list[int] = field(default_factory=lambda: [8, 32, 128])
     configs: list[str] = field(default_factory=lambda: ["W4A8", "W3A8"])
     methods: list[str] = field(default_factory=lambda: list(TABLE_METHODS))
     rank_config: str = "W3A8"
     spectrum_layer: str | None = None
     quick: bool = False
     progress: bool = True
+    max_blocks: int | None = None  # quantize only the first N decoder blocks (smoke tests)
+    svd: str = "randomized"  # lqer's SVD for every quantized model ("full" as the paper; the spectra always use full)
     argv: list[str] = field(default_factory=list)
 
     @classmethod
@@ -61,6 +63,7 @@ class ReportSettings:
         base = dict(PROFILES[which])
         if which == "full":
             base["full"] = True
+            base["svd"] = "full"
         if which == "quick":
             base["quick"] = True
         base["name"] = {"default": "smollm2-cpu", "quick": "smollm2-quick", "full": "smollm2-full"}[which]
@@ -77,7 +80,8 @@ class ReportSettings:
         s = cls.profile(which, name=args.name, reports_dir=args.reports_dir, model=args.model, device=args.device,
                         windows=args.windows, seq_len=args.seq_len, calib_samples=args.calib_samples,
                         calib_seq_len=args.calib_seq_len, seed=args.seed, ranks=args.ranks, configs=args.configs,
-                        spectrum_layer=args.spectrum_layer, progress=not args.no_progress, methods=args.methods)
+                        spectrum_layer=args.spectrum_layer, progress=not args.no_progress, methods=args.methods,
+                        svd=args.svd, max_blocks=args.max_blocks)
         s.argv = list(sys.argv[1:])
         s.validate()
         return s
@@ -87,6 +91,8 @@ class ReportSettings:
             raise UserError(f"--name must be a plain directory name, got {self.name!r}")
         if self.rank_config not in self.configs:
             raise UserError(f"the rank sweep runs at {self.rank_config}; keep it in --configs (got {self.configs})")
+        if self.svd not in ("full", "randomized"):
+            raise UserError(f"--svd must be full or randomized, got {self.svd!r}")
         if 32 not in self.ranks:
             self.ranks = sorted(set(self.ranks) | {32})
         for c in self.configs:
@@ -116,7 +122,8 @@ def _log(msg: str) -> None:
 
 
 # ----------------------------------------------------------------------------- the table
-def ppl_table(model, tok, windows, stats, configs, methods, progress=True, log=_log, keep_info=()):
+def ppl_table(model, tok, windows, stats, configs, methods, progress=True, log=_log, keep_info=(), max_blocks=None,
+              svd=None):
     """Rows (config, method, rank, perplexity, bits_per_weight, seconds); infos for ``keep_info`` pairs."""
     import time
 
@@ -128,9 +135,10 @@ def ppl_table(model, tok, windows, stats, configs, methods, progress=True, log=_
             t = time.perf_counter()
             log(f"{cfg} {m}: quantize + perplexity on {windows.shape[0]}x{windows.shape[1]} tokens")
             if m == "fp":
-                ppl, bits, rank, info = backend.perplexity(model, windows, progress), 32.0, 0, None
+                ppl, bits, rank, info = backend.perplexity(model, windows, progress), 16.0, 0, None
             else:
-                with backend.quantized(model, cfg, method=m, stats=stats) as (qm, info):
+                with backend.quantized(model, cfg, method=m, stats=stats, progress=progress,
+                                       max_blocks=max_blocks, svd=svd) as (qm, info):
                     ppl = backend.perplexity(qm, windows, progress)
                 bits, rank = backend.bits_per_weight(info), backend.config_rank(cfg, m)
             rows.append({"config": "fp32" if m == "fp" else cfg, "method": m, "rank": rank, "perplexity": ppl,
@@ -205,12 +213,13 @@ def run_report(s: ReportSettings) -> Path:
         # 4. the table (first: its runs feed figures 3 and 4)
         keep = {(c, m) for c in s.configs for m in ("lqer", "l2qer")}
         with timer("perplexity table"):
-            table, infos = ppl_table(model, tok, windows, stats, s.configs, s.methods, s.progress, keep_info=keep)
+            table, infos = ppl_table(model, tok, windows, stats, s.configs, s.methods, s.progress, keep_info=keep,
+                                     max_blocks=s.max_blocks, svd=s.svd)
         table.to_csv(out / "ppl_table.csv", index=False)
 
         # 1. spectra
         with timer("error spectra"):
-            layer = s.spectrum_layer or backend.default_spectrum_layer(model)
+            layer = s.spectrum_layer or backend.default_spectrum_layer(model, s.max_blocks)
             sp = backend.error_spectra(model, layer, stats, s.rank_config)
             pd.DataFrame({"index": range(1, len(sp["plain"]) + 1), "sigma_plain": sp["plain"],
                           "sigma_scaled": sp["scaled"],
@@ -238,13 +247,13 @@ def run_report(s: ReportSettings) -> Path:
 
         # 5. hardware
         with timer("hardware model"):
-            hw = backend.hardware_tables(out)
+            hw = backend.hardware_tables(out, outliers=backend.outlier_counts(stats))
             for name, df in hw["tables"].items():
                 df.to_csv(out / f"hw_{name}.csv", index=False)
 
         # 6. validation
         with timer("emulator validation"):
-            val = backend.validation()
+            val = backend.validation(quick=s.quick)
             val.to_csv(out / "validation.csv", index=False)
 
         sections = _sections(s, device, windows, table, sp, layer, rank_df, layer_df, metric, hw, val)
@@ -269,7 +278,8 @@ def rank_sweep(model, windows, stats, s: ReportSettings, table: pd.DataFrame) ->
                              "bits_per_weight": float(have["bits_per_weight"].iloc[0])})
                 continue
             _log(f"rank sweep {s.rank_config} {m} k={k}")
-            with backend.quantized(model, s.rank_config, method=m, stats=stats, rank=k) as (qm, info):
+            with backend.quantized(model, s.rank_config, method=m, stats=stats, rank=k, progress=s.progress,
+                                   max_blocks=s.max_blocks, svd=s.svd) as (qm, info):
                 ppl = backend.perplexity(qm, windows, s.progress)
             rows.append({"method": m, "rank": k, "perplexity": ppl, "bits_per_weight": backend.bits_per_weight(info)})
             _log(f"  -> ppl {ppl:.3f}")
@@ -288,6 +298,9 @@ def _header(s, device, windows, total) -> str:
             f"methods with each other, not with published numbers.\n"
             f"- Calibration: {s.calib_samples} random windows of {s.calib_seq_len} tokens from the valid split "
             f"(seed {s.seed}), one pass shared by every method.\n"
+            f"- Low-rank factors from lqer's {s.svd} SVD"
+            f"{' (randomized: within 1% of the full SVD error per lqer tests, much faster on CPU)' if s.svd == 'randomized' else ''}"
+            f"; the spectrum figure always uses the full SVD.\n"
             f"- The \"full-precision\" model is SmolLM2-135M-Instruct dequantized from its Q4_1 GGUF.\n"
             f"- Presets: {', '.join(f'{c} = {backend.describe_preset(c)}' for c in s.configs)}.\n\n")
 
@@ -339,5 +352,6 @@ def _sections(s, device, windows, table, sp, layer, rank_df, layer_df, metric, h
     out.append(
         "## 6. Emulator validation (numba kernels vs the pure-torch reference)\n\n"
         f"{n_val:,} values compared across {len(val)} format/rounding/block/axis cases: {verdict}. "
-        "Data: [validation.csv](validation.csv).\n\n" + _md(val) + "\n")
+        "Data for every case: [validation.csv](validation.csv); summed per check and format:\n\n"
+        + _md(val.groupby(["check", "format"], sort=False)[["n_values", "n_mismatch"]].sum().reset_index()) + "\n")
     return out

@@ -35,10 +35,9 @@ def run_point(point_dict: dict, settings: dict, cache_file: str | None, threads:
     rec = {"key": Path(cache_file).stem if cache_file else None, "label": point.label, **point.to_dict(),
            "settings": settings, "host": os.uname().nodename, "pid": os.getpid()}
     try:
-        if threads:
-            import torch
+        from .util import set_threads
 
-            torch.set_num_threads(threads)
+        set_threads(threads)  # None: auto (1 thread on a busy machine)
         from .backend import evaluate_point
 
         rec.update(evaluate_point(point, settings))
@@ -102,7 +101,9 @@ def run_sweep(grid: str | Path | None = None, out: str | Path = "reports/sweep",
     if todo:
         from dask.distributed import as_completed
 
-        threads = max(1, (os.cpu_count() or 1) // workers) if not scheduler else None
+        threads = None
+        if not scheduler and workers > 1:
+            threads = max(1, (os.cpu_count() or 1) // workers)
         client, cluster = _client(scheduler, workers, processes)
         try:
             futs = {}
