@@ -120,3 +120,107 @@ module tb;
 endmodule
 """
     return _run(tb, words, in_width, acc_width, files, timeout)
+
+
+def run_mx(a_bits: int, b_bits: int, k: int, words: list[int], steps: int, accs, timeout: float = 600):
+    """One compile + run for an MX configuration: the dot-product unit ``mx_dot`` and every
+    accumulator in ``accs`` (("fp32",) or ("fixed", W, F, "saturate"|"wrap")) side by side.
+
+    ``words``: ``steps`` consecutive input words per vector, each
+    ``{a codes (k*a_bits), b codes (k*b_bits), a scale (8), b scale (8)}``, lane 0 lowest.
+    Returns (dots, finals): ``dots`` one (S, E, nan) per word, ``finals`` one list of final
+    accumulator words (unsigned) per accumulator, one entry per vector.
+    The dot outputs are latched before the accumulators step, so each accumulator sees one
+    settled (S, E) per step, as a registered pipeline would.
+    """
+    if steps < 1 or len(words) % steps:
+        raise ValueError(f"{len(words)} words do not split into vectors of {steps} steps")
+    iv, vvp = tools()
+    sw = a_bits + b_bits - 1 + (k - 1).bit_length()
+    in_w = k * (a_bits + b_bits) + 16
+    hi = in_w - 1
+    n = len(words)
+    decl, inst, init, upd, wr = [], [], [], [], []
+    for i, spec in enumerate(accs):
+        if spec[0] == "fp32":
+            w = 32
+            inst.append(f"    mx_acc_fp32 #(.SW({sw})) acc{i} (.acc_in(a{i}), .s(s_r), .e(e_r), .nan_in(nan_r), .acc_out(o{i}));")
+        else:
+            _, w, f, ov = spec
+            inst.append(f"    mx_acc_fixed #(.SW({sw}), .W({w}), .F({f}), .SAT({int(ov == 'saturate')})) acc{i} ("
+                        f".acc_in(a{i}), .s(s_r), .e(e_r), .acc_out(o{i}));")
+        decl.append(f"    reg [{w - 1}:0] a{i}; wire [{w - 1}:0] o{i}; integer f{i};")
+        init.append(f"            a{i} = 0;")
+        upd.append(f"                a{i} = o{i};")
+        wr.append(f"            $fwrite(f{i}, \"%h\\n\", a{i});")
+    opens = "\n".join(f"        f{i} = $fopen(\"acc{i}.hex\", \"w\");" for i in range(len(accs)))
+    closes = "\n".join(f"        $fclose(f{i});" for i in range(len(accs)))
+    tb = f"""
+module tb;
+    reg  [{hi}:0] mem [0:{n - 1}];
+    reg  [{hi}:0] vin;
+    wire signed [{sw - 1}:0] s;
+    wire signed [9:0] e;
+    wire nan;
+    reg  signed [{sw - 1}:0] s_r;
+    reg  signed [9:0] e_r;
+    reg  nan_r;
+    integer i, j, fd;
+{chr(10).join(decl)}
+    mx_dot #(.A({a_bits}), .B({b_bits}), .K({k}), .QSUM({-(a_bits - 2) - (b_bits - 2)})) dot (
+        .xa(vin[{hi}:{hi - k * a_bits + 1}]), .xb(vin[{k * b_bits + 15}:16]), .sa(vin[15:8]), .sb(vin[7:0]),
+        .s(s), .e(e), .nan(nan));
+{chr(10).join(inst)}
+    initial begin
+        $readmemh("in.hex", mem);
+        fd = $fopen("dot.hex", "w");
+{opens}
+        for (i = 0; i < {n // steps}; i = i + 1) begin
+{chr(10).join(init)}
+            for (j = 0; j < {steps}; j = j + 1) begin
+                vin = mem[i * {steps} + j];
+                #1;
+                $fwrite(fd, "%h\\n", {{nan, e, s}});
+                s_r = s; e_r = e; nan_r = nan;
+                #1;
+{chr(10).join(upd)}
+            end
+{chr(10).join(wr)}
+        end
+        $fclose(fd);
+{closes}
+        $finish;
+    end
+endmodule
+"""
+    with tempfile.TemporaryDirectory(prefix="hwsim_") as tmp:
+        tmp = Path(tmp)
+        nd = (in_w + 3) // 4
+        (tmp / "in.hex").write_text("".join(f"{w:0{nd}x}\n" for w in words))
+        (tmp / "tb.v").write_text(tb)
+        srcs = [str(RTL_DIR / f) for f in ("int_units.v", "fp_units.v", "mx_units.v")] + [str(tmp / "tb.v")]
+        proc = subprocess.run([iv, "-g2005", "-o", str(tmp / "sim.vvp"), *srcs],
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise SimError(f"iverilog compile failed:\n{proc.stdout}{proc.stderr}")
+        proc = subprocess.run([vvp, "-n", str(tmp / "sim.vvp")], cwd=tmp, capture_output=True, text=True,
+                              timeout=timeout)
+        if proc.returncode != 0:
+            raise SimError(f"vvp failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+
+        def read(name):
+            vals = (tmp / name).read_text().split()
+            if any(c in v for v in vals for c in "xXzZ"):
+                raise SimError(f"simulation produced unknown bits in {name}")
+            return [int(v, 16) for v in vals]
+
+        raw = read("dot.hex")
+        finals = [read(f"acc{i}.hex") for i in range(len(accs))]
+    dots = []
+    for wd in raw:
+        s_ = wd & ((1 << sw) - 1)
+        s_ -= (1 << sw) if s_ >> (sw - 1) else 0
+        e_ = (wd >> sw) & 0x3FF
+        e_ -= 1024 if e_ >> 9 else 0
+        dots.append((s_, e_, (wd >> (sw + 10)) & 1))
+    return dots, finals

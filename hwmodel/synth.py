@@ -54,14 +54,18 @@ TECHS = {
 _INT = ["int_units.v"]
 _FP = ["int_units.v", "fp_units.v"]
 _MX = ["int_units.v", "fp_units.v", "mx_units.v"]
-_PAPER = ["int_units.v", "fp_units.v", "mx_units.v", "paper_designs.v"]
+_PAPER_FP = ["int_units.v", "fp_units.v", "paper_fp.v"]
+_PAPER_MX = ["int_units.v", "fp_units.v", "mx_units.v", "paper_mx.v"]
 MODULE_FILES = {
     **{m: _INT for m in ("int_mul", "int_add", "exp_add", "comparator", "mux2", "barrel_shifter",
                          "max_tree", "adder_tree", "fixed_acc", "reg_bits")},
-    **{m: _FP for m in ("fp_round_pack", "fp_add_exact", "fp16_add", "fp32_add", "fp16_mul",
+    **{m: _FP for m in ("fp_round_pack", "fp_add_exact", "fp_add", "fp16_add", "fp32_add", "fp16_mul",
                         "fp16_div", "int_to_fp16", "fp16_to_int", "fp16_mac")},
     **{m: _MX for m in ("mx_dot", "mx_acc_fixed", "mx_acc_fp32", "shared_exp", "llm_int8_path",
                         "mx_dot_acc_fixed")},
+    **{m: _PAPER_FP for m in ("fp16_add_tree", "fp16_gemm16", "int_gemm16", "paper_fp16", "paper_llm_int",
+                              "paper_awq", "paper_lqer_int")},
+    **{m: _PAPER_MX for m in ("paper_mx_main", "mx_cast16", "paper_lqer_mxint")},
 }
 
 
@@ -107,6 +111,16 @@ def yosys_version() -> str:
         out = subprocess.run([yosys_path(), "-V"], capture_output=True, text=True, timeout=60)
         _VERSION = out.stdout.strip() or out.stderr.strip()
     return _VERSION
+
+
+def yosys_version_or_cached(cache_path: Path = DEFAULT_CACHE) -> str:
+    """The installed Yosys's version, or (without Yosys) the one the committed cache was made with."""
+    if shutil.which("yosys"):
+        return yosys_version()
+    versions = {e.get("yosys_version") for e in load_cache(cache_path).values()}
+    if len(versions) == 1:
+        return versions.pop()
+    raise SynthError("yosys not found and the cache does not name a single Yosys version")
 
 
 def check_tech(tech: str) -> str:
@@ -192,7 +206,15 @@ def load_cache(path: Path = DEFAULT_CACHE) -> dict:
 
 
 def _store(path: Path, key: str, entry: dict) -> None:
+    import fcntl
+
     path = Path(path)
+    with open(Path(tempfile.gettempdir()) / "hwmodel_synth_cache.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _store_locked(path, key, entry)
+
+
+def _store_locked(path: Path, key: str, entry: dict) -> None:
     data = load_cache(path)
     data[key] = entry
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".synth_cache.", suffix=".tmp")

@@ -107,26 +107,56 @@ module fp_add_exact #(parameter MB = 24, parameter EW = 8, parameter MW = 23, pa
         .sgn(sgn), .mag(mag), .ex(eo), .y(y));
 endmodule
 
+// IEEE adder for EW/MW formats, the classic area-lean datapath: order the operands by
+// magnitude, align the smaller with guard, round and sticky bits (the sticky ORed into the
+// lsb), add or subtract, then normalize and round once (RNE) in fp_round_pack. Correctly
+// rounded: bits are lost to the sticky only when the exponent difference is >= 2, where
+// cancellation removes at most one leading bit. Inf/NaN per IEEE; canonical quiet NaN.
+module fp_add #(parameter EW = 5, parameter MW = 10) (
+    input  [EW+MW:0] a,
+    input  [EW+MW:0] b,
+    output [EW+MW:0] y
+);
+    localparam BIAS = (1 << (EW - 1)) - 1;
+    localparam XW = EW + 3;
+    localparam SW = MW + 4;                       // significand + guard, round, sticky
+    wire [EW-1:0] ea = a[EW+MW-1:MW], eb = b[EW+MW-1:MW];
+    wire a_nan = (&ea) & (a[MW-1:0] != 0);
+    wire b_nan = (&eb) & (b[MW-1:0] != 0);
+    wire a_inf = (&ea) & (a[MW-1:0] == 0);
+    wire b_inf = (&eb) & (b[MW-1:0] == 0);
+    wire swap = (b[EW+MW-1:0] > a[EW+MW-1:0]);    // |b| > |a|
+    wire [EW+MW:0] p = swap ? b : a;              // larger magnitude
+    wire [EW+MW:0] q = swap ? a : b;
+    wire [EW-1:0] ep = p[EW+MW-1:MW], eq = q[EW+MW-1:MW];
+    wire [EW-1:0] lp = (ep == 0) ? 1 : ep;        // subnormals share exponent 1
+    wire [EW-1:0] lq = (eq == 0) ? 1 : eq;
+    wire [MW:0] mp = {ep != 0, p[MW-1:0]};
+    wire [MW:0] mq = {eq != 0, q[MW-1:0]};
+    wire [EW-1:0] d = lp - lq;
+    wire far = (d >= SW);
+    wire [2*SW-1:0] qs = {mq, 3'b000, {SW{1'b0}}} >> (far ? SW : d);
+    wire [SW-1:0] qa = {qs[2*SW-1:SW+1], qs[SW] | (|qs[SW-1:0]) | (far & (mq != 0))};
+    wire [SW-1:0] pa = {mp, 3'b000};
+    wire sub = p[EW+MW] ^ q[EW+MW];
+    wire [SW:0] sum = sub ? ({1'b0, pa} - {1'b0, qa}) : ({1'b0, pa} + {1'b0, qa});
+    wire both_neg_zero = (a[EW+MW-1:0] == 0) & (b[EW+MW-1:0] == 0) & a[EW+MW] & b[EW+MW];
+    wire sgn = (sum == 0) ? both_neg_zero : p[EW+MW];
+    wire signed [XW-1:0] ex = $signed({3'b000, lp}) - (BIAS + MW + 3);
+    wire [EW+MW:0] core;
+    fp_round_pack #(.W(SW + 1), .EW(EW), .MW(MW), .XW(XW)) rp (.sgn(sgn), .mag(sum), .ex(ex), .y(core));
+    wire [EW+MW:0] qnan = {1'b0, {EW{1'b1}}, 1'b1, {(MW - 1){1'b0}}};
+    assign y = (a_nan | b_nan | (a_inf & b_inf & (a[EW+MW] ^ b[EW+MW]))) ? qnan :
+               a_inf ? a : b_inf ? b : core;
+endmodule
+
 // FP16 adder (RNE, subnormals, Inf/NaN per IEEE; canonical NaN 0x7E00).
 module fp16_add (
     input  [15:0] a,
     input  [15:0] b,
     output [15:0] y
 );
-    wire [4:0] ea = a[14:10], eb = b[14:10];
-    wire a_nan = (ea == 5'h1f) & (a[9:0] != 0);
-    wire b_nan = (eb == 5'h1f) & (b[9:0] != 0);
-    wire a_inf = (ea == 5'h1f) & (a[9:0] == 0);
-    wire b_inf = (eb == 5'h1f) & (b[9:0] == 0);
-    wire [10:0] ma = {ea != 0, a[9:0]};
-    wire [10:0] mb = {eb != 0, b[9:0]};
-    wire signed [7:0] xa = $signed({3'b000, (ea == 0) ? 5'd1 : ea}) - 8'sd25;
-    wire signed [7:0] xb = $signed({3'b000, (eb == 0) ? 5'd1 : eb}) - 8'sd25;
-    wire [15:0] core;
-    fp_add_exact #(.MB(11), .EW(5), .MW(10), .XW(8)) add (
-        .sx(a[15]), .mx(ma), .ex(xa), .sy(b[15]), .my(mb), .ey(xb), .y(core));
-    assign y = (a_nan | b_nan | (a_inf & b_inf & (a[15] ^ b[15]))) ? 16'h7e00 :
-               a_inf ? a : b_inf ? b : core;
+    fp_add #(.EW(5), .MW(10)) u (.a(a), .b(b), .y(y));
 endmodule
 
 // FP32 adder (RNE, subnormals, Inf/NaN per IEEE; canonical NaN 0x7FC00000).
@@ -135,20 +165,7 @@ module fp32_add (
     input  [31:0] b,
     output [31:0] y
 );
-    wire [7:0] ea = a[30:23], eb = b[30:23];
-    wire a_nan = (ea == 8'hff) & (a[22:0] != 0);
-    wire b_nan = (eb == 8'hff) & (b[22:0] != 0);
-    wire a_inf = (ea == 8'hff) & (a[22:0] == 0);
-    wire b_inf = (eb == 8'hff) & (b[22:0] == 0);
-    wire [23:0] ma = {ea != 0, a[22:0]};
-    wire [23:0] mb = {eb != 0, b[22:0]};
-    wire signed [10:0] xa = $signed({3'b000, (ea == 0) ? 8'd1 : ea}) - 11'sd150;
-    wire signed [10:0] xb = $signed({3'b000, (eb == 0) ? 8'd1 : eb}) - 11'sd150;
-    wire [31:0] core;
-    fp_add_exact #(.MB(24), .EW(8), .MW(23), .XW(11)) add (
-        .sx(a[31]), .mx(ma), .ex(xa), .sy(b[31]), .my(mb), .ey(xb), .y(core));
-    assign y = (a_nan | b_nan | (a_inf & b_inf & (a[31] ^ b[31]))) ? 32'h7fc00000 :
-               a_inf ? a : b_inf ? b : core;
+    fp_add #(.EW(8), .MW(23)) u (.a(a), .b(b), .y(y));
 endmodule
 
 // FP16 multiplier (exact 11x11 significand product, one RNE rounding).

@@ -60,8 +60,10 @@ module mx_acc_fixed #(parameter SW = 20, parameter XW = 10, parameter W = 32,
     wire [$clog2(W)-1:0]  lamt = sh[$clog2(W)-1:0];
     wire [$clog2(SW)-1:0] ramt = rsh[$clog2(SW)-1:0];
     wire signed [VW-1:0] sx = s;
-    wire signed [VW-1:0] v = left ? (big_left ? {VW{1'b0}} : (sx <<< lamt))
-                                  : (big_right ? {VW{s[SW-1]}} : (sx >>> ramt));
+    // (each arm is signed on its own: an unsigned arm would make >>> a logical shift)
+    wire signed [VW-1:0] v_l = big_left ? $signed({VW{1'b0}}) : (sx <<< lamt);
+    wire signed [VW-1:0] v_r = big_right ? $signed({VW{s[SW-1]}}) : (sx >>> ramt);
+    wire signed [VW-1:0] v = left ? v_l : v_r;
     wire s_nz = (s != 0);
     // v fits in W bits iff its bits [VW-1:W-1] are all equal
     wire fits = (v[VW-1:W-1] == {(VW-W+1){v[W-1]}});
