@@ -99,14 +99,18 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     nb = -(-L // k)
     mode = _q.ROUNDING_IDS[rounding]
     scales = np.empty((R, nb), np.uint8)
+    out_dtype = x2.dtype
+    fast = isinstance(fmt, MXIntFormat) and x2.dtype == np.float32 and mode != _q.RN_STOCH
     if isinstance(fmt, BlockFP):
         with np.errstate(over="ignore"):  # |x| > float32 max becomes Inf: a NaN block (contract)
             x2 = x2.astype(np.float32, copy=False)
-    dummy_deq = np.empty((1, 1), x2.dtype)
-    deq = np.empty((R, L), x2.dtype) if want_deq else dummy_deq
+    elif not fast:
+        # the generic kernels compile once, for float64 (exact for float32 input and output)
+        x2 = x2.astype(np.float64, copy=False)
+    deq = np.empty((R, L) if want_deq else (1, 1), x2.dtype)
     if isinstance(fmt, MXIntFormat):
         codes = np.empty((R, L), np.int8) if want_codes else np.empty((1, 1), np.int8)
-        if x2.dtype == np.float32 and mode != _q.RN_STOCH:
+        if fast:
             _q.mxint_f32_fast(x2, x2.view(np.int32), k, fmt.element_bits, mode, want_codes, want_deq,
                               codes, scales, deq)
         else:
@@ -119,6 +123,8 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
         codes = np.empty((R, L), np.int8) if want_codes else np.empty((1, 1), np.int8)
         _q.bfp_kernel(x2, k, fmt.width, fmt.exp_min, fmt.exp_max, fmt.nan_code, fmt.bias,
                       bool(fmt.zero_passthrough), mode, seed, inner, want_codes, want_deq, codes, scales, deq)
+    if want_deq and not isinstance(fmt, BlockFP):
+        deq = deq.astype(out_dtype, copy=False)
     return (codes if want_codes else None), scales, (deq if want_deq else None)
 
 
