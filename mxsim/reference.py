@@ -172,17 +172,18 @@ def _floor_log2(a):
 
 def _mx_quantize_blocks(xb, fmt, rounding, u):
     """xb: float64 blocks (..., nb, k). Returns (int codes (int64), scale codes (int64), value float64)."""
-    absx = xb.abs()
-    bad = ~torch.isfinite(xb).all(dim=-1)
-    xb0 = torch.where(torch.isfinite(xb), xb, torch.zeros_like(xb))
-    amax = xb0.abs().amax(dim=-1)
+    finite = torch.isfinite(xb)
+    any_bad = not bool(finite.all())
+    bad = ~finite.all(dim=-1)
+    xb0 = xb.masked_fill(~finite, 0.0) if any_bad else xb
+    absx = xb0.abs()
+    amax = absx.amax(dim=-1)
     zero = amax == 0
-    fl = _floor_log2(torch.where(zero, torch.ones_like(amax), amax))
+    fl = _floor_log2(amax.masked_fill(zero, 1.0))
     s = torch.clamp(fl - fmt.emax_elem, SCALE_EXP_MIN, SCALE_EXP_MAX)
-    s = torch.where(zero, torch.full_like(s, SCALE_EXP_MIN), s)
+    s = s.masked_fill(zero, SCALE_EXP_MIN)
     s_e = s.unsqueeze(-1)
     neg = torch.signbit(xb0)
-    absx = xb0.abs()
     if isinstance(fmt, MXIntFormat):
         q = fmt.quantum_log2
         a = absx * _pow2(-(s_e + q))  # exact
@@ -190,7 +191,8 @@ def _mx_quantize_blocks(xb, fmt, rounding, u):
         n = torch.clamp(n, max=float(fmt.max_code))
         n_i = n.to(torch.int64)
         codes = torch.where(neg, -n_i, n_i)
-        codes = torch.where(zero.unsqueeze(-1) | bad.unsqueeze(-1), torch.zeros_like(codes), codes)
+        if any_bad:  # zero blocks have n = 0 already
+            codes = codes.masked_fill(bad.unsqueeze(-1), 0)
         value = codes.to(torch.float64) * _pow2(s_e + q)  # code 0 -> +0.0
     else:
         v = absx * _pow2(-s_e)  # exact
@@ -210,12 +212,13 @@ def _mx_quantize_blocks(xb, fmt, rounding, u):
         bexp = torch.where(sub, torch.zeros_like(I), e_field + 1)
         nbits = fmt.exponent_bits + mb
         codes = (neg.to(torch.int64) << nbits) | (bexp << mb) | mant
-        codes = torch.where(zero.unsqueeze(-1) | bad.unsqueeze(-1), torch.zeros_like(codes), codes)
+        zb = zero.unsqueeze(-1)
+        codes = codes.masked_fill(zb | bad.unsqueeze(-1), 0)
         mag = r * _pow2(s_e)
-        value = torch.where(neg, -mag, mag)
-        value = torch.where(zero.unsqueeze(-1), torch.zeros_like(value), value)
+        value = torch.where(neg, -mag, mag).masked_fill(zb, 0.0)  # zero block: +0.0
     scale_codes = torch.where(bad, torch.full_like(s, E8M0_NAN), s + E8M0_BIAS)
-    value = torch.where(bad.unsqueeze(-1), torch.full_like(value, float("nan")), value)
+    if any_bad:
+        value = value.masked_fill(bad.unsqueeze(-1), float("nan"))
     return codes, scale_codes, value
 
 
