@@ -129,3 +129,11 @@ def test_fake_quantize_equals_dequantized_codes_reference():
             ok |= x.abs() <= np.float32(1e-8)
             ok |= (fq == 0) & (d == 0)
         assert ok.all(), f
+
+
+def test_run_validation_counts():
+    from mxsim.validate import run_validation
+
+    df = run_validation(n_random=1, formats=["MXINT4"], roundings=("nearest_even",), blocks=(7,), axes=(1,), matmul=False)
+    assert set(df.check) == {"fake_quantize", "codes", "scales"}
+    assert (df.n_values > 0).all() and int(df.n_mismatch.sum()) == 0, df.first_mismatch.dropna().tolist()

@@ -497,3 +497,24 @@ def test_round_to_f32_helper():
     assert R.round_to_f32((2**25 - 1), 103) == math.inf  # (2^24 - 0.5) * 2^104 = max + half ulp
     # (2^24 - 0.75) * 2^104 rounds down to max = (2^24 - 1) * 2^104
     assert R.round_to_f32((2**26 - 3), 102) == float(np.finfo(np.float32).max)
+
+
+def test_matmul_fp32_signed_zero_and_overflow():
+    f = mxsim.MXINT8.with_block_size(1)
+    b = torch.tensor([[64], [64]], dtype=torch.int8)
+    bs = torch.tensor([[0], [0]], dtype=torch.uint8)
+    # a = [-64 (scale 0), 0]: -64 * 2^(-127-6) = -2^-127; b = 2^-127 -> product -2^-254,
+    # which underflows float32 to -0.0 (sign kept); the next step adds S = 0 (+0.0):
+    # (-0.0) + (+0.0) = +0.0 under RNE.
+    a = torch.tensor([[-64, 0]], dtype=torch.int8)
+    as_ = torch.tensor([[0, 0]], dtype=torch.uint8)
+    one = R.matmul(a[:, :1], as_[:, :1], f, b[:1], bs[:1], f, "fp32")
+    assert one.item() == 0.0 and math.copysign(1, one.item()) == -1
+    two = R.matmul(a, as_, f, b, bs, f, "fp32")
+    assert two.item() == 0.0 and math.copysign(1, two.item()) == 1
+    assert R.matmul(a, as_, f, b, bs, f, "exact").item() == -(2.0**-254)
+    # scales 254 on both sides: 2^127 * 2^127 = 2^254 -> fp32 Inf, exact 2^254
+    big = torch.tensor([[254]], dtype=torch.uint8)
+    a1 = torch.tensor([[64]], dtype=torch.int8)
+    assert R.matmul(a1, big, f, b[:1], big, f, "fp32").item() == math.inf
+    assert R.matmul(a1, big, f, b[:1], big, f, "exact").item() == 2.0**254
