@@ -51,6 +51,8 @@ def _to_numpy(x, name="x"):
         src = _Src(False, a.dtype)
         if a.dtype == np.float16:
             a = a.astype(np.float32)
+        elif not a.dtype.isnative:
+            a = a.astype(a.dtype.newbyteorder("="))
         return a, src
     raise ValueError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
 

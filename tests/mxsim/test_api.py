@@ -143,3 +143,9 @@ def test_cli_demo_prints_the_table(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0
+
+
+def test_non_native_byte_order_input():
+    x = np.array([1.0, 0.5, -0.25, 3.0], ">f4")
+    # MXINT4: s = 1, v = 2x = [2, 1, -0.5, 6] -> [2, 1, 0, 6] / 2
+    assert mxsim.fake_quantize(x, "MXINT4").tolist() == [1.0, 0.5, 0.0, 3.0]
