@@ -112,10 +112,8 @@ def breakdown_plot(bd: pd.DataFrame, path: Path, title: str, by: str = "componen
         ax.bar(range(len(piv)), piv[col].values, bottom=bottom, label=col, color=cmap(i % 20))
         bottom += piv[col].values
     ax.set_xticks(range(len(piv)), piv.index, rotation=25, ha="right", fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=max(1.0, 0.5 * float(piv.sum(axis=1).min()) / 10))
     ax.set_xlabel("design")
-    ax.set_ylabel(f"area ({unit}, log scale)")
+    ax.set_ylabel(f"area ({unit})")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(alpha=0.3, axis="y", which="both")

@@ -288,7 +288,7 @@ def rank_sweep(model, windows, stats, s: ReportSettings, table: pd.DataFrame) ->
 
 def _header(s, device, windows, total) -> str:
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cmd = "python -m experiments.cli report " + " ".join(s.argv)
+    cmd = "python -m experiments.cli " + (" ".join(s.argv) if s.argv else "report")
     return (f"# LQER on a real model: {s.model}, WikiText-2\n\n"
             f"Generated {when} by `{cmd.strip()}` (commit {_git_commit()}), on {backend.device_name(device)} "
             f"({platform.processor() or platform.machine()}), in {total / 60:.1f} minutes.\n\n"
@@ -333,7 +333,8 @@ def _sections(s, device, windows, table, sp, layer, rank_df, layer_df, metric, h
     out.append(
         f"## 3. Per-layer reconstruction error, LQER vs L2QER (paper Fig. 4)\n\n![layers](fig4_layer_error.png)\n\n"
         f"*`{metric}` per decoder layer at {s.rank_config}, k = 32, averaged over the layer's q/k/v/o/gate/up/down "
-        f"projections; look for the L2QER line below the LQER line.* "
+        f"projections. LQER minimises exactly this weight-space error at each rank, L2QER an activation-weighted one, so look "
+        f"for how far apart the lines are compared with the perplexity gap in sections 2 and 4, not for L2QER below LQER.* "
         f"Data for every linear layer and both presets: [fig4_layer_error.csv](fig4_layer_error.csv).\n\n"
         + _md(summ) + "\n\n"
         + ("".join(f"- {c}: L2QER below LQER on {v:.0%} of linear layers\n" for c, v in frac.items()) if frac is not None else "")
