@@ -4,6 +4,10 @@ random weights. Target: <= 10 s with the randomized SVD. Also times the full SVD
     .venv/bin/python benchmarks/bench_lqer.py [--skip-full] [--out 11008 --in 4096 --rank 32]
 """
 import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import time
 
 import torch
@@ -29,7 +33,7 @@ def main():
     kw = dict(w_format=cfg.w_format, a_format=cfg.a_format, b_format=cfg.b_format, rank=a.rank, scale=s)
     print(f"layer {a.out}x{a.inp}, rank {a.rank}, W {cfg.w_format.name}/{cfg.w_format.block_size}, "
           f"torch threads {torch.get_num_threads()}")
-    approximate(W[:256, :512], **{**kw, "rank": 8}, svd="randomized")  # warm-up (numba compile)
+    approximate(W[:256, :512], **{**kw, "rank": 8, "scale": s[:512]}, svd="randomized")  # warm-up (numba compile)
     t = time.perf_counter()
     r = approximate(W, **kw, svd="randomized")
     t_rand = time.perf_counter() - t

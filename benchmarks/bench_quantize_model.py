@@ -4,6 +4,10 @@ calibration; peak RSS <= 3x the model's fp32 size.
     .venv/bin/python benchmarks/bench_quantize_model.py [--svd full|randomized] [--calib-samples 4]
 """
 import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import resource
 import time
 

@@ -26,7 +26,7 @@ LOWRANK_INPUTS = ("quantized", "unquantized")
 
 def _deq(t) -> torch.Tensor:
     if isinstance(t, MXTensor):
-        return torch.as_tensor(t.dequantize()).to(torch.float32)
+        return torch.as_tensor(t.dequantize(), dtype=torch.float32)
     return torch.as_tensor(t).detach().to(torch.float32)
 
 
