@@ -518,3 +518,20 @@ def test_matmul_fp32_signed_zero_and_overflow():
     a1 = torch.tensor([[64]], dtype=torch.int8)
     assert R.matmul(a1, big, f, b[:1], big, f, "fp32").item() == math.inf
     assert R.matmul(a1, big, f, b[:1], big, f, "exact").item() == 2.0**254
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("fmt", [mxsim.MXINT8, mxsim.MXINT4, mxsim.MXFP8_E4M3, mxsim.MXFP4_E2M1, BlockFP(4)])
+def test_cuda_matches_cpu(fmt):
+    # The referee is the GPU path: same bits on CUDA as on CPU (random inputs; BlockFP's
+    # exponent follows torch.log2 of the device, which could differ only right at powers of 2).
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 100, generator=g) * 2.0 ** torch.randint(-20, 20, (64, 1), generator=g)
+    for rounding in mxsim.ROUNDING_MODES:
+        for axis in (0, 1):
+            a = R.fake_quantize(x, fmt, axis=axis, rounding=rounding, seed=1)
+            b = R.fake_quantize(x.cuda(), fmt, axis=axis, rounding=rounding, seed=1)
+            assert b.device.type == "cuda" and same_bits(a, b.cpu())
+            ca, sa = R.quantize(x, fmt, axis=axis, rounding=rounding, seed=1)
+            cb, sb = R.quantize(x.cuda(), fmt, axis=axis, rounding=rounding, seed=1)
+            assert torch.equal(ca, cb.cpu()) and torch.equal(sa, sb.cpu())
