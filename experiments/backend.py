@@ -190,22 +190,32 @@ class quantized:
         self.config, self.progress, self.max_blocks, self.svd = config, progress, max_blocks, svd
 
     def __enter__(self):
+        from lqer.calibrate import linear_layers
         from lqer.quantize import quantize_model
 
         cfg = self.config if self.config is not None else make_config(self.preset, self.method, self.rank)
         if self.svd:
             cfg = cfg.replace(svd=self.svd)
-        src = getattr(self.model, "_mxlab_source", None)
-        if src is not None:
-            m = fresh_model(*src)
-        else:
-            m = copy.deepcopy(self.model)
-        self.qm, self.info = quantize_model(m, cfg, stats=stats_for(self.stats, cfg.method), progress=self.progress,
-                                            layers=selected_layers(m, self.max_blocks))
+        layers = selected_layers(self.model, self.max_blocks)
+        # quantize the model in place, keeping the original nn.Linear modules so that __exit__
+        # puts them back: no copy of the model is needed (lqer only reads their weights)
+        self.saved = {n: m for n, m in linear_layers(self.model).items() if layers is None or n in layers}
+        try:
+            self.qm, self.info = quantize_model(self.model, cfg, stats=stats_for(self.stats, cfg.method),
+                                                progress=self.progress, layers=layers)
+        except BaseException:
+            self._restore()
+            raise
         return self.qm, self.info
 
+    def _restore(self):
+        for name, mod in self.saved.items():
+            parent, _, leaf = name.rpartition(".")
+            setattr(self.model.get_submodule(parent) if parent else self.model, leaf, mod)
+
     def __exit__(self, *exc):
-        del self.qm
+        self._restore()
+        self.qm = None
         return False
 
 

@@ -124,3 +124,24 @@ def test_tiny_report_end_to_end(tmp_path):
     assert {"format", "rounding", "block", "axis", "n_values", "n_mismatch"} <= set(val.columns)
     assert val["n_values"].sum() > 0 and val["n_mismatch"].sum() == 0
     assert "**0 mismatches**" in text
+
+
+@needs_model
+def test_quantized_context_restores_the_full_precision_model():
+    import torch
+
+    from experiments import backend
+
+    model, _ = backend.get_model("smollm2-135m", "cpu")
+    ids = torch.arange(100, 116)[None]
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        with backend.quantized(model, "W3A8", "plain", None, progress=False, max_blocks=1) as (qm, info):
+            assert type(qm.model.layers[0].mlp.down_proj).__name__ != "Linear"
+            assert type(qm.model.layers[1].mlp.down_proj).__name__ == "Linear"
+            assert info["n_layers"] == 7
+            changed = qm(input_ids=ids).logits
+        after = model(input_ids=ids).logits
+    assert not torch.equal(before, changed)
+    assert torch.equal(before, after)
+    assert type(model.model.layers[0].mlp.down_proj).__name__ == "Linear"
