@@ -41,9 +41,9 @@ def paper_luts(use_cache: bool = True, cached_only: bool = False, log=print) -> 
     """Synthesize (or read from the cache) every paper design; LUTs per design."""
     rows = []
     for name, main, whole, paper in PAPER_DESIGNS:
-        res_m = _get(main, "xilinx", use_cache, cached_only)
+        res_m = _get(main, "xilinx", use_cache, cached_only, hierarchical=True)
         if whole is not None:
-            res_t = _get(whole, "xilinx", use_cache, cached_only)
+            res_t = _get(whole, "xilinx", use_cache, cached_only, hierarchical=True)
             lut = res_m.cost + (res_t.cost - res_m.cost) / 16
             how = f"M + (T - M)/16, M = {res_m.cost:g}, T = {res_t.cost:g}"
         else:
@@ -59,17 +59,38 @@ def paper_luts(use_cache: bool = True, cached_only: bool = False, log=print) -> 
     return rows
 
 
-def _get(spec, tech, use_cache, cached_only):
+_MODEL_NAMES = {"FP16": "FP16", "LLM.int4()": "LLM.int4()", "GPTQ/AWQ W4": "GPTQ/AWQ W4",
+                "GPTQ/AWQ W2": "GPTQ/AWQ W2", "LQER int16/int4": "LQER int16", "LQER-MXINT 8/4": "LQER-MXINT 8b",
+                "LQER-MXINT 6/4": "LQER-MXINT 6b"}
+
+
+def add_model_ratios(rows) -> None:
+    """Add the analytical model's ratio (hwmodel.paper, paper assumptions, FPGA table) when present."""
+    try:
+        from . import paper
+
+        df = paper.paper_table("fpga", sensitivity=False)
+    except Exception:  # the analytical model is optional here
+        return
+    for r in rows:
+        prefix = _MODEL_NAMES.get(r["design"])
+        hit = df[df["design"].str.startswith(prefix)] if prefix else df.iloc[0:0]
+        if len(hit):
+            r["model_ratio"] = float(hit["model_ratio"].iloc[0])
+
+
+def _get(spec, tech, use_cache, cached_only, hierarchical=False):
     module, params = spec
     if cached_only:
         paths = synth.module_files(module)
-        key = synth.cache_key(module, synth.check_params(params), tech, paths, synth.yosys_version_or_cached())
+        key = synth.cache_key(module, synth.check_params(params), tech, paths, synth.yosys_version_or_cached(),
+                              hierarchical)
         entry = synth.load_cache().get(key)
         if entry is None:
             raise synth.SynthError(f"no cache entry for {module} {params} ({tech}) with the current source; "
                                    f"run `python -m hwmodel.rtl_designs paper` to synthesize it")
         return synth.SynthResult(**{**entry, "cached": True})
-    return synth.synthesize(module, params, tech, use_cache=use_cache, timeout=7200)
+    return synth.synthesize(module, params, tech, use_cache=use_cache, timeout=7200, hierarchical=hierarchical)
 
 
 # ---------------------------------------------------------------- composite check
@@ -121,7 +142,7 @@ def analytical_fp16_mac(table):
 
 
 COMPOSITES = (
-    [(f"MX dot k={k} {a}x{b}", ("mx_dot", {"A": a, "B": b, "K": k, "QSUM": -(a - 2) - (b - 2)}),
+    [(f"MX dot k={k} {a}x{b}", ("mx_dot", {"A": a, "B": b, "K": k}),
       (lambda t, a=a, b=b, k=k: analytical_mx_dot(t, a, b, k)))
      for k in (16, 32) for a, b in ((4, 8), (6, 8), (8, 8))]
     + [("LLM.int8() scatter/gather k=16", ("llm_int8_path", {"K": 16}), lambda t: analytical_llm_int8_path(t, 16)),
@@ -167,11 +188,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         if args.what == "paper":
-            rows = paper_luts(cached_only=args.cached_only)
-            print(markdown(rows, ["design", "lut", "ratio", "paper_lut", "paper_ratio", "how"],
-                           ["design", "Yosys LUT", "ratio to FP16", "paper LUT", "paper ratio", "how"]))
+            rows = paper_luts(cached_only=args.cached_only, log=None)
+            add_model_ratios(rows)
+            for r in rows:
+                pr = r.get("paper_ratio")
+                r["diff_pct"] = None if pr is None else 100.0 * (r["ratio"] - pr) / pr
+            print(markdown(rows, ["design", "lut", "ratio", "paper_lut", "paper_ratio", "diff_pct", "model_ratio", "how"],
+                           ["design", "Yosys LUT", "ratio to FP16", "paper LUT", "paper ratio",
+                            "ratio diff % (Yosys vs paper)", "analytical model ratio", "how"]))
         else:
-            rows = composite_check(synth.check_tech(args.tech), cached_only=args.cached_only)
+            rows = composite_check(synth.check_tech(args.tech), cached_only=args.cached_only, log=None)
             print(markdown(rows, ["composite", "tech", "analytical", "synthesized", "unit", "diff_pct"],
                            ["composite", "tech", "analytical (table sum)", "synthesized whole", "unit", "diff %"]))
     except synth.SynthError as exc:

@@ -154,20 +154,29 @@ def source_hash(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def cache_key(module: str, params: dict, tech: str, paths: list[Path], version: str) -> str:
-    blob = json.dumps({"src": source_hash(paths), "module": module, "params": sorted(params.items()),
-                       "tech": tech, "yosys": version}, sort_keys=True)
+def cache_key(module: str, params: dict, tech: str, paths: list[Path], version: str,
+              hierarchical: bool = False) -> str:
+    d = {"src": source_hash(paths), "module": module, "params": sorted(params.items()), "tech": tech,
+         "yosys": version}
+    if hierarchical:
+        d["hierarchical"] = True
+    blob = json.dumps(d, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def yosys_script(module: str, params: dict, tech: str, paths: list[Path]) -> str:
+def yosys_script(module: str, params: dict, tech: str, paths: list[Path], hierarchical: bool = False) -> str:
     spec = TECHS[tech]
     parts = [f"read_verilog {' '.join(p.name for p in paths)}"]
     if params:
         sets = " ".join(f"-set {k} {v}" for k, v in sorted(params.items()))
         parts.append(f"chparam {sets} {module}")
-    parts.append(spec["synth"].format(top=module))
-    parts.append(spec["stat"])
+    if hierarchical:
+        # every distinct submodule is synthesized once; stat -top sums the instances
+        parts.append(spec["synth"].format(top=module).replace(" -flatten", ""))
+        parts.append(f"{spec['stat']} -top {module}")
+    else:
+        parts.append(spec["synth"].format(top=module))
+        parts.append(spec["stat"])
     return "; ".join(parts)
 
 
@@ -226,18 +235,23 @@ def _store_locked(path: Path, key: str, entry: dict) -> None:
 
 def synthesize(module: str, params: dict | None = None, tech: str = "xilinx", *,
                use_cache: bool = True, write_cache: bool = True, cache_path: Path = DEFAULT_CACHE,
-               timeout: float = 1800, files: list[str] | None = None) -> SynthResult:
-    """Synthesize ``module`` with ``params`` for ``tech``; cached unless ``use_cache=False``."""
+               timeout: float = 1800, files: list[str] | None = None,
+               hierarchical: bool = False) -> SynthResult:
+    """Synthesize ``module`` with ``params`` for ``tech``; cached unless ``use_cache=False``.
+
+    ``hierarchical=True`` keeps the module hierarchy (no -flatten): each distinct submodule is
+    synthesized once and ``stat -top`` counts it per instance; used for the large paper designs
+    (minutes instead of an hour), at the price of no optimization across module boundaries."""
     check_tech(tech)
     params = check_params(params)
     paths = module_files(module, files)
     version = yosys_version()
-    key = cache_key(module, params, tech, paths, version)
+    key = cache_key(module, params, tech, paths, version, hierarchical)
     if use_cache:
         entry = load_cache(cache_path).get(key)
         if entry is not None:
             return SynthResult(**{**entry, "cached": True})
-    script = yosys_script(module, params, tech, paths)
+    script = yosys_script(module, params, tech, paths, hierarchical)
     with tempfile.TemporaryDirectory(prefix="hwsynth_") as tmp:
         for p in paths:
             shutil.copy(p, Path(tmp) / p.name)
