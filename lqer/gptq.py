@@ -115,7 +115,7 @@ def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, retur
         raise ValueError(f"block must be a positive integer, got {block!r}")
     if not (damp >= 0 and math.isfinite(damp)):
         raise ValueError(f"damp must be >= 0, got {damp!r}")
-    H = 0.5 * (H + H.T)
+    H.add_(H.T.clone()).mul_(0.5)
 
     diag = torch.diagonal(H)
     dead = diag <= 0
@@ -127,11 +127,13 @@ def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, retur
     else:
         perm = torch.arange(d_in, device=dev)
     invperm = torch.argsort(perm)
-    T = T[:, perm]
-    H = H[perm][:, perm]
+    if act_order:
+        T = T[:, perm]
+        H = H[perm][:, perm]
     lam = damp * torch.diagonal(H).mean().item()
-    H += lam * torch.eye(d_in, dtype=H.dtype, device=dev)
+    torch.diagonal(H).add_(lam)
     L, info = torch.linalg.cholesky_ex(H)
+    del H
     if info.item() != 0:
         raise ValueError(
             "GPTQ: the damped Hessian is not positive definite (Cholesky failed at column "

@@ -159,27 +159,34 @@ class _Problem:
         self.W = W.detach().to(dev, torch.float64)
         self.sx, self.sy, self.sxy = stats.sx, stats.sy, stats.sxy
         self.name = name
-        d = self.sx.shape[0]
-        eye = torch.eye(d, dtype=torch.float64, device=dev)
         self.lam_x = damp * torch.diagonal(self.sx).mean().item()
         self.lam_y = damp * torch.diagonal(self.sy).mean().item()
         # The UV-step is a plain least-squares problem: Sigma_x gets only a tiny ridge
         # (1e-8 relative) so that the step stays the exact minimiser of L; the full damping
         # is the fallback when that factorisation fails.
         tiny = 1e-8 * torch.diagonal(self.sx).mean().item()
-        Lx, info = torch.linalg.cholesky_ex(0.5 * (self.sx + self.sx.T) + tiny * eye)
+        Lx, info = torch.linalg.cholesky_ex(self._damped(self.sx, tiny))
         if info.item() == 0 and damp > 0:
             self.Lx, self.lam_x = Lx, tiny
         else:
-            self.Lx = self._chol(self.sx + self.lam_x * eye, "Sigma_x", stats, damp)
-        self.Ly = self._chol(self.sy + self.lam_y * eye, "Sigma_y", stats, damp)
+            del Lx
+            self.Lx = self._chol(self._damped(self.sx, self.lam_x), "Sigma_x", stats, damp)
+        self.Ly = self._chol(self._damped(self.sy, self.lam_y), "Sigma_y", stats, damp)
         self.P = self.W @ self.sx      # W Sigma_x
         self.Q = self.W @ self.sxy     # W Sigma_xy
         self.c0 = (self.P * self.W).sum().item()  # tr(W Sigma_x W^T) = ||W X^T||^2
         self.damp = damp
 
+    @staticmethod
+    def _damped(M, lam):
+        out = M + M.T
+        out.mul_(0.5)
+        torch.diagonal(out).add_(lam)
+        return out
+
     def _chol(self, M, what, stats, damp):
-        L, info = torch.linalg.cholesky_ex(0.5 * (M + M.T))
+        L, info = torch.linalg.cholesky_ex(M)
+        del M
         if info.item() != 0:
             raise ValueError(
                 f"{self.name}: {what} (+ damping {damp}) is not positive definite: too few calibration "
@@ -204,14 +211,21 @@ class _Problem:
         R = self.P - WqSyx                                   # (W Sx - Wq Syx) = B (Sx + lam)
         Gt = torch.linalg.solve_triangular(self.Lx, R.T, upper=False)  # G^T = Lx^{-1} R^T
         K = Gt.T @ Gt                                        # B (Sx+lam) B^T
-        _, U = top_eigvecs(0.5 * (K + K.T), k, solver, seed)
+        del Gt
+        K.add_(K.T.clone()).mul_(0.5)
+        _, U = top_eigvecs(K, k, solver, seed)
+        del K
         V = torch.cholesky_solve(R.T @ U, self.Lx)           # B^T U = (Sx+lam)^{-1} R^T U
         return U, V
 
     def closed_form_init(self, k, solver, seed):
         Mt = torch.linalg.solve_triangular(self.Ly, self.Q.T, upper=False)  # (W Sxy Ly^{-T})^T
-        K = self.P @ self.W.T - Mt.T @ Mt                                   # W S W^T
-        _, U = top_eigvecs(0.5 * (K + K.T), k, solver, seed)
+        K = self.P @ self.W.T
+        K.sub_(Mt.T @ Mt)                                                   # W S W^T
+        del Mt
+        K.add_(K.T.clone()).mul_(0.5)
+        _, U = top_eigvecs(K, k, solver, seed)
+        del K
         return U, self.W.T @ U
 
     def target(self, U, V):
@@ -291,6 +305,7 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
     for it in range(1, iterations + 1):
         T = pr.target(U, V)
         Wq = gptq(pr.W, pr.sy, w_format, target=T, damp=damp, block=gptq_block, act_order=act_order)
+        del T
         WqSy, WqSyx = pr.wq_products(Wq)
         record(f"w_step{it}", pr.loss(Wq, U, V, WqSy))
         Un, Vn = pr.uv_step(WqSyx, k, solver, seed + it)
