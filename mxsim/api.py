@@ -85,7 +85,9 @@ def to_blocked_2d(a: np.ndarray, axis: int):
     """Move ``axis`` last and flatten the rest: (contiguous (R, L) array, inner, moved shape)."""
     moved = np.moveaxis(a, axis, -1)
     L = a.shape[axis]
-    x2 = np.ascontiguousarray(moved).reshape(-1, L)
+    # An explicit row count: reshape(-1, 0) is ambiguous for empty blocked axes.
+    rows = int(np.prod(moved.shape[:-1], dtype=np.int64))
+    x2 = np.ascontiguousarray(moved).reshape(rows, L)
     inner = int(np.prod(a.shape[axis + 1:], dtype=np.int64))
     return x2, max(inner, 1), moved.shape
 

@@ -149,3 +149,13 @@ def test_non_native_byte_order_input():
     x = np.array([1.0, 0.5, -0.25, 3.0], ">f4")
     # MXINT4: s = 1, v = 2x = [2, 1, -0.5, 6] -> [2, 1, 0, 6] / 2
     assert mxsim.fake_quantize(x, "MXINT4").tolist() == [1.0, 0.5, 0.0, 3.0]
+
+
+def test_quantize_empty_blocked_axis():
+    # A length-0 blocked axis has zero blocks: codes keep x's shape, scales have 0 columns.
+    import torch
+
+    q = mxsim.quantize(torch.zeros(3, 0), mxsim.MXINT8)
+    assert q.codes.shape == (3, 0) and q.scales.shape == (3, 0)
+    assert q.nbits == 0
+    assert tuple(q.dequantize().shape) == (3, 0)
