@@ -174,7 +174,7 @@ def write_outputs(df: pd.DataFrame, out: Path, settings: dict) -> None:
                  f"{int((df.status != 'ok').sum())} failed, {int(df.cached.sum())} taken from the cache.", ""]
         if png:
             lines += [f"![Pareto front]({png})", "",
-                      "*Perplexity against hardware area (all decoder linear layers); the line joins the Pareto-"
+                      "*Perplexity against hardware area (hwmodel: one unit time-shared over every linear layer of `hw_shape`); the line joins the Pareto-"
                       "optimal designs — look for the points nearest the lower-left corner.*", ""]
         show = df[["label", "status", "perplexity", "bits_per_weight", "area", "pareto", "error"]].copy()
         lines += [show.to_markdown(index=False, floatfmt=".4g"), ""]
