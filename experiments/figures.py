@@ -92,12 +92,10 @@ def pareto_plot(df: pd.DataFrame, path: Path, tech: str | None = None) -> None:
         ax.annotate(r["label"], (r["area"], r["perplexity"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     unit = ok["area_unit"].dropna().iloc[0] if "area_unit" in ok and ok["area_unit"].notna().any() else "area units"
     ax.set_xlabel(f"hardware area of the unit that runs every linear layer ({unit}{', ' + tech if tech else ''})")
-    ax.set_ylabel("WikiText-2 perplexity (lower is better, log scale)")
-    ax.set_yscale("log")
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    wide = len(ok) and ok["perplexity"].max() / ok["perplexity"].min() > 5
+    ax.set_ylabel("WikiText-2 perplexity (lower is better" + (", log scale)" if wide else ")"))
+    if wide:
+        ax.set_yscale("log")
     ax.set_title("Design-space sweep: accuracy vs area", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
