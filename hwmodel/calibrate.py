@@ -83,6 +83,7 @@ def calibrate(tech: str, out: Path | None = None, mul_widths=MUL_WIDTHS, add_wid
             w.writerow(["component", "a", "b", "cost", "unit", "source"])
             for r in rows:
                 w.writerow([r[0], r[1], r[2], f"{r[3]:g}", r[4], r[5]])
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):
