@@ -84,6 +84,12 @@ def test_uv_step_with_y_equal_x_is_qera_exact():
     st = CovarianceStats(X.T @ X, X.T @ X, X.T @ X, X.shape[0], None)
     U, V = uv_step(W, Wq, st, k, damp=0.0)
     torch.testing.assert_close(U @ V.T, C.T, rtol=1e-7, atol=1e-10)
+    # and lqer.approximate's QERA-exact (full-precision factors) on the same W_q
+    from lqer.approximate import approximate
+
+    res = approximate(W, w_format=WFMT, a_format=None, b_format=None, rank=k, xtx=Rxx, metrics=False)
+    torch.testing.assert_close(res.w_deq.double(), Wq)
+    torch.testing.assert_close(res.correction.double(), U @ V.T, rtol=1e-4, atol=1e-6)
 
 
 def test_uv_step_never_increases_loss():
