@@ -118,27 +118,34 @@ def _interp(table, comp, a, b=0):
     return y0 + (y1 - y0) * (a - x0) / (x1 - x0)
 
 
+def _c(table, comp, a, b=0):
+    """Unit cost from this module's table dict, or from a lookup callable (e.g. hwmodel.units)."""
+    if callable(table):
+        return table(comp, a, b)
+    return _interp(table, comp, a, b)
+
+
 def analytical_mx_dot(table, a, b, k):
     """k multipliers (a x b), adder tree (k/2^l adders of width a+b-1+l-1 at level l),
     one exponent adder (8 bits)."""
     pw = a + b - 1
-    cost = k * _interp(table, "int_mul", a, b)
+    cost = k * _c(table, "int_mul", a, b)
     n, w = k, pw
     while n > 1:
-        cost += (n // 2) * _interp(table, "int_add", w)
+        cost += (n // 2) * _c(table, "int_add", w)
         n = n - n // 2
         w += 1
-    cost += _interp(table, "exp_add", 8)
+    cost += _c(table, "exp_add", 8)
     return cost
 
 
 def analytical_llm_int8_path(table, k=16):
     """Per column: a 15-bit comparator, two scatter muxes and a gather mux (16 bits)."""
-    return k * (_interp(table, "comparator", 15) + 3 * _interp(table, "mux2", 16))
+    return k * (_c(table, "comparator", 15) + 3 * _c(table, "mux2", 16))
 
 
 def analytical_fp16_mac(table):
-    return table[("fp16_mul", 0, 0)] + table[("fp16_add", 0, 0)] + 16 * table[("register_bit", 1, 0)]
+    return _c(table, "fp16_mul", 0, 0) + _c(table, "fp16_add", 0, 0) + 16 * _c(table, "register_bit", 1, 0)
 
 
 COMPOSITES = (
@@ -152,12 +159,28 @@ COMPOSITES = (
 
 def composite_check(tech: str = "xilinx", use_cache: bool = True, cached_only: bool = False, log=print):
     table = load_table(tech)
+    try:   # the analytical model's own lookup (hwmodel.units) on the same table, when present
+        from . import units
+
+        ut = units.load_table(tech)
+
+        def lookup(comp, a, b=0):
+            return float(ut.cost(comp, a, b)[0])
+    except Exception:
+        lookup = None
     rows = []
     for name, spec, fn in COMPOSITES:
         res = _get(spec, tech, use_cache, cached_only)
         ana = fn(table)
-        rows.append({"composite": name, "tech": tech, "analytical": ana, "synthesized": res.cost,
-                     "unit": res.unit, "diff_pct": 100.0 * (ana - res.cost) / res.cost})
+        row = {"composite": name, "tech": tech, "analytical": ana, "synthesized": res.cost,
+               "unit": res.unit, "diff_pct": 100.0 * (ana - res.cost) / res.cost}
+        if lookup is not None:
+            try:
+                row["units_py"] = fn(lookup)
+                row["units_diff_pct"] = 100.0 * (row["units_py"] - res.cost) / res.cost
+            except Exception:
+                pass
+        rows.append(row)
         if log:
             log(f"{name:32s} {tech:6s} analytical {ana:9.1f}  synthesized {res.cost:9.1f}  "
                 f"diff {rows[-1]['diff_pct']:+6.1f}%")
@@ -198,8 +221,10 @@ def main(argv=None) -> int:
                             "ratio diff % (Yosys vs paper)", "analytical model ratio", "how"]))
         else:
             rows = composite_check(synth.check_tech(args.tech), cached_only=args.cached_only, log=None)
-            print(markdown(rows, ["composite", "tech", "analytical", "synthesized", "unit", "diff_pct"],
-                           ["composite", "tech", "analytical (table sum)", "synthesized whole", "unit", "diff %"]))
+            print(markdown(rows, ["composite", "tech", "analytical", "synthesized", "unit", "diff_pct",
+                                  "units_py", "units_diff_pct"],
+                           ["composite", "tech", "analytical (table sum)", "synthesized whole", "unit", "diff %",
+                            "hwmodel.units on the same table", "its diff %"]))
     except synth.SynthError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
