@@ -48,7 +48,7 @@ def paper_luts(use_cache: bool = True, cached_only: bool = False, log=print) -> 
             how = f"M + (T - M)/16, M = {res_m.cost:g}, T = {res_t.cost:g}"
         else:
             lut = res_m.cost
-            how = "whole design"
+            how = "whole design (hierarchical)"
         rows.append({"design": name, "lut": lut, "how": how, "paper_lut": paper})
         if log:
             log(f"{name:18s} {lut:10.1f} LUT  ({how})")
