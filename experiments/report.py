@@ -21,6 +21,7 @@ from . import backend, figures
 from .util import Timer, UserError, atomic_dir, resolve_device
 
 TABLE_METHODS = ["fp", "plain", "lqer", "l2qer", "qera", "llm_int8"]
+REQUIRED_METHODS = ("fp", "plain", "lqer", "l2qer")  # the figures need these; others may fail and are reported
 METHOD_NAMES = {"fp": "full precision (dequantized GGUF, run in fp32, counted as 16-bit)", "plain": "plain MXINT (no correction)",
                 "lqer": "LQER (plain SVD)", "l2qer": "L2QER (activation-scaled SVD)",
                 "qera": "QERA (closed form, full activation 2nd moment)",
@@ -100,7 +101,7 @@ class ReportSettings:
         for m in self.methods:
             if m not in METHOD_NAMES:
                 raise UserError(f"unknown method {m!r} (known: {', '.join(METHOD_NAMES)})")
-        for m in ("fp", "plain", "lqer", "l2qer"):
+        for m in REQUIRED_METHODS:
             if m not in self.methods:
                 raise UserError(f"the report needs method {m!r} (its figures compare against it); got {self.methods}")
 
@@ -137,16 +138,28 @@ def ppl_table(model, tok, windows, stats, configs, methods, progress=True, log=_
             if m == "fp":
                 ppl, bits, rank, info = backend.perplexity(model, windows, progress), 16.0, 0, None
             else:
-                with backend.quantized(model, cfg, method=m, stats=stats, progress=progress,
-                                       max_blocks=max_blocks, svd=svd) as (qm, info):
-                    ppl = backend.perplexity(qm, windows, progress)
+                try:
+                    with backend.quantized(model, cfg, method=m, stats=stats, progress=progress,
+                                           max_blocks=max_blocks, svd=svd) as (qm, info):
+                        ppl = backend.perplexity(qm, windows, progress)
+                except Exception as e:  # noqa: BLE001 - an optional method must not sink the report
+                    if m in REQUIRED_METHODS:
+                        raise
+                    log(f"  -> FAILED: {type(e).__name__}: {e}")
+                    rows.append({"config": cfg, "method": m, "rank": backend.config_rank(cfg, m),
+                                 "perplexity": float("nan"), "bits_per_weight": float("nan"),
+                                 "seconds": time.perf_counter() - t, "error": f"{type(e).__name__}: {e}"})
+                    continue
                 bits, rank = backend.bits_per_weight(info), backend.config_rank(cfg, m)
             rows.append({"config": "fp32" if m == "fp" else cfg, "method": m, "rank": rank, "perplexity": ppl,
                          "bits_per_weight": bits, "seconds": time.perf_counter() - t})
             if (cfg, m) in keep_info:
                 infos[(cfg, m)] = info
             log(f"  -> ppl {ppl:.3f}, {bits:.3f} bits/weight ({rows[-1]['seconds']:.0f} s)")
-    return pd.DataFrame(rows), infos
+    df = pd.DataFrame(rows)
+    if "error" not in df.columns:
+        df["error"] = None
+    return df, infos
 
 
 def run_table(args) -> Path:
@@ -191,7 +204,10 @@ def run_table(args) -> Path:
 def _pretty_table(df: pd.DataFrame) -> pd.DataFrame:
     t = df.copy()
     t["method"] = t["method"].map(lambda m: METHOD_NAMES.get(m, m))
-    return t[["config", "method", "rank", "perplexity", "bits_per_weight", "seconds"]]
+    cols = ["config", "method", "rank", "perplexity", "bits_per_weight", "seconds"]
+    if "error" in t.columns and t["error"].notna().any():
+        cols.append("error")
+    return t[cols]
 
 
 # ----------------------------------------------------------------------------- the report

@@ -110,3 +110,33 @@ def test_write_json_atomic(tmp_path):
     write_json_atomic(tmp_path / "a" / "x.json", {"b": 1})
     assert json.loads((tmp_path / "a" / "x.json").read_text()) == {"b": 1}
     assert os.listdir(tmp_path / "a") == ["x.json"]
+
+
+def test_ppl_table_reports_a_failing_optional_method_and_stops_on_a_required_one(monkeypatch):
+    import torch
+
+    from experiments import backend, report
+
+    class FakeQuantized:
+        def __init__(self, model, cfg, method, **kw):
+            self.method = method
+
+        def __enter__(self):
+            if self.method in ("qera", "lqer"):
+                raise ValueError(f"{self.method} exploded")
+            return object(), {"avg_bits_per_weight": 4.5}
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(backend, "quantized", FakeQuantized)
+    monkeypatch.setattr(backend, "perplexity", lambda model, windows, progress=True: 10.0)
+    monkeypatch.setattr(backend, "config_rank", lambda cfg, m: 32 if m in ("lqer", "qera") else 0)
+    windows = torch.zeros(1, 8, dtype=torch.long)
+    df, _ = report.ppl_table(None, None, windows, None, ["W4A8"], ["fp", "plain", "qera"], progress=False,
+                             log=lambda *_: None)
+    assert df["method"].tolist() == ["fp", "plain", "qera"]
+    assert df.loc[2, "error"] == "ValueError: qera exploded" and df.loc[2, "perplexity"] != df.loc[2, "perplexity"]
+    assert df.loc[:1, "error"].isna().all() and df.loc[1, "bits_per_weight"] == 4.5
+    with pytest.raises(ValueError, match="lqer exploded"):
+        report.ppl_table(None, None, windows, None, ["W4A8"], ["fp", "lqer"], progress=False, log=lambda *_: None)

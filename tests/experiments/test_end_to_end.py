@@ -107,7 +107,8 @@ def test_tiny_report_end_to_end(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["tiny"]  # built in a temp dir, renamed whole
 
     table = pd.read_csv(d / "ppl_table.csv")
-    assert list(table.columns) == ["config", "method", "rank", "perplexity", "bits_per_weight", "seconds"]
+    assert list(table.columns) == ["config", "method", "rank", "perplexity", "bits_per_weight", "seconds", "error"]
+    assert table["error"].isna().all()
     assert table["method"].tolist() == ["fp", "plain", "lqer", "l2qer"]
     assert (table["perplexity"] > 1).all()
     ranks = pd.read_csv(d / "fig3_rank_sweep.csv")
