@@ -83,7 +83,8 @@ def quantize_with_pins(w: torch.Tensor, pin: torch.Tensor, cap: torch.Tensor, fm
     return torch.from_numpy(np.ascontiguousarray(out[:, 1])).to(w.device)
 
 
-def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, return_info=False):
+def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, return_info=False,
+         overwrite_target=False):
     """Quantize ``W`` (d_out x d_in) onto ``fmt`` (blocks along d_in) with GPTQ.
 
     H: d_in x d_in positive semi-definite Hessian (e.g. X^T X). target: the matrix W_q should
@@ -102,7 +103,9 @@ def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, retur
     if not isinstance(W, torch.Tensor) or W.ndim != 2:
         raise ValueError("W must be a 2-d tensor (d_out x d_in)")
     out_dtype, dev = W.dtype, W.device
-    T = _as_f64(W if target is None else target, "target", dev).clone()
+    T = _as_f64(W if target is None else target, "target", dev)
+    if not (overwrite_target and isinstance(target, torch.Tensor) and T.data_ptr() == target.data_ptr()):
+        T = T.clone()  # (overwrite_target: a float64 target on W's device is used as work space)
     if T.shape != W.shape:
         raise ValueError(f"target shape {tuple(T.shape)} != W shape {tuple(W.shape)}")
     d_out, d_in = T.shape
@@ -139,8 +142,9 @@ def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, retur
             "GPTQ: the damped Hessian is not positive definite (Cholesky failed at column "
             f"{info.item()}); increase damp (now {damp}) or use more calibration tokens")
     Hinv = torch.cholesky_inverse(L)
+    del L
     U = torch.linalg.cholesky(Hinv, upper=True)
-    del Hinv, L
+    del Hinv
 
     k = fmt.block_size
     nblocks = -(-d_in // k)

@@ -304,7 +304,8 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
     Wq = None
     for it in range(1, iterations + 1):
         T = pr.target(U, V)
-        Wq = gptq(pr.W, pr.sy, w_format, target=T, damp=damp, block=gptq_block, act_order=act_order)
+        Wq = gptq(pr.W, pr.sy, w_format, target=T, damp=damp, block=gptq_block, act_order=act_order,
+                  overwrite_target=True)
         del T
         WqSy, WqSyx = pr.wq_products(Wq)
         record(f"w_step{it}", pr.loss(Wq, U, V, WqSy))
