@@ -199,3 +199,39 @@ def test_mx_accumulators_match_mxsim(mx_run, which):
     bad = np.flatnonzero(~same)
     assert bad.size == 0, (f"{v['name']} {name}: {bad.size} of {exp.size} outputs differ from mxsim, "
                            f"first at {bad[0]}: rtl {int(got[bad[0]]):x} mxsim {int(exp[bad[0]]):x}")
+
+
+def test_fp32_accumulator_steps_of_lanes_match_mxsim(tmp_path):
+    """mxsim fp32 accumulator with lanes=16 < block 32: one fused rounding per 16-lane step,
+    simulated as a 16-lane mx_dot stepping twice per block (cvfpu MXDOTP style),
+    2 blocks per vector with exponents far apart, so steps of the second block round."""
+    k, lanes, nb = 32, 16, 2
+    spb = k // lanes
+    rng = np.random.default_rng(8)
+    a, b = vectors.adversarial_pair(M, nb * k, N, k, rng, scale_span=20)
+    vectors.export(tmp_path, a, b, "MXINT8/32", accumulators=["fp32"], lanes=lanes, per_block=False)
+    ac = vectors.read_hex(tmp_path / "a_codes.hex")
+    bc = vectors.read_hex(tmp_path / "b_codes.hex")
+    sa = vectors.read_hex(tmp_path / "a_scales.hex")
+    sb = vectors.read_hex(tmp_path / "b_scales.hex")
+    mask = (1 << (8 * lanes)) - 1
+    words = []
+    for m in range(M):
+        for n in range(N):
+            for j in range(nb):
+                for st in range(spb):
+                    ca = (ac[m * nb + j] >> (st * 8 * lanes)) & mask
+                    cb = (bc[n * nb + j] >> (st * 8 * lanes)) & mask
+                    words.append((ca << (8 * lanes + 16)) | (cb << 16) | (sa[m * nb + j] << 8) | sb[n * nb + j])
+    _, (fin,) = sim.run_mx(8, 8, lanes, words, nb * spb, [("fp32",)])
+    got = np.array(fin, dtype=np.uint32)
+    exp = np.array(vectors.read_hex(tmp_path / "expected_fp32.hex"), dtype=np.uint32)
+    # the step size matters for these vectors: lanes = 32 gives different bits somewhere
+    qa = mxsim.quantize(a, "MXINT8/32", axis=-1)
+    qb = mxsim.quantize(b, "MXINT8/32", axis=0)
+    whole = np.asarray(mxsim.matmul(qa, qb, accumulator="fp32")).view(np.uint32).reshape(-1)
+    assert np.sum(whole != exp) > 50
+    same = (got == exp) | (np.isnan(got.view(np.float32)) & np.isnan(exp.view(np.float32)))
+    bad = np.flatnonzero(~same)
+    assert got.size == M * N and bad.size == 0, (
+        f"{bad.size} of {got.size} differ, first at {bad[0]}: rtl {got[bad[0]]:08x} mxsim {exp[bad[0]]:08x}")
