@@ -11,9 +11,8 @@ tokens. The sums are not divided by n; every use in lqer.lrc is invariant to a c
 ``CovarianceObserver`` accumulates these from batches (any leading shape; the last
 dimension is d_in). An optional ``transform`` (d_in x d_in, e.g. a rotation R) is applied
 first, x <- x R, so the statistics describe the rotated input the quantized layer sees.
-``observe_inputs`` collects them for a set of ``nn.Linear`` modules with forward hooks,
-once per distinct input (modules that read the same tensor, q/k/v or gate/up, share one
-observer), for use without lqer.calibrate.
+Use it as the observer of ``lqer.calibrate.run_calibration``, which feeds each distinct
+input once (q/k/v and gate/up share one observer); ``lqer.lrc.collect_lrc_stats`` does that.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import torch
 
 import mxsim
 
-__all__ = ["CovarianceStats", "CovarianceObserver", "observe_inputs", "MIN_TOKENS_PER_DIM"]
+__all__ = ["CovarianceStats", "CovarianceObserver", "MIN_TOKENS_PER_DIM"]
 
 # n >= MIN_TOKENS_PER_DIM * d_in tokens are required before the statistics are used.
 MIN_TOKENS_PER_DIM = 2
@@ -99,53 +98,3 @@ class CovarianceObserver:
         if self.sx is None:
             raise ValueError("no activations were observed (did the calibration run reach this layer?)")
         return CovarianceStats(self.sx, self.sy, self.sxy, self.n, self.a_format)
-
-
-def observe_inputs(model, batches, linear_names, a_format, *, transforms=None, device=None, forward=None):
-    """Run ``batches`` (LongTensor n x seq of token ids, or an iterable of them) through
-    ``model`` and collect CovarianceStats for the inputs of the named linear layers.
-
-    Layers that receive the very same input tensor (q/k/v, gate/up) share one observer: the
-    result maps every name to its (shared) stats object. ``transforms``: optional
-    {name: R} applied to that layer's input. Returns {name: CovarianceStats}.
-    """
-    modules = dict(model.named_modules())
-    missing = [n for n in linear_names if n not in modules]
-    if missing:
-        raise ValueError(f"unknown module names: {missing[:5]}")
-    transforms = transforms or {}
-    observers: dict[str, CovarianceObserver] = {}
-    by_tensor: dict[tuple, str] = {}
-    handles = []
-    state = {"seen": {}, "keep": []}
-
-    def make_hook(name):
-        def hook(mod, inp, out):
-            x = inp[0]
-            key = (x.data_ptr(), tuple(x.shape), id(transforms.get(name)))
-            owner = state["seen"].get(key)
-            state["keep"].append(x)  # keep alive so no later input reuses this address
-            if owner is None:
-                state["seen"][key] = name
-                if name not in observers:
-                    observers[name] = CovarianceObserver(a_format, transform=transforms.get(name), device=device)
-                observers[name].update(x)
-                by_tensor[name] = name
-            else:
-                by_tensor[name] = owner
-        return hook
-
-    for n in linear_names:
-        handles.append(modules[n].register_forward_hook(make_hook(n)))
-    try:
-        if isinstance(batches, torch.Tensor):
-            batches = [batches[i: i + 1] for i in range(batches.shape[0])]
-        with torch.no_grad():
-            for b in batches:
-                state["seen"], state["keep"] = {}, []
-                (forward or model)(b)
-    finally:
-        for h in handles:
-            h.remove()
-    results = {n: o.result() for n, o in observers.items()}
-    return {n: results[by_tensor[n]] for n in linear_names if n in by_tensor}
