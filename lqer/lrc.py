@@ -172,9 +172,9 @@ class _Problem:
             del Lx
             self.Lx = self._chol(self._damped(self.sx, self.lam_x), "Sigma_x", stats, damp)
         self.Ly = self._chol(self._damped(self.sy, self.lam_y), "Sigma_y", stats, damp)
-        self.P = self.W @ self.sx      # W Sigma_x
-        self.Q = self.W @ self.sxy     # W Sigma_xy
-        self.c0 = (self.P * self.W).sum().item()  # tr(W Sigma_x W^T) = ||W X^T||^2
+        # W Sigma_x and W Sigma_xy are recomputed where needed (one matmul each) instead of
+        # being kept: two d_out x d_in float64 matrices less at peak.
+        self.c0 = ((self.W @ self.sx) * self.W).sum().item()  # tr(W Sigma_x W^T) = ||W X^T||^2
         self.damp = damp
 
     @staticmethod
@@ -198,29 +198,35 @@ class _Problem:
         """(W_q Sigma_y, W_q Sigma_yx)."""
         return Wq @ self.sy, Wq @ self.sxy.T
 
-    def loss(self, Wq, U, V, WqSy=None):
+    def loss(self, Wq, U, V, WqSy=None, WqSyx=None):
         """||W X^T - W_q Y^T - U V^T X^T||^2 from the covariances (low-rank terms kept cheap)."""
         if WqSy is None:
             WqSy = Wq @ self.sy
-        t1 = self.c0 - 2 * (U * (self.P @ V)).sum() + ((V.T @ self.sx @ V) * (U.T @ U)).sum()
-        t2 = (self.Q * Wq).sum() - (U * (Wq @ (self.sxy.T @ V))).sum()
+        if WqSyx is None:
+            WqSyx = Wq @ self.sxy.T
+        SxV = self.sx @ V
+        t1 = self.c0 - 2 * (U * (self.W @ SxV)).sum() + ((V.T @ SxV) * (U.T @ U)).sum()
+        # tr(W Sxy Wq^T) = sum(W * (Wq Syx)); tr(U V^T Sxy Wq^T) = sum(U * (Wq Syx V))
+        t2 = (self.W * WqSyx).sum() - (U * (WqSyx @ V)).sum()
         t3 = (WqSy * Wq).sum()
         return float(t1 - 2 * t2 + t3)
 
     def uv_step(self, WqSyx, k, solver, seed):
-        R = self.P - WqSyx                                   # (W Sx - Wq Syx) = B (Sx + lam)
+        R = self.W @ self.sx
+        R.sub_(WqSyx)                                        # (W Sx - Wq Syx) = B (Sx + lam)
         Gt = torch.linalg.solve_triangular(self.Lx, R.T, upper=False)  # G^T = Lx^{-1} R^T
+        del R
         K = Gt.T @ Gt                                        # B (Sx+lam) B^T
-        del Gt
         K.add_(K.T.clone()).mul_(0.5)
         _, U = top_eigvecs(K, k, solver, seed)
         del K
-        V = torch.cholesky_solve(R.T @ U, self.Lx)           # B^T U = (Sx+lam)^{-1} R^T U
+        # V = B^T U = (Sx+lam)^{-1} R^T U = Lx^{-T} (G^T U)
+        V = torch.linalg.solve_triangular(self.Lx.T, Gt @ U, upper=True)
         return U, V
 
     def closed_form_init(self, k, solver, seed):
-        Mt = torch.linalg.solve_triangular(self.Ly, self.Q.T, upper=False)  # (W Sxy Ly^{-T})^T
-        K = self.P @ self.W.T
+        Mt = torch.linalg.solve_triangular(self.Ly, (self.W @ self.sxy).T, upper=False)  # (W Sxy Ly^-T)^T
+        K = (self.W @ self.sx) @ self.W.T
         K.sub_(Mt.T @ Mt)                                                   # W S W^T
         del Mt
         K.add_(K.T.clone()).mul_(0.5)
@@ -230,7 +236,8 @@ class _Problem:
 
     def target(self, U, V):
         """(W - U V^T) Sigma_xy (Sigma_y + lam)^{-1}."""
-        Qc = self.Q - U @ (V.T @ self.sxy)
+        Qc = self.W @ self.sxy
+        Qc.sub_(U @ (V.T @ self.sxy))
         return torch.cholesky_solve(Qc.T, self.Ly).T
 
 
@@ -308,9 +315,9 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
                   overwrite_target=True)
         del T
         WqSy, WqSyx = pr.wq_products(Wq)
-        record(f"w_step{it}", pr.loss(Wq, U, V, WqSy))
+        record(f"w_step{it}", pr.loss(Wq, U, V, WqSy, WqSyx))
         Un, Vn = pr.uv_step(WqSyx, k, solver, seed + it)
-        new_loss = pr.loss(Wq, Un, Vn, WqSy)
+        new_loss = pr.loss(Wq, Un, Vn, WqSy, WqSyx)
         if new_loss <= losses[-1][1]:
             U, V = Un, Vn
         else:  # only possible through damping or an approximate eigensolver: keep the old factors
@@ -318,7 +325,7 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
         record(f"uv_step{it}", new_loss)
     if lowrank_format is not None:
         U, V = quantize_factors(U, V, lowrank_format)
-        record("factors_rounded", pr.loss(Wq, U.to(torch.float64), V.to(torch.float64), WqSy))
+        record("factors_rounded", pr.loss(Wq, U.to(torch.float64), V.to(torch.float64), WqSy, WqSyx))
     if not (torch.isfinite(U).all() and torch.isfinite(V).all()):
         raise ValueError(f"{name}: non-finite low-rank factors (ill-conditioned statistics)")
     return LRCResult(weight=Wq.to(W.dtype).to(W.device), U=U, V=V, rank=k, losses=losses, w_format=w_format,
