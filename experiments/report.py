@@ -21,7 +21,8 @@ from . import backend, figures
 from .util import Timer, UserError, atomic_dir, resolve_device
 
 TABLE_METHODS = ["fp", "plain", "lqer", "l2qer", "qera", "llm_int8"]
-REQUIRED_METHODS = ("fp", "plain", "lqer", "l2qer")  # the figures need these; others may fail and are reported
+REQUIRED_METHODS = ("fp", "plain", "lqer", "l2qer")
+CONFIG_FREE = {"fp": "fp32", "llm_int8": "int8 + fp16 outliers", "llm_int4": "int4 + fp16 outliers"}  # the figures need these; others may fail and are reported
 METHOD_NAMES = {"fp": "full precision (dequantized GGUF, run in fp32, counted as 16-bit)", "plain": "plain MXINT (no correction)",
                 "lqer": "LQER (plain SVD)", "l2qer": "L2QER (activation-scaled SVD)",
                 "qera": "QERA (closed form, full activation 2nd moment)",
@@ -131,8 +132,8 @@ def ppl_table(model, tok, windows, stats, configs, methods, progress=True, log=_
     rows, infos = [], {}
     for cfg in configs:
         for m in methods:
-            if m == "fp" and any(r["method"] == "fp" for r in rows):
-                continue
+            if m in CONFIG_FREE and any(r["method"] == m for r in rows):
+                continue  # its own formats: the same model for every preset, run once
             t = time.perf_counter()
             log(f"{cfg} {m}: quantize + perplexity on {windows.shape[0]}x{windows.shape[1]} tokens")
             if m == "fp":
@@ -146,12 +147,12 @@ def ppl_table(model, tok, windows, stats, configs, methods, progress=True, log=_
                     if m in REQUIRED_METHODS:
                         raise
                     log(f"  -> FAILED: {type(e).__name__}: {e}")
-                    rows.append({"config": cfg, "method": m, "rank": backend.config_rank(cfg, m),
+                    rows.append({"config": CONFIG_FREE.get(m, cfg), "method": m, "rank": backend.config_rank(cfg, m),
                                  "perplexity": float("nan"), "bits_per_weight": float("nan"),
                                  "seconds": time.perf_counter() - t, "error": f"{type(e).__name__}: {e}"})
                     continue
                 bits, rank = backend.bits_per_weight(info), backend.config_rank(cfg, m)
-            rows.append({"config": "fp32" if m == "fp" else cfg, "method": m, "rank": rank, "perplexity": ppl,
+            rows.append({"config": CONFIG_FREE.get(m, cfg), "method": m, "rank": rank, "perplexity": ppl,
                          "bits_per_weight": bits, "seconds": time.perf_counter() - t})
             if (cfg, m) in keep_info:
                 infos[(cfg, m)] = info

@@ -140,3 +140,29 @@ def test_ppl_table_reports_a_failing_optional_method_and_stops_on_a_required_one
     assert df.loc[:1, "error"].isna().all() and df.loc[1, "bits_per_weight"] == 4.5
     with pytest.raises(ValueError, match="lqer exploded"):
         report.ppl_table(None, None, windows, None, ["W4A8"], ["fp", "lqer"], progress=False, log=lambda *_: None)
+
+
+def test_ppl_table_runs_config_free_methods_once(monkeypatch):
+    import torch
+
+    from experiments import backend, report
+
+    calls = []
+
+    class FakeQuantized:
+        def __init__(self, model, cfg, method, **kw):
+            calls.append((cfg, method))
+
+        def __enter__(self):
+            return object(), {"avg_bits_per_weight": 8.5}
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(backend, "quantized", FakeQuantized)
+    monkeypatch.setattr(backend, "perplexity", lambda model, windows, progress=True: 10.0)
+    monkeypatch.setattr(backend, "config_rank", lambda cfg, m: 0)
+    df, _ = report.ppl_table(None, None, torch.zeros(1, 8, dtype=torch.long), None, ["W4A8", "W3A8"],
+                             ["fp", "plain", "llm_int8"], progress=False, log=lambda *_: None)
+    assert calls == [("W4A8", "plain"), ("W4A8", "llm_int8"), ("W3A8", "plain")]
+    assert df["config"].tolist() == ["fp32", "W4A8", "int8 + fp16 outliers", "W3A8"]
