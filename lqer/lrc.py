@@ -195,20 +195,20 @@ class _Problem:
         return L
 
     def wq_products(self, Wq):
-        """(W_q Sigma_y, W_q Sigma_yx)."""
-        return Wq @ self.sy, Wq @ self.sxy.T
+        """(tr(W_q Sigma_y W_q^T), W_q Sigma_yx): the product with Sigma_y is not kept."""
+        return ((Wq @ self.sy) * Wq).sum(), Wq @ self.sxy.T
 
-    def loss(self, Wq, U, V, WqSy=None, WqSyx=None):
-        """||W X^T - W_q Y^T - U V^T X^T||^2 from the covariances (low-rank terms kept cheap)."""
-        if WqSy is None:
-            WqSy = Wq @ self.sy
+    def loss(self, Wq, U, V, t3=None, WqSyx=None):
+        """||W X^T - W_q Y^T - U V^T X^T||^2 from the covariances (low-rank terms kept cheap);
+        t3 = tr(W_q Sigma_y W_q^T) if already known."""
+        if t3 is None:
+            t3 = ((Wq @ self.sy) * Wq).sum()
         if WqSyx is None:
             WqSyx = Wq @ self.sxy.T
         SxV = self.sx @ V
         t1 = self.c0 - 2 * (U * (self.W @ SxV)).sum() + ((V.T @ SxV) * (U.T @ U)).sum()
         # tr(W Sxy Wq^T) = sum(W * (Wq Syx)); tr(U V^T Sxy Wq^T) = sum(U * (Wq Syx V))
         t2 = (self.W * WqSyx).sum() - (U * (WqSyx @ V)).sum()
-        t3 = (WqSy * Wq).sum()
         return float(t1 - 2 * t2 + t3)
 
     def uv_step(self, WqSyx, k, solver, seed):
@@ -308,16 +308,17 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
     else:
         U = torch.zeros(d_out, k, dtype=torch.float64, device=pr.W.device)
         V = torch.zeros(d_in, k, dtype=torch.float64, device=pr.W.device)
-    Wq = None
+    Wq = WqSyx = None
     for it in range(1, iterations + 1):
+        WqSyx = None  # the previous iteration's product is not needed any more
         T = pr.target(U, V)
         Wq = gptq(pr.W, pr.sy, w_format, target=T, damp=damp, block=gptq_block, act_order=act_order,
                   overwrite_target=True)
         del T
-        WqSy, WqSyx = pr.wq_products(Wq)
-        record(f"w_step{it}", pr.loss(Wq, U, V, WqSy, WqSyx))
+        t3, WqSyx = pr.wq_products(Wq)
+        record(f"w_step{it}", pr.loss(Wq, U, V, t3, WqSyx))
         Un, Vn = pr.uv_step(WqSyx, k, solver, seed + it)
-        new_loss = pr.loss(Wq, Un, Vn, WqSy, WqSyx)
+        new_loss = pr.loss(Wq, Un, Vn, t3, WqSyx)
         if new_loss <= losses[-1][1]:
             U, V = Un, Vn
         else:  # only possible through damping or an approximate eigensolver: keep the old factors
@@ -325,7 +326,7 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
         record(f"uv_step{it}", new_loss)
     if lowrank_format is not None:
         U, V = quantize_factors(U, V, lowrank_format)
-        record("factors_rounded", pr.loss(Wq, U.to(torch.float64), V.to(torch.float64), WqSy, WqSyx))
+        record("factors_rounded", pr.loss(Wq, U.to(torch.float64), V.to(torch.float64), t3, WqSyx))
     if not (torch.isfinite(U).all() and torch.isfinite(V).all()):
         raise ValueError(f"{name}: non-finite low-rank factors (ill-conditioned statistics)")
     return LRCResult(weight=Wq.to(W.dtype).to(W.device), U=U, V=V, rank=k, losses=losses, w_format=w_format,
