@@ -26,7 +26,7 @@ CONFIG_FREE = {"fp": "fp32", "llm_int8": "int8 + fp16 outliers", "llm_int4": "in
 METHOD_NAMES = {"fp": "full precision (dequantized GGUF, run in fp32, counted as 16-bit)", "plain": "plain MXINT (no correction)",
                 "lqer": "LQER (plain SVD)", "l2qer": "L2QER (activation-scaled SVD)",
                 "qera": "QERA (closed form, full activation 2nd moment)",
-                "llm_int8": "LLM.int8()-style (|x|>6 columns in FP16, rest int8)",
+                "llm_int8": "LLM.int8()-style (columns with abs(x) > 6 in FP16, rest int8)",
                 "rtn": "RTN", "gptq": "GPTQ", "lrc": "LRC"}
 
 PROFILES = {
