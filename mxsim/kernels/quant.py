@@ -89,6 +89,16 @@ def floor_log2(a):
     return math.frexp(a)[1] - 1
 
 
+@njit(cache=True, inline="always")
+def fill_block(codes, deq, r, j0, j1, value, want_codes, want_deq):
+    """Write code 0 and the dequantized ``value`` for a whole block (NaN or all-zero blocks)."""
+    for j in range(j0, j1):
+        if want_codes:
+            codes[r, j] = 0
+        if want_deq:
+            deq[r, j] = value
+
+
 @njit(cache=True, parallel=True)
 def mxint_kernel(x, k, bits, mode, seed, inner, want_codes, want_deq, codes, scales, deq):
     R, L = x.shape
@@ -104,11 +114,7 @@ def mxint_kernel(x, k, bits, mode, seed, inner, want_codes, want_deq, codes, sca
         amax, finite = block_amax(x, r, j0, j1)
         if not finite:
             scales[r, b] = 0xFF
-            for j in range(j0, j1):
-                if want_codes:
-                    codes[r, j] = 0
-                if want_deq:
-                    deq[r, j] = np.nan
+            fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
             continue
         if amax == 0.0:
             s = -127
@@ -150,19 +156,11 @@ def mxfp_kernel(x, k, ebits, mbits, bias, max_normal, emax_elem, mode, seed, inn
         amax, finite = block_amax(x, r, j0, j1)
         if not finite:
             scales[r, b] = 0xFF
-            for j in range(j0, j1):
-                if want_codes:
-                    codes[r, j] = 0
-                if want_deq:
-                    deq[r, j] = np.nan
+            fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
             continue
         if amax == 0.0:
             scales[r, b] = 0
-            for j in range(j0, j1):
-                if want_codes:
-                    codes[r, j] = 0
-                if want_deq:
-                    deq[r, j] = 0.0
+            fill_block(codes, deq, r, j0, j1, 0.0, want_codes, want_deq)
             continue
         s = min(max(floor_log2(amax) - emax_elem, -127), 127)
         scales[r, b] = s + 127
@@ -312,11 +310,7 @@ def mxint_f32_fast(x, xbits, k, bits, mode, want_codes, want_deq, codes, scales,
             m = np.int32(max(np.int32(xbr[j] & msk), m))
         if m >= 0x7F800000:
             scales[r, b] = 0xFF
-            for j in range(j0, j1):
-                if want_codes:
-                    codes[r, j] = 0
-                if want_deq:
-                    deq[r, j] = np.nan
+            fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
             continue
         # normal amax: the biased exponent field; zero or float32-subnormal amax (< 2^-126)
         # has floor(log2) <= -127 and clamps to -127
