@@ -70,6 +70,11 @@ def _gguf_cache_key(path: Path) -> str:
 def _load_hf_dir(path: Path, dtype, device):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if (path / "model.safetensors").is_file() and not (path / "model.safetensors.index.json").exists():
+        try:
+            return _load_single_file_dir(path)
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(f"could not load a causal LM from {str(path)!r}: {e}") from e
     try:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, local_files_only=True)
@@ -113,7 +118,10 @@ def _save_plain_hf(model, out: Path) -> None:
 def _gguf_via_cache(path: Path, dtype):
     target = cache_dir() / _gguf_cache_key(path)
     if (target / "config.json").is_file() and (target / ".complete").is_file():
-        return _load_hf_dir(target, dtype, "cpu")
+        try:
+            return _load_single_file_dir(target)
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(f"the model cache {str(target)!r} is unreadable ({e}); delete it to rebuild") from e
     model, tok = _load_gguf(path, torch.float32)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +143,72 @@ def _gguf_via_cache(path: Path, dtype):
         pass  # a read-only cache dir only costs speed
     if dtype != torch.float32:
         model = model.to(dtype)
+    return model, tok
+
+
+_ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+              "I64": torch.int64, "I32": torch.int32, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _read_safetensors_into(model, file: Path) -> None:
+    """Fill ``model``'s tensors from one safetensors file with plain reads into their own memory.
+
+    transformers memory-maps the file and keeps parameters as views of the mapping, which then
+    stays resident as long as any one tensor (the embedding) lives: weights that quantize_model
+    replaces would never be released, and a copy-after-load doubles the load peak."""
+    import json
+    import struct
+
+    model.tie_weights()  # first: tied names then share one tensor, whichever name the file uses
+    named = dict(model.named_parameters(remove_duplicate=False))
+    named.update(dict(model.named_buffers(remove_duplicate=False)))
+    seen = set()
+    with open(file, "rb") as f:
+        (hlen,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(hlen))
+        base = 8 + hlen
+        for key, meta in header.items():
+            if key == "__metadata__":
+                continue
+            t = named.get(key)
+            if t is None:
+                raise ValueError(f"{file} holds tensor {key!r}, which the model built from its config lacks")
+            dtype = _ST_DTYPES.get(meta["dtype"])
+            start, end = meta["data_offsets"]
+            if dtype is None or tuple(meta["shape"]) != tuple(t.shape):
+                raise ValueError(f"{file}: tensor {key!r} is {meta['dtype']}{meta['shape']}, the model wants "
+                                 f"{t.dtype}{list(t.shape)}")
+            buf = torch.empty(tuple(meta["shape"]), dtype=dtype) if dtype != t.dtype else t.data
+            f.seek(base + start)
+            nread = f.readinto(memoryview(buf.view(-1).view(torch.uint8).numpy()))
+            if nread != end - start:
+                raise ValueError(f"{file} is truncated (tensor {key!r})")
+            if buf is not t.data:
+                t.data.copy_(buf)
+            seen.add(key)
+    filled = {named[k].data_ptr() for k in seen}
+    missing = [k for k, t in named.items() if k not in seen and t.data_ptr() not in filled
+               and k in model.state_dict()]
+    if missing:
+        raise ValueError(f"{file} lacks tensors the model needs: {missing[:5]}")
+
+
+def _load_single_file_dir(path: Path):
+    """An HF directory with config.json and one model.safetensors (such as our GGUF cache),
+    read without memory-mapping (see ``_read_safetensors_into``)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # older transformers: random init first, then overwritten
+        import contextlib
+
+        no_init_weights = contextlib.nullcontext
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    with no_init_weights():
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    _read_safetensors_into(model, path / "model.safetensors")
     return model, tok
 
 

@@ -30,6 +30,25 @@ def _set_module(model, name: str, new: nn.Module):
     setattr(parent, leaf, new)
 
 
+def _release_freed_memory():
+    """Hand freed heap pages back to the OS (glibc only; elsewhere a no-op). Each replaced
+    layer frees its fp32 weight, but glibc keeps freed chunks below its (self-raising) mmap
+    threshold in the heap, so without this the process peak grows as if nothing were freed."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
 def collect_stats(model, config: QuantConfig, calibration_batches, progress=True, batch_size=1) -> dict | None:
     """Run the calibration the config's method needs; None if it needs none."""
     method = get_method(config.method)
@@ -50,26 +69,33 @@ def quantize_model(model, config, calibration_batches=None, stats=None, progress
     if stats is None:
         stats = collect_stats(model, config, calibration_batches, progress=progress)
     t_cal = time.perf_counter() - t0
-    targets = linear_layers(model)
+    # Names only: holding the modules would keep every original fp32 weight alive until the
+    # end, beside its replacement (that was most of the peak memory).
+    names = list(linear_layers(model))
     if layers is not None:
-        targets = {n: targets[n] for n in layers}
+        unknown = sorted(set(layers) - set(names))
+        if unknown:
+            raise ValueError(f"layers not among the decoder's linear layers: {unknown[:5]}")
+        names = [n for n in names if n in set(layers)]
     t1 = time.perf_counter()
     info = {"config": config.to_dict(), "layers": {}}
     total_bits, total_w = 0, 0
-    items = list(targets.items())
-    it = items
+    it = names
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(items, desc=f"quantize {config.method}", unit="layer", leave=False)
+        it = tqdm(names, desc=f"quantize {config.method}", unit="layer", leave=False)
     with torch.no_grad():
-        for name, lin in it:
+        for name in it:
+            lin = model.get_submodule(name)
             if not isinstance(lin, nn.Linear):
                 raise ValueError(f"layer {name} is already quantized ({type(lin).__name__}); load a fresh model")
             st = None if stats is None else stats.get(name)
             if method.observer is not None and st is None:
                 raise ValueError(f"no calibration statistics for layer {name}")
-            new = method.fn(name, lin, st, config)
+            # Methods may build their factors on the CPU (numba kernels); the layer must live
+            # where the model does.
+            new = method.fn(name, lin, st, config).to(lin.weight.device)
             _set_module(model, name, new)
             n_w = lin.in_features * lin.out_features
             bits = int(getattr(new, "nbits", n_w * 16))
@@ -77,9 +103,10 @@ def quantize_model(model, config, calibration_batches=None, stats=None, progress
             total_w += n_w
             info["layers"][name] = {"shape": [lin.out_features, lin.in_features], "bits": bits,
                                     "bits_per_weight": bits / n_w, **getattr(new, "metrics", {})}
-            del lin
+            del lin, new
+            _release_freed_memory()
     info["avg_bits_per_weight"] = total_bits / total_w if total_w else float("nan")
-    info["n_layers"] = len(items)
+    info["n_layers"] = len(names)
     info["calibration_s"] = t_cal
     info["quantize_s"] = time.perf_counter() - t1
     return model, info

@@ -237,3 +237,57 @@ def test_token_windows():
     assert token_windows(_ToyTok(), " ".join(["a"] * 25), 10, n_windows=1).shape == (1, 10)
     with pytest.raises(ValueError, match="shorter than one window"):
         token_windows(_ToyTok(), "a b c", 10)
+
+
+def _tied_tiny_llama(seed):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      tie_word_embeddings=True)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def test_unmapped_safetensors_reader_matches_and_keeps_ties(tmp_path):
+    from lqer.model import _read_safetensors_into, _save_plain_hf
+
+    src = _tied_tiny_llama(0)
+    _save_plain_hf(src, tmp_path)
+    dst = _tied_tiny_llama(1)  # other random weights: everything must be overwritten
+    _read_safetensors_into(dst, tmp_path / "model.safetensors")
+    assert dst.lm_head.weight is dst.model.embed_tokens.weight
+    ids = torch.randint(0, 64, (1, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(dst(input_ids=ids).logits, src(input_ids=ids).logits, atol=0, rtol=0)
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) - 100])
+    with pytest.raises(ValueError, match="truncated"):
+        _read_safetensors_into(_tied_tiny_llama(1), tmp_path / "model.safetensors")
+
+
+def test_quantize_model_releases_each_replaced_weight(tiny_llama):
+    """The peak-memory fix: while layer n is being quantized, layers 0..n-1's original
+    nn.Linear modules must already be gone (not kept alive until quantize_model returns)."""
+    import gc
+    import weakref
+
+    from lqer.methods import METHODS, get_method, register_method
+
+    refs = {n: weakref.ref(m) for n, m in tiny_llama.named_modules() if isinstance(m, torch.nn.Linear)
+            and m is not tiny_llama.lm_head}
+    done, alive_at_call = [], []
+    plain = get_method("plain").fn
+
+    def probe(name, linear, stats, config):
+        gc.collect()
+        alive_at_call.append(sum(refs[d]() is not None for d in done))
+        done.append(name)
+        return plain(name, linear, stats, config)
+
+    register_method("_probe", probe)
+    try:
+        quantize_model(tiny_llama, load_config("W4A8", method="_probe"), progress=False)
+    finally:
+        METHODS.pop("_probe")
+    assert len(done) == 14 and alive_at_call == [0] * 14
