@@ -16,12 +16,16 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-# Sibling projections that read the same tensor in Llama/Mistral/Qwen-style blocks and OPT.
+# Sibling projections that read the same tensor in Llama/Mistral/Qwen-style blocks and OPT
+# (self_attn.q_proj/k_proj/v_proj); GPT-2 fuses q/k/v into one c_attn, so it has no group.
 SHARED_INPUT_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"), ("w1", "w3"))
 
 
 def decoder_blocks(model) -> tuple[str, nn.ModuleList]:
-    """(prefix, ModuleList) of the decoder blocks of a HF causal LM (Llama family, OPT, GPT-NeoX...)."""
+    """(prefix, ModuleList) of the decoder blocks of a HF causal LM. Supported: the Llama
+    family (Llama, Mistral, Qwen, SmolLM2...: ``model.layers``), OPT (``model.decoder.layers``)
+    and GPT-2 (``transformer.h``; its Conv1D projections are first turned into nn.Linear by
+    ``conv1d_to_linear``); GPT-NeoX-style ``gpt_neox.layers`` and bare ``layers`` are also found."""
     for path in ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "layers"):
         obj = model
         ok = True
@@ -32,7 +36,39 @@ def decoder_blocks(model) -> tuple[str, nn.ModuleList]:
             obj = getattr(obj, part)
         if ok and isinstance(obj, nn.ModuleList):
             return path, obj
-    raise ValueError(f"cannot find the decoder blocks of {type(model).__name__} (supported: Llama-family, OPT)")
+    raise ValueError(f"cannot find the decoder blocks of {type(model).__name__} "
+                     f"(supported: Llama-family, OPT, GPT-2)")
+
+
+def conv1d_to_linear(model) -> int:
+    """Replace, in place, every ``transformers`` Conv1D inside the decoder blocks (GPT-2's
+    c_attn, attn.c_proj, c_fc, mlp.c_proj) by the equivalent nn.Linear: weight transposed
+    from (in, out) to (out, in), bias kept, same device, dtype and requires_grad. Module names
+    do not change. Embeddings and the LM head are left alone. Idempotent (a second call finds
+    no Conv1D); a model without Conv1D (or without known decoder blocks) is untouched.
+    Returns how many layers were replaced."""
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:
+        return 0
+    try:
+        _, blocks = decoder_blocks(model)
+    except ValueError:  # not a supported layout: nothing to convert (linear_layers will say so)
+        return 0
+    todo = [(block, name, mod) for block in blocks for name, mod in block.named_modules()
+            if isinstance(mod, Conv1D)]
+    for block, name, conv in todo:
+        w = conv.weight
+        n_in, n_out = w.shape
+        # built on the meta device: no throw-away random init of a weight we overwrite
+        lin = nn.Linear(n_in, n_out, bias=conv.bias is not None, device="meta")
+        lin.weight = nn.Parameter(w.detach().t().contiguous(), requires_grad=w.requires_grad)
+        if conv.bias is not None:
+            lin.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=conv.bias.requires_grad)
+        lin.train(conv.training)
+        parent_name, _, leaf = name.rpartition(".")
+        setattr(block.get_submodule(parent_name) if parent_name else block, leaf, lin)
+    return len(todo)
 
 
 def linear_layers(model) -> dict[str, nn.Module]:
@@ -46,7 +82,8 @@ def linear_layers(model) -> dict[str, nn.Module]:
             if isinstance(mod, (nn.Linear, QuantLinear)) and name:
                 out[f"{prefix}.{i}.{name}"] = mod
     if not out:
-        raise ValueError(f"no nn.Linear layers found in the decoder blocks of {type(model).__name__}")
+        raise ValueError(f"no nn.Linear layers found in the decoder blocks of {type(model).__name__} "
+                         f"(GPT-2-style Conv1D layers: call lqer.calibrate.conv1d_to_linear(model) first)")
     return out
 
 
@@ -178,7 +215,9 @@ def run_calibration(model, batches, observer_factory: Callable, layers=None, pro
     forward pre-hooks on the decoder's linear layers. ``observer_factory(name, module)`` makes
     one observer (``.update(x2d)``) per layer or per shared-input group. Returns {name: observer}
     (members of a group map to the same object). Each forward call of ``batch_size`` samples
-    is one "batch" for the observers."""
+    is one "batch" for the observers. GPT-2's Conv1D layers are turned into nn.Linear first
+    (``conv1d_to_linear``, same names)."""
+    conv1d_to_linear(model)
     all_layers = linear_layers(model)
     if layers is None:
         names = list(all_layers)

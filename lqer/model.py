@@ -221,6 +221,9 @@ def load_model(model=DEFAULT_MODEL, dtype=torch.float32, device="cpu"):
     else:
         m, tok = _load_hf_dir(path, dtype, device)
     m = m.to(device=device, dtype=dtype)
+    from .calibrate import conv1d_to_linear
+
+    conv1d_to_linear(m)  # GPT-2's Conv1D -> nn.Linear (same names), so every lqer tool sees Linear
     m.eval()
     m.requires_grad_(False)
     return m, tok

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from mxsim.tensor import MXTensor
 
-from .calibrate import linear_layers, run_calibration
+from .calibrate import conv1d_to_linear, linear_layers, run_calibration
 from .config import QuantConfig, format_from_str, format_to_str, load_config
 from .linear import QuantLinear
 from .llm_int8 import LLMInt8Linear
@@ -65,6 +65,7 @@ def quantize_model(model, config, calibration_batches=None, stats=None, progress
     replaced layers' weights, exponents and low-rank factors included), timings."""
     config = load_config(config) if not isinstance(config, QuantConfig) else config
     method = get_method(config.method)
+    conv1d_to_linear(model)  # GPT-2: Conv1D -> nn.Linear, same names (no-op elsewhere)
     t0 = time.perf_counter()
     if stats is None:
         stats = collect_stats(model, config, calibration_batches, progress=progress)
