@@ -22,9 +22,11 @@ import pandas as pd
 
 from ..units import UnitCostTable, load_table
 
-MEMORY_KINDS = ("weights", "shared_exponents", "scales", "lowrank_factors", "outlier_buffers", "activation_buffers")
-# stored with the weights (streamed unless weights_on_chip): weights, shared_exponents, scales, lowrank_factors
-WEIGHT_KINDS = ("weights", "shared_exponents", "scales", "lowrank_factors")
+MEMORY_KINDS = ("weights", "shared_exponents", "scales", "lowrank_factors", "rotation", "outlier_buffers",
+                "activation_buffers")
+# stored with the weights (streamed unless weights_on_chip): weights, shared_exponents, scales, lowrank_factors,
+# and a dense input rotation matrix R
+WEIGHT_KINDS = ("weights", "shared_exponents", "scales", "lowrank_factors", "rotation")
 
 
 def check_pos_int(name: str, v, minimum: int = 1) -> int:
@@ -262,3 +264,55 @@ def mx_storage_bits(rows: int, cols: int, fmt) -> tuple[float, float]:
     elems = rows * cols
     blocks = rows * math.ceil(cols / fmt.block_size)
     return elems * fmt.element_bits, blocks * fmt.scale_bits
+
+
+# ------------------------------------------------------------------------------------------
+# Online input rotation x <- x·R (QuaRot-style; what lqer.rotation emulates on every linear).
+# ------------------------------------------------------------------------------------------
+INPUT_ROTATIONS = ("none", "dense", "hadamard")
+
+
+def check_input_rotation(kind) -> str:
+    if kind not in INPUT_ROTATIONS:
+        raise ValueError(f"input_rotation must be one of {INPUT_ROTATIONS}, got {kind!r}")
+    return kind
+
+
+def _is_pow2(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+def default_rotation_lanes(kind: str, main_lanes: int) -> int:
+    """dense: the main unit's lanes; hadamard: 2 (one butterfly per stage, K/2 cycles per token)."""
+    return 2 if kind == "hadamard" else main_lanes
+
+
+def input_rotation(c: Counts, path: str, tokens: int, k: int, kind: str, lanes: int) -> int:
+    """Add an online input rotation x (tokens × k, FP16) <- x·R to ``c``; return its cycles (0 for "none").
+
+    dense:    one FP16 GEMM stage fp16_gemm(tokens, k, k, lanes); R (k × k FP16, k²·16 bits) is stored
+              with the weights (memory kind "rotation"); the FP16 input is buffered (tokens·k·16 bits,
+              re-read for each of the k outputs). Cycles tokens·k·ceil(k/lanes).
+    hadamard: fast Walsh–Hadamard transform, k a power of two, ``lanes`` (a power of two, 2..k)
+              elements per cycle: log2(k) stages of lanes/2 butterflies, each an FP16 add and an FP16
+              subtract, i.e. log2(k)·lanes fp16_add; stages of stride s >= lanes need a delay line of s
+              values: strides lanes, 2·lanes, ..., k/2 sum to k - lanes FP16 values (activation buffer).
+              R is the ±1 pattern of the wiring: no storage. The 1/sqrt(k) normalisation is folded into W
+              offline (not counted). Cycles tokens·k/lanes."""
+    check_input_rotation(kind)
+    if kind == "none":
+        return 0
+    check_pos_int("rotation_lanes", lanes)
+    if kind == "dense":
+        cyc = fp16_gemm(c, path, tokens, k, k, lanes)
+        c.mem("rotation", k * k * 16)
+        c.mem("activation_buffers", tokens * k * 16)
+        return cyc
+    if not _is_pow2(k) or k < 2:
+        raise ValueError(f"input_rotation 'hadamard' needs a power-of-two in_features >= 2, got {k}; use 'dense'")
+    if not _is_pow2(lanes) or not 2 <= lanes <= k:
+        raise ValueError(f"rotation_lanes must be a power of two in 2..{k} for 'hadamard', got {lanes}")
+    stages = int(math.log2(k))
+    c.add(path, "fp16_add", 0, 0, stages * lanes)
+    c.mem("activation_buffers", (k - lanes) * 16)
+    return tokens * (k // lanes)

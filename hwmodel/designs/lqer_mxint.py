@@ -4,7 +4,9 @@ Units: main MX GEMM (x_fmt × w_fmt, ``lanes``); x·A MX GEMM (x_fmt × lr_fmt, 
 ``lowrank_lanes``); a re-blocking cast of xA into x_fmt; (xA)·B MX GEMM (x_fmt × lr_fmt, K=rank,
 N=out, ``lowrank_lanes``); the final add of the two block results (exponent compare, exponent
 difference, alignment shift, integer add) and the output cast, both at ``out_lanes`` (one output
-appears every ceil(in/lanes) cycles, so 1 keeps up). ``lowrank_lanes=1`` is the paper's fold."""
+appears every ceil(in/lanes) cycles, so 1 keeps up). ``lowrank_lanes=1`` is the paper's fold.
+``input_rotation`` ("none" | "dense" | "hadamard"): an online x <- x·R on the FP16 input and an
+FP16 -> x_fmt quantizer before both paths (as mxint's; both paths read Q(x·R))."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ import math
 
 from mxsim.formats import BlockFP, get_format
 
-from .base import Counts, Layer, check_pos_int, clog2, mx_acc_bits, mx_cast, mx_gemm, mx_storage_bits
-from .mxint import mx_act_bits
+from .base import Counts, Layer, check_input_rotation, check_pos_int, clog2, mx_acc_bits, mx_cast, mx_gemm, mx_storage_bits
+from .mxint import mx_act_bits, rotate_and_quantize
 
 LR_BLOCK_AXES = ("last", "reduction")
 
@@ -34,15 +36,21 @@ def lowrank_storage(K: int, N: int, rank: int, fmt, axis: str) -> tuple[float, f
 
 def lqer_mxint(layer: Layer, w_fmt=BlockFP(4), x_fmt=BlockFP(8), lr_fmt=BlockFP(8), rank: int = 32,
                lanes: int = 16, lowrank_lanes: int = 16, out_lanes: int = 1, out_fmt=None,
-               lr_block_axis: str = "last", weights_on_chip: bool = False, name: str = "lqer-mxint") -> Counts:
+               lr_block_axis: str = "last", weights_on_chip: bool = False, name: str = "lqer-mxint",
+               input_rotation: str = "none", rotation_lanes: int | None = None) -> Counts:
     w_fmt, x_fmt, lr_fmt = get_format(w_fmt), get_format(x_fmt), get_format(lr_fmt)
     out_fmt = get_format(out_fmt) if out_fmt is not None else x_fmt
     check_pos_int("rank", rank)
     check_pos_int("lowrank_lanes", lowrank_lanes)
     check_pos_int("out_lanes", out_lanes)
-    c = Counts(name, layer, dict(w=w_fmt.name, x=x_fmt.name, lr=lr_fmt.name, rank=rank, lanes=lanes,
-                                 lowrank_lanes=lowrank_lanes, block=x_fmt.block_size))
+    check_input_rotation(input_rotation)
+    params = dict(w=w_fmt.name, x=x_fmt.name, lr=lr_fmt.name, rank=rank, lanes=lanes,
+                  lowrank_lanes=lowrank_lanes, block=x_fmt.block_size)
+    if input_rotation != "none":
+        params["input_rotation"] = input_rotation
+    c = Counts(name, layer, params)
     T, K, N = layer.tokens, layer.in_features, layer.out_features
+    rot = rotate_and_quantize(c, T, K, x_fmt, input_rotation, rotation_lanes, lanes)
     main = mx_gemm(c, "W_q", T, K, N, lanes, x_fmt, w_fmt)
     xa = mx_gemm(c, "xA", T, K, rank, lowrank_lanes, x_fmt, lr_fmt)
     mx_cast(c, "xA_cast", x_fmt, 1, mx_acc_bits(K, x_fmt, lr_fmt))
@@ -60,8 +68,9 @@ def lqer_mxint(layer: Layer, w_fmt=BlockFP(4), x_fmt=BlockFP(8), lr_fmt=BlockFP(
     le, ls = lowrank_storage(K, N, rank, lr_fmt, lr_block_axis)
     c.mem("lowrank_factors", le + ls)
     c.mem("activation_buffers", mx_act_bits(T, K, x_fmt) + mx_act_bits(T, rank, x_fmt))
-    act = (mx_act_bits(1, K, x_fmt) + mx_act_bits(1, N, out_fmt)) / 8
-    return c.finish(max(main, xa + xab), weights_on_chip, act)
+    x_in = mx_act_bits(1, K, x_fmt) if input_rotation == "none" else K * 16
+    act = (x_in + mx_act_bits(1, N, out_fmt)) / 8
+    return c.finish(rot + max(main, xa + xab), weights_on_chip, act)
 
 
 def l2qer_mxint(layer: Layer, **kw) -> Counts:

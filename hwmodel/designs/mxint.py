@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from mxsim.formats import BlockFP, get_format
 
-from .base import Counts, Layer, check_pos_int, clog2, int_gemm, mx_acc_bits, mx_cast, mx_gemm, mx_storage_bits
+from .base import (Counts, Layer, check_input_rotation, check_pos_int, clog2, default_rotation_lanes, int_gemm,
+                   mx_acc_bits, mx_cast, mx_gemm, mx_storage_bits)
+from .base import input_rotation as rotation_stage
+
+FP16_SIGNIFICAND_BITS = 11  # what an FP16 -> MX quantizer shifts per element (as lrc's x_quant)
 
 
 def mx_act_bits(T: int, K: int, fmt) -> float:
@@ -12,22 +16,45 @@ def mx_act_bits(T: int, K: int, fmt) -> float:
     return e + s
 
 
+def rotate_and_quantize(c: Counts, T: int, K: int, x_fmt, input_rotation: str, rotation_lanes, lanes: int) -> int:
+    """With an input rotation the input arrives in FP16: rotation stage (base.input_rotation), then an
+    FP16 -> x_fmt quantizer at one element per cycle (mx_cast of 11-bit significands, the same x_quant
+    as lrc's with quant_lanes=1). Returns the rotation's cycles (0 and nothing added for "none")."""
+    if input_rotation == "none":
+        return 0
+    rl = rotation_lanes if rotation_lanes is not None else default_rotation_lanes(input_rotation, lanes)
+    cyc = rotation_stage(c, "rotation", T, K, input_rotation, rl)
+    mx_cast(c, "x_quant", x_fmt, 1, FP16_SIGNIFICAND_BITS)
+    return cyc
+
+
 def mxint(layer: Layer, w_fmt=BlockFP(4), x_fmt=BlockFP(8), lanes: int = 16, out_fmt=None,
-          cast_lanes: int = 1, weights_on_chip: bool = False) -> Counts:
+          cast_lanes: int = 1, weights_on_chip: bool = False, input_rotation: str = "none",
+          rotation_lanes: int | None = None) -> Counts:
     """MX GEMM unit + a re-blocking cast of the outputs (to ``out_fmt``, default x_fmt) at
-    ``cast_lanes`` elements per cycle (one output appears every ceil(K/lanes) cycles, so 1 keeps up)."""
+    ``cast_lanes`` elements per cycle (one output appears every ceil(K/lanes) cycles, so 1 keeps up).
+
+    ``input_rotation`` ("none" | "dense" | "hadamard"): an online x <- x·R on the FP16 input before
+    quantization (base.input_rotation) followed by an FP16 -> x_fmt quantizer; the input then arrives
+    in FP16 (16 bits per element off-chip) and the rotation runs before the GEMM (cycles add)."""
     w_fmt, x_fmt = get_format(w_fmt), get_format(x_fmt)
     out_fmt = get_format(out_fmt) if out_fmt is not None else x_fmt
     check_pos_int("cast_lanes", cast_lanes)
-    c = Counts("mxint", layer, dict(w=w_fmt.name, x=x_fmt.name, lanes=lanes, block=x_fmt.block_size))
+    check_input_rotation(input_rotation)
+    params = dict(w=w_fmt.name, x=x_fmt.name, lanes=lanes, block=x_fmt.block_size)
+    if input_rotation != "none":
+        params["input_rotation"] = input_rotation
+    c = Counts("mxint", layer, params)
     T, K, N = layer.tokens, layer.in_features, layer.out_features
-    cyc = mx_gemm(c, "gemm", T, K, N, lanes, x_fmt, w_fmt)
+    rot = rotate_and_quantize(c, T, K, x_fmt, input_rotation, rotation_lanes, lanes)
+    cyc = rot + mx_gemm(c, "gemm", T, K, N, lanes, x_fmt, w_fmt)
     mx_cast(c, "out_cast", out_fmt, cast_lanes, mx_acc_bits(K, x_fmt, w_fmt))
     we, ws = mx_storage_bits(N, K, w_fmt)
     c.mem("weights", we)
     c.mem("shared_exponents", ws)
     c.mem("activation_buffers", mx_act_bits(T, K, x_fmt))
-    act = (mx_act_bits(1, K, x_fmt) + mx_act_bits(1, N, out_fmt)) / 8
+    x_in = mx_act_bits(1, K, x_fmt) if input_rotation == "none" else K * 16
+    act = (x_in + mx_act_bits(1, N, out_fmt)) / 8
     return c.finish(cyc, weights_on_chip, act)
 
 
