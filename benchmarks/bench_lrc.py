@@ -5,7 +5,8 @@
       channels), W4A4 MXINT4/32: time of the statistics and of LRC(1), peak RSS; vs targets.
   python benchmarks/bench_lrc.py model --tasks W4A4:fp,rtn,gptq,... [--windows 8 --seq 512 --calib 16]
       SmolLM2 perplexity and bits per weight for the listed (setting:method@rank) tasks; JSON lines.
-  python benchmarks/bench_lrc.py table results.jsonl   -> markdown table
+  python benchmarks/bench_lrc.py table results.jsonl [--csv table.csv] [--tech fpga] [--shape smollm2-135m]
+      markdown table (+ CSV) with hwmodel's area of each row's design and its ratio to FP16
 """
 
 from __future__ import annotations
@@ -170,18 +171,91 @@ def cmd_model(a):
         del q
 
 
+METHOD_LABELS = {"fp": "FP", "rtn": "RTN", "gptq": "GPTQ (Σx)", "lqer": "LQER", "l2qer": "L2QER",
+                 "qera": "QERA-exact", "lrc1": "LRC(1)", "lrc5": "LRC(5)"}
+TABLE_CSV_COLUMNS = ["setting", "method", "label", "rank", "rotation", "ppl", "bits_per_weight", "quantize_s",
+                     "hw_design", "hw_rank", "hw_input_rotation", "area", "unit", "area_ratio_to_fp16", "tech", "shape"]
+
+
+def _method_label(method: str) -> str:
+    m = str(method).lower()
+    if m in METHOD_LABELS:
+        return METHOD_LABELS[m]
+    if m.startswith("lrc") and m[3:].isdigit():
+        return f"LRC({int(m[3:])})"
+    return str(method)
+
+
+def _fmt_area(area: float) -> str:
+    return f"{area:.0f}" if float(area).is_integer() else f"{area:.1f}"
+
+
+def _write_csv_atomic(path, records: list[dict], columns: list[str]) -> None:
+    """Write ``records`` as CSV to ``path`` via a temporary file in the same folder + os.replace."""
+    import csv
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns)
+            w.writeheader()
+            for r in records:
+                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def cmd_table(a):
+    """Markdown table of ``model`` rows (file order kept) with hwmodel's area of each row's design
+    (experiments.backend.lrc_row_design: one time-shared unit sized for the shape's largest linear)
+    and its ratio to the FP16 design's area; ``--csv PATH`` also writes the table as CSV (atomically)."""
+    from experiments.backend import lrc_row_design, model_area
+
     rows = []
     for f in a.files:
         for line in Path(f).read_text().splitlines():
             if line.startswith("{") and '"ppl"' in line:
                 rows.append(json.loads(line))
-    print("| setting | method | rank | rotation | ppl | bits/weight | quantize s |")
-    print("|---|---|---|---|---|---|---|")
+    fp_tot, _ = model_area(a.shape, "fp16", {}, a.tech)
+    fp_area, unit = float(fp_tot["area"]), str(fp_tot["unit"])
+    memo: dict = {}
+    records = []
     for r in rows:
+        design, params, hw_rank = lrc_row_design(r, a.shape)
+        key = (design, json.dumps(params, sort_keys=True))
+        if key not in memo:
+            tot, _ = model_area(a.shape, design, params, a.tech)
+            memo[key] = float(tot["area"])
+        area = memo[key]
+        records.append({"setting": r.get("setting"), "method": r["method"], "label": _method_label(r["method"]),
+                        "rank": r.get("rank"), "rotation": r.get("rotation"), "ppl": r["ppl"],
+                        "bits_per_weight": r.get("bits_per_weight"), "quantize_s": r.get("quantize_s"),
+                        "hw_design": design, "hw_rank": hw_rank,
+                        "hw_input_rotation": params.get("input_rotation", "none") if design != "fp16" else None,
+                        "area": area, "unit": unit, "area_ratio_to_fp16": area / fp_area, "tech": a.tech,
+                        "shape": a.shape})
+    print(f"| setting | method | rank | rotation | ppl | bits/weight | quantize s | area ({unit}) | area / FP16 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in records:
+        fp = str(r["method"]).lower() == "fp"
         rk = "" if r["rank"] is None else f"{r['rank']:.0%}"
-        print(f"| {r['setting']} | {r['method']} | {rk} | {r['rotation']} | {r['ppl']:.2f} | "
-              f"{r['bits_per_weight']:.2f} | {r['quantize_s']} |")
+        bits = "" if r["bits_per_weight"] is None else f"{r['bits_per_weight']:.2f}"
+        qs = "" if r["quantize_s"] is None else r["quantize_s"]
+        print(f"| {'–' if fp else r['setting']} | {r['label']} | {rk} | {'' if fp else r['rotation']} | "
+              f"{r['ppl']:.2f} | {bits} | {qs} | {_fmt_area(r['area'])} | {r['area_ratio_to_fp16']:.2f} |")
+    if a.csv:
+        _write_csv_atomic(a.csv, records, TABLE_CSV_COLUMNS)
+    return records
 
 
 def main(argv=None):
@@ -202,8 +276,11 @@ def main(argv=None):
     pm.add_argument("--rotation", default="none")
     pm.add_argument("--device", default="cpu")
     pm.add_argument("--threads", type=int, default=2)
-    pt = sub.add_parser("table")
+    pt = sub.add_parser("table", help="markdown table of model rows with hwmodel area columns")
     pt.add_argument("files", nargs="+")
+    pt.add_argument("--csv", default=None, metavar="PATH", help="also write the table as CSV (atomically)")
+    pt.add_argument("--tech", default="fpga", help="hwmodel unit-cost table (fpga, asic, ... or a CSV path)")
+    pt.add_argument("--shape", default="smollm2-135m", help="hwmodel model shape the area is computed for")
     a = p.parse_args(argv)
     {"layer": cmd_layer, "model": cmd_model, "table": cmd_table}[a.cmd](a)
 

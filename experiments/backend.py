@@ -389,6 +389,63 @@ def area_for_point(p: DesignPoint, shape: str, tech: str, outliers=None, factor_
     return float(tot["area"]), str(tot["unit"])
 
 
+def lrc_row_design(row: dict, shape: str = "smollm2-135m", block: int = 32) -> tuple[str, dict, int | None]:
+    """(hwmodel design, params, rank) for one row of ``benchmarks/bench_lrc.py model`` (keys setting
+    "W<w>A<a>", method fp/rtn/gptq/lqer/l2qer/qera/lrc<i>, rank fraction or None, rotation).
+
+    Formats mirror bench_lrc's ``_configs``: W MXINT<w>/block, x MXINT<a>/block; LQER/L2QER/QERA-exact:
+    factors A, B MXINT8/block blocked along their last dimension, x·A re-quantized into x's format
+    (lqer-mxint's xA cast); LRC(i): FP16 factors on the unquantized x (LRC(1) and LRC(5) are the same
+    hardware). Rank: the design is one unit time-shared by all linears, sized for the largest, so it
+    gets the largest per-layer rank under lqer's ``of_min_dim`` reading (SmolLM2: 57 at 10%, 172 at 30%).
+    Rotation (every method but fp, which has none): "auto" (lqer.rotation: Hadamard for power-of-two
+    widths, else a dense random orthogonal R) is "hadamard" when every linear's input width is a power
+    of two, else "dense" (SmolLM2's 576 and 1536 are not); "random" is "dense"."""
+    from hwmodel.shapes import get_model as get_shape
+    from lqer.lrc import rank_from_fraction
+
+    method = str(row["method"]).lower()
+    if method == "fp":
+        return "fp16", {}, None
+    setting = str(row["setting"]).upper()
+    try:
+        w_bits, a_bits = (int(v) for v in setting.lstrip("W").split("A"))
+    except ValueError:
+        raise ValueError(f"setting must look like 'W4A8', got {row['setting']!r}") from None
+    w, x = f"MXINT{w_bits}/{block}", f"MXINT{a_bits}/{block}"
+    layers = [L for _, _, L in get_shape(shape).layer_shapes("all", 1)]
+    rank = None
+    if method in ("lqer", "l2qer", "qera") or method.startswith("lrc"):
+        frac = row.get("rank")
+        if frac is None:
+            raise ValueError(f"method {method!r} needs a rank fraction, got None")
+        rank = max(rank_from_fraction(float(frac), L.in_features, L.out_features, "of_min_dim") for L in layers)
+    rot = str(row.get("rotation") or "none").lower()
+    if rot == "auto":
+        rot = "hadamard" if all(L.in_features & (L.in_features - 1) == 0 for L in layers) else "dense"
+    elif rot == "random":
+        rot = "dense"
+    if method in ("rtn", "gptq"):
+        design, params = "mxint", {"w_fmt": w, "x_fmt": x}
+    elif method in ("lqer", "l2qer", "qera"):
+        design = "lqer-mxint"
+        params = {"w_fmt": w, "x_fmt": x, "lr_fmt": f"MXINT8/{block}", "lr_block_axis": "last", "rank": rank}
+    elif method.startswith("lrc") and method[3:].isdigit() or method == "lrc":
+        design, params = "lrc", {"w_fmt": w, "x_fmt": x, "rank": rank}
+    else:
+        raise ValueError(f"no hardware design for method {method!r}")
+    if rot != "none":
+        params["input_rotation"] = rot
+    return design, params, rank
+
+
+def area_for_lrc_row(row: dict, shape: str = "smollm2-135m", tech: str = "fpga") -> tuple[float, str]:
+    """(area, unit) of the hwmodel design for one ``bench_lrc.py model`` row (see lrc_row_design)."""
+    design, params, _ = lrc_row_design(row, shape)
+    tot, _ = model_area(shape, design, params, tech)
+    return float(tot["area"]), str(tot["unit"])
+
+
 # ----------------------------------------------------------------------------- a sweep point
 def evaluate_point(p: DesignPoint, settings: dict) -> dict:
     """Perplexity, bits per weight and area of one design point (runs inside a Dask worker)."""
