@@ -88,7 +88,7 @@ def _configs(setting: str, method: str, rank, rotation: str):
     if method in ("rtn", "gptq"):
         return QuantConfig(method=method, rank=1, extra=extra, **common)
     if method in ("lqer", "l2qer", "qera"):
-        return QuantConfig(method=f"{method}_frac", rank=rank, **common)
+        return QuantConfig(method=f"{method}_frac", rank=rank, extra=extra, **common)
     if method.startswith("lrc"):
         it = int(method[3:] or 1)
         return QuantConfig(method="lrc", rank=rank, extra={**extra, "iterations": it, "lowrank_format": "fp16"},
@@ -127,11 +127,11 @@ def cmd_model(a):
     t_load = time.perf_counter() - t0
 
     def factory(name, module):
-        obs = {"abs": AbsMeanMax()}
+        R = rotation_matrix(module.in_features, a.rotation, 0)
+        obs = {"abs": AbsMeanMax(transform=R)}
         for s in settings:
             xf = _configs(s, "rtn", None, a.rotation).x_format
-            obs[f"cov_{s}"] = CovarianceObserver(xf, transform=rotation_matrix(module.in_features, a.rotation, 0),
-                                                 device=dev)
+            obs[f"cov_{s}"] = CovarianceObserver(xf, transform=R, device=dev)
         return MultiObserver(**obs)
 
     t1 = time.perf_counter()
@@ -147,8 +147,8 @@ def cmd_model(a):
             st = {}
             for k, v in stats.items():
                 c = v[f"cov_{setting}"]
-                sm = SecondMoment()
-                sm.xtx, sm.n = c.sx.cpu(), c.n
+                sm = SecondMoment(transform=c.transform)  # Σx of the (rotated) input is QERA's statistic
+                sm.xtx, sm.n = c.sx, c.n
                 st[k] = sm
         elif method in ("gptq",) or method.startswith("lrc"):
             st = {k: v[f"cov_{setting}"] for k, v in stats.items()}

@@ -196,9 +196,9 @@ def decompose(W, *, w_format, rank=None, scale=None, svd="full", xtx=None, qera_
     left_inv = None
     kind = "lqer"
     if xtx is not None:
-        R = check_xtx(xtx, in_f)
+        R = check_xtx(xtx, in_f).to(W.device)  # statistics may have been kept on another device
         if qera_approx:
-            s = rms_scale(R, n_tokens)
+            s = rms_scale(R, n_tokens).to(W.device)
             M = s[:, None] * Et
             left_inv = 1.0 / s
             kind = "qera_approx"
@@ -208,7 +208,7 @@ def decompose(W, *, w_format, rank=None, scale=None, svd="full", xtx=None, qera_
             left_inv = Sinv
             kind = "qera"
     elif scale is not None:
-        s = check_scale(scale, in_f)
+        s = check_scale(scale, in_f).to(W.device)
         M = s[:, None] * Et
         left_inv = 1.0 / s
         kind = "l2qer"

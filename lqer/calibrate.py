@@ -106,16 +106,25 @@ def input_groups(names) -> list[list[str]]:
     return groups
 
 
+def rotate_input(x: torch.Tensor, transform) -> torch.Tensor:
+    """x R (float64 product, x's dtype) for observers of a rotated layer; x itself without R."""
+    if transform is None:
+        return x
+    return (x.to(torch.float64) @ transform.to(x.device, torch.float64)).to(x.dtype)
+
+
 class AbsMeanMax:
     """L2QER scale: per batch mean |x| over tokens per input channel; elementwise max over
-    batches; then clamp at 1e-4 and normalise s / sqrt(min(s) max(s))."""
+    batches; then clamp at 1e-4 and normalise s / sqrt(min(s) max(s)).
+    ``transform``: an input rotation R; the statistics are then of x R (what a rotated layer sees)."""
 
-    def __init__(self, n_in: int | None = None):
+    def __init__(self, n_in: int | None = None, transform=None):
         self.s = None
         self.n_batches = 0
+        self.transform = transform
 
     def update(self, x: torch.Tensor):
-        m = x.detach().abs().to(torch.float32).mean(dim=0)
+        m = rotate_input(x.detach(), self.transform).abs().to(torch.float32).mean(dim=0)
         self.s = m if self.s is None else torch.maximum(self.s, m)
         self.n_batches += 1
 
@@ -130,14 +139,16 @@ class AbsMeanMax:
 
 
 class SecondMoment:
-    """sum x^T x (in x in, float64) and the number of tokens; for QERA (and QERA-approx)."""
+    """sum x^T x (in x in, float64) and the number of tokens; for QERA (and QERA-approx).
+    ``transform`` as for AbsMeanMax."""
 
-    def __init__(self, n_in: int | None = None):
+    def __init__(self, n_in: int | None = None, transform=None):
         self.xtx = None
         self.n = 0
+        self.transform = transform
 
     def update(self, x: torch.Tensor):
-        x = x.detach().to(torch.float64)
+        x = rotate_input(x.detach(), self.transform).to(torch.float64)
         xtx = x.T @ x
         self.xtx = xtx if self.xtx is None else self.xtx + xtx
         self.n += x.shape[0]

@@ -63,17 +63,43 @@ def _fp(name, linear, stats, config):
     return q
 
 
-def _plain(name, linear, stats, config):
-    w_q = mxsim.quantize(linear.weight.detach().float(), config.w_format, axis=1)
-    return QuantLinear(w_q, bias=_bias(linear), x_format=config.x_format, name=name)
+def input_rotation(config, d_in: int):
+    """The config's QuaRot-style input rotation R (``extra.rotation``, default "none") or None."""
+    from .rotation import rotation_matrix
+
+    return rotation_matrix(d_in, str(config.extra.get("rotation", "none")), int(config.extra.get("rotation_seed", 0)))
 
 
-def _lowrank(name, linear, config, **kw):
+def _check_rotation(name, stats, R):
+    """Statistics of a rotated layer must have been taken on x R, not x."""
+    T = getattr(stats, "transform", None)
+    if (R is None) != (T is None) or (R is not None and not torch.equal(R.to(T.dtype), T.cpu())):
+        raise ValueError(f"{name}: calibration statistics were taken with a different input rotation than the "
+                         f"config's (give the observers transform=lqer.methods.input_rotation(config, d_in))")
+
+
+def _rotated_weight(linear, config):
+    from .rotation import rotate_weight
+
     W = linear.weight.detach().float()
+    R = input_rotation(config, W.shape[1])
+    return rotate_weight(W, R), R
+
+
+def _plain(name, linear, stats, config):
+    W, R = _rotated_weight(linear, config)
+    w_q = mxsim.quantize(W, config.w_format, axis=1)
+    return QuantLinear(w_q, bias=_bias(linear), x_format=config.x_format, input_transform=R, name=name)
+
+
+def _lowrank(name, linear, config, stats=None, **kw):
+    W, R = _rotated_weight(linear, config)
+    if stats is not None:
+        _check_rotation(name, stats, R)
     res = approximate(W, w_format=config.w_format, a_format=config.a_format, b_format=config.b_format,
                       rank=config.rank, svd=config.svd, factor_axis=config.factor_axis, **kw)
     q = QuantLinear(res.w_q, bias=_bias(linear), x_format=config.x_format, A=res.A, B=res.B,
-                    lowrank_output_format=config.lowrank_output_format,
+                    lowrank_output_format=config.lowrank_output_format, input_transform=R,
                     fp_bits=int(config.extra.get("fp_bits", 16)), name=name)
     q.metrics = dict(res.metrics)
     return q
@@ -87,21 +113,21 @@ def _l2qer(name, linear, stats, config):
     stats = _pick(stats, AbsMeanMax)
     if stats is None:
         raise ValueError(f"l2qer needs calibration statistics (AbsMeanMax) for layer {name}")
-    return _lowrank(name, linear, config, scale=stats.scale())
+    return _lowrank(name, linear, config, stats, scale=stats.scale())
 
 
 def _qera(name, linear, stats, config):
     stats = _pick(stats, SecondMoment)
     if stats is None:
         raise ValueError(f"qera needs calibration statistics (SecondMoment) for layer {name}")
-    return _lowrank(name, linear, config, xtx=stats.mean())
+    return _lowrank(name, linear, config, stats, xtx=stats.mean())
 
 
 def _qera_approx(name, linear, stats, config):
     stats = _pick(stats, SecondMoment)
     if stats is None:
         raise ValueError(f"qera_approx needs calibration statistics (SecondMoment) for layer {name}")
-    return _lowrank(name, linear, config, scale=rms_scale(stats.mean()))
+    return _lowrank(name, linear, config, stats, scale=rms_scale(stats.mean()))
 
 
 def _llm_int(bits):
