@@ -527,6 +527,12 @@ def test_cuda_matches_cpu(fmt):
     # exponent follows torch.log2 of the device, which could differ only right at powers of 2).
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 100, generator=g) * 2.0 ** torch.randint(-20, 20, (64, 1), generator=g)
+    # adversarial rows: exact powers of two and their float32 neighbours, where a device's log2
+    # rounding could move a BlockFP/MX exponent by one
+    p2 = 2.0 ** torch.arange(-50, 50, dtype=torch.float32)
+    edge = torch.cat([p2, torch.nextafter(p2, torch.zeros(())), torch.nextafter(p2, torch.full((), math.inf))])
+    x = torch.cat([x, edge[: (edge.numel() // 100) * 100].reshape(-1, 100)])
+    x[-1, ::2] *= -1
     for rounding in mxsim.ROUNDING_MODES:
         for axis in (0, 1):
             a = R.fake_quantize(x, fmt, axis=axis, rounding=rounding, seed=1)
