@@ -7,6 +7,7 @@
 set -u
 G=$1; OUT=$2
 export MXLAB_CACHE=${MXLAB_CACHE:-/root/cache} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# the WikiText-2 files: ../shared/data where it exists, else $MXLAB_DATA (a copy carried along)
 W=$(mktemp -d)
 python3 -c "from lqer.model import load_model; load_model('$G')" > "$W/cache.log" 2>&1  # dequantize once
 LIMIT=${LIMIT:-500}
