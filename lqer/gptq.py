@@ -164,7 +164,15 @@ def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, retur
     except Exception:  # noqa: BLE001 - numba missing or no threading layer: nothing to restore
         numba, n_threads = None, None
     try:
-        _gptq_loop(T, U, Q, fmt, d_in, block, perm_l, invperm_l, pins, caps, have, dev)
+        if dev.type == "cpu":
+            _gptq_loop(T, U, Q, fmt, d_in, block, perm_l, invperm_l, pins, caps, have, dev)
+        else:
+            # Column by column a GPU is launch- and sync-bound (each column goes through the
+            # CPU kernels anyway): run the loop on CPU copies, the factorisations stay on the GPU.
+            cpu = torch.device("cpu")
+            Tc, Qc, pc, cc = T.cpu(), Q.cpu(), pins.cpu(), caps.cpu()
+            _gptq_loop(Tc, U.cpu(), Qc, fmt, d_in, block, perm_l, invperm_l, pc, cc, have, cpu)
+            Q.copy_(Qc)
     finally:
         if numba is not None:
             numba.set_num_threads(n_threads)
