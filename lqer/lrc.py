@@ -406,8 +406,8 @@ def calibration_config(config):
         _CAL_CONFIG.reset(tok)
 
 
-def _registered_observer(name, module):
-    cfg = _CAL_CONFIG.get()
+def _registered_observer(name, module, config=None):
+    cfg = config if config is not None else _CAL_CONFIG.get()
     if cfg is None:
         raise ValueError(
             "LRC/GPTQ calibration needs the activation format and rotation, which lqer's observer factory "

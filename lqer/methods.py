@@ -1,7 +1,8 @@
 """Method registry: name -> fn(layer_name, linear: nn.Linear, stats, config) -> module.
 
 ``register_method(name, fn, observer=None)``: ``observer`` is the calibration observer factory
-the method needs (``observer(name, module)``), or None for data-free methods. ``stats`` handed
+the method needs (``observer(name, module)``, or ``observer(name, module, config)`` to be handed
+the QuantConfig by quantize_model: activation format, rotation), or None for data-free methods. ``stats`` handed
 to ``fn`` is that observer after calibration (shared by q/k/v and gate/up), or None.
 Registered here: fp, plain, lqer, l2qer, qera, qera_approx, llm_int8, llm_int4. The LRC
 helper registers rtn/gptq/lrc from its own modules.
@@ -149,9 +150,16 @@ def _outlier_observer(name, module):
 register_method("fp", _fp)
 register_method("plain", _plain)
 register_method("lqer", _lqer)
-register_method("l2qer", _l2qer, observer=lambda name, mod: AbsMeanMax())
-register_method("qera", _qera, observer=lambda name, mod: SecondMoment())
-register_method("qera_approx", _qera_approx, observer=lambda name, mod: SecondMoment())
+def _rotation_or_none(config, module):
+    return None if config is None else input_rotation(config, module.in_features)
+
+
+register_method("l2qer", _l2qer, observer=lambda name, mod, config=None: AbsMeanMax(
+    transform=_rotation_or_none(config, mod)))
+register_method("qera", _qera, observer=lambda name, mod, config=None: SecondMoment(
+    transform=_rotation_or_none(config, mod)))
+register_method("qera_approx", _qera_approx, observer=lambda name, mod, config=None: SecondMoment(
+    transform=_rotation_or_none(config, mod)))
 register_method("llm_int8", _llm_int(8), observer=_outlier_observer)
 register_method("llm_int4", _llm_int(4), observer=_outlier_observer)
 _ = torch

@@ -56,7 +56,20 @@ def collect_stats(model, config: QuantConfig, calibration_batches, progress=True
         return None
     if calibration_batches is None:
         raise ValueError(f"method {config.method!r} needs calibration_batches (or precomputed stats)")
-    return run_calibration(model, calibration_batches, method.observer, progress=progress, batch_size=batch_size)
+    return run_calibration(model, calibration_batches, _with_config(method.observer, config), progress=progress,
+                           batch_size=batch_size)
+
+
+def _with_config(observer, config):
+    """``observer(name, module, config)`` when the factory takes the config (so it can follow
+    the activation format and input rotation), else the plain ``observer(name, module)``."""
+    import inspect
+
+    try:
+        inspect.signature(observer).bind("name", None, config)
+    except (TypeError, ValueError):
+        return observer
+    return lambda name, module: observer(name, module, config)
 
 
 def quantize_model(model, config, calibration_batches=None, stats=None, progress=True, layers=None):

@@ -282,12 +282,21 @@ def test_quantize_model_methods(rotation):
     assert errs["gptq"] < errs["rtn"]
 
 
-def test_quantize_model_without_stats_says_how():
+def test_quantize_model_calibrates_lrc_itself_and_says_how_otherwise():
+    """quantize_model hands the config to the LRC/GPTQ observer factory, so no precomputed stats
+    are needed; too few tokens say how many are needed; the factory without a config says how."""
+    import copy
+
     from lqer.config import QuantConfig
+    from lqer.methods import get_method
     from lqer.quantize import quantize_model
 
     model = _tiny_llama()
-    ids = torch.randint(0, 64, (2, 16))
+    ids = torch.randint(0, 64, (8, 48), generator=torch.Generator().manual_seed(1))  # 384 >= 2 * 128 tokens
+    cfg = QuantConfig(method="lrc", w_format="MXINT4/16", x_format="MXINT4/16", rank=4)
+    _, info = quantize_model(copy.deepcopy(model), cfg, ids, progress=False)
+    assert info["layers"]["model.layers.0.self_attn.q_proj"]["rank"] == 4
+    with pytest.raises(ValueError, match="need at least"):
+        quantize_model(copy.deepcopy(model), cfg, ids[:2, :16], progress=False)
     with pytest.raises(ValueError, match="collect_lrc_stats"):
-        quantize_model(model, QuantConfig(method="lrc", w_format="MXINT4/16", x_format="MXINT4/16", rank=4), ids,
-                       progress=False)
+        get_method("lrc").observer("q", model.model.layers[0].self_attn.q_proj)

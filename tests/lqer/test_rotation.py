@@ -86,6 +86,11 @@ def test_lqer_family_with_input_rotation():
             err[m] = float((q(ids).logits - ref).pow(2).mean() / ref.pow(2).mean())
     assert all(e < 0.05 for e in err.values()), err
     assert err["qera"] < err["plain"]
+    # quantize_model's own calibration follows the config's rotation
+    own = copy.deepcopy(model)
+    quantize_model(own, base.replace(method="l2qer"), calibration_batches=ids, progress=False)
+    with torch.no_grad():
+        assert float((own(ids).logits - ref).pow(2).mean() / ref.pow(2).mean()) == pytest.approx(err["l2qer"])
     plain_stats = run_calibration(model, ids, lambda n, mod: MultiObserver(abs=AbsMeanMax()), progress=False)
     with pytest.raises(ValueError, match="rotation"):
         quantize_model(copy.deepcopy(model), base.replace(method="l2qer"), stats=plain_stats, progress=False)
