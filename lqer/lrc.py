@@ -344,10 +344,10 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
 #   gptq_block (128), act_order (false), solver ("auto"),
 #   gptq_hessian ("x" | "y" | "xy", method "gptq" only; see docs/lrc.md).
 #
-# Calibration: the statistics depend on the activation format and the rotation, which the
-# observer factory (name, module) of lqer.methods is not told. Use
-# ``collect_lrc_stats(model, batches, config)`` and pass ``stats=`` to quantize_model, or
-# run quantize_model inside ``with calibration_config(config):``.
+# Calibration: the statistics depend on the activation format and the rotation. quantize_model
+# hands the config to the observer factory; ``collect_lrc_stats(model, batches, config)`` +
+# ``stats=`` reuses one calibration for several runs; ``with calibration_config(config):``
+# serves callers that run lqer's calibration themselves with a (name, module) factory.
 # --------------------------------------------------------------------------------------------
 import contextlib
 import contextvars
