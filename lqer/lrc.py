@@ -43,6 +43,7 @@ import mxsim
 
 from .covariance import CovarianceStats
 from .gptq import gptq
+from .rotation import check_stats_rotation, input_rotation, rotate_weight
 
 __all__ = ["lrc", "LRCResult", "rank_from_fraction", "resolve_rank", "RANK_READINGS", "layer_loss",
            "uv_step", "quantize_factors", "top_eigvecs", "lowrank_bits_per_element"]
@@ -359,12 +360,6 @@ def _x(config, key, default):
     return (config.extra or {}).get(key, default)
 
 
-def _rotation_for(config, d_in):
-    from .rotation import rotation_matrix
-
-    return rotation_matrix(d_in, str(_x(config, "rotation", "none")), int(_x(config, "rotation_seed", 0)))
-
-
 def _lowrank_format_of(config):
     v = _x(config, "lowrank_format", "fp16")
     if v is None or (isinstance(v, str) and v.lower() in ("none", "full", "fp32")):
@@ -384,7 +379,7 @@ def calibration_observer(config):
         raise ValueError("LRC/GPTQ statistics need an activation format (config.x_format is none)")
 
     def factory(name, module):
-        return CovarianceObserver(config.x_format, transform=_rotation_for(config, module.in_features))
+        return CovarianceObserver(config.x_format, transform=input_rotation(config, module.in_features))
 
     return factory
 
@@ -427,10 +422,8 @@ def _stats_of(name, stats, config, d_in):
     if config.x_format is not None and st.a_format is not None and st.a_format != config.x_format:
         raise ValueError(f"{name}: statistics collected with activation format {st.a_format}, config has "
                          f"{config.x_format}; recollect with collect_lrc_stats(model, batches, config)")
-    R = _rotation_for(config, d_in)
-    T = getattr(stats, "transform", None)
-    if (R is None) != (T is None) or (R is not None and not torch.equal(R.to(T.dtype), T.cpu())):
-        raise ValueError(f"{name}: statistics were collected with a different input rotation than the config's")
+    R = input_rotation(config, d_in)
+    check_stats_rotation(name, stats, R)
     return st, R
 
 
@@ -438,19 +431,8 @@ def _bias_of(linear):
     return None if getattr(linear, "bias", None) is None else linear.bias
 
 
-def _method_rtn(name, linear, stats, config):
-    from .linear import QuantLinear
-    from .rotation import rotate_weight
-
-    W = linear.weight.detach().float()
-    R = _rotation_for(config, W.shape[1])
-    wq = mxsim.quantize(rotate_weight(W, R), config.w_format, axis=1)
-    return QuantLinear(wq, bias=_bias_of(linear), x_format=config.x_format, input_transform=R, name=name)
-
-
 def _method_gptq(name, linear, stats, config):
     from .linear import QuantLinear
-    from .rotation import rotate_weight
 
     W = linear.weight.detach()
     st, R = _stats_of(name, stats, config, W.shape[1])
@@ -476,7 +458,6 @@ def _method_gptq(name, linear, stats, config):
 
 def _method_lrc(name, linear, stats, config):
     from .linear import QuantLinear
-    from .rotation import rotate_weight
 
     W = linear.weight.detach()
     st, R = _stats_of(name, stats, config, W.shape[1])
@@ -514,7 +495,7 @@ def _frac_wrapper(base):
 def _register():
     from .methods import METHODS, register_method
 
-    register_method("rtn", _method_rtn)
+    register_method("rtn", METHODS["plain"].fn)  # lqer's plain: W and x round-to-nearest, optional rotation
     register_method("gptq", _method_gptq, observer=_registered_observer)
     register_method("lrc", _method_lrc, observer=_registered_observer)
     for base in ("lqer", "l2qer", "qera", "qera_approx"):

@@ -20,6 +20,7 @@ from .approximate import approximate, rms_scale
 from .calibrate import AbsMeanMax, OutlierColumns, SecondMoment
 from .linear import QuantLinear
 from .llm_int8 import LLMInt8Linear
+from .rotation import check_stats_rotation, input_rotation, rotate_weight
 
 
 @dataclass
@@ -64,24 +65,7 @@ def _fp(name, linear, stats, config):
     return q
 
 
-def input_rotation(config, d_in: int):
-    """The config's QuaRot-style input rotation R (``extra.rotation``, default "none") or None."""
-    from .rotation import rotation_matrix
-
-    return rotation_matrix(d_in, str(config.extra.get("rotation", "none")), int(config.extra.get("rotation_seed", 0)))
-
-
-def _check_rotation(name, stats, R):
-    """Statistics of a rotated layer must have been taken on x R, not x."""
-    T = getattr(stats, "transform", None)
-    if (R is None) != (T is None) or (R is not None and not torch.equal(R.to(T.dtype), T.cpu())):
-        raise ValueError(f"{name}: calibration statistics were taken with a different input rotation than the "
-                         f"config's (give the observers transform=lqer.methods.input_rotation(config, d_in))")
-
-
 def _rotated_weight(linear, config):
-    from .rotation import rotate_weight
-
     W = linear.weight.detach().float()
     R = input_rotation(config, W.shape[1])
     return rotate_weight(W, R), R
@@ -96,7 +80,7 @@ def _plain(name, linear, stats, config):
 def _lowrank(name, linear, config, stats=None, **kw):
     W, R = _rotated_weight(linear, config)
     if stats is not None:
-        _check_rotation(name, stats, R)
+        check_stats_rotation(name, stats, R)
     res = approximate(W, w_format=config.w_format, a_format=config.a_format, b_format=config.b_format,
                       rank=config.rank, svd=config.svd, factor_axis=config.factor_axis, **kw)
     q = QuantLinear(res.w_q, bias=_bias(linear), x_format=config.x_format, A=res.A, B=res.B,

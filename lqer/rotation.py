@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["rotation_matrix", "hadamard", "ROTATIONS", "rotate_weight"]
+__all__ = ["rotation_matrix", "hadamard", "ROTATIONS", "rotate_weight", "input_rotation", "check_stats_rotation"]
 
 ROTATIONS = ("none", "hadamard", "random", "auto")
 
@@ -59,3 +59,18 @@ def rotate_weight(W: torch.Tensor, R: torch.Tensor | None) -> torch.Tensor:
     if R is None:
         return W
     return (W.to(torch.float64) @ R.to(W.device, torch.float64)).to(W.dtype)
+
+
+def input_rotation(config, d_in: int):
+    """A QuantConfig's input rotation R (``extra.rotation``, default "none"; ``extra.rotation_seed``,
+    default 0) for a layer of input width ``d_in``, or None."""
+    extra = config.extra or {}
+    return rotation_matrix(d_in, str(extra.get("rotation", "none")), int(extra.get("rotation_seed", 0)))
+
+
+def check_stats_rotation(name: str, stats, R) -> None:
+    """Statistics of a rotated layer must have been taken on x R (the observer's ``transform``)."""
+    T = getattr(stats, "transform", None)
+    if (R is None) != (T is None) or (R is not None and not torch.equal(R.to(T.dtype), T.cpu())):
+        raise ValueError(f"{name}: calibration statistics were taken with a different input rotation than the "
+                         f"config's (give the observers transform=lqer.rotation.input_rotation(config, d_in))")
