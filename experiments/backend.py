@@ -374,22 +374,30 @@ def hardware_tables(out, tech: str = "fpga", outliers=None) -> dict:
 def area_for_point(p: DesignPoint, shape: str, tech: str, outliers=None, factor_axis: str | None = None):
     """(area, unit) of a sweep point's datapath over a model shape's linear layers."""
     w, x = f"MXINT{p.w_bits}/{p.block}", f"MXINT{p.a_bits}/{p.block}"
-    if p.method == "fp":
-        design, params = "fp16", {}
-    elif p.method in ("plain", "rtn", "gptq"):
-        design, params = "mxint", {"w_fmt": w, "x_fmt": x}
-    elif p.method in ("lqer", "l2qer", "qera"):
-        design, params = "lqer-mxint", {"w_fmt": w, "x_fmt": x, "lr_fmt": "MXINT8/16", "rank": p.rank}
-        if factor_axis:
-            params["lr_block_axis"] = factor_axis
-    elif p.method == "lrc":
-        design, params = "lrc", {"w_fmt": w, "x_fmt": x, "rank": p.rank}
-    elif p.method == "llm_int8":
+    if p.method == "llm_int8":
         design, params = "llm.int8", {}
     else:
-        raise ValueError(f"no hardware design for method {p.method!r}")
+        design, params = method_design(p.method, w, x, p.rank, "MXINT8/16", factor_axis)
     tot, _ = model_area(shape, design, params, tech, outliers if design.startswith("llm") else None)
     return float(tot["area"]), str(tot["unit"])
+
+
+def method_design(method: str, w_fmt: str, x_fmt: str, rank, lr_fmt: str, lr_block_axis: str | None = None):
+    """(hwmodel design, params) of an lqer method's datapath: fp -> fp16; plain/rtn/gptq -> mxint;
+    lqer/l2qer/qera -> lqer-mxint (factors ``lr_fmt``); lrc, lrc<i> -> lrc (FP16 factors; LRC(i) for
+    any number of iterations is the same hardware)."""
+    if method == "fp":
+        return "fp16", {}
+    if method in ("plain", "rtn", "gptq"):
+        return "mxint", {"w_fmt": w_fmt, "x_fmt": x_fmt}
+    if method in ("lqer", "l2qer", "qera"):
+        params = {"w_fmt": w_fmt, "x_fmt": x_fmt, "lr_fmt": lr_fmt, "rank": rank}
+        if lr_block_axis:
+            params["lr_block_axis"] = lr_block_axis
+        return "lqer-mxint", params
+    if method == "lrc" or (method.startswith("lrc") and method[3:].isdigit()):
+        return "lrc", {"w_fmt": w_fmt, "x_fmt": x_fmt, "rank": rank}
+    raise ValueError(f"no hardware design for method {method!r}")
 
 
 def lrc_row_design(row: dict, shape: str = "smollm2-135m", block: int = 32) -> tuple[str, dict, int | None]:
@@ -428,15 +436,7 @@ def lrc_row_design(row: dict, shape: str = "smollm2-135m", block: int = 32) -> t
         rot = "hadamard" if all(L.in_features & (L.in_features - 1) == 0 for L in layers) else "dense"
     elif rot == "random":
         rot = "dense"
-    if method in ("rtn", "gptq"):
-        design, params = "mxint", {"w_fmt": w, "x_fmt": x}
-    elif method in ("lqer", "l2qer", "qera"):
-        design = "lqer-mxint"
-        params = {"w_fmt": w, "x_fmt": x, "lr_fmt": f"MXINT8/{block}", "lr_block_axis": "last", "rank": rank}
-    elif method.startswith("lrc") and method[3:].isdigit() or method == "lrc":
-        design, params = "lrc", {"w_fmt": w, "x_fmt": x, "rank": rank}
-    else:
-        raise ValueError(f"no hardware design for method {method!r}")
+    design, params = method_design(method, w, x, rank, f"MXINT8/{block}", "last")
     if rot != "none":
         params["input_rotation"] = rot
     return design, params, rank
