@@ -187,8 +187,8 @@ def _read_safetensors_into(model, file: Path) -> None:
                 t.data.copy_(buf)
             seen.add(key)
     filled = {named[k].data_ptr() for k in seen}
-    missing = [k for k, t in named.items() if k not in seen and t.data_ptr() not in filled
-               and k in model.state_dict()]
+    persistent = model.state_dict().keys()  # non-persistent buffers (rotary tables) are not in the file
+    missing = [k for k, t in named.items() if k in persistent and k not in seen and t.data_ptr() not in filled]
     if missing:
         raise ValueError(f"{file} lacks tensors the model needs: {missing[:5]}")
 
