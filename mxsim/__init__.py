@@ -19,4 +19,6 @@ from .formats import (
 )
 from .api import fake_quantize, quantize
 from .tensor import MXTensor
-from .api import FixedPoint, datapath_widths, matmul
+from .accumulators import FP32, Exact, FixedPoint, Float, parse_accumulator
+from .api import datapath_widths, matmul
+from .rank import Rank

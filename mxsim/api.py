@@ -6,10 +6,9 @@ numpy here (CUDA tensors go through the CPU and back, which is slow).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from .accumulators import FP32, Exact, FixedPoint, datapath_accumulator
 from .formats import BlockFP, MXFPFormat, MXIntFormat, check_rounding, get_format
 from .kernels import matmul as _mm
 from .kernels import quant as _q
@@ -185,23 +184,6 @@ def quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
 # matmul
 
 
-@dataclass(frozen=True)
-class FixedPoint:
-    """Two's-complement fixed-point accumulator: ``total_bits`` wide (<= 64), ``frac_bits``
-    below the binary point; ``overflow`` "saturate" or "wrap" (see the contract)."""
-
-    total_bits: int
-    frac_bits: int
-    overflow: str = "saturate"
-
-    def __post_init__(self):
-        for name, v, lo, hi in (("total_bits", self.total_bits, 2, 64), ("frac_bits", self.frac_bits, -512, 512)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-                raise ValueError(f"FixedPoint {name} must be an integer in [{lo}, {hi}], got {v!r}")
-        if self.overflow not in ("saturate", "wrap"):
-            raise ValueError(f"FixedPoint overflow must be 'saturate' or 'wrap', got {self.overflow!r}")
-
-
 def _check_lanes(lanes, block_size) -> int:
     if lanes is None:
         return block_size
@@ -303,14 +285,17 @@ def _exact_folded(Ai, Bi, ea, eb, qsum, k):
     return out
 
 
-def matmul(a, b, accumulator="exact", lanes=None):
+def matmul(a, b, accumulator=Exact(), lanes=None):
     """a (..., K) blocked along K (its last axis) times b (K, N) blocked along K (axis 0).
 
-    accumulator: "exact" (float64, correctly rounded), "fp32" (fused RNE per lane step,
-    float32 output) or a FixedPoint. See docs/mxsim_semantics.md.
+    accumulator: ``Exact()`` (float64, correctly rounded), ``FP32(lanes)`` (fused RNE per lane
+    step, float32 output) or a ``FixedPoint``; the spellings of mxsim.accumulators
+    ("exact", "fp32:4", "fixed:24:8") are accepted too. ``lanes`` (legacy) applies to fp32 only.
+    See docs/mxsim_semantics.md.
     """
     from .tensor import MXTensor
 
+    acc = datapath_accumulator(accumulator, lanes)
     if not isinstance(a, MXTensor) or not isinstance(b, MXTensor):
         raise ValueError("a and b must be MXTensor (use mxsim.quantize)")
     if a.axis != len(a.shape) - 1:
@@ -325,9 +310,7 @@ def matmul(a, b, accumulator="exact", lanes=None):
         raise ValueError(f"a and b must share the block size, got {k} and {b.fmt.block_size}")
     _check_mm_format(a.fmt, "a")
     _check_mm_format(b.fmt, "b")
-    lanes = _check_lanes(lanes, k)
-    if not (accumulator in ("exact", "fp32") or isinstance(accumulator, FixedPoint)):
-        raise ValueError(f"accumulator must be 'exact', 'fp32' or a FixedPoint, got {accumulator!r}")
+    lanes = _check_lanes(acc.lanes, k) if isinstance(acc, FP32) else k
 
     batch = a.shape[:-1]
     M, N = int(np.prod(batch, dtype=np.int64)), b.shape[1]
@@ -338,23 +321,23 @@ def matmul(a, b, accumulator="exact", lanes=None):
     qsum = a.fmt.quantum_log2 + b.fmt.quantum_log2
     nan = a.scale_is_nan().reshape(M, -1).any(axis=1)[:, None] | b.scale_is_nan().any(axis=0)[None, :]
     if M == 0 or N == 0 or K == 0:
-        out = np.zeros((M, N), np.float32 if accumulator == "fp32" else np.float64)
-    elif accumulator == "exact":
+        out = np.zeros((M, N), np.float32 if isinstance(acc, FP32) else np.float64)
+    elif isinstance(acc, Exact):
         out = _exact_folded(Ai, Bi, ea, eb, qsum, k)
     else:
         bound = int(np.abs(Ai).max(initial=0)) * int(np.abs(Bi).max(initial=0)) * k
         Af, Bf = _gemm_operands(Ai, Bi, bound)
-        if accumulator == "fp32":
+        if isinstance(acc, FP32):
             out = np.zeros((M, N), np.float32)
             for c0, c1, j in _steps(K, k, lanes):
                 _mm.fp32_step(out, _partials(Af, Bf, c0, c1), ea[:, j].copy(), eb[j].copy(), qsum)
         else:
-            fp = accumulator
-            acc = np.zeros((M, N), np.int64)
+            fp = acc
+            total = np.zeros((M, N), np.int64)
             for c0, c1, j in _steps(K, k, k):
                 P = _partials(Af, Bf, c0, c1).astype(np.int64)
-                _mm.fixed_step(acc, P, ea[:, j].copy(), eb[j].copy(), qsum + fp.frac_bits, fp.total_bits,
-                               fp.overflow == "saturate")
-            out = np.ldexp(acc.astype(np.float64), -fp.frac_bits)
+                _mm.fixed_step(total, P, ea[:, j].copy(), eb[j].copy(), qsum + fp.frac_bits, fp.total_bits,
+                               fp.saturate)
+            out = np.ldexp(total.astype(np.float64), -fp.frac_bits)
     out = np.where(nan, np.nan, out).astype(out.dtype)
     return out.reshape(*batch, N)

@@ -1,0 +1,175 @@
+"""The accumulator of the MX dot-product datapath: one typed value for every layer of the toolkit.
+
+``Exact()``, ``FP32(lanes)`` and ``FixedPoint(total_bits, frac_bits, overflow)`` are what
+``mxsim.matmul`` computes with (semantics: docs/mxsim_semantics.md, matmul section).
+``Float()`` is the model-level "no datapath": fake-quantize the operands and multiply in
+float (what every perplexity was before the datapath was fast enough); mxsim.matmul refuses
+it because it has no integer semantics.
+
+Spellings accepted at the boundaries (CLI, TOML, sweep grids) are parsed by
+:func:`parse_accumulator` into these types; nothing past the boundary sees a string.
+  CLI / string: ``float``, ``exact``, ``fp32``, ``fp32:LANES``, ``fixed:TOTAL:FRAC[:saturate|wrap]``
+  TOML:         ``"fp32"`` or ``{fp32 = {lanes = 4}}`` or ``{fixed = [24, 8], overflow = "saturate"}``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+OVERFLOW_MODES = ("saturate", "wrap")
+ACCUMULATOR_SPELLINGS = "float, exact, fp32, fp32:LANES, fixed:TOTAL:FRAC[:saturate|wrap]"
+
+
+def _is_int(v) -> bool:
+    return not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, np.integer))
+
+
+@dataclass(frozen=True)
+class Float:
+    """Fake-quantized operands, float matmul: the emulation without the integer datapath."""
+
+    name = "float"
+
+    def __str__(self):
+        return "float"
+
+
+@dataclass(frozen=True)
+class Exact:
+    """Every block product summed exactly; the result correctly rounded to float64."""
+
+    name = "exact"
+
+    def __str__(self):
+        return "exact"
+
+
+@dataclass(frozen=True)
+class FP32:
+    """Fused float32 accumulator: one round-to-nearest-even per ``lanes``-wide step (a
+    ``lanes``-input adder tree feeds it); ``lanes=None`` means one step per block."""
+
+    lanes: int | None = None
+    name = "fp32"
+
+    def __post_init__(self):
+        if self.lanes is not None:
+            if not _is_int(self.lanes) or self.lanes < 1:
+                raise ValueError(f"FP32 lanes must be a positive integer or None, got {self.lanes!r}")
+            object.__setattr__(self, "lanes", int(self.lanes))
+
+    def lanes_for(self, block_size: int) -> int:
+        """The step width for a block size: lanes must divide it."""
+        lanes = block_size if self.lanes is None else self.lanes
+        if block_size % lanes:
+            raise ValueError(f"FP32 lanes must divide the block size {block_size}, got {lanes}")
+        return lanes
+
+    def __str__(self):
+        return "fp32" if self.lanes is None else f"fp32:{self.lanes}"
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """Two's-complement fixed-point accumulator: ``total_bits`` wide (2..64), ``frac_bits``
+    below the binary point; ``overflow`` "saturate" or "wrap". One update per block."""
+
+    total_bits: int
+    frac_bits: int
+    overflow: str = "saturate"
+    name = "fixed"
+
+    def __post_init__(self):
+        for field_name, v, lo, hi in (("total_bits", self.total_bits, 2, 64), ("frac_bits", self.frac_bits, -512, 512)):
+            if not _is_int(v) or not lo <= v <= hi:
+                raise ValueError(f"FixedPoint {field_name} must be an integer in [{lo}, {hi}], got {v!r}")
+            object.__setattr__(self, field_name, int(v))
+        if self.overflow not in OVERFLOW_MODES:
+            raise ValueError(f"FixedPoint overflow must be one of {OVERFLOW_MODES}, got {self.overflow!r}")
+
+    @property
+    def saturate(self) -> bool:
+        return self.overflow == "saturate"
+
+    def __str__(self):
+        return f"fixed:{self.total_bits}:{self.frac_bits}" + (":wrap" if self.overflow == "wrap" else "")
+
+
+Accumulator = Float | Exact | FP32 | FixedPoint
+DATAPATH_ACCUMULATORS = (Exact, FP32, FixedPoint)
+
+
+def _bad(what, spec):
+    return ValueError(f"{what} must be one of {ACCUMULATOR_SPELLINGS} (or an mxsim accumulator object), got {spec!r}")
+
+
+def _parse_int(text, what, spec):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise _bad(what, spec) from None
+
+
+def parse_accumulator(spec, what: str = "accumulator"):
+    """An accumulator object from any accepted spelling (see module doc); ``what`` names the
+    argument in the error message."""
+    try:
+        return _parse(spec, what)
+    except ValueError as e:
+        msg = str(e)
+        raise ValueError(msg if msg.startswith(what) else f"{what}: {msg}") from None
+
+
+def _parse(spec, what):
+    if isinstance(spec, (Float, Exact, FP32, FixedPoint)):
+        return spec
+    if isinstance(spec, str):
+        parts = spec.strip().lower().split(":")
+        head, rest = parts[0], parts[1:]
+        if head == "float" and not rest:
+            return Float()
+        if head == "exact" and not rest:
+            return Exact()
+        if head == "fp32" and len(rest) <= 1:
+            return FP32(_parse_int(rest[0], what, spec) if rest else None)
+        if head == "fixed" and len(rest) in (2, 3):
+            overflow = rest[2] if len(rest) == 3 else "saturate"
+            return FixedPoint(_parse_int(rest[0], what, spec), _parse_int(rest[1], what, spec), overflow)
+        raise _bad(what, spec)
+    if isinstance(spec, dict):
+        if set(spec) == {"fp32"} and isinstance(spec["fp32"], dict) and set(spec["fp32"]) <= {"lanes"}:
+            return FP32(spec["fp32"].get("lanes"))
+        if "fixed" in spec and set(spec) <= {"fixed", "overflow"}:
+            tf = spec["fixed"]
+            if isinstance(tf, (list, tuple)) and len(tf) == 2:
+                return FixedPoint(tf[0], tf[1], spec.get("overflow", "saturate"))
+        raise _bad(what, spec)
+    raise _bad(what, spec)
+
+
+def accumulator_to_toml(acc) -> object:
+    """The TOML value that parses back to ``acc`` (a string, or a table for FixedPoint)."""
+    if isinstance(acc, FixedPoint):
+        return {"fixed": [acc.total_bits, acc.frac_bits], "overflow": acc.overflow}
+    return str(parse_accumulator(acc))
+
+
+def datapath_accumulator(spec, lanes=None, what: str = "accumulator"):
+    """An accumulator that mxsim.matmul can run (Exact, FP32 or FixedPoint).
+
+    ``lanes`` is the legacy keyword of matmul: it is honoured for fp32 and refused for the
+    others (they update once per block), never ignored."""
+    acc = parse_accumulator(spec, what)
+    if isinstance(acc, Float):
+        raise ValueError(f"{what} 'float' is the fake-quantize + float-matmul emulation, not a datapath; "
+                         "mxsim.matmul takes exact, fp32[:lanes] or a FixedPoint")
+    if lanes is not None:
+        if not isinstance(acc, FP32):
+            raise ValueError(f"lanes applies to the fp32 accumulator only (the {acc.name} accumulator "
+                             f"updates once per block), got lanes={lanes!r} with {acc}")
+        if acc.lanes is not None and acc.lanes != lanes:
+            raise ValueError(f"lanes={lanes!r} contradicts the accumulator's own lanes ({acc})")
+        acc = FP32(lanes)
+    return acc
