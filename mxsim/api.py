@@ -12,87 +12,17 @@ from .accumulators import FP32, Exact, FixedPoint, datapath_accumulator
 from .formats import BlockFP, MXFPFormat, MXIntFormat, check_rounding, get_format
 from .kernels import matmul as _mm
 from .kernels import quant as _q
-
-_FLOAT_NP = (np.float16, np.float32, np.float64)
-
-
-class _Src:
-    """What the input was, so outputs can be returned as the same kind."""
-
-    __slots__ = ("is_torch", "dtype", "device")
-
-    def __init__(self, is_torch, dtype, device=None):
-        self.is_torch, self.dtype, self.device = is_torch, dtype, device
-
-
-def _is_torch(x) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
-
-
-def _to_numpy(x, name="x"):
-    """(float32/float64 numpy array, _Src). Narrow floats are widened to float32 (exact)."""
-    if _is_torch(x):
-        import torch
-
-        if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-            raise ValueError(f"{name} must be a float16/bfloat16/float32/float64 tensor, got {x.dtype}")
-        src = _Src(True, x.dtype, x.device)
-        t = x.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
-        if t.dtype in (torch.float16, torch.bfloat16):
-            t = t.float()
-        return t.numpy(), src
-    if isinstance(x, np.ndarray) or np.isscalar(x):
-        a = np.asarray(x)
-        if a.dtype.type not in _FLOAT_NP:
-            raise ValueError(f"{name} must be a float16/float32/float64 array, got dtype {a.dtype}")
-        src = _Src(False, a.dtype)
-        if a.dtype == np.float16:
-            a = a.astype(np.float32)
-        elif not a.dtype.isnative:
-            a = a.astype(a.dtype.newbyteorder("="))
-        return a, src
-    raise ValueError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
-
-
-def _from_numpy(a: np.ndarray, src: _Src):
-    """Cast a float32/float64 result to the input's kind, dtype (RNE) and device."""
-    if src.is_torch:
-        import torch
-
-        t = torch.from_numpy(np.ascontiguousarray(a)).to(src.dtype)
-        return t.to(src.device) if src.device.type != "cpu" else t
-    return a.astype(src.dtype, copy=False)
-
-
-def normalize_axis(axis, ndim) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise ValueError(f"axis must be an integer, got {axis!r}")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of range for a {ndim}-d input (allowed: {-ndim}..{ndim - 1})")
-    return int(axis) % ndim
+from .layout import from_blocked_2d, is_integer, normalize_axis, to_blocked_2d
+from .layout import from_numpy as _from_numpy
+from .layout import is_torch as _is_torch
+from .layout import to_numpy as _to_numpy
+from .tensor import MXTensor
 
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    if not is_integer(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     return int(seed) & 0xFFFFFFFF
-
-
-def to_blocked_2d(a: np.ndarray, axis: int):
-    """Move ``axis`` last and flatten the rest: (contiguous (R, L) array, inner, moved shape)."""
-    moved = np.moveaxis(a, axis, -1)
-    L = a.shape[axis]
-    # An explicit row count: reshape(-1, 0) is ambiguous for empty blocked axes.
-    rows = int(np.prod(moved.shape[:-1], dtype=np.int64))
-    x2 = np.ascontiguousarray(moved).reshape(rows, L)
-    inner = int(np.prod(a.shape[axis + 1:], dtype=np.int64))
-    return x2, max(inner, 1), moved.shape
-
-
-def from_blocked_2d(y2: np.ndarray, moved_shape, axis: int) -> np.ndarray:
-    return np.moveaxis(y2.reshape(moved_shape), -1, axis)
 
 
 def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
@@ -163,8 +93,6 @@ def fake_quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
 
 def quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
     """Quantize ``x`` to ``fmt`` along ``axis``: an MXTensor of element and scale codes."""
-    from .tensor import MXTensor
-
     fmt, a, src, axis, seed = _prepare(x, fmt, axis, rounding, seed)
     x2, inner, moved = to_blocked_2d(a, axis)
     if a.size == 0:
@@ -293,8 +221,6 @@ def matmul(a, b, accumulator=Exact(), lanes=None):
     ("exact", "fp32:4", "fixed:24:8") are accepted too. ``lanes`` (legacy) applies to fp32 only.
     See docs/mxsim_semantics.md.
     """
-    from .tensor import MXTensor
-
     acc = datapath_accumulator(accumulator, lanes)
     if not isinstance(a, MXTensor) or not isinstance(b, MXTensor):
         raise ValueError("a and b must be MXTensor (use mxsim.quantize)")

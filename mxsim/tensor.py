@@ -10,6 +10,7 @@ import numpy as np
 from .formats import BlockFP, MXFPFormat, get_format
 from .kernels import dequant as _dq
 from .kernels import pack as _pk
+from .layout import Source, from_blocked_2d, from_numpy, normalize_axis, to_blocked_2d
 
 
 def _kind_params(fmt):
@@ -50,8 +51,6 @@ class MXTensor:
         return self.numel * self.fmt.element_bits + self.n_blocks * self.fmt.scale_bits
 
     def _blocked(self, arr):
-        from .api import to_blocked_2d
-
         return to_blocked_2d(arr, self.axis)
 
     def int_values(self) -> np.ndarray:
@@ -73,8 +72,6 @@ class MXTensor:
 
     def dequantize(self, dtype=None):
         """Values as the input kind (numpy/torch, device); ``dtype`` overrides the input dtype."""
-        from .api import _from_numpy, _Src, from_blocked_2d
-
         kind, eb, mb, bias, nan_code = _kind_params(self.fmt)
         c2, _, moved = self._blocked(self.codes)
         s2, _, _ = self._blocked(self.scales)
@@ -82,14 +79,14 @@ class MXTensor:
         if c2.size:
             _dq.dequant_kernel(c2, s2, self.fmt.block_size, kind, eb, mb, self.fmt.quantum_log2, bias, nan_code, out)
         vals = from_blocked_2d(out, moved, self.axis)
-        src = _Src(self.src_torch, self.src_dtype if dtype is None else dtype, self.src_device)
+        src = Source(self.src_torch, self.src_dtype if dtype is None else dtype, self.src_device)
         if src.is_torch and src.device is None:
             import torch
 
             src.device = torch.device("cpu")
         if not src.is_torch and dtype is not None:
             src.dtype = np.dtype(dtype)
-        return _from_numpy(vals, src)
+        return from_numpy(vals, src)
 
     def to_bytes(self) -> bytes:
         """Scale bytes (C order of ``scales``), then the element codes as one little-endian
@@ -103,8 +100,6 @@ class MXTensor:
 
     @classmethod
     def from_bytes(cls, data: bytes, fmt, shape, axis=-1) -> "MXTensor":
-        from .api import from_blocked_2d, normalize_axis
-
         fmt = get_format(fmt)
         shape = tuple(int(d) for d in shape)
         if len(shape) == 0 or any(d < 0 for d in shape):
