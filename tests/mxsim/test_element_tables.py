@@ -1,0 +1,169 @@
+"""Exhaustive element code tables against ml_dtypes (an independent implementation of the
+OCP element formats), in the numba path, the torch referee and the GPU path.
+
+For every MXFP element format and every code: the decoded value, and the round-to-nearest-
+even encoding of every representable value, of every midpoint between two neighbouring
+values and of the float32 neighbours of both. Encoding is tested inside a block whose
+scale is 2^0 (the block's first element is the format's max_normal, which fixes
+floor(log2 amax) = emax_elem), so the element code is the format's plain RNE cast, which
+is what ml_dtypes computes. ml_dtypes turns E4M3 overflow into NaN while MX saturates, so
+values above max_normal are checked by hand at the end.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+
+import mxsim  # noqa: E402
+from mxsim import reference as R  # noqa: E402
+from mxsim.tensor import MXTensor  # noqa: E402
+
+ELEMENT_DTYPES = {
+    "MXFP8_E4M3": ml_dtypes.float8_e4m3fn,
+    "MXFP8_E5M2": ml_dtypes.float8_e5m2,
+    "MXFP6_E2M3": ml_dtypes.float6_e2m3fn,
+    "MXFP6_E3M2": ml_dtypes.float6_e3m2fn,
+    "MXFP4_E2M1": ml_dtypes.float4_e2m1fn,
+}
+NAMES = list(ELEMENT_DTYPES)
+
+
+def _table(name):
+    """(codes uint8, values float64 as ml_dtypes decodes them) for every code of the format."""
+    fmt = mxsim.get_format(name)
+    codes = np.arange(2**fmt.element_bits, dtype=np.uint8)
+    return codes, codes.view(ELEMENT_DTYPES[name]).astype(np.float64)
+
+
+def _encode_inputs(name):
+    """Every finite value, the midpoints of neighbouring values and the float32 neighbours of
+    both, with both signs, all within [-max_normal, max_normal]."""
+    fmt = mxsim.get_format(name)
+    _, vals = _table(name)
+    grid = np.unique(np.abs(vals[np.isfinite(vals)]))  # 0 .. max_normal, sorted
+    assert grid[-1] == fmt.max_normal
+    mids = (grid[:-1] + grid[1:]) / 2  # exact: few significant bits
+    base = np.concatenate([grid, mids]).astype(np.float32)
+    assert np.array_equal(base.astype(np.float64), np.concatenate([grid, mids]))
+    up = np.nextafter(base, np.float32(np.inf))
+    down = np.nextafter(base, np.float32(-np.inf))
+    mags = np.concatenate([base, up, down[down >= 0]])
+    mags = mags[mags <= fmt.max_normal]
+    return np.concatenate([mags, -mags, [np.float32(-0.0)]]).astype(np.float32)
+
+
+def _blocks(name, x):
+    """Rows [max_normal, x_i]: blocks of 2 whose scale is 2^0."""
+    fmt = mxsim.get_format(name)
+    rows = np.empty((x.size, 2), np.float32)
+    rows[:, 0] = fmt.max_normal
+    rows[:, 1] = x
+    return fmt.with_block_size(2), rows
+
+
+def _expected_codes(name, x):
+    return x.astype(ELEMENT_DTYPES[name]).view(np.uint8)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_decode_every_code_numba(name):
+    codes, want = _table(name)
+    fmt = mxsim.get_format(name).with_block_size(1)
+    finite = np.isfinite(want)
+    t = MXTensor(codes[finite].copy(), np.full(int(finite.sum()), 127, np.uint8), fmt, 0, (int(finite.sum()),))
+    got = t.dequantize(np.float64)
+    np.testing.assert_array_equal(got.view(np.uint64), want[finite].view(np.uint64))  # signed zeros too
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_decode_every_code_referee(name):
+    codes, want = _table(name)
+    fmt = mxsim.get_format(name).with_block_size(1)
+    finite = np.isfinite(want)
+    c = torch.from_numpy(codes[finite].copy())
+    got = R.dequantize(c, torch.full((c.numel(),), 127, dtype=torch.uint8), fmt, axis=0, dtype=torch.float64)
+    np.testing.assert_array_equal(got.numpy().view(np.uint64), want[finite].view(np.uint64))
+
+
+def test_non_finite_codes_are_the_ones_mx_never_produces():
+    """OCP MX v1.0 Tables 2/3 by hand: E4M3 has only the two S.1111.111 NaN codes; E5M2 has
+    Inf at S.11111.00 and NaN at S.11111.{01,10,11}; the FP6/FP4 formats have neither."""
+    for name, special in {"MXFP8_E4M3": {0x7F, 0xFF}, "MXFP8_E5M2": {0x7C, 0x7D, 0x7E, 0x7F, 0xFC, 0xFD, 0xFE, 0xFF},
+                          "MXFP6_E2M3": set(), "MXFP6_E3M2": set(), "MXFP4_E2M1": set()}.items():
+        codes, vals = _table(name)
+        assert set(codes[~np.isfinite(vals)].tolist()) == special, name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rne_encode_numba(name):
+    x = _encode_inputs(name)
+    fmt, rows = _blocks(name, x)
+    q = mxsim.quantize(rows, fmt)
+    assert np.all(q.scales == 127)
+    np.testing.assert_array_equal(q.codes[:, 1], _expected_codes(name, x))
+    # fake_quantize gives the value ml_dtypes' cast gives, sign of zero included
+    fq = mxsim.fake_quantize(rows, fmt)[:, 1]
+    want = x.astype(ELEMENT_DTYPES[name]).astype(np.float32)
+    np.testing.assert_array_equal(fq.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rne_encode_referee(name):
+    x = _encode_inputs(name)
+    fmt, rows = _blocks(name, x)
+    codes, scales = R.quantize(torch.from_numpy(rows), fmt)
+    assert bool((scales == 127).all())
+    np.testing.assert_array_equal(codes[:, 1].numpy(), _expected_codes(name, x))
+    fq = R.fake_quantize(torch.from_numpy(rows), fmt)[:, 1].numpy()
+    want = x.astype(ELEMENT_DTYPES[name]).astype(np.float32)
+    np.testing.assert_array_equal(fq.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", NAMES)
+def test_rne_encode_and_decode_gpu(name):
+    """The GPU path (whatever mxsim.fake_quantize runs for a CUDA tensor) on the same tables."""
+    x = _encode_inputs(name)
+    fmt, rows = _blocks(name, x)
+    fq = mxsim.fake_quantize(torch.from_numpy(rows).cuda(), fmt)[:, 1].cpu().numpy()
+    want = x.astype(ELEMENT_DTYPES[name]).astype(np.float32)
+    np.testing.assert_array_equal(fq.view(np.uint32), want.view(np.uint32))
+    codes, vals = _table(name)
+    finite = np.isfinite(vals)
+    c = torch.from_numpy(codes[finite].copy()).cuda()
+    got = R.dequantize(c, torch.full((c.numel(),), 127, dtype=torch.uint8, device="cuda"),
+                       fmt.with_block_size(1), axis=0, dtype=torch.float64)
+    np.testing.assert_array_equal(got.cpu().numpy().view(np.uint64), vals[finite].view(np.uint64))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_above_max_normal_saturates(name):
+    """MX saturates (never Inf/NaN): max_normal's float32 successor, the midpoint to the next
+    binade step and 2*max_normal all give the max code (by hand: 0x7E for E4M3 = 448,
+    0x7B for E5M2 = 57344, 0x1F for the six-bit formats, 0x7 for E2M1), with their signs."""
+    fmt = mxsim.get_format(name)
+    top = {"MXFP8_E4M3": 0x7E, "MXFP8_E5M2": 0x7B, "MXFP6_E2M3": 0x1F, "MXFP6_E3M2": 0x1F, "MXFP4_E2M1": 0x7}[name]
+    sign = 1 << (fmt.element_bits - 1)
+    m = np.float32(fmt.max_normal)
+    big = np.array([np.nextafter(m, np.float32(np.inf)), m * np.float32(1.0625), m * 2 * 0.999], np.float32)
+    # the block max must stay in max_normal's binade for the scale to stay 2^0
+    big = big[big < 2.0 ** (fmt.emax_elem + 1)]
+    x = np.concatenate([big, -big])
+    fmt2, rows = _blocks(name, x)
+    for codes in (mxsim.quantize(rows, fmt2).codes[:, 1], R.quantize(torch.from_numpy(rows), fmt2)[0][:, 1].numpy()):
+        np.testing.assert_array_equal(codes, [top] * big.size + [top | sign] * big.size)
+
+
+def test_e8m0_scale_decode_every_code():
+    """Every E8M0 scale code against ml_dtypes.float8_e8m0fnu (2^(c-127), 0xFF NaN), through
+    an element of value 1 (MXINT8 code 64 = 1.0 * 2^0)."""
+    codes = np.arange(256, dtype=np.uint8)
+    want = codes.view(ml_dtypes.float8_e8m0fnu).astype(np.float64)
+    fmt = mxsim.MXINT8.with_block_size(1)
+    t = MXTensor(np.full(256, 64, np.int8), codes.copy(), fmt, 0, (256,))
+    np.testing.assert_array_equal(t.dequantize(np.float64), want)
+    got = R.dequantize(torch.full((256,), 64, dtype=torch.int8), torch.from_numpy(codes.copy()), fmt, axis=0,
+                       dtype=torch.float64)
+    np.testing.assert_array_equal(got.numpy(), want)
