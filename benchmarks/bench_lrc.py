@@ -191,28 +191,17 @@ def _fmt_area(area: float) -> str:
 
 
 def _write_csv_atomic(path, records: list[dict], columns: list[str]) -> None:
-    """Write ``records`` as CSV to ``path`` via a temporary file in the same folder + os.replace."""
+    """Write ``records`` as CSV to ``path`` atomically (mxsim.files.atomic_write)."""
     import csv
-    import tempfile
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
+    from mxsim.files import atomic_write
+
+    with atomic_write(path) as tmp:
+        with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=columns)
             w.writeheader()
             for r in records:
                 w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def cmd_table(a):

@@ -1,4 +1,5 @@
-"""Small helpers shared by the report and the sweep: atomic writes, hashing, devices, timing."""
+"""Small helpers shared by the report and the sweep: hashing, devices, timing (atomic writes and
+UserError come from mxsim.files / mxsim.errors, re-exported here)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,11 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
-
-class UserError(Exception):
-    """Bad input from the user (CLI flags, grid files): printed without a traceback."""
+from mxsim.errors import UserError  # noqa: F401 - re-exported: experiments raise it
+from mxsim.files import atomic_dir, atomic_files  # noqa: F401 - the one atomic-write implementation
+from mxsim.files import write_json as write_json_atomic  # noqa: F401
 
 
 def resolve_device(device: str) -> str:
@@ -35,45 +33,6 @@ def stable_hash(obj, n: int = 16) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_dir(final: Path):
-    """Yield a temp directory beside ``final``; on success it replaces ``final`` in one rename.
-
-    On failure the temp directory is removed and any earlier ``final`` is left untouched.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.old.{os.getpid()}"
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 class Timer:
     """Records named wall-clock sections: ``with timer("calibration"): ...``."""
 
@@ -92,23 +51,6 @@ class Timer:
     @property
     def total(self) -> float:
         return time.perf_counter() - self.t0
-
-
-@contextlib.contextmanager
-def atomic_files(dest: Path):
-    """Yield a temp directory; on success each file in it is moved into ``dest`` with os.replace.
-
-    Each file appears whole or not at all (unlike atomic_dir, other files in ``dest`` stay).
-    """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".staging.", dir=dest))
-    try:
-        yield tmp
-        for f in sorted(tmp.iterdir()):
-            os.replace(f, dest / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def set_threads(threads: int | None) -> int:

@@ -3,7 +3,7 @@ unit-cost table (``component,a,b,cost,unit,source``) that the analytical model r
 
     hwmodel calibrate --tech xilinx [--out hwmodel/costs/yosys_xilinx.csv] [--widths 2,4,8]
 
-The table is written atomically (temporary file + os.replace) and only after every synthesis
+The table is written atomically (mxsim.files.atomic_write) and only after every synthesis
 has succeeded, so a failed run never leaves a partial table. Results come from (and go to)
 the synthesis cache, so a re-run with unchanged RTL and Yosys is instant.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from mxsim.files import atomic_write
 
 from . import synth
 
@@ -75,20 +75,12 @@ def calibrate(tech: str, out: Path | None = None, mul_widths=MUL_WIDTHS, add_wid
             rows.append((comp, b, a, cost, res.unit, source + f"; mirrored from int_mul {a}x{b}"))
         if log:
             log(f"{tech:6s} {comp:15s} a={a:<3d} b={b:<3d} cost={cost:g}{' (cached)' if res.cached else ''}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
+    with atomic_write(out) as tmp:
+        with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["component", "a", "b", "cost", "unit", "source"])
             for r in rows:
                 w.writerow([r[0], r[1], r[2], f"{r[3]:g}", r[4], r[5]])
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return out
 
 

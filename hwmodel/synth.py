@@ -29,6 +29,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from mxsim.files import write_text
+
 RTL_DIR = Path(__file__).resolve().parent / "rtl"
 DEFAULT_CACHE = RTL_DIR / "synth_cache.json"
 
@@ -226,12 +228,7 @@ def _store(path: Path, key: str, entry: dict) -> None:
 def _store_locked(path: Path, key: str, entry: dict) -> None:
     data = load_cache(path)
     data[key] = entry
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".synth_cache.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def synthesize(module: str, params: dict | None = None, tech: str = "xilinx", *,

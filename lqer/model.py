@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch
+
+from mxsim.files import atomic_dir
 
 DEFAULT_MODEL = "smollm2-135m"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -124,21 +124,10 @@ def _gguf_via_cache(path: Path, dtype):
             raise ValueError(f"the model cache {str(target)!r} is unreadable ({e}); delete it to rebuild") from e
     model, tok = _load_gguf(path, torch.float32)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-" + target.name + "-", dir=target.parent))
-        try:
+        with atomic_dir(target) as tmp:  # replaces an incomplete target as a whole
             _save_plain_hf(model, tmp)
             tok.save_pretrained(str(tmp))
             (tmp / ".complete").write_text(str(path) + "\n")
-            try:
-                os.replace(tmp, target)  # atomic when target does not exist yet
-            except OSError:
-                if not (target / ".complete").is_file():
-                    shutil.rmtree(target, ignore_errors=True)
-                    os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
     except OSError:
         pass  # a read-only cache dir only costs speed
     if dtype != torch.float32:

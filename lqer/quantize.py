@@ -4,8 +4,6 @@ block (embeddings and LM head untouched), save/load the result in safetensors.""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mxsim.files import atomic_write
 from mxsim.tensor import MXTensor
 
 from .calibrate import conv1d_to_linear, linear_layers, run_calibration
@@ -157,7 +156,7 @@ def _get(tensors, meta, key):
 
 def save_quantized(model, path, config=None, info=None):
     """Write every QuantLinear/LLMInt8Linear (codes, scales, factors; no SVD needed to load)
-    to one safetensors file, atomically: a temp file in the same directory, then os.replace,
+    to one safetensors file, atomically (mxsim.files.atomic_write: mode 0666 & ~umask),
     so a failure half-way leaves any previous file at ``path`` intact."""
     from safetensors.torch import save_file
 
@@ -188,15 +187,8 @@ def save_quantized(model, path, config=None, info=None):
         header["config"] = json.dumps(config.to_dict() if isinstance(config, QuantConfig) else config)
     if info is not None:
         header["info"] = json.dumps(info, default=float)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 

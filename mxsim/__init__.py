@@ -22,3 +22,4 @@ from .tensor import MXTensor
 from .accumulators import FP32, Exact, FixedPoint, Float, parse_accumulator
 from .api import datapath_widths, matmul
 from .rank import Rank
+from .errors import UserError

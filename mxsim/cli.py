@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 
+from .errors import ArgumentParser, run_cli
+
 
 def _demo_table(rows, cols, seed, dist, rounding):
     import pandas as pd
@@ -33,24 +35,46 @@ def _demo_table(rows, cols, seed, dist, rounding):
     return pd.DataFrame.from_records(recs)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="mxsim", description="Bit-exact MX number-format emulator.")
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _rounding(text: str) -> str:
+    from .formats import ROUNDING_MODES
+
+    if text not in ROUNDING_MODES:
+        raise argparse.ArgumentTypeError(f"unknown rounding {text!r} (allowed: {', '.join(ROUNDING_MODES)})")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="mxsim", description="Bit-exact MX number-format emulator.")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="quantize a random tensor to every format; print error and storage")
-    d.add_argument("--rows", type=int, default=256)
-    d.add_argument("--cols", type=int, default=1024)
+    d.add_argument("--rows", type=_positive_int, default=256)
+    d.add_argument("--cols", type=_positive_int, default=1024)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--dist", choices=("normal", "laplace"), default="normal")
-    d.add_argument("--rounding", default="nearest_even", help="nearest_even, nearest_away, floor or stochastic")
-    args = p.parse_args(argv)
-    if args.cmd == "demo":
-        try:
-            df = _demo_table(args.rows, args.cols, args.seed, args.dist, args.rounding)
-        except ValueError as e:
-            p.error(str(e))
+    d.add_argument("--rounding", type=_rounding, default="nearest_even",
+                   help="nearest_even, nearest_away, floor or stochastic")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def demo():
+        df = _demo_table(args.rows, args.cols, args.seed, args.dist, args.rounding)
         print(f"{args.rows}x{args.cols} {args.dist} float32, blocks along the last axis, rounding {args.rounding}")
         print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    return 0
+
+    return run_cli(f"mxsim {args.cmd}", demo)
 
 
 if __name__ == "__main__":
