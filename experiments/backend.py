@@ -21,10 +21,12 @@ _STATS: dict = {}
 def get_model(model: str, device: str):
     """(model, tokenizer), loaded once per process and device (lqer caches the dequantized GGUF)."""
     from lqer.model import load_model
+    from mxsim.errors import user_input
 
     key = (str(model), device)
     if key not in _MODELS:
-        m, tok = load_model(model=model, device=device)
+        with user_input("--model"):  # lqer's ValueErrors here are about the file (unreadable, not a model)
+            m, tok = load_model(model=model, device=device)
         m._mxlab_source = (str(model), device)  # lets ``quantized`` reload a fresh copy from the cache
         _MODELS[key] = (m, tok)
     return _MODELS[key]
@@ -225,17 +227,21 @@ class quantized:
 def selected_layers(model, max_blocks):
     """None (every decoder linear) or the linears of the first ``max_blocks`` decoder blocks
     (for smoke tests: the rest of the model stays in full precision)."""
-    if not max_blocks:
+    if max_blocks is None:
         return None
     import re
 
     from lqer.calibrate import linear_layers
 
+    if isinstance(max_blocks, bool) or not isinstance(max_blocks, int) or max_blocks < 1:
+        raise ValueError(f"max_blocks must be a positive integer or None (every block), got {max_blocks!r}")
     out = []
     for n in linear_layers(model):
         m = re.search(r"layers\.(\d+)\.", n)
         if m and int(m.group(1)) < max_blocks:
             out.append(n)
+    if not out:
+        raise ValueError(f"max_blocks={max_blocks} selects no decoder linear layer (names like 'model.layers.0.*')")
     return out
 
 

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from .util import UserError
+from mxsim.errors import ArgumentParser, run_cli
 
 
 def _int_list(text: str) -> list[int]:
@@ -60,12 +60,13 @@ def _add_eval_args(p, windows_default=None):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mxlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(prog="mxlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd")
 
     r = sub.add_parser("report", help="the LQER report on a real model (the main job)")
-    r.add_argument("--name", default=None, help="report name: written to reports/<name>/ (default: smollm2-cpu, "
-                                                "smollm2-quick with --quick, smollm2-full with --full)")
+    r.add_argument("--name", default=None, help="report name: written to reports/<name>/ (default: <model>-cpu, "
+                                                "<model>-quick with --quick, <model>-full with --full; "
+                                                "<model> is smollm2 for the bundled model)")
     r.add_argument("--reports-dir", default="reports", help="parent directory of reports/<name>/")
     _add_eval_args(r)
     r.add_argument("--ranks", type=_int_list, default=None, help="ranks for the perplexity-vs-rank figure")
@@ -98,46 +99,59 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _report(args) -> int:
+    from .report import ReportSettings, run_report
+
+    path = run_report(ReportSettings.from_args(args))
+    print(f"report written to {path}")
+    return 0
+
+
+def _sweep(args) -> int:
+    from .sweep import run_sweep
+
+    override = {"model": args.model, "device": args.device}
+    df = run_sweep(args.grid, args.out, scheduler=args.scheduler, workers=args.workers,
+                   processes=not args.threads, retry_failed=args.retry_failed,
+                   progress=not args.no_progress, settings_override=override)
+    print(df.drop(columns=["key"]).to_string(index=False))
+    print(f"sweep written to {os.path.join(args.out, 'sweep.md')}")
+    failed = int((df["status"] != "ok").sum())
+    if failed == len(df):
+        print(f"mxlab sweep: every one of the {failed} point(s) failed; see the error column", file=sys.stderr)
+        return 1
+    if failed:
+        print(f"{failed} point(s) failed; see the error column (rerun with --retry-failed)", file=sys.stderr)
+    return 0
+
+
+def _table(args) -> int:
+    from .report import run_table
+
+    path = run_table(args)
+    print(f"table written to {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.cmd is None:
         ap.print_help()
         return 2
-    try:
+
+    def body():
         if args.cmd in ("report", "table"):
             from .util import set_threads
 
             n = set_threads(args.torch_threads)
             print(f"mxlab: torch uses {n} thread(s)", file=sys.stderr)
-        if args.cmd == "report":
-            from .report import ReportSettings, run_report
+        return {"report": _report, "sweep": _sweep, "table": _table}[args.cmd](args)
 
-            path = run_report(ReportSettings.from_args(args))
-            print(f"report written to {path}")
-        elif args.cmd == "sweep":
-            from .sweep import run_sweep
-
-            override = {"model": args.model, "device": args.device}
-            df = run_sweep(args.grid, args.out, scheduler=args.scheduler, workers=args.workers,
-                           processes=not args.threads, retry_failed=args.retry_failed,
-                           progress=not args.no_progress, settings_override=override)
-            print(df.drop(columns=["key"]).to_string(index=False))
-            print(f"sweep written to {os.path.join(args.out, 'sweep.md')}")
-            if (df["status"] != "ok").any():
-                print(f"{int((df['status'] != 'ok').sum())} point(s) failed; see the error column", file=sys.stderr)
-        elif args.cmd == "table":
-            from .report import run_table
-
-            path = run_table(args)
-            print(f"table written to {path}")
-    except UserError as e:
-        print(f"mxlab {args.cmd}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+    hint = None
+    if args.cmd == "sweep":
+        hint = f"finished points are kept in {os.path.join(args.out, 'points')}; run the same command to resume"
+    return run_cli(f"mxlab {args.cmd}", body, interrupted_hint=hint)
 
 
 if __name__ == "__main__":

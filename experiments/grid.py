@@ -30,10 +30,11 @@ import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .util import UserError
+from mxsim.errors import UserError, user_input
 
 METHODS = ("fp", "plain", "lqer", "l2qer", "qera", "llm_int8", "rtn", "gptq", "lrc")
 LOW_RANK = ("lqer", "l2qer", "qera", "lrc")
+ELEMENT_BITS = (2, 8)  # MXINT element bits mxsim implements (mxsim.formats.MXIntFormat)
 GRID_KEYS = ("method", "w_bits", "a_bits", "block", "rank")
 
 DEFAULT_SETTINGS = {
@@ -98,6 +99,55 @@ def _check_methods(values, where):
             raise UserError(f"{where}.method: unknown method {m!r} (known: {', '.join(METHODS)})")
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_settings(settings: dict, where: str = "grid") -> None:
+    """Every setting's type and spelling, before any point runs (a bad one would fail every point
+    after its work). The model path is checked by the sweep (it may live on remote workers only)."""
+    from hwmodel.shapes import get_model as get_shape
+    from hwmodel.units import table_path
+    from lqer.config import FACTOR_AXES, SVD_KINDS
+
+    for k in ("windows", "seq_len", "calib_samples", "calib_seq_len"):
+        if not _is_int(settings[k]) or settings[k] < 1:
+            raise UserError(f"{where}: settings.{k} must be a positive integer, got {settings[k]!r}")
+    if not _is_int(settings["seed"]):
+        raise UserError(f"{where}: settings.seed must be an integer, got {settings['seed']!r}")
+    mb = settings["max_blocks"]
+    if mb is not None and (not _is_int(mb) or mb < 1):
+        raise UserError(f"{where}: settings.max_blocks must be a positive integer (omit it for every block), got {mb!r}")
+    if not isinstance(settings["model"], str) or not settings["model"]:
+        raise UserError(f"{where}: settings.model must be a model name or path, got {settings['model']!r}")
+    for k, allowed in (("svd", SVD_KINDS), ("factor_axis", FACTOR_AXES)):
+        v = settings[k]
+        if v is not None and v not in allowed:
+            raise UserError(f"{where}: settings.{k} must be one of {', '.join(allowed)}, got {v!r}")
+    dev = settings["device"]
+    if dev is not None and not (isinstance(dev, str) and (dev in ("auto", "cpu", "cuda") or
+                                                          (dev.startswith("cuda:") and dev[5:].isdigit()))):
+        raise UserError(f"{where}: settings.device must be auto, cpu, cuda or cuda:N, got {dev!r}")
+    with user_input(f"{where}: settings.tech"):
+        table_path(settings["tech"])
+    if settings["hw_shape"] is not None:
+        with user_input(f"{where}: settings.hw_shape"):
+            if not isinstance(settings["hw_shape"], str):
+                raise ValueError(f"must be a model shape name, got {settings['hw_shape']!r}")
+            get_shape(settings["hw_shape"])
+
+
+def _check_formats(p: "DesignPoint", where: str) -> None:
+    """The point's MXINT formats exist in mxsim (element bits and block size as mxsim allows)."""
+    if p.method == "fp":
+        return
+    from mxsim.formats import MXIntFormat
+
+    for key, bits in (("w_bits", p.w_bits), ("a_bits", p.a_bits)):
+        with user_input(f"{where}: point {p.label}: {key}={bits}, block={p.block}"):
+            MXIntFormat(bits, block_size=p.block)
+
+
 def load_grid(path: str | Path | None) -> tuple[dict, list[DesignPoint]]:
     """(settings, unique design points in file order) from a TOML grid file."""
     path = Path(path) if path is not None else DEFAULT_GRID
@@ -107,6 +157,8 @@ def load_grid(path: str | Path | None) -> tuple[dict, list[DesignPoint]]:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"grid file {str(path)!r} is not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"grid file {str(path)!r} cannot be read: {e}") from None
     return parse_grid(data, where=str(path))
 
 
@@ -119,10 +171,7 @@ def parse_grid(data: dict, where: str = "grid") -> tuple[dict, list[DesignPoint]
     if extra:
         raise UserError(f"{where}: unknown setting(s) {sorted(extra)} (allowed: {sorted(DEFAULT_SETTINGS)})")
     settings.update(data.get("settings", {}))
-    for k in ("windows", "seq_len", "calib_samples", "calib_seq_len"):
-        v = settings[k]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise UserError(f"{where}: settings.{k} must be a positive integer, got {v!r}")
+    check_settings(settings, where)
 
     grid = data.get("grid", {})
     bad = set(grid) - set(GRID_KEYS)
@@ -131,8 +180,8 @@ def parse_grid(data: dict, where: str = "grid") -> tuple[dict, list[DesignPoint]
     defaults = {"method": ["plain"], "w_bits": [4], "a_bits": [8], "block": [16], "rank": [32]}
     full = {k: grid.get(k, defaults[k]) for k in GRID_KEYS}
     _check_methods(full["method"], "grid")
-    _check_int_list("w_bits", full["w_bits"], 2, 16)
-    _check_int_list("a_bits", full["a_bits"], 2, 16)
+    _check_int_list("w_bits", full["w_bits"], *ELEMENT_BITS)
+    _check_int_list("a_bits", full["a_bits"], *ELEMENT_BITS)
     _check_int_list("block", full["block"], 1, 4096)
     _check_int_list("rank", full["rank"], 1, 1 << 20)
 
@@ -146,11 +195,13 @@ def parse_grid(data: dict, where: str = "grid") -> tuple[dict, list[DesignPoint]
             raise UserError(f"{where}: points[{i}] has unknown key(s) {sorted(bad)}")
         vals = {k: p.get(k, full[k][0]) for k in GRID_KEYS}
         _check_methods([vals["method"]], f"points[{i}]")
-        for k, lo, hi in (("w_bits", 2, 16), ("a_bits", 2, 16), ("block", 1, 4096), ("rank", 1, 1 << 20)):
+        for k, lo, hi in (("w_bits", *ELEMENT_BITS), ("a_bits", *ELEMENT_BITS), ("block", 1, 4096), ("rank", 1, 1 << 20)):
             _check_int_list(k, [vals[k]], lo, hi)
         points.append(normalise_point(*(vals[k] for k in GRID_KEYS)))
     if not points:
         raise UserError(f"{where}: no design points (give a [grid] table or [[points]])")
+    for p in points:
+        _check_formats(p, where)
     seen, unique = set(), []
     for p in points:
         if p not in seen:

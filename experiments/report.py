@@ -18,7 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from . import backend, figures
-from .util import Timer, UserError, atomic_dir, resolve_device
+from mxsim.errors import UserError, user_input
+from mxsim.files import atomic_dir, check_output
+
+from .util import Timer, resolve_device
 
 TABLE_METHODS = ["fp", "plain", "lqer", "l2qer", "qera", "llm_int8"]
 REQUIRED_METHODS = ("fp", "plain", "lqer", "l2qer")
@@ -68,7 +71,8 @@ class ReportSettings:
             base["svd"] = "full"
         if which == "quick":
             base["quick"] = True
-        base["name"] = {"default": "smollm2-cpu", "quick": "smollm2-quick", "full": "smollm2-full"}[which]
+        tag = model_tag(kw.get("model") or cls.model)
+        base["name"] = f"{tag}-" + {"default": "cpu", "quick": "quick", "full": "full"}[which]
         base.update({k: v for k, v in kw.items() if v is not None})
         return cls(**base)
 
@@ -89,8 +93,12 @@ class ReportSettings:
         return s
 
     def validate(self) -> None:
+        """Every check that needs no model, before any work (a mistake found after the table loses it)."""
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise UserError(f"--name must be a plain directory name, got {self.name!r}")
+        check_output(Path(self.reports_dir), "--reports-dir", "dir")
+        check_output(Path(self.reports_dir) / self.name, "--name (reports/<name>)", "dir")
+        check_model(self.model)
         if self.rank_config not in self.configs:
             raise UserError(f"the rank sweep runs at {self.rank_config}; keep it in --configs (got {self.configs})")
         if self.svd not in ("full", "randomized"):
@@ -105,6 +113,48 @@ class ReportSettings:
         for m in REQUIRED_METHODS:
             if m not in self.methods:
                 raise UserError(f"the report needs method {m!r} (its figures compare against it); got {self.methods}")
+
+
+def model_tag(model) -> str:
+    """Short name of a model for report names: 'smollm2' for the bundled one, else the file/dir stem."""
+    from lqer.model import is_default_model
+
+    if is_default_model(model):
+        return "smollm2"
+    p = Path(str(model)).expanduser()
+    stem = (p.stem if p.suffix.lower() == ".gguf" else p.name) or "model"
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem).lstrip("._-") or "model"
+
+
+def model_description(model) -> str:
+    from lqer.model import is_default_model
+
+    if is_default_model(model):
+        return "SmolLM2-135M-Instruct dequantized from its Q4_1 GGUF"
+    p = Path(str(model)).expanduser()
+    if p.suffix.lower() == ".gguf":
+        return f"`{p.name}` dequantized from its GGUF"
+    return f"the Hugging Face model in `{p}`, as stored"
+
+
+def check_model(model) -> None:
+    """The model argument names the bundled model, a GGUF file or an HF directory (nothing is loaded)."""
+    from lqer.model import resolve_model_path
+
+    with user_input("--model"):
+        resolve_model_path(model)
+
+
+def check_spectrum_layer(model, layer: str | None) -> None:
+    if layer is None:
+        return
+    from lqer.calibrate import linear_layers
+
+    lins = linear_layers(model)
+    if layer not in lins:
+        names = list(lins)
+        raise UserError(f"--spectrum-layer {layer!r} is not a quantizable linear layer of the model "
+                        f"(e.g. {', '.join(names[:2])}; {len(names)} in all)")
 
 
 def _git_commit() -> str:
@@ -167,6 +217,8 @@ def run_table(args) -> Path:
     """``mxlab table``: the perplexity table alone (e.g. the full split on a CUDA GPU)."""
     if args.full and args.windows is not None:
         raise UserError("--full evaluates the whole test split; do not combine it with --windows")
+    out = check_output(Path(args.out), "--out", "dir")
+    check_model(args.model)
     device = resolve_device(args.device)
     methods = args.methods or TABLE_METHODS
     for m in methods:
@@ -185,7 +237,6 @@ def run_table(args) -> Path:
                                   methods, progress=not args.no_progress)
     with timer("table"):
         df, _ = ppl_table(model, tok, windows, stats, args.configs, methods, progress=not args.no_progress)
-    out = Path(args.out)
     meta = {"device": device, "gpu": backend.device_name(device), "model": args.model,
             "windows": int(windows.shape[0]), "seq_len": seq_len, "tokens": int(windows.numel()),
             "full_split": bool(args.full), "calib_samples": args.calib_samples or 32,
@@ -217,11 +268,12 @@ def run_report(s: ReportSettings) -> Path:
     device = resolve_device(s.device)
     final = Path(s.reports_dir) / s.name
     _log(f"writing {final} (device {device})")
+    with timer("load model + data"):  # before the report directory: a bad model leaves nothing behind
+        model, tok = backend.get_model(s.model, device)
+        check_spectrum_layer(model, s.spectrum_layer)
+        windows = backend.get_windows(tok, s.seq_len, None if s.full else s.windows, s.model)
     with atomic_dir(final) as out:
         sections: list[str] = []
-        with timer("load model + data"):
-            model, tok = backend.get_model(s.model, device)
-            windows = backend.get_windows(tok, s.seq_len, None if s.full else s.windows, s.model)
         with timer("calibration"):
             _log(f"calibration: {s.calib_samples} x {s.calib_seq_len} tokens from the valid split")
             stats = backend.calibrate(model, tok, s.calib_samples, s.calib_seq_len, s.seed, s.methods,
@@ -318,7 +370,7 @@ def _header(s, device, windows, total) -> str:
             f"- Low-rank factors from lqer's {s.svd} SVD"
             f"{' (randomized: within 1% of the full SVD error per lqer tests, much faster on CPU)' if s.svd == 'randomized' else ''}"
             f"; the spectrum figure always uses the full SVD.\n"
-            f"- The \"full-precision\" model is SmolLM2-135M-Instruct dequantized from its Q4_1 GGUF.\n"
+            f"- The \"full-precision\" model is {model_description(s.model)}.\n"
             f"- Presets: {', '.join(f'{c} = {backend.describe_preset(c)}' for c in s.configs)}.\n\n")
 
 

@@ -8,16 +8,23 @@ go on. ``--retry-failed`` re-runs recorded failures.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 import traceback
 from pathlib import Path
 
 import pandas as pd
 
-from .grid import DesignPoint, load_grid
-from .util import UserError, atomic_files, stable_hash, write_json_atomic
+from mxsim.errors import UserError, user_input
+from mxsim.files import atomic_files, check_output
+from mxsim.files import write_json as write_json_atomic
+
+from .grid import DesignPoint, check_settings, load_grid
+from .util import stable_hash
 
 CACHE_VERSION = 1
 RESULT_COLUMNS = ["key", "label", "method", "w_bits", "a_bits", "block", "rank", "status",
@@ -66,6 +73,20 @@ def _client(scheduler: str | None, workers: int, processes: bool):
     return Client(cluster), cluster
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while worker processes start (they keep it ignored: a Ctrl-C in the terminal
+    reaches the whole process group, and each worker would print its own traceback)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def run_sweep(grid: str | Path | None = None, out: str | Path = "reports/sweep", *, scheduler: str | None = None,
               workers: int = 1, processes: bool = True, retry_failed: bool = False, progress: bool = True,
               settings_override: dict | None = None, log=print) -> pd.DataFrame:
@@ -74,10 +95,16 @@ def run_sweep(grid: str | Path | None = None, out: str | Path = "reports/sweep",
 
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    out = check_output(out, "--out", "dir")
     settings, points = load_grid(grid)
     if settings_override:
         settings.update({k: v for k, v in settings_override.items() if v is not None})
-    out = Path(out)
+        check_settings(settings, "command line")
+    if not scheduler:  # a remote cluster's workers may see paths the driver does not
+        from lqer.model import resolve_model_path
+
+        with user_input("settings.model (--model)"):
+            resolve_model_path(settings["model"])
     cache_dir = out / "points"
     cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -104,7 +131,8 @@ def run_sweep(grid: str | Path | None = None, out: str | Path = "reports/sweep",
         threads = None
         if not scheduler and workers > 1:
             threads = max(1, (os.cpu_count() or 1) // workers)
-        client, cluster = _client(scheduler, workers, processes)
+        with _sigint_ignored():  # worker processes inherit it: Ctrl-C stops the driver only, quietly
+            client, cluster = _client(scheduler, workers, processes)
         try:
             futs = {}
             for key, p in todo:

@@ -5,16 +5,49 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mxsim.errors import ArgumentParser, UserError, run_cli, user_input
+
 from . import report as rep
+from .shapes import get_model as get_shape
+
+
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {v}")
+        return v
+
+    return parse
+
+
+def _check_tech(tech) -> None:
+    from .units import load_table
+
+    with user_input("--tech"):
+        load_table(tech)
 
 
 def _report(a) -> int:
+    # every argument first: the report is cheap, but a bad --plot must not cost the printed tables
     if a.outliers is not None and a.outliers_file is not None:
-        raise ValueError("give --outliers or --outliers-file, not both")
+        raise UserError("give --outliers or --outliers-file, not both")
     outliers = a.outliers
     if a.outliers_file:
-        outliers = rep.load_outliers(a.outliers_file)
-    designs = rep.parse_designs(a.designs)
+        with user_input("--outliers-file"):
+            outliers = rep.load_outliers(a.outliers_file)
+    with user_input("--designs"):
+        designs = rep.parse_designs(a.designs)
+    with user_input("--model"):
+        get_shape(a.model)
+    _check_tech(a.tech)
+    if a.plot:
+        from .plot import check_plot_path
+
+        check_plot_path(a.plot, "--plot")
     params = {}
     for d in designs:
         kw = {}
@@ -48,6 +81,7 @@ def _report(a) -> int:
 def _paper(a) -> int:
     from .paper import headline, paper_table
 
+    _check_tech(a.tech)
     df = paper_table(a.tech, sensitivity=not a.no_sensitivity)
     if a.format == "csv":
         print(df.to_csv(index=False), end="")
@@ -76,6 +110,7 @@ def _components(a) -> int:
     from .units import components_doc, load_table
 
     if a.tech:
+        _check_tech(a.tech)
         print(rep.to_text(load_table(a.tech).rows, a.format))
     else:
         print(rep.to_text(components_doc(), a.format))
@@ -93,7 +128,7 @@ def _calibrate(argv) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hwmodel", description="Analytical hardware-cost model of quantized LLM linear layers.")
+    p = ArgumentParser(prog="hwmodel", description="Analytical hardware-cost model of quantized LLM linear layers.")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("report", help="per-design report for a model's linears")
     r.add_argument("--model", required=True, help="model shape, e.g. llama-7b, opt-1.3b, mistral-7b, smollm2-135m")
@@ -101,12 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tech", default="fpga", help="fpga | asic | xilinx | ecp5 | cmos | path/to/table.csv")
     r.add_argument("--format", default="md", choices=["md", "csv"])
     r.add_argument("--layer", default="all", choices=["all", "mlp", "attn"])
-    r.add_argument("--tokens", type=int, default=1, help="tokens sharing one weight read (default 1)")
-    r.add_argument("--outliers", type=int, default=None, help="outlier columns for every layer (LLM.int8/int4)")
+    r.add_argument("--tokens", type=_int_at_least(1), default=1, help="tokens sharing one weight read (default 1)")
+    r.add_argument("--outliers", type=_int_at_least(0), default=None, help="outlier columns for every layer (LLM.int8/int4)")
     r.add_argument("--outliers-file", default=None, help="JSON {layer_name: n_outlier_columns}")
-    r.add_argument("--lanes", type=int, default=None, help="lanes per GEMM unit (default 16)")
-    r.add_argument("--lowrank-lanes", type=int, default=None, help="lanes of the low-rank units (1 = the paper's fold)")
-    r.add_argument("--rank", type=int, default=None, help="low-rank rank (LQER default 32)")
+    r.add_argument("--lanes", type=_int_at_least(1), default=None, help="lanes per GEMM unit (default 16)")
+    r.add_argument("--lowrank-lanes", type=_int_at_least(1), default=None, help="lanes of the low-rank units (1 = the paper's fold)")
+    r.add_argument("--rank", type=_int_at_least(1), default=None, help="low-rank rank (LQER default 32)")
     r.add_argument("--breakdown", action="store_true", help="print (md) or emit (csv) the per-component breakdown")
     r.add_argument("--plot", default=None, help="write a stacked area breakdown PNG here")
     r.set_defaults(func=_report)
@@ -130,11 +165,7 @@ def main(argv=None) -> int:
         return _calibrate(argv[1:])
     p = build_parser()
     a = p.parse_args(argv)
-    try:
-        return a.func(a)
-    except ValueError as e:
-        print(f"hwmodel {a.cmd}: error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(f"hwmodel {a.cmd}", lambda: a.func(a))
 
 
 if __name__ == "__main__":

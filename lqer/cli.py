@@ -7,16 +7,33 @@ import json
 import sys
 import time
 
+from mxsim.errors import ArgumentParser, UserError, run_cli, user_input
+from mxsim.files import atomic_write, check_output
+
+
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {v}")
+        return v
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
 
 def _common(p):
     p.add_argument("--model", default="smollm2-135m", help="model name, .gguf file or HF model directory")
-    p.add_argument("--seq-len", type=int, default=1024, help="evaluation window length in tokens")
-    p.add_argument("--windows", type=int, default=8, help="number of WikiText-2 test windows")
+    p.add_argument("--seq-len", type=_int_at_least(2), default=1024, help="evaluation window length in tokens")
+    p.add_argument("--windows", type=_int_at_least(1), default=8, help="number of WikiText-2 test windows")
     p.add_argument("--full", action="store_true", help="evaluate on the whole test split")
-    p.add_argument("--calib-samples", type=int, default=16, help="calibration windows from valid.txt")
-    p.add_argument("--calib-seq-len", type=int, default=512, help="calibration window length")
+    p.add_argument("--calib-samples", type=_int_at_least(1), default=16, help="calibration windows from valid.txt")
+    p.add_argument("--calib-seq-len", type=_int_at_least(2), default=512, help="calibration window length")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rank", type=int, default=None, help="override the config's rank")
+    p.add_argument("--rank", type=_int_at_least(1), default=None, help="override the config's rank")
     p.add_argument("--svd", choices=["full", "randomized"], default=None)
     p.add_argument("--factor-axis", choices=["last", "reduction"], default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -118,11 +135,38 @@ def cmd_table(args):
     out.index = [METHOD_LABELS.get(m, m) for m in methods]
     print(out.to_markdown(floatfmt=".3f"))
     if args.csv:
-        df.to_csv(args.csv, index=False)
+        with atomic_write(args.csv) as tmp:
+            df.to_csv(tmp, index=False)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="lqer", description="LQER / L2QER / QERA on real causal LMs (mxsim formats)")
+def _split(text: str, what: str) -> list[str]:
+    vals = [v.strip() for v in text.split(",") if v.strip()]
+    if not vals:
+        raise UserError(f"{what}: expected a comma-separated list, got {text!r}")
+    return vals
+
+
+def check_args(args, configs, methods) -> None:
+    """Everything the command line names, before the model is loaded or calibrated."""
+    from .config import load_config
+    from .methods import get_method
+    from .model import resolve_model_path
+
+    for m in methods:
+        with user_input("--method" if args.cmd == "eval" else "--methods"):
+            get_method(m)
+    for c in configs:
+        for m in methods:
+            with user_input("--config" if args.cmd == "eval" else "--configs"):
+                load_config(c, **_overrides(args, m))
+    with user_input("--model"):
+        resolve_model_path(args.model)
+    if getattr(args, "csv", None):
+        check_output(args.csv, "--csv", "file")
+
+
+def build_parser():
+    p = ArgumentParser(prog="lqer", description="LQER / L2QER / QERA on real causal LMs (mxsim formats)")
     sub = p.add_subparsers(dest="cmd", required=True)
     pe = sub.add_parser("eval", help="quantize with one config + method and report WikiText-2 perplexity")
     pe.add_argument("--config", default="W4A8", help="preset (W4A8, W4A6, W3A8, W2A8, *-BFP, W4A4) or TOML path")
@@ -133,14 +177,25 @@ def main(argv=None):
     pt.add_argument("--methods", default="fp,plain,lqer,l2qer,qera,llm_int8")
     pt.add_argument("--csv", default=None, help="also write the raw rows as CSV")
     _common(pt)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     from . import methods as _m  # noqa: F401 - registry
 
-    if args.cmd == "eval":
-        cmd_eval(args)
-    else:
-        cmd_table(args)
+    def body():
+        if args.cmd == "eval":
+            check_args(args, [args.config], [args.method])
+            cmd_eval(args)
+        else:
+            args.configs = ",".join(_split(args.configs, "--configs"))
+            args.methods = ",".join(_split(args.methods, "--methods"))
+            check_args(args, args.configs.split(","), args.methods.split(","))
+            cmd_table(args)
+
+    return run_cli(f"lqer {args.cmd}", body)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -140,8 +140,13 @@ def load_config(name_or_path, **overrides) -> QuantConfig:
         p = cand
     if not p.is_file():
         raise ValueError(f"config file {str(p)!r} does not exist")
-    with open(p, "rb") as f:
-        d = tomllib.load(f)
+    try:
+        with open(p, "rb") as f:
+            d = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise ValueError(f"config file {str(p)!r} cannot be read: {e.strerror or e}") from None
     d.setdefault("name", p.stem)
     d.update(overrides)
     return QuantConfig.from_dict(d)

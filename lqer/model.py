@@ -40,9 +40,14 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
+def is_default_model(model) -> bool:
+    """True for the names of the bundled SmolLM2 (None included)."""
+    return model is None or str(model).lower() in (DEFAULT_MODEL, "smollm2", "smollm2-135m-instruct")
+
+
 def resolve_model_path(model) -> Path:
     """A default name, a .gguf file or an HF model directory -> an existing path (else ValueError)."""
-    if model is None or str(model).lower() in (DEFAULT_MODEL, "smollm2", "smollm2-135m-instruct"):
+    if is_default_model(model):
         return smollm2_gguf_path()
     path = Path(model).expanduser()
     if not path.exists():
@@ -56,10 +61,24 @@ def resolve_model_path(model) -> Path:
         return path
     if path.suffix.lower() != ".gguf":
         raise ValueError(f"model file {str(path)!r} is not a .gguf file (pass a GGUF file or an HF model directory)")
-    with open(path, "rb") as f:
-        if f.read(4) != b"GGUF":
-            raise ValueError(f"model file {str(path)!r} is not a GGUF file (bad magic)")
+    _check_gguf_header(path)
     return path
+
+
+def _check_gguf_header(path: Path) -> None:
+    """Magic, version and counts of a GGUF header (24 bytes; the full parse takes seconds)."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:4] != b"GGUF":
+        raise ValueError(f"model file {str(path)!r} is not a GGUF file (bad magic)")
+    if len(head) < 24:
+        raise ValueError(f"model file {str(path)!r} is a truncated GGUF file ({len(head)} bytes)")
+    version, n_tensors, n_kv = struct.unpack("<IQQ", head[4:24])
+    if version not in (1, 2, 3) or n_tensors == 0 or n_tensors > 1 << 24 or n_kv > 1 << 24:
+        raise ValueError(f"model file {str(path)!r} has a corrupt GGUF header (version {version}, "
+                         f"{n_tensors} tensors, {n_kv} metadata keys)")
 
 
 def _gguf_cache_key(path: Path) -> str:
@@ -90,8 +109,8 @@ def _load_gguf(path: Path, dtype):
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype,
                                                      local_files_only=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise ValueError(f"could not load a causal LM from GGUF {str(path)!r}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - a corrupt file fails anywhere inside the GGUF parser
+        raise ValueError(f"could not load a causal LM from GGUF {str(path)!r}: {type(e).__name__}: {e}") from e
     return model, tok
 
 
