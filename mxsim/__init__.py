@@ -11,12 +11,18 @@ from .formats import (
     MXINT4,
     MXINT6,
     MXINT8,
+    E8M0,
     ROUNDING_MODES,
     BlockFP,
     MXFPFormat,
     MXIntFormat,
+    ScaleEncoding,
+    ScaleRule,
+    format_to_str,
     get_format,
+    parse_format,
 )
+from .rounding import Rounding
 from .api import fake_quantize, quantize
 from .tensor import MXTensor
 from .accumulators import FP32, Exact, FixedPoint, Float, parse_accumulator

@@ -10,6 +10,7 @@ import numpy as np
 
 from .accumulators import FP32, Exact, FixedPoint, datapath_accumulator
 from .formats import BlockFP, MXFPFormat, MXIntFormat, check_rounding, get_format
+from .rounding import Rounding
 from .kernels import matmul as _mm
 from .kernels import quant as _q
 from .layout import from_blocked_2d, is_integer, normalize_axis, to_blocked_2d
@@ -30,10 +31,14 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     R, L = x2.shape
     k = fmt.block_size
     nb = -(-L // k)
-    mode = _q.ROUNDING_IDS[rounding]
+    mode = rounding.kernel_id
+    sc = fmt.scale
+    scale_args = (sc.exp_min, sc.exp_max, sc.bias, sc.nan_code)
     scales = np.empty((R, nb), np.uint8)
     out_dtype = x2.dtype
-    fast = isinstance(fmt, MXIntFormat) and x2.dtype == np.float32 and mode != _q.RN_STOCH
+    # the fast kernel's power-of-two table covers scale exponents within +-190 (E8M0: +-127)
+    fast = (isinstance(fmt, MXIntFormat) and x2.dtype == np.float32 and rounding is not Rounding.STOCHASTIC
+            and -190 <= sc.exp_min and sc.exp_max <= 190)
     if isinstance(fmt, BlockFP):
         with np.errstate(over="ignore"):  # |x| > float32 max becomes Inf: a NaN block (contract)
             x2 = x2.astype(np.float32, copy=False)
@@ -44,17 +49,18 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     if isinstance(fmt, MXIntFormat):
         codes = np.empty((R, L), np.int8) if want_codes else np.empty((1, 1), np.int8)
         if fast:
-            _q.mxint_f32_fast(x2, x2.view(np.int32), k, fmt.element_bits, mode, want_codes, want_deq,
+            _q.mxint_f32_fast(x2, x2.view(np.int32), k, fmt.element_bits, *scale_args, mode, want_codes, want_deq,
                               codes, scales, deq)
         else:
-            _q.mxint_kernel(x2, k, fmt.element_bits, mode, seed, inner, want_codes, want_deq, codes, scales, deq)
+            _q.mxint_kernel(x2, k, fmt.element_bits, *scale_args, mode, seed, inner, want_codes, want_deq, codes,
+                            scales, deq)
     elif isinstance(fmt, MXFPFormat):
         codes = np.empty((R, L), np.uint8) if want_codes else np.empty((1, 1), np.uint8)
         _q.mxfp_kernel(x2, k, fmt.exponent_bits, fmt.mantissa_bits, fmt.exponent_bias, float(fmt.max_normal),
-                       fmt.emax_elem, mode, seed, inner, want_codes, want_deq, codes, scales, deq)
+                       fmt.emax_elem, *scale_args, mode, seed, inner, want_codes, want_deq, codes, scales, deq)
     else:
         codes = np.empty((R, L), np.int8) if want_codes else np.empty((1, 1), np.int8)
-        _q.bfp_kernel(x2, k, fmt.width, fmt.exp_min, fmt.exp_max, fmt.nan_code, fmt.bias,
+        _q.bfp_kernel(x2, k, fmt.width, sc.exp_min, sc.exp_max, sc.nan_code, sc.bias,
                       bool(fmt.zero_passthrough), mode, seed, inner, want_codes, want_deq, codes, scales, deq)
     if want_deq and not isinstance(fmt, BlockFP):
         deq = deq.astype(out_dtype, copy=False)
@@ -63,16 +69,16 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
 
 def _prepare(x, fmt, axis, rounding, seed):
     fmt = get_format(fmt)
-    check_rounding(rounding)
+    rounding = check_rounding(rounding)
     seed = _check_seed(seed)
     a, src = _to_numpy(x)
     if a.ndim == 0:
         raise ValueError("x must have at least one dimension (blocks run along axis)")
     axis = normalize_axis(axis, a.ndim)
-    return fmt, a, src, axis, seed
+    return fmt, a, src, axis, rounding, seed
 
 
-def fake_quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
+def fake_quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0):
     """Quantize and dequantize ``x`` to ``fmt`` along ``axis``; same kind/dtype/shape/device."""
     if _is_torch(x) and x.device.type != "cpu":
         # numba runs on the host only. On an accelerator the pure-torch implementation runs in
@@ -81,9 +87,9 @@ def fake_quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
         from . import reference
 
         fmt = get_format(fmt)
-        check_rounding(rounding)
+        rounding = check_rounding(rounding)
         return reference.fake_quantize(x, fmt, axis=axis, rounding=rounding, seed=seed)
-    fmt, a, src, axis, seed = _prepare(x, fmt, axis, rounding, seed)
+    fmt, a, src, axis, rounding, seed = _prepare(x, fmt, axis, rounding, seed)
     if a.size == 0:
         return _from_numpy(a.copy(), src)
     x2, inner, moved = to_blocked_2d(a, axis)
@@ -91,9 +97,9 @@ def fake_quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
     return _from_numpy(from_blocked_2d(deq, moved, axis), src)
 
 
-def quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
+def quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0):
     """Quantize ``x`` to ``fmt`` along ``axis``: an MXTensor of element and scale codes."""
-    fmt, a, src, axis, seed = _prepare(x, fmt, axis, rounding, seed)
+    fmt, a, src, axis, rounding, seed = _prepare(x, fmt, axis, rounding, seed)
     x2, inner, moved = to_blocked_2d(a, axis)
     if a.size == 0:
         nb = -(-a.shape[axis] // fmt.block_size)

@@ -1,6 +1,6 @@
 """Number formats: small frozen dataclasses that every module takes.
 
-Three families share one protocol (``block_size``, ``element_bits``, ``scale_bits``,
+Three families share one protocol (``block_size``, ``element_bits``, ``scale_bits``, ``scale``,
 ``with_block_size``, ``bits_per_element``, and the integer view used by exact matmul:
 an element's value is ``int_value * 2**quantum_log2`` times the block scale):
 
@@ -8,27 +8,143 @@ an element's value is ``int_value * 2**quantum_log2`` times the block scale):
 * ``MXFPFormat``   OCP MX v1.0 MXFP elements (E4M3, E5M2, E3M2, E2M3, E2M1) with E8M0 scale.
 * ``BlockFP``      the LQER authors' block floating point (ceil exponent, sign-magnitude).
 
-The exact quantization rules are written out in docs/mxsim_semantics.md.
+The block scale is a ``ScaleEncoding`` (bits, bias, the NaN code and the rule that picks the
+exponent); the kernels and the referee read every one of those from the format. Every field is
+checked (type and consistency) when a format is constructed; numpy integers count as integers.
+
+Names: :func:`get_format` parses "MXINT3", "MXINT4/16", "BlockFP4/16", "MXFP4_E2M1/32" (any
+case) and :func:`format_to_str` is its inverse. The quantization rules are written out in
+docs/mxsim_semantics.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import json
+import math
+import re
 from dataclasses import dataclass
 
-E8M0_BIAS = 127
-E8M0_NAN = 0xFF
-# Finite E8M0 scale exponents: codes 0..254 map to 2^-127 .. 2^127.
-SCALE_EXP_MIN = -127
-SCALE_EXP_MAX = 127
+import numpy as np
+
+from .rounding import ROUNDING_MODES, Rounding
+
 DEFAULT_MX_BLOCK = 32
 DEFAULT_BFP_BLOCK = 16
 
 
-def _check_block_size(block_size: int) -> int:
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+def _is_int(v) -> bool:
+    return not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, np.integer))
+
+
+def _int_field(obj, name: str, lo: int, hi: int | None = None, what: str | None = None) -> int:
+    """Check that field ``name`` of ``obj`` is an integer in [lo, hi] and store it as a Python int."""
+    v = getattr(obj, name)
+    rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+    if not _is_int(v) or v < lo or (hi is not None and v > hi):
+        raise ValueError(f"{what or type(obj).__name__} {name} must be an integer {rng}, got {v!r}")
+    object.__setattr__(obj, name, int(v))
+    return int(v)
+
+
+def _bool_field(obj, name: str) -> bool:
+    v = getattr(obj, name)
+    if not isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"{type(obj).__name__} {name} must be True or False, got {v!r}")
+    object.__setattr__(obj, name, bool(v))
+    return bool(v)
+
+
+def _check_block_size(block_size) -> int:
+    if not _is_int(block_size) or block_size < 1:
         raise ValueError(f"block_size must be an integer >= 1, got {block_size!r}")
-    return block_size
+    return int(block_size)
+
+
+# ---------------------------------------------------------------------------------------
+# the block scale
+
+
+class ScaleRule(str, enum.Enum):
+    """How a block's scale exponent is chosen from its largest magnitude amax.
+
+    FLOOR    OCP MX v1.0 (section 6.3): floor(log2 amax) - emax_elem, clamped to the scale range.
+    BLOCKFP  the LQER authors' block floating point: ceil(fl32(log2 amax)), clamped.
+
+    Further OCP-style rules (e.g. torchao's "rceil", "ceil", "even") become members here plus a
+    branch on ``kernel_id`` in the kernels; each format class lists the rules it implements.
+    """
+
+    FLOOR = "floor"
+    BLOCKFP = "blockfp"
+
+    def __str__(self):
+        return self.value
+
+    @property
+    def kernel_id(self) -> int:
+        return list(ScaleRule).index(self)
+
+
+@dataclass(frozen=True)
+class ScaleEncoding:
+    """A block scale 2^e stored as an unsigned ``bits``-bit code e + ``bias``; the all-ones code
+    is NaN, so finite exponents run from -bias to 2^bits - 2 - bias (which must include 0).
+    E8M0 (OCP MX v1.0): 8 bits, bias 127, NaN 0xFF, exponents -127..127."""
+
+    bits: int = 8
+    bias: int = 127
+    rule: ScaleRule = ScaleRule.FLOOR
+
+    def __post_init__(self):
+        _int_field(self, "bits", 1, 8, "ScaleEncoding")  # codes are stored as uint8
+        _int_field(self, "bias", 0, 2**self.bits - 2, "ScaleEncoding")
+        if not isinstance(self.rule, ScaleRule):
+            try:
+                object.__setattr__(self, "rule", ScaleRule(self.rule))
+            except ValueError:
+                allowed = ", ".join(r.value for r in ScaleRule)
+                raise ValueError(f"ScaleEncoding rule must be one of {allowed}, got {self.rule!r}") from None
+
+    @property
+    def nan_code(self) -> int:
+        return 2**self.bits - 1
+
+    @property
+    def exp_min(self) -> int:
+        return -self.bias
+
+    @property
+    def exp_max(self) -> int:
+        """Largest finite exponent; the all-ones code is kept for NaN blocks."""
+        return 2**self.bits - 2 - self.bias
+
+    @property
+    def name(self) -> str:
+        if (self.bits, self.bias) == (8, 127):
+            return "E8M0"
+        return f"E{self.bits}M0(bias {self.bias})"
+
+
+E8M0 = ScaleEncoding(8, 127, ScaleRule.FLOOR)
+# kept for callers of the OCP constants; the kernels read them from each format's scale
+E8M0_BIAS = E8M0.bias
+E8M0_NAN = E8M0.nan_code
+SCALE_EXP_MIN = E8M0.exp_min
+SCALE_EXP_MAX = E8M0.exp_max
+
+
+def _check_scale(fmt, rules) -> None:
+    s = fmt.scale
+    if isinstance(s, dict):  # the JSON form of format_to_json
+        s = ScaleEncoding(**s)
+        object.__setattr__(fmt, "scale", s)
+    if not isinstance(s, ScaleEncoding):
+        raise ValueError(f"{type(fmt).__name__} scale must be an mxsim.ScaleEncoding, got {s!r}")
+    if s.rule not in rules:
+        raise ValueError(f"{type(fmt).__name__} scale rule {s.rule.value!r} is not implemented "
+                         f"(implemented: {', '.join(r.value for r in rules)})")
 
 
 class _FormatBase:
@@ -44,8 +160,12 @@ class _FormatBase:
         """Average storage bits per element: element bits plus the block's share of the scale."""
         return self.element_bits + self.scale_bits / self.block_size
 
+    @property
+    def scale_bits(self) -> int:
+        return self.scale.bits
+
     def __post_init__(self):
-        _check_block_size(self.block_size)
+        object.__setattr__(self, "block_size", _check_block_size(self.block_size))
 
 
 @dataclass(frozen=True)
@@ -54,15 +174,16 @@ class MXIntFormat(_FormatBase):
 
     element_bits: int
     block_size: int = DEFAULT_MX_BLOCK
+    scale: ScaleEncoding = E8M0
 
     kind = "mxint"
-    scale_bits = 8
     emax_elem = 0
+    SCALE_RULES = (ScaleRule.FLOOR,)
 
     def __post_init__(self):
         super().__post_init__()
-        if not 2 <= self.element_bits <= 8:
-            raise ValueError(f"element_bits must be in [2, 8], got {self.element_bits!r}")
+        _int_field(self, "element_bits", 2, 8)
+        _check_scale(self, self.SCALE_RULES)
 
     @property
     def name(self) -> str:
@@ -89,7 +210,11 @@ class MXIntFormat(_FormatBase):
 
 @dataclass(frozen=True)
 class MXFPFormat(_FormatBase):
-    """OCP MX v1.0 MXFP element format (sign, exponent, mantissa) with an E8M0 block scale."""
+    """OCP MX v1.0 MXFP element format (sign, exponent, mantissa) with an E8M0 block scale.
+
+    Consistency (checked): 1 + exponent_bits + mantissa_bits <= 8; ``max_normal`` is a value of
+    the element grid, sign * 2^E * (1 + j / 2^mantissa_bits) with emin <= E <= the top exponent
+    field (2^exponent_bits - 1 - bias, one less with ``has_inf``)."""
 
     exponent_bits: int
     mantissa_bits: int
@@ -97,9 +222,31 @@ class MXFPFormat(_FormatBase):
     max_normal: float
     has_inf: bool = False
     block_size: int = DEFAULT_MX_BLOCK
+    scale: ScaleEncoding = E8M0
 
     kind = "mxfp"
-    scale_bits = 8
+    SCALE_RULES = (ScaleRule.FLOOR,)
+
+    def __post_init__(self):
+        super().__post_init__()
+        e = _int_field(self, "exponent_bits", 1, 7)
+        m = _int_field(self, "mantissa_bits", 0, 7 - e)  # sign + exponent + mantissa <= 8 bits
+        _int_field(self, "exponent_bias", 0, 2**e - 1)
+        _bool_field(self, "has_inf")
+        v = self.max_normal
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(float(v)) or float(v) <= 0:
+            raise ValueError(f"MXFPFormat max_normal must be a finite positive number, got {v!r}")
+        object.__setattr__(self, "max_normal", float(v))
+        top = 2**e - (2 if self.has_inf else 1) - self.exponent_bias
+        E = math.frexp(self.max_normal)[1] - 1
+        steps = math.ldexp(self.max_normal, m - E)
+        if not (self.emin <= E <= top and steps == int(steps)):
+            raise ValueError(
+                f"MXFPFormat max_normal={v!r} is not an element of E{e}M{m} with bias {self.exponent_bias}"
+                f"{' and Inf' if self.has_inf else ''}: it must be 2^E * (1 + j/2^{m}) with "
+                f"{self.emin} <= E <= {top} (the largest is {math.ldexp(2 - 2.0**-m, top)!r})")
+        _check_scale(self, self.SCALE_RULES)
 
     @property
     def name(self) -> str:
@@ -113,8 +260,6 @@ class MXFPFormat(_FormatBase):
     @property
     def emax_elem(self) -> int:
         """Exponent of the largest normal element (the spec's emax)."""
-        import math
-
         return math.frexp(self.max_normal)[1] - 1
 
     @property
@@ -143,7 +288,8 @@ class BlockFP(_FormatBase):
     Shared exponent ceil(log2(max|x|)) of ``exponent_width`` bits; elements are sign plus a
     (width-1)-bit magnitude m, value sign * m * 2^(e - (width-1)). ``zero_passthrough``
     reproduces the authors' code, which returns elements with |x| <= float32(1e-8) unchanged
-    in fake quantization (see docs/mxsim_semantics.md).
+    in fake quantization (see docs/mxsim_semantics.md). ``exponent_bias`` (default
+    2^(exponent_width-1) - 1) must leave exponent 0 representable: 0 <= bias <= 2^width - 2.
     """
 
     width: int
@@ -153,13 +299,19 @@ class BlockFP(_FormatBase):
     zero_passthrough: bool = True
 
     kind = "blockfp"
+    SCALE_RULES = (ScaleRule.BLOCKFP,)
 
     def __post_init__(self):
         super().__post_init__()
-        if not 2 <= self.width <= 8:
-            raise ValueError(f"width must be in [2, 8], got {self.width!r}")
-        if not 2 <= self.exponent_width <= 8:
-            raise ValueError(f"exponent_width must be in [2, 8], got {self.exponent_width!r}")
+        _int_field(self, "width", 2, 8)
+        ew = _int_field(self, "exponent_width", 2, 8)
+        if self.exponent_bias is not None:
+            _int_field(self, "exponent_bias", 0, 2**ew - 2)
+        _bool_field(self, "zero_passthrough")
+
+    @property
+    def scale(self) -> ScaleEncoding:
+        return ScaleEncoding(self.exponent_width, self.bias, ScaleRule.BLOCKFP)
 
     @property
     def name(self) -> str:
@@ -168,10 +320,6 @@ class BlockFP(_FormatBase):
     @property
     def element_bits(self) -> int:
         return self.width
-
-    @property
-    def scale_bits(self) -> int:
-        return self.exponent_width
 
     @property
     def bias(self) -> int:
@@ -206,6 +354,7 @@ class BlockFP(_FormatBase):
 
 
 Format = MXIntFormat | MXFPFormat | BlockFP
+FORMAT_CLASSES = (MXIntFormat, MXFPFormat, BlockFP)
 
 MXINT8 = MXIntFormat(8)
 MXINT6 = MXIntFormat(6)
@@ -222,33 +371,85 @@ FORMATS: dict[str, Format] = {
     f.name: f
     for f in (MXINT8, MXINT6, MXINT4, MXINT2, MXFP8_E4M3, MXFP8_E5M2, MXFP6_E3M2, MXFP6_E2M3, MXFP4_E2M1)
 }
+# OCP's short name where it is unambiguous (FP4 has one element format)
+_ALIASES = {"MXFP4": MXFP4_E2M1}
 
-ROUNDING_MODES = ("nearest_even", "nearest_away", "floor", "stochastic")
+# ---------------------------------------------------------------------------------------
+# names
+
+_NAME_SYNTAX = "MXINT<2..8>, BlockFP<2..8>, " + ", ".join(f for f in FORMATS if not f.startswith("MXINT")) + \
+    ", MXFP4 (each optionally '/<block_size>'), or 'json:{...}' (format_to_str of a custom format)"
 
 
 def get_format(fmt) -> Format:
-    """Accept a format object or its name ("MXINT4", "mxfp4_e2m1", "BlockFP4", "blockfp4/16")."""
-    if isinstance(fmt, (MXIntFormat, MXFPFormat, BlockFP)):
+    """The one format-name parser: a format object, or a name such as "MXINT3", "mxint4/16",
+    "BlockFP4/16", "MXFP4_E2M1/32" (any case; "/<n>" sets the block size), or the "json:{...}"
+    spelling that :func:`format_to_str` writes for custom formats."""
+    if isinstance(fmt, FORMAT_CLASSES):
         return fmt
     if not isinstance(fmt, str):
         raise ValueError(f"fmt must be a format object or a name, got {type(fmt).__name__}")
-    name, _, block = fmt.strip().partition("/")
-    key = name.upper()
-    if key in FORMATS:
-        out = FORMATS[key]
-    elif key.startswith("BLOCKFP") and key[7:].isdigit():
-        out = BlockFP(int(key[7:]))
-    else:
-        allowed = ", ".join(list(FORMATS) + ["BlockFP<width>"])
-        raise ValueError(f"unknown format name {fmt!r}; allowed: {allowed} (optionally '/<block_size>')")
-    if block:
-        if not block.isdigit():
+    text = fmt.strip()
+    if text.startswith("json:"):
+        return format_from_json(text[5:])
+    name, _, block = text.partition("/")
+    key = name.strip().upper()
+    m = re.fullmatch(r"(MXINT|BLOCKFP)(\d+)", key)
+    try:
+        if key in FORMATS or key in _ALIASES:
+            out = FORMATS.get(key) or _ALIASES[key]
+        elif m and m.group(1) == "MXINT":
+            out = MXIntFormat(int(m.group(2)))
+        elif m:
+            out = BlockFP(int(m.group(2)))
+        else:
+            raise ValueError("unknown name")
+    except ValueError:
+        raise ValueError(f"unknown format name {fmt!r}; allowed: {_NAME_SYNTAX}") from None
+    if block or text.endswith("/"):
+        if not block.strip().isdigit() or int(block) < 1:
             raise ValueError(f"block size in format name {fmt!r} must be a positive integer")
         out = out.with_block_size(int(block))
     return out
 
 
-def check_rounding(rounding: str) -> str:
-    if rounding not in ROUNDING_MODES:
-        raise ValueError(f"rounding must be one of {ROUNDING_MODES}, got {rounding!r}")
-    return rounding
+parse_format = get_format
+
+
+def format_to_json(fmt) -> str:
+    """Every field of ``fmt`` as JSON ({"class": ..., fields...}); format_from_json inverts it."""
+    fmt = get_format(fmt)
+    return json.dumps({"class": type(fmt).__name__, **dataclasses.asdict(fmt)})
+
+
+def format_from_json(text: str) -> Format:
+    try:
+        d = json.loads(text)
+        cls = {c.__name__: c for c in FORMAT_CLASSES}[d.pop("class")]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ValueError(f"not a format_to_json string: {text!r}") from None
+    if "scale" in d:
+        d["scale"] = ScaleEncoding(**d["scale"])
+    return cls(**d)
+
+
+def format_to_str(fmt) -> str:
+    """The shortest name that :func:`get_format` parses back to an equal format: "MXINT4/16",
+    "BlockFP4/16", "MXFP4_E2M1/32"; a format no name describes (custom bias, scale, ...) is
+    written as "json:{...}"."""
+    fmt = get_format(fmt)
+    short = f"{fmt.name}/{fmt.block_size}"
+    try:
+        if get_format(short) == fmt:
+            return short
+    except ValueError:
+        pass
+    return "json:" + format_to_json(fmt)
+
+
+def check_rounding(rounding) -> Rounding:
+    """The boundary check of a rounding argument: a Rounding from a member or its name."""
+    return Rounding.parse(rounding)
+
+
+

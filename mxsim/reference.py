@@ -1,7 +1,8 @@
 """The referee: an independent pure-PyTorch implementation of docs/mxsim_semantics.md.
 
-Written apart from ``mxsim/kernels`` (numba) on purpose: the only thing shared is the format
-dataclasses of ``mxsim/formats.py``. It works on CPU and CUDA tensors (it is the GPU path).
+Written apart from ``mxsim/kernels`` (numba) on purpose: the only things shared are the format
+dataclasses of ``mxsim/formats.py`` (with their scale encodings), the ``Rounding`` and the
+accumulator types. It works on CPU and CUDA tensors (it is the GPU path).
 
 Design notes (why each step is exact):
 
@@ -27,17 +28,8 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from .formats import (
-    E8M0_BIAS,
-    E8M0_NAN,
-    SCALE_EXP_MAX,
-    SCALE_EXP_MIN,
-    BlockFP,
-    MXFPFormat,
-    MXIntFormat,
-    check_rounding,
-    get_format,
-)
+from .formats import BlockFP, MXFPFormat, MXIntFormat, check_rounding, get_format
+from .rounding import Rounding
 
 __all__ = ["fake_quantize", "quantize", "dequantize", "matmul", "lowbias32", "uniform_u"]
 
@@ -133,14 +125,14 @@ def uniform_u(index, seed):
 def _round_magnitude(t, rounding, u=None):
     """Round non-negative float64 tensor ``t`` to an integer-valued float64 tensor."""
     fl = torch.floor(t)
-    if rounding == "floor":
+    if rounding is Rounding.FLOOR:
         return fl
     f = t - fl  # exact
-    if rounding == "nearest_even":
+    if rounding is Rounding.NEAREST_EVEN:
         return torch.round(t)  # half to even, exact on float64
-    if rounding == "nearest_away":
+    if rounding is Rounding.NEAREST_AWAY:
         return fl + (f >= 0.5).to(t.dtype)
-    if rounding == "stochastic":
+    if rounding is Rounding.STOCHASTIC:
         up = (f > 0) & (f >= 1.0 - u)
         return fl + up.to(t.dtype)
     raise ValueError(f"unknown rounding {rounding!r}")
@@ -180,8 +172,9 @@ def _mx_quantize_blocks(xb, fmt, rounding, u):
     amax = absx.amax(dim=-1)
     zero = amax == 0
     fl = _floor_log2(amax.masked_fill(zero, 1.0))
-    s = torch.clamp(fl - fmt.emax_elem, SCALE_EXP_MIN, SCALE_EXP_MAX)
-    s = s.masked_fill(zero, SCALE_EXP_MIN)
+    sc = fmt.scale
+    s = torch.clamp(fl - fmt.emax_elem, sc.exp_min, sc.exp_max)
+    s = s.masked_fill(zero, sc.exp_min)
     s_e = s.unsqueeze(-1)
     neg = torch.signbit(xb0)
     if isinstance(fmt, MXIntFormat):
@@ -216,7 +209,7 @@ def _mx_quantize_blocks(xb, fmt, rounding, u):
         codes = codes.masked_fill(zb | bad.unsqueeze(-1), 0)
         mag = r * _pow2(s_e)
         value = torch.where(neg, -mag, mag).masked_fill(zb, 0.0)  # zero block: +0.0
-    scale_codes = torch.where(bad, torch.full_like(s, E8M0_NAN), s + E8M0_BIAS)
+    scale_codes = torch.where(bad, torch.full_like(s, sc.nan_code), s + sc.bias)
     if any_bad:
         value = value.masked_fill(bad.unsqueeze(-1), float("nan"))
     return codes, scale_codes, value
@@ -242,7 +235,8 @@ def _bfp_quantize_blocks(xb, fmt, rounding, u):
             amax = torch.where(good & (amax == 0), nz.min(), amax)
     amax = torch.where(good, amax, torch.ones_like(amax))
     e = torch.ceil(torch.log2(amax.contiguous()))  # float32 log2 as torch computes it
-    e = torch.clamp(e, fmt.exp_min, fmt.exp_max).to(torch.int64)
+    sc = fmt.scale
+    e = torch.clamp(e, sc.exp_min, sc.exp_max).to(torch.int64)
     e_e = e.unsqueeze(-1)
     nudge = torch.tensor(_F32_1E9, dtype=torch.float32, device=xb.device)
     v = xb0.abs() + nudge  # float32 add
@@ -259,7 +253,7 @@ def _bfp_quantize_blocks(xb, fmt, rounding, u):
     value = torch.where(negzero, torch.full_like(value, -0.0), value)
     codes = torch.where(bad.unsqueeze(-1), torch.zeros_like(codes), codes)
     value = torch.where(bad.unsqueeze(-1), torch.full_like(value, float("nan")), value)
-    scale_codes = torch.where(bad, torch.full_like(e, fmt.nan_code), e + fmt.bias)
+    scale_codes = torch.where(bad, torch.full_like(e, sc.nan_code), e + sc.bias)
     return codes, scale_codes, value
 
 
@@ -269,7 +263,7 @@ def _bfp_quantize_blocks(xb, fmt, rounding, u):
 
 def _run(x, fmt, axis, rounding, seed):
     fmt = get_format(fmt)
-    check_rounding(rounding)
+    rounding = check_rounding(rounding)
     t, was_numpy = _as_tensor(x)
     ax = _norm_axis(axis, t.dim())
     k = fmt.block_size
@@ -279,7 +273,7 @@ def _run(x, fmt, axis, rounding, seed):
         work = t.to(torch.float64)
     xb, L = _to_blocks(work, ax, k)
     u = None
-    if rounding == "stochastic":
+    if rounding is Rounding.STOCHASTIC:
         idx = _flat_index_blocks(tuple(t.shape), ax, k, t.device)
         u = uniform_u(idx, seed)
     if isinstance(fmt, BlockFP):
@@ -289,7 +283,7 @@ def _run(x, fmt, axis, rounding, seed):
     return fmt, t, was_numpy, ax, L, codes, sc, val
 
 
-def fake_quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
+def fake_quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0):
     """Quantize and dequantize; same type, dtype, shape and device as ``x``."""
     fmt, t, was_numpy, ax, L, codes, sc, val = _run(x, fmt, axis, rounding, seed)
     out = _from_blocks(val, L, ax)
@@ -307,7 +301,7 @@ def fake_quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
     return res.numpy() if was_numpy else res
 
 
-def quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
+def quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0):
     """Return (codes, scales): codes with x's shape (int8, or uint8 bit patterns for MXFP),
     scales uint8 with ``axis`` replaced by the number of blocks."""
     fmt, t, was_numpy, ax, L, codes, sc, val = _run(x, fmt, axis, rounding, seed)
@@ -334,9 +328,7 @@ def _int_view(codes, fmt):
 
 def _scale_exp(scales, fmt):
     s = scales.to(torch.int64)
-    if isinstance(fmt, BlockFP):
-        return s - fmt.bias, s == fmt.nan_code
-    return s - E8M0_BIAS, s == E8M0_NAN
+    return s - fmt.scale.bias, s == fmt.scale.nan_code
 
 
 def dequantize(codes, scales, fmt, axis=-1, dtype=torch.float32):

@@ -15,11 +15,12 @@ from .layout import Source, from_blocked_2d, from_numpy, normalize_axis, to_bloc
 
 def _kind_params(fmt):
     """(kind id, ebits, mbits, scale bias, NaN scale code) for the dequant/pack kernels."""
+    sc = fmt.scale
     if isinstance(fmt, MXFPFormat):
-        return _dq.KIND_MXFP, fmt.exponent_bits, fmt.mantissa_bits, 127, 0xFF
+        return _dq.KIND_MXFP, fmt.exponent_bits, fmt.mantissa_bits, sc.bias, sc.nan_code
     if isinstance(fmt, BlockFP):
-        return _dq.KIND_BFP, 0, 0, fmt.bias, fmt.nan_code
-    return _dq.KIND_MXINT, 0, 0, 127, 0xFF
+        return _dq.KIND_BFP, 0, 0, sc.bias, sc.nan_code
+    return _dq.KIND_MXINT, 0, 0, sc.bias, sc.nan_code
 
 
 @dataclass(eq=False)

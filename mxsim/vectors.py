@@ -54,7 +54,7 @@ def int_bits(fmt) -> int:
 
 
 def scale_bias(fmt) -> int:
-    return fmt.bias if isinstance(fmt, BlockFP) else 127
+    return fmt.scale.bias
 
 
 def _pack(vals: np.ndarray, bits: int) -> list[int]:

@@ -5,6 +5,9 @@ blocked one, so each block is a contiguous run of a row. ``inner`` is the produc
 original dimensions after the blocked axis; it recovers an element's flat C-order index in
 the original tensor, which seeds stochastic rounding.
 
+The block scale's encoding comes from the format (``fmt.scale``): ``smin``/``smax`` are the
+finite scale exponents, ``sbias`` the code offset and ``snan`` the NaN code.
+
 Outputs are written in place: ``scales`` (R, n_blocks) uint8 always, ``codes`` (R, L)
 only when ``want_codes`` and ``deq`` (R, L) only when ``want_deq`` (pass (1, 1) dummies
 otherwise), so fake quantization never touches a codes array.
@@ -15,8 +18,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
-RN_EVEN, RN_AWAY, RN_FLOOR, RN_STOCH = 0, 1, 2, 3
-ROUNDING_IDS = {"nearest_even": RN_EVEN, "nearest_away": RN_AWAY, "floor": RN_FLOOR, "stochastic": RN_STOCH}
+from ..rounding import Rounding
+
+# the kernels branch on ints (numba freezes these globals as constants); the modes are mxsim.Rounding
+RN_EVEN = Rounding.NEAREST_EVEN.kernel_id
+RN_AWAY = Rounding.NEAREST_AWAY.kernel_id
+RN_FLOOR = Rounding.FLOOR.kernel_id
+RN_STOCH = Rounding.STOCHASTIC.kernel_id
+F32_EXP_BIAS = 127  # IEEE binary32 exponent bias (reading float32 bit patterns; not a scale bias)
 
 # uint64 constants: numba would promote a uint64 mixed with a Python int to float64.
 _M32 = np.uint64(0xFFFFFFFF)
@@ -100,7 +109,7 @@ def fill_block(codes, deq, r, j0, j1, value, want_codes, want_deq):
 
 
 @njit(cache=True, parallel=True)
-def mxint_kernel(x, k, bits, mode, seed, inner, want_codes, want_deq, codes, scales, deq):
+def mxint_kernel(x, k, bits, smin, smax, sbias, snan, mode, seed, inner, want_codes, want_deq, codes, scales, deq):
     R, L = x.shape
     nb = (L + k - 1) // k
     q = -(bits - 2)
@@ -113,14 +122,14 @@ def mxint_kernel(x, k, bits, mode, seed, inner, want_codes, want_deq, codes, sca
         j1 = min(j0 + k, L)
         amax, finite = block_amax(x, r, j0, j1)
         if not finite:
-            scales[r, b] = 0xFF
+            scales[r, b] = snan
             fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
             continue
         if amax == 0.0:
-            s = -127
+            s = smin
         else:
-            s = min(max(floor_log2(amax) - 0, -127), 127)
-        scales[r, b] = s + 127
+            s = min(max(floor_log2(amax) - 0, smin), smax)
+        scales[r, b] = s + sbias
         down = math.ldexp(1.0, -(s + q))
         up = math.ldexp(1.0, s + q)
         for j in range(j0, j1):
@@ -140,7 +149,7 @@ def mxint_kernel(x, k, bits, mode, seed, inner, want_codes, want_deq, codes, sca
 
 
 @njit(cache=True, parallel=True)
-def mxfp_kernel(x, k, ebits, mbits, bias, max_normal, emax_elem, mode, seed, inner,
+def mxfp_kernel(x, k, ebits, mbits, bias, max_normal, emax_elem, smin, smax, sbias, snan, mode, seed, inner,
                 want_codes, want_deq, codes, scales, deq):
     R, L = x.shape
     nb = (L + k - 1) // k
@@ -155,15 +164,15 @@ def mxfp_kernel(x, k, ebits, mbits, bias, max_normal, emax_elem, mode, seed, inn
         j1 = min(j0 + k, L)
         amax, finite = block_amax(x, r, j0, j1)
         if not finite:
-            scales[r, b] = 0xFF
+            scales[r, b] = snan
             fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
             continue
         if amax == 0.0:
-            scales[r, b] = 0
+            scales[r, b] = smin + sbias
             fill_block(codes, deq, r, j0, j1, 0.0, want_codes, want_deq)
             continue
-        s = min(max(floor_log2(amax) - emax_elem, -127), 127)
-        scales[r, b] = s + 127
+        s = min(max(floor_log2(amax) - emax_elem, smin), smax)
+        scales[r, b] = s + sbias
         down = math.ldexp(1.0, -s)
         up = math.ldexp(1.0, s)
         for j in range(j0, j1):
@@ -286,7 +295,7 @@ _POW2 = np.array([2.0 ** (i - 200) for i in range(401)])  # ldexp is a libm call
 
 
 @njit(cache=True, parallel=True)
-def mxint_f32_fast(x, xbits, k, bits, mode, want_codes, want_deq, codes, scales, deq):
+def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, mode, want_codes, want_deq, codes, scales, deq):
     """MXINT for float32 input and the non-stochastic modes, written to vectorize.
 
     The block max is taken on the int32 bit patterns (|x| orders like its bits), which also
@@ -309,13 +318,14 @@ def mxint_f32_fast(x, xbits, k, bits, mode, want_codes, want_deq, codes, scales,
         for j in range(j0, j1):
             m = np.int32(max(np.int32(xbr[j] & msk), m))
         if m >= 0x7F800000:
-            scales[r, b] = 0xFF
+            scales[r, b] = snan
             fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
             continue
         # normal amax: the biased exponent field; zero or float32-subnormal amax (< 2^-126)
-        # has floor(log2) <= -127 and clamps to -127
-        s = int(m >> 23) - 127 if m >= 0x00800000 else -127
-        scales[r, b] = s + 127
+        # has floor(log2) <= -127, below every scale range (smin >= -254 and E8M0's is -127)
+        s = int(m >> 23) - F32_EXP_BIAS if m >= 0x00800000 else -254
+        s = min(max(s, smin), smax)
+        scales[r, b] = s + sbias
         down = _POW2[200 - (s + q)]
         up = _POW2[200 + s + q]
         if want_deq:

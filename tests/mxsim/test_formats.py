@@ -36,5 +36,7 @@ def test_bad_block_size(bad):
 def test_get_format():
     assert get_format("mxint4/16") == mxsim.MXINT4.with_block_size(16)
     assert get_format("BlockFP3") == mxsim.BlockFP(3)
+    # every MXINTb with b in 2..8 has a name, not only the four preset constants
+    assert get_format("MXINT5") == mxsim.MXIntFormat(5)
     with pytest.raises(ValueError, match="unknown format name"):
-        get_format("MXINT5")
+        get_format("MXINT9")
