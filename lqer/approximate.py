@@ -90,12 +90,9 @@ def check_scale(scale, n_in: int) -> torch.Tensor:
 
 
 def check_xtx(xtx, n_in: int) -> torch.Tensor:
-    R = torch.as_tensor(xtx).detach().to(torch.float64)
-    if R.shape != (n_in, n_in):
-        raise ValueError(f"xtx must be (in x in) = ({n_in}, {n_in}), got shape {tuple(R.shape)}")
-    if not torch.isfinite(R).all():
-        raise ValueError("xtx contains NaN or Inf")
-    return R
+    from .covariance import check_second_moment
+
+    return check_second_moment(torch.as_tensor(xtx), "xtx", n_in)
 
 
 def dequantize_weight(w_q, W) -> torch.Tensor:
@@ -112,6 +109,10 @@ def sym_sqrt(R: torch.Tensor, rel_eps: float = 1e-10):
     """(S, S^-1) for a symmetric PSD R via eigh in float64; eigenvalues floored at rel_eps * max."""
     R = 0.5 * (R + R.T)
     lam, Q = torch.linalg.eigh(R.to(torch.float64))
+    top = float(lam.abs().max())
+    if float(lam.min()) < -1e-6 * top:  # rounding gives ~1e-16 relative; beyond that it is not X^T X
+        raise ValueError(f"xtx is indefinite (eigenvalues from {float(lam.min()):.3g} to {float(lam.max()):.3g}); "
+                         "a second moment X^T X is positive semi-definite")
     floor = max(float(lam.max()), 0.0) * rel_eps
     if floor <= 0:
         raise ValueError("xtx is zero (no calibration activations?)")
@@ -177,6 +178,15 @@ class ErrorSVD:
         return A.to(torch.float32).contiguous(), B.to(torch.float32).contiguous()
 
 
+def _check_scaled(M, left_inv, what: str) -> None:
+    """The scaled error and the inverse scale are finite: a scale spanning too many decades
+    overflows float32 here and would give Inf factors and metrics without a word."""
+    bad = not torch.isfinite(M).all() or (left_inv is not None and not torch.isfinite(left_inv).all())
+    if bad:
+        raise ValueError(f"{what} spans too wide a range: the scaled quantization error (or its inverse scale) "
+                         "overflows float32 (a positive, finite scale within ~1e30 of dynamic range is needed)")
+
+
 def decompose(W, *, w_format, rank=None, scale=None, svd="full", xtx=None, qera_approx=False,
               n_tokens=1, oversample=16, niter=2, seed=0) -> ErrorSVD:
     """Quantize W and take the SVD of (scaled) E^T. ``rank`` caps the randomized SVD (full
@@ -189,6 +199,8 @@ def decompose(W, *, w_format, rank=None, scale=None, svd="full", xtx=None, qera_
         raise ValueError("give either scale (L2QER) or xtx (QERA), not both")
     if w_format is None:
         raise ValueError("w_format is required")
+    if qera_approx and xtx is None:
+        raise ValueError("qera_approx=True needs xtx (the input second moment); without it this would be plain LQER")
     w_q = mxsim.quantize(W, w_format, axis=1)
     w_deq = dequantize_weight(w_q, W)
     E = W - w_deq
@@ -214,6 +226,7 @@ def decompose(W, *, w_format, rank=None, scale=None, svd="full", xtx=None, qera_
         kind = "l2qer"
     else:
         M = Et.contiguous()
+    _check_scaled(M, left_inv, "xtx" if xtx is not None else "scale")
     if svd == "full":
         U, S, Vh = torch.linalg.svd(M, full_matrices=False)
     else:

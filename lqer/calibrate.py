@@ -220,6 +220,26 @@ def outlier_counts_json(stats: dict, path=None) -> str:
 
 
 @torch.no_grad()
+def _vocab_size(model) -> int | None:
+    try:
+        return int(model.get_input_embeddings().num_embeddings)
+    except (AttributeError, TypeError):
+        return None
+
+
+def check_token_ids(ids, vocab: int | None, what: str = "token ids") -> None:
+    """Token ids are an integer tensor (torch.long as nn.Embedding wants) within [0, vocab)."""
+    if not isinstance(ids, torch.Tensor):
+        raise ValueError(f"{what} must be a torch tensor of token ids (LongTensor batch x seq), got {type(ids).__name__}")
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(f"{what} must hold integer token ids (torch.long), got dtype {ids.dtype}")
+    if ids.numel() == 0:
+        raise ValueError(f"{what} is empty (shape {tuple(ids.shape)})")
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or (vocab is not None and hi >= vocab):
+        raise ValueError(f"{what}: token ids must be in [0, {vocab}) (the model's vocabulary), got range [{lo}, {hi}]")
+
+
 def run_calibration(model, batches, observer_factory: Callable, layers=None, progress: bool = True,
                     share_inputs: bool = True, batch_size: int = 1) -> dict:
     """Run ``batches`` (LongTensor n x seq, or an iterable of them) through ``model`` with
@@ -258,6 +278,9 @@ def run_calibration(model, batches, observer_factory: Callable, layers=None, pro
         chunks = list(batches)
     if not chunks:
         raise ValueError("no calibration batches given")
+    vocab = _vocab_size(model)
+    for i, ids in enumerate(chunks):
+        check_token_ids(ids, vocab, f"calibration_batches[{i}]")
     device = next(model.parameters()).device
     it = chunks
     if progress:

@@ -24,7 +24,45 @@ import torch
 
 import mxsim
 
-__all__ = ["CovarianceStats", "CovarianceObserver", "MIN_TOKENS_PER_DIM"]
+__all__ = ["CovarianceStats", "CovarianceObserver", "MIN_TOKENS_PER_DIM", "check_second_moment"]
+
+# relative tolerance for symmetry and for negative diagonals/eigenvalues (float64 sums of
+# float32 activations are symmetric to ~1e-16 relative; an asymmetry of 1e-6 is a different matrix)
+SYM_RTOL = 1e-6
+
+
+def check_second_moment(M, name: str, n: int | None = None) -> torch.Tensor:
+    """A second-moment matrix (X^T X, a GPTQ Hessian) as float64: square (n x n), finite,
+    symmetric and with a non-negative diagonal, within SYM_RTOL of its largest entry. Raises
+    ValueError naming ``name`` (an indefinite matrix is caught where its eigenvalues or Cholesky
+    factor are computed anyway: lqer.approximate.sym_sqrt, lqer.gptq)."""
+    if not isinstance(M, torch.Tensor):
+        import numpy as np
+
+        if not isinstance(M, np.ndarray):
+            raise ValueError(f"{name} must be a torch tensor or numpy array, got {type(M).__name__}")
+        M = torch.from_numpy(M)
+    if M.is_complex() or M.dtype == torch.bool:
+        raise ValueError(f"{name} must be real, got dtype {M.dtype}")
+    M = M.detach().to(torch.float64)
+    if M.ndim != 2 or M.shape[0] != M.shape[1] or (n is not None and M.shape[0] != n):
+        want = f"({n}, {n})" if n is not None else "square"
+        raise ValueError(f"{name} must be {want} (in x in), got shape {tuple(M.shape)}")
+    if not torch.isfinite(M).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    scale = float(M.abs().max()) if M.numel() else 0.0
+    if scale == 0.0:
+        return M
+    asym = float((M - M.T).abs().max())
+    if asym > SYM_RTOL * scale:
+        raise ValueError(f"{name} is not symmetric (max |M - M^T| = {asym:.3g}, max |M| = {scale:.3g}); "
+                         "a second moment X^T X is symmetric positive semi-definite")
+    d = torch.diagonal(M)
+    if float(d.min()) < -SYM_RTOL * scale:
+        i = int(torch.argmin(d))
+        raise ValueError(f"{name} has negative diagonal entries (e.g. [{i}, {i}] = {float(d[i]):.3g}); "
+                         "a second moment X^T X is positive semi-definite")
+    return M
 
 # n >= MIN_TOKENS_PER_DIM * d_in tokens are required before the statistics are used.
 MIN_TOKENS_PER_DIM = 2
@@ -50,6 +88,8 @@ class CovarianceStats:
                 raise ValueError(f"{name}: statistic {nm} has shape {tuple(m.shape)}, expected ({d}, {d})")
             if not torch.isfinite(m).all():
                 raise ValueError(f"{name}: statistic {nm} contains NaN or Inf (non-finite activations?)")
+            if nm != "sxy":  # X^T Y is not symmetric; X^T X and Y^T Y are
+                check_second_moment(m, f"{name}: statistic {nm}")
         if d_in is not None and d != d_in:
             raise ValueError(f"{name}: statistics are for inputs of width {d}, the weight has d_in={d_in}")
         need = math.ceil(min_tokens_per_dim * d)

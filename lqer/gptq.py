@@ -114,6 +114,9 @@ def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, retur
         raise ValueError(f"H must be {d_in} x {d_in} (d_in x d_in), got {tuple(H.shape)}")
     if not torch.isfinite(H).all() or not torch.isfinite(T).all():
         raise ValueError("GPTQ: H and the target must be finite")
+    from .covariance import check_second_moment
+
+    check_second_moment(H, "GPTQ: H")  # symmetric, diagonal >= 0 (a zero diagonal is a dead input)
     if not (isinstance(block, int) and block >= 1):
         raise ValueError(f"block must be a positive integer, got {block!r}")
     if not (damp >= 0 and math.isfinite(damp)):

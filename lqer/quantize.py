@@ -192,6 +192,19 @@ def save_quantized(model, path, config=None, info=None):
     return path
 
 
+def _check_saved_width(name, meta, tensors, target, path) -> None:
+    """The saved layer has the (out, in) shape of the model's layer it replaces (else a model of
+    another width would get wrong-shaped layers that fail only in forward)."""
+    if meta["type"] == "QuantLinear":
+        shape = (meta["out"], meta["in"])
+    else:
+        shape = tuple(tensors[name + ".weight_fp16"].shape)
+    have = (getattr(target, "out_features", None), getattr(target, "in_features", None))
+    if None not in have and tuple(have) != tuple(shape):
+        raise ValueError(f"{str(path)!r}: saved layer {name} is {shape[0]} x {shape[1]} (out x in) but the "
+                         f"model's is {have[0]} x {have[1]}: it was saved from another model")
+
+
 def load_quantized(model_or_path, path):
     """Rebuild the quantized layers saved by ``save_quantized`` into ``model_or_path`` (a
     model with the original architecture, or a model path/name for ``load_model``)."""
@@ -217,9 +230,10 @@ def load_quantized(model_or_path, path):
     layers = json.loads(header["layers"])
     for name, meta in layers.items():
         try:
-            model.get_submodule(name)
+            target = model.get_submodule(name)
         except AttributeError as e:
             raise ValueError(f"saved layer {name} does not exist in the given model") from e
+        _check_saved_width(name, meta, tensors, target, path)
         if meta["type"] == "QuantLinear":
             mod = QuantLinear(_get(tensors, meta, name + ".W"), bias=_get(tensors, meta, name + ".bias"),
                               x_format=format_from_str(meta["x_format"]), A=_get(tensors, meta, name + ".A"),
