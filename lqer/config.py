@@ -8,61 +8,40 @@ full precision.
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mxsim
-from mxsim.formats import BlockFP, MXFPFormat, MXIntFormat
+from mxsim.formats import FORMAT_CLASSES, MXIntFormat
+from mxsim.formats import format_to_json as mxsim_format_to_json
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 FACTOR_AXES = ("last", "reduction")
 SVD_KINDS = ("full", "randomized")
 
 
+NO_FORMAT = ("none", "fp", "fp32", "full", "")
+
+
 def parse_format(spec):
-    """A format object, None, or a string ("MXINT3/16", "BlockFP4/16", "none") -> format or None."""
-    if spec is None or isinstance(spec, (MXIntFormat, MXFPFormat, BlockFP)):
-        return spec
-    if not isinstance(spec, str):
-        raise ValueError(f"format must be a format object, a name or 'none', got {spec!r}")
-    s = spec.strip()
-    if s.lower() in ("none", "fp", "fp32", "full", ""):
+    """A format object, None, or a string: "none" (full precision) or any mxsim format name
+    ("MXINT3/16", "BlockFP4/16", ...; mxsim.get_format is the one parser) -> format or None."""
+    if spec is None:
         return None
-    m = re.fullmatch(r"(?i)mxint(\d)(?:/(\d+))?", s)
-    if m:
-        fmt = MXIntFormat(int(m.group(1)))
-        return fmt.with_block_size(int(m.group(2))) if m.group(2) else fmt
-    return mxsim.get_format(s)
+    if isinstance(spec, str) and spec.strip().lower() in NO_FORMAT:
+        return None
+    if not isinstance(spec, (str, *FORMAT_CLASSES)):
+        raise ValueError(f"format must be a format object, a name or 'none', got {spec!r}")
+    return mxsim.get_format(spec)
 
 
 def format_to_str(fmt) -> str:
-    if fmt is None:
-        return "none"
-    if isinstance(fmt, MXIntFormat):
-        return f"MXINT{fmt.element_bits}/{fmt.block_size}"
-    if isinstance(fmt, BlockFP):
-        if fmt.exponent_width != 8 or fmt.exponent_bias is not None or not fmt.zero_passthrough:
-            return "json:" + format_to_json(fmt)
-        return f"BlockFP{fmt.width}/{fmt.block_size}"
-    return f"{fmt.name}/{fmt.block_size}"
+    return "none" if fmt is None else mxsim.format_to_str(fmt)
 
 
-def format_to_json(fmt) -> str:
-    import json
-
-    return json.dumps({"class": type(fmt).__name__, **dataclasses.asdict(fmt)})
-
-
-def format_from_str(s: str):
-    if s.startswith("json:"):
-        import json
-
-        d = json.loads(s[5:])
-        cls = {"MXIntFormat": MXIntFormat, "MXFPFormat": MXFPFormat, "BlockFP": BlockFP}[d.pop("class")]
-        return cls(**d)
-    return parse_format(s)
+format_to_json = mxsim_format_to_json
+format_from_str = parse_format
 
 
 @dataclass(frozen=True)
