@@ -99,10 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _threads(args) -> None:
+    from .util import set_threads
+
+    n = set_threads(args.torch_threads)
+    print(f"mxlab: torch uses {n} thread(s)", file=sys.stderr)
+
+
 def _report(args) -> int:
     from .report import ReportSettings, run_report
 
-    path = run_report(ReportSettings.from_args(args))
+    settings = ReportSettings.from_args(args)  # every check first: a mistake prints one line
+    _threads(args)
+    path = run_report(settings)
     print(f"report written to {path}")
     return 0
 
@@ -126,8 +135,10 @@ def _sweep(args) -> int:
 
 
 def _table(args) -> int:
-    from .report import run_table
+    from .report import check_table_args, run_table
 
+    check_table_args(args)
+    _threads(args)
     path = run_table(args)
     print(f"table written to {path}")
     return 0
@@ -141,11 +152,6 @@ def main(argv=None) -> int:
         return 2
 
     def body():
-        if args.cmd in ("report", "table"):
-            from .util import set_threads
-
-            n = set_threads(args.torch_threads)
-            print(f"mxlab: torch uses {n} thread(s)", file=sys.stderr)
         return {"report": _report, "sweep": _sweep, "table": _table}[args.cmd](args)
 
     hint = None

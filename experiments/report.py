@@ -99,6 +99,7 @@ class ReportSettings:
         check_output(Path(self.reports_dir), "--reports-dir", "dir")
         check_output(Path(self.reports_dir) / self.name, "--name (reports/<name>)", "dir")
         check_model(self.model)
+        resolve_device(self.device)
         if self.rank_config not in self.configs:
             raise UserError(f"the rank sweep runs at {self.rank_config}; keep it in --configs (got {self.configs})")
         if self.svd not in ("full", "randomized"):
@@ -106,10 +107,11 @@ class ReportSettings:
         if 32 not in self.ranks:
             self.ranks = sorted(set(self.ranks) | {32})
         for c in self.configs:
-            backend.check_preset(c)
+            with user_input("--configs"):
+                backend.check_preset(c)
         for m in self.methods:
             if m not in METHOD_NAMES:
-                raise UserError(f"unknown method {m!r} (known: {', '.join(METHOD_NAMES)})")
+                raise UserError(f"--methods: unknown method {m!r} (known: {', '.join(METHOD_NAMES)})")
         for m in REQUIRED_METHODS:
             if m not in self.methods:
                 raise UserError(f"the report needs method {m!r} (its figures compare against it); got {self.methods}")
@@ -213,19 +215,27 @@ def ppl_table(model, tok, windows, stats, configs, methods, progress=True, log=_
     return df, infos
 
 
-def run_table(args) -> Path:
-    """``mxlab table``: the perplexity table alone (e.g. the full split on a CUDA GPU)."""
+def check_table_args(args) -> None:
+    """``mxlab table``'s arguments, before any work."""
     if args.full and args.windows is not None:
         raise UserError("--full evaluates the whole test split; do not combine it with --windows")
-    out = check_output(Path(args.out), "--out", "dir")
+    check_output(Path(args.out), "--out", "dir")
     check_model(args.model)
+    resolve_device(args.device)
+    for m in args.methods or TABLE_METHODS:
+        if m not in METHOD_NAMES:
+            raise UserError(f"--methods: unknown method {m!r} (known: {', '.join(METHOD_NAMES)})")
+    for c in args.configs:
+        with user_input("--configs"):
+            backend.check_preset(c)
+
+
+def run_table(args) -> Path:
+    """``mxlab table``: the perplexity table alone (e.g. the full split on a CUDA GPU)."""
+    check_table_args(args)
+    out = Path(args.out)
     device = resolve_device(args.device)
     methods = args.methods or TABLE_METHODS
-    for m in methods:
-        if m not in METHOD_NAMES:
-            raise UserError(f"unknown method {m!r} (known: {', '.join(METHOD_NAMES)})")
-    for c in args.configs:
-        backend.check_preset(c)
     seq_len = args.seq_len or 1024
     n_windows = None if args.full else (args.windows or 4)
     timer = Timer()
