@@ -187,6 +187,22 @@ def _check_scaled(M, left_inv, what: str) -> None:
                          "overflows float32 (a positive, finite scale within ~1e30 of dynamic range is needed)")
 
 
+def _check_factor_product(A, B, dec) -> None:
+    """(A B) is finite in float32. A = diag(1/s) U_k and B = S_k V_k^T each stay finite for a scale s
+    of huge range, but their product overflows: Inf corrections and metrics, silently."""
+    bound = float(A.abs().max()) * float(B.abs().max()) * A.shape[1] if A.numel() and B.numel() else 0.0
+    if bound < 1e37 or torch.isfinite(A @ B).all():
+        return
+    what = {"l2qer": "scale", "qera": "xtx", "qera_approx": "xtx (its RMS scale)"}.get(dec.kind, "the weight")
+    inv = dec.left_inv
+    rng = ""
+    if inv is not None and inv.dim() == 1:
+        lo, hi = float(inv.abs().min()), float(inv.abs().max())
+        rng = f" (the inverse scale spans {math.log10(hi / lo):.0f} decades, {lo:.3g} to {hi:.3g})" if lo > 0 else ""
+    raise ValueError(f"{what} spans too wide a range{rng}: the low-rank correction A B overflows float32; "
+                     "use a scale within ~1e15 of dynamic range")
+
+
 def decompose(W, *, w_format, rank=None, scale=None, svd="full", xtx=None, qera_approx=False,
               n_tokens=1, oversample=16, niter=2, seed=0) -> ErrorSVD:
     """Quantize W and take the SVD of (scaled) E^T. ``rank`` caps the randomized SVD (full
@@ -280,6 +296,7 @@ def result_at_rank(dec: ErrorSVD, W, rank, *, a_format, b_format, factor_axis="l
     rank = check_rank(rank, W.shape)
     A, B = dec.factors(rank)
     A_q, B_q, A_deq, B_deq = quantize_factors(A, B, a_format, b_format, factor_axis)
+    _check_factor_product(A_deq, B_deq, dec)
     res = LowRankResult(dec.w_q, A_q, B_q, dec.w_deq, A_deq, B_deq, rank, dec.S.detach().to(torch.float32).clone())
     if metrics:
         R = torch.addmm(dec.E.T, A_deq, B_deq, alpha=-1.0)  # E^T - A B, one fused product
