@@ -15,7 +15,8 @@ import csv
 import sys
 from pathlib import Path
 
-from mxsim.files import atomic_write
+from mxsim.errors import ArgumentParser, run_cli
+from mxsim.files import atomic_write, check_output
 
 from . import synth
 
@@ -95,7 +96,7 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="hwmodel calibrate",
+    p = ArgumentParser(prog="hwmodel calibrate",
                                 description="Synthesize unit components with Yosys and write a unit-cost table.")
     p.add_argument("--tech", required=True, help="xilinx | ecp5 | cmos")
     p.add_argument("--out", type=Path, default=None, help="output CSV (default hwmodel/costs/yosys_<tech>.csv)")
@@ -108,14 +109,20 @@ def main(argv=None) -> int:
         p.error(f"unknown technology {args.tech!r}; known: {', '.join(synth.TECHS)}")
     mul_w = args.widths or MUL_WIDTHS
     add_w = args.widths or ADD_WIDTHS
-    try:
-        out = calibrate(args.tech, args.out, mul_w, add_w, use_cache=not args.no_cache,
-                        log=None if args.quiet else print)
-    except synth.SynthError as exc:
-        print(f"hwmodel calibrate: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {out}")
-    return 0
+
+    def body() -> int:
+        # before minutes of synthesis: the table must be writable where it goes
+        check_output(args.out if args.out is not None else COSTS_DIR / f"yosys_{args.tech}.csv", "--out", "file")
+        try:
+            out = calibrate(args.tech, args.out, mul_w, add_w, use_cache=not args.no_cache,
+                            log=None if args.quiet else print)
+        except synth.SynthError as exc:
+            print(f"hwmodel calibrate: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {out}")
+        return 0
+
+    return run_cli("hwmodel calibrate", body)
 
 
 if __name__ == "__main__":

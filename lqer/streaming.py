@@ -61,13 +61,14 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from mxsim.files import atomic_write as _atomic_write
 
 from .calibrate import input_groups
 from .checkpoint import open_checkpoint
@@ -98,20 +99,10 @@ def _layer_file(i: int) -> str:
 
 
 def atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename onto ``path``: a failure leaves ``path`` as it was and no
-    temp file behind. The file gets the mode the umask allows (mkstemp's 0600 is widened)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``write(tmp_path)`` then rename onto ``path`` (mxsim.files.atomic_write: a failure leaves
+    ``path`` as it was and no temp file behind; mode 0666 & ~umask)."""
+    with _atomic_write(path) as tmp:
+        write(str(tmp))
 
 
 def _write_json(path: Path, obj) -> None:

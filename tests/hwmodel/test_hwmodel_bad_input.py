@@ -31,6 +31,8 @@ def a_file(tmp_path):
     (["report", "--model", "llama-7b", "--plot", "{tmp}/area.xyz"], ["--plot", "png"]),
     (["paper", "--tech", "tsmc3"], ["--tech"]),
     (["components", "--tech", "{tmp}/no_table.csv"], ["--tech", "no_table.csv"]),
+    (["calibrate", "--tech", "fgpa"], ["fgpa", "xilinx"]),
+    (["calibrate", "--tech", "xilinx", "--out", "{file}/yosys.csv"], ["--out", "not a directory"]),  # before Yosys
 ])
 def test_report_mistakes_are_one_line_exit_2_and_write_nothing(argv, needles, tmp_path, a_file, capsys):
     argv = [a.format(tmp=tmp_path, file=a_file) for a in argv]
