@@ -34,6 +34,8 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     mode = rounding.kernel_id
     sc = fmt.scale
     scale_args = (sc.exp_min, sc.exp_max, sc.bias, sc.nan_code)
+    # the scale rule; rceil divides in float32 for float32 (and narrower) input
+    rule_args = (sc.rule.kernel_id, x2.dtype != np.float64)
     scales = np.empty((R, nb), np.uint8)
     out_dtype = x2.dtype
     # the fast kernel's power-of-two table covers scale exponents within +-190 (E8M0: +-127)
@@ -49,21 +51,23 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     if isinstance(fmt, MXIntFormat):
         codes = np.empty((R, L), np.int8) if want_codes else np.empty((1, 1), np.int8)
         if fast:
-            _q.mxint_f32_fast(x2, x2.view(np.int32), k, fmt.element_bits, *scale_args, mode, want_codes, want_deq,
-                              codes, scales, deq)
+            _q.mxint_f32_fast(x2, x2.view(np.int32), k, fmt.element_bits, *scale_args, rule_args[0], mode,
+                              want_codes, want_deq, codes, scales, deq)
         else:
-            _q.mxint_kernel(x2, k, fmt.element_bits, *scale_args, mode, seed, inner, want_codes, want_deq, codes,
-                            scales, deq)
+            _q.mxint_kernel(x2, k, fmt.element_bits, *scale_args, *rule_args, mode, seed, inner, want_codes,
+                            want_deq, codes, scales, deq)
     elif isinstance(fmt, MXFPFormat):
         codes = np.empty((R, L), np.uint8) if want_codes else np.empty((1, 1), np.uint8)
         _q.mxfp_kernel(x2, k, fmt.exponent_bits, fmt.mantissa_bits, fmt.exponent_bias, float(fmt.max_normal),
-                       fmt.emax_elem, *scale_args, mode, seed, inner, want_codes, want_deq, codes, scales, deq)
+                       fmt.emax_elem, *scale_args, *rule_args, mode, seed, inner, want_codes, want_deq, codes, scales,
+                       deq)
     else:
         codes = np.empty((R, L), np.int8) if want_codes else np.empty((1, 1), np.int8)
         _q.bfp_kernel(x2, k, fmt.width, sc.exp_min, sc.exp_max, sc.nan_code, sc.bias,
                       bool(fmt.zero_passthrough), mode, seed, inner, want_codes, want_deq, codes, scales, deq)
     if want_deq and not isinstance(fmt, BlockFP):
-        deq = deq.astype(out_dtype, copy=False)
+        with np.errstate(over="ignore"):  # ceil/even/rceil can reach 2^128: Inf in float32 (contract)
+            deq = deq.astype(out_dtype, copy=False)
     return (codes if want_codes else None), scales, (deq if want_deq else None)
 
 

@@ -71,13 +71,20 @@ class ScaleRule(str, enum.Enum):
 
     FLOOR    OCP MX v1.0 (section 6.3): floor(log2 amax) - emax_elem, clamped to the scale range.
     BLOCKFP  the LQER authors' block floating point: ceil(fl32(log2 amax)), clamped.
+    CEIL     ceil(log2 amax) - emax_elem (torchao ScaleCalculationMode.CEIL).
+    EVEN     amax rounded half up to the element's mantissa bits, then FLOOR (torchao EVEN).
+    RCEIL    ceil(log2(amax / element_max)), the quotient a float32 division for float32 input
+             (NVIDIA cuBLAS / Blackwell ``cvt.rp.satfinite.ue8m0``; torchao RCEIL).
 
-    Further OCP-style rules (e.g. torchao's "rceil", "ceil", "even") become members here plus a
-    branch on ``kernel_id`` in the kernels; each format class lists the rules it implements.
+    The exact rules: docs/mxsim_semantics.md ("Scale rules"). Each format class lists the rules
+    it implements (``SCALE_RULES``); ``fmt.with_scale_rule("rceil")`` picks one.
     """
 
     FLOOR = "floor"
     BLOCKFP = "blockfp"
+    CEIL = "ceil"
+    EVEN = "even"
+    RCEIL = "rceil"
 
     def __str__(self):
         return self.value
@@ -155,6 +162,22 @@ class _FormatBase:
     def with_block_size(self, block_size: int):
         return dataclasses.replace(self, block_size=_check_block_size(block_size))
 
+    def with_scale_rule(self, rule):
+        """The same format with another shared-scale rule ("floor", "ceil", "even", "rceil")."""
+        rules = getattr(self, "SCALE_RULES", ())
+        try:
+            r = rule if isinstance(rule, ScaleRule) else ScaleRule(str(rule).strip().lower())
+        except ValueError:
+            r = None
+        if r not in rules:
+            allowed = ", ".join(x.value for x in rules) or "none (its block scale is not chosen by a rule)"
+            raise ValueError(f"scale_rule {rule!r} does not apply to {self.name}; allowed: {allowed}")
+        return dataclasses.replace(self, scale=dataclasses.replace(self.scale, rule=r))
+
+    @property
+    def scale_rule(self) -> ScaleRule:
+        return self.scale.rule
+
     @property
     def bits_per_element(self) -> float:
         """Average storage bits per element: element bits plus the block's share of the scale."""
@@ -178,7 +201,7 @@ class MXIntFormat(_FormatBase):
 
     kind = "mxint"
     emax_elem = 0
-    SCALE_RULES = (ScaleRule.FLOOR,)
+    SCALE_RULES = (ScaleRule.FLOOR, ScaleRule.CEIL, ScaleRule.EVEN, ScaleRule.RCEIL)
 
     def __post_init__(self):
         super().__post_init__()
@@ -225,7 +248,7 @@ class MXFPFormat(_FormatBase):
     scale: ScaleEncoding = E8M0
 
     kind = "mxfp"
-    SCALE_RULES = (ScaleRule.FLOOR,)
+    SCALE_RULES = (ScaleRule.FLOOR, ScaleRule.CEIL, ScaleRule.EVEN, ScaleRule.RCEIL)
 
     def __post_init__(self):
         super().__post_init__()
@@ -353,8 +376,54 @@ class BlockFP(_FormatBase):
         return self.max_code
 
 
-Format = MXIntFormat | MXFPFormat | BlockFP
-FORMAT_CLASSES = (MXIntFormat, MXFPFormat, BlockFP)
+NVFP4_BLOCK = 16
+
+
+@dataclass(frozen=True)
+class NVFP4Format(_FormatBase):
+    """NVIDIA NVFP4: FP4 E2M1 elements in blocks of 16, one FP8 E4M3 block scale (a value,
+    not a power of two), and with ``two_level`` a per-tensor FP32 scale computed from the
+    tensor's amax (or passed as ``per_tensor_scale=`` to quantize). torchao's nvfp4_quantize
+    is the reference recipe (docs/mxsim_semantics.md, NVFP4). Blocks other than 16 are an
+    extension that must be asked for with ``allow_any_block_size=True``.
+    """
+
+    block_size: int = NVFP4_BLOCK
+    two_level: bool = False
+    allow_any_block_size: bool = False
+
+    kind = "nvfp4"
+    element_bits = 4
+    scale_bits = 8  # the E4M3 block scale
+    SCALE_RULES = ()  # the E4M3 scale is amax / 6 rounded, not a power-of-two rule
+    quantum_log2 = -1  # E2M1 values are multiples of 0.5
+    max_int = 12  # 6.0 / 0.5
+    element_max = 6.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        _bool_field(self, "two_level")
+        _bool_field(self, "allow_any_block_size")
+        if self.block_size != NVFP4_BLOCK and not self.allow_any_block_size:
+            raise ValueError(f"block_size: NVFP4 blocks are {NVFP4_BLOCK} elements, got {self.block_size}; other "
+                             "sizes are an extension: NVFP4Format(block_size=k, allow_any_block_size=True)")
+
+    @property
+    def name(self) -> str:
+        return "NVFP4_2L" if self.two_level else "NVFP4"
+
+    @property
+    def tensor_scale_bits(self) -> int:
+        """Bits of the per-tensor FP32 scale (two level), stored once per tensor."""
+        return 32 if self.two_level else 0
+
+    def with_two_level(self, two_level: bool = True):
+        return dataclasses.replace(self, two_level=two_level)
+
+
+Format = MXIntFormat | MXFPFormat | BlockFP | NVFP4Format
+FORMAT_CLASSES = (MXIntFormat, MXFPFormat, BlockFP, NVFP4Format)
+NVFP4 = NVFP4Format()
 
 MXINT8 = MXIntFormat(8)
 MXINT6 = MXIntFormat(6)
@@ -372,19 +441,21 @@ FORMATS: dict[str, Format] = {
     for f in (MXINT8, MXINT6, MXINT4, MXINT2, MXFP8_E4M3, MXFP8_E5M2, MXFP6_E3M2, MXFP6_E2M3, MXFP4_E2M1)
 }
 # OCP's short name where it is unambiguous (FP4 has one element format)
-_ALIASES = {"MXFP4": MXFP4_E2M1}
+_ALIASES = {"MXFP4": MXFP4_E2M1, "NVFP4": NVFP4, "NVFP4_2L": NVFP4.with_two_level()}
 
 # ---------------------------------------------------------------------------------------
 # names
 
 _NAME_SYNTAX = "MXINT<2..8>, BlockFP<2..8>, " + ", ".join(f for f in FORMATS if not f.startswith("MXINT")) + \
-    ", MXFP4 (each optionally '/<block_size>'), or 'json:{...}' (format_to_str of a custom format)"
+    ", MXFP4, NVFP4, NVFP4_2L (each optionally '/<block_size>'; MX formats also '@<scale rule>': " + \
+    "floor, ceil, even, rceil), or 'json:{...}' (format_to_str of a custom format)"
 
 
 def get_format(fmt) -> Format:
     """The one format-name parser: a format object, or a name such as "MXINT3", "mxint4/16",
-    "BlockFP4/16", "MXFP4_E2M1/32" (any case; "/<n>" sets the block size), or the "json:{...}"
-    spelling that :func:`format_to_str` writes for custom formats."""
+    "BlockFP4/16", "MXFP4_E2M1/32", "MXFP8_E4M3/32@rceil", "NVFP4" (any case; "/<n>" sets the
+    block size, "@<rule>" the scale rule), or the "json:{...}" spelling that
+    :func:`format_to_str` writes for custom formats."""
     if isinstance(fmt, FORMAT_CLASSES):
         return fmt
     if not isinstance(fmt, str):
@@ -392,6 +463,7 @@ def get_format(fmt) -> Format:
     text = fmt.strip()
     if text.startswith("json:"):
         return format_from_json(text[5:])
+    text, at, rule = text.partition("@")
     name, _, block = text.partition("/")
     key = name.strip().upper()
     m = re.fullmatch(r"(MXINT|BLOCKFP)(\d+)", key)
@@ -410,6 +482,8 @@ def get_format(fmt) -> Format:
         if not block.strip().isdigit() or int(block) < 1:
             raise ValueError(f"block size in format name {fmt!r} must be a positive integer")
         out = out.with_block_size(int(block))
+    if at:
+        out = out.with_scale_rule(rule)
     return out
 
 
@@ -439,6 +513,8 @@ def format_to_str(fmt) -> str:
     written as "json:{...}"."""
     fmt = get_format(fmt)
     short = f"{fmt.name}/{fmt.block_size}"
+    if fmt.SCALE_RULES and fmt.scale.rule is not fmt.SCALE_RULES[0]:
+        short += f"@{fmt.scale.rule.value}"
     try:
         if get_format(short) == fmt:
             return short

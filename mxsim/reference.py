@@ -28,7 +28,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from .formats import BlockFP, MXFPFormat, MXIntFormat, check_rounding, get_format
+from .formats import BlockFP, MXFPFormat, MXIntFormat, ScaleRule, check_rounding, get_format
 from .rounding import Rounding
 
 __all__ = ["fake_quantize", "quantize", "dequantize", "matmul", "lowbias32", "uniform_u"]
@@ -162,7 +162,34 @@ def _floor_log2(a):
 # MX formats (float64 arithmetic)
 
 
-def _mx_quantize_blocks(xb, fmt, rounding, u):
+def _rule_exponent(amax, fmt, f32_input):
+    """Unclamped shared exponent of blocks with amax > 0 under the format's scale rule
+    (docs/mxsim_semantics.md, "Scale rules"), from frexp: amax = m * 2^e, m in [0.5, 1)."""
+    rule = fmt.scale.rule
+    if isinstance(fmt, MXIntFormat):
+        emax, mbits, max_pos = 0, fmt.element_bits - 2, float(fmt.max_code) * 2.0**fmt.quantum_log2
+    else:
+        emax, mbits, max_pos = fmt.emax_elem, fmt.mantissa_bits, float(fmt.max_normal)
+    m, e = torch.frexp(amax)
+    e = e.to(torch.int64)
+    if rule is ScaleRule.FLOOR:
+        return e - 1 - emax
+    if rule is ScaleRule.CEIL:
+        return e - (m == 0.5).to(torch.int64) - emax
+    if rule is ScaleRule.EVEN:
+        # amax rounded half up to mbits fraction bits leaves its binade iff m >= 1 - 2^-(mbits+2)
+        return e - 1 + (m >= 1.0 - 2.0 ** -(mbits + 2)).to(torch.int64) - emax
+    if rule is ScaleRule.RCEIL:
+        d = amax / max_pos
+        if f32_input:
+            d = d.to(torch.float32).to(torch.float64)  # the float32 quotient
+        dm, de = torch.frexp(torch.where(d > 0, d, torch.ones_like(d)))
+        s = de.to(torch.int64) - (dm == 0.5).to(torch.int64)
+        return torch.where(d > 0, s, torch.full_like(s, fmt.scale.exp_min))
+    raise ValueError(f"scale rule {rule} is not an MX rule")
+
+
+def _mx_quantize_blocks(xb, fmt, rounding, u, f32_input=True):
     """xb: float64 blocks (..., nb, k). Returns (int codes (int64), scale codes (int64), value float64)."""
     finite = torch.isfinite(xb)
     any_bad = not bool(finite.all())
@@ -171,9 +198,8 @@ def _mx_quantize_blocks(xb, fmt, rounding, u):
     absx = xb0.abs()
     amax = absx.amax(dim=-1)
     zero = amax == 0
-    fl = _floor_log2(amax.masked_fill(zero, 1.0))
     sc = fmt.scale
-    s = torch.clamp(fl - fmt.emax_elem, sc.exp_min, sc.exp_max)
+    s = torch.clamp(_rule_exponent(amax.masked_fill(zero, 1.0), fmt, f32_input), sc.exp_min, sc.exp_max)
     s = s.masked_fill(zero, sc.exp_min)
     s_e = s.unsqueeze(-1)
     neg = torch.signbit(xb0)
@@ -279,7 +305,7 @@ def _run(x, fmt, axis, rounding, seed):
     if isinstance(fmt, BlockFP):
         codes, sc, val = _bfp_quantize_blocks(xb, fmt, rounding, u)
     else:
-        codes, sc, val = _mx_quantize_blocks(xb, fmt, rounding, u)
+        codes, sc, val = _mx_quantize_blocks(xb, fmt, rounding, u, f32_input=t.dtype != torch.float64)
     return fmt, t, was_numpy, ax, L, codes, sc, val
 
 

@@ -18,6 +18,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..formats import ScaleRule
 from ..rounding import Rounding
 
 # the kernels branch on ints (numba freezes these globals as constants); the modes are mxsim.Rounding
@@ -25,6 +26,10 @@ RN_EVEN = Rounding.NEAREST_EVEN.kernel_id
 RN_AWAY = Rounding.NEAREST_AWAY.kernel_id
 RN_FLOOR = Rounding.FLOOR.kernel_id
 RN_STOCH = Rounding.STOCHASTIC.kernel_id
+SR_FLOOR = ScaleRule.FLOOR.kernel_id
+SR_CEIL = ScaleRule.CEIL.kernel_id
+SR_EVEN = ScaleRule.EVEN.kernel_id
+SR_RCEIL = ScaleRule.RCEIL.kernel_id
 F32_EXP_BIAS = 127  # IEEE binary32 exponent bias (reading float32 bit patterns; not a scale bias)
 
 # uint64 constants: numba would promote a uint64 mixed with a Python int to float64.
@@ -99,6 +104,34 @@ def floor_log2(a):
 
 
 @njit(cache=True, inline="always")
+def ceil_log2(a):
+    """ceil(log2(a)) for a > 0, exact: frexp's mantissa is 0.5 exactly for powers of two."""
+    m, e = math.frexp(a)
+    return e - 1 if m == 0.5 else e
+
+
+@njit(cache=True, inline="always")
+def rule_exponent(amax, rule, emax, mbits, max_pos, f32_input, smin, smax):
+    """The shared exponent of a block with finite amax > 0 under a scale rule, clamped
+    (docs/mxsim_semantics.md, "Scale rules")."""
+    if rule == SR_CEIL:
+        s = ceil_log2(amax) - emax
+    elif rule == SR_EVEN:
+        m, e = math.frexp(amax)  # amax = 2m * 2^(e-1), 2m in [1, 2)
+        s = e - 1 - emax
+        if 2.0 * m >= 2.0 - math.ldexp(1.0, -(mbits + 1)):  # rounds up into the next binade
+            s += 1
+    elif rule == SR_RCEIL:
+        d = amax / max_pos
+        if f32_input:
+            d = float(np.float32(d))  # the float32 division (double rounding is exact here)
+        s = smin if d == 0.0 else ceil_log2(d)
+    else:
+        s = floor_log2(amax) - emax
+    return min(max(s, smin), smax)
+
+
+@njit(cache=True, inline="always")
 def fill_block(codes, deq, r, j0, j1, value, want_codes, want_deq):
     """Write code 0 and the dequantized ``value`` for a whole block (NaN or all-zero blocks)."""
     for j in range(j0, j1):
@@ -109,11 +142,13 @@ def fill_block(codes, deq, r, j0, j1, value, want_codes, want_deq):
 
 
 @njit(cache=True, parallel=True)
-def mxint_kernel(x, k, bits, smin, smax, sbias, snan, mode, seed, inner, want_codes, want_deq, codes, scales, deq):
+def mxint_kernel(x, k, bits, smin, smax, sbias, snan, srule, f32_input, mode, seed, inner, want_codes, want_deq,
+                 codes, scales, deq):
     R, L = x.shape
     nb = (L + k - 1) // k
     q = -(bits - 2)
     maxc = float(2 ** (bits - 1) - 1)
+    max_pos = math.ldexp(maxc, q)
     hseed = seed_hash(seed)
     for t in prange(R * nb):
         r = t // nb
@@ -128,7 +163,7 @@ def mxint_kernel(x, k, bits, smin, smax, sbias, snan, mode, seed, inner, want_co
         if amax == 0.0:
             s = smin
         else:
-            s = min(max(floor_log2(amax) - 0, smin), smax)
+            s = rule_exponent(amax, srule, 0, bits - 2, max_pos, f32_input, smin, smax)
         scales[r, b] = s + sbias
         down = math.ldexp(1.0, -(s + q))
         up = math.ldexp(1.0, s + q)
@@ -149,8 +184,8 @@ def mxint_kernel(x, k, bits, smin, smax, sbias, snan, mode, seed, inner, want_co
 
 
 @njit(cache=True, parallel=True)
-def mxfp_kernel(x, k, ebits, mbits, bias, max_normal, emax_elem, smin, smax, sbias, snan, mode, seed, inner,
-                want_codes, want_deq, codes, scales, deq):
+def mxfp_kernel(x, k, ebits, mbits, bias, max_normal, emax_elem, smin, smax, sbias, snan, srule, f32_input, mode,
+                seed, inner, want_codes, want_deq, codes, scales, deq):
     R, L = x.shape
     nb = (L + k - 1) // k
     emin = 1 - bias
@@ -171,7 +206,7 @@ def mxfp_kernel(x, k, ebits, mbits, bias, max_normal, emax_elem, smin, smax, sbi
             scales[r, b] = smin + sbias
             fill_block(codes, deq, r, j0, j1, 0.0, want_codes, want_deq)
             continue
-        s = min(max(floor_log2(amax) - emax_elem, smin), smax)
+        s = rule_exponent(amax, srule, emax_elem, mbits, max_normal, f32_input, smin, smax)
         scales[r, b] = s + sbias
         down = math.ldexp(1.0, -s)
         up = math.ldexp(1.0, s)
@@ -295,7 +330,8 @@ _POW2 = np.array([2.0 ** (i - 200) for i in range(401)])  # ldexp is a libm call
 
 
 @njit(cache=True, parallel=True)
-def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, mode, want_codes, want_deq, codes, scales, deq):
+def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, want_codes, want_deq, codes, scales,
+                   deq):
     """MXINT for float32 input and the non-stochastic modes, written to vectorize.
 
     The block max is taken on the int32 bit patterns (|x| orders like its bits), which also
@@ -306,6 +342,7 @@ def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, mode, want_codes,
     nb = (L + k - 1) // k
     q = -(bits - 2)
     maxc = float(2 ** (bits - 1) - 1)
+    max_pos = math.ldexp(maxc, q)
     msk = np.int32(0x7FFFFFFF)
     for t in prange(R * nb):
         r = t // nb
@@ -323,8 +360,15 @@ def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, mode, want_codes,
             continue
         # normal amax: the biased exponent field; zero or float32-subnormal amax (< 2^-126)
         # has floor(log2) <= -127, below every scale range (smin >= -254 and E8M0's is -127)
-        s = int(m >> 23) - F32_EXP_BIAS if m >= 0x00800000 else -254
-        s = min(max(s, smin), smax)
+        if srule == SR_FLOOR or m == 0:
+            s = int(m >> 23) - F32_EXP_BIAS if m >= 0x00800000 else -254
+            s = min(max(s, smin), smax)
+        else:  # the other rules from amax's value, decoded from its bits (exact)
+            if m >= 0x00800000:
+                amax = math.ldexp(1.0 + (m & 0x7FFFFF) * 2.0**-23, int(m >> 23) - F32_EXP_BIAS)
+            else:
+                amax = m * 2.0**-149
+            s = rule_exponent(amax, srule, 0, bits - 2, max_pos, True, smin, smax)
         scales[r, b] = s + sbias
         down = _POW2[200 - (s + q)]
         up = _POW2[200 + s + q]
