@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .accumulators import FP32, Exact, FixedPoint, datapath_accumulator
-from .formats import BlockFP, MXFPFormat, MXIntFormat, check_rounding, get_format
+from .formats import BlockFP, MXFPFormat, MXIntFormat, NVFP4Format, check_rounding, get_format
 from .rounding import Rounding
 from .kernels import matmul as _mm
 from .kernels import quant as _q
@@ -82,8 +82,24 @@ def _prepare(x, fmt, axis, rounding, seed):
     return fmt, a, src, axis, rounding, seed
 
 
-def fake_quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0):
-    """Quantize and dequantize ``x`` to ``fmt`` along ``axis``; same kind/dtype/shape/device."""
+def _nvfp4_or_check(fmt, per_tensor_scale):
+    """The NVFP4 front module for an NVFP4 format, else None (and no per-tensor scale)."""
+    fmt = get_format(fmt)
+    if isinstance(fmt, NVFP4Format):
+        from . import nvfp4
+
+        return fmt, nvfp4
+    if per_tensor_scale is not None:
+        raise ValueError(f"per_tensor_scale applies to NVFP4 only (two-level scaling), not to {fmt.name}")
+    return fmt, None
+
+
+def fake_quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0, per_tensor_scale=None):
+    """Quantize and dequantize ``x`` to ``fmt`` along ``axis``; same kind/dtype/shape/device.
+    ``per_tensor_scale``: NVFP4's calibrated per-tensor scale (two level)."""
+    fmt, nv = _nvfp4_or_check(fmt, per_tensor_scale)
+    if nv is not None:
+        return nv.fake_quantize(x, fmt, axis=axis, rounding=rounding, per_tensor_scale=per_tensor_scale)
     if _is_torch(x) and x.device.type != "cpu":
         # numba runs on the host only. On an accelerator the pure-torch implementation runs in
         # place instead of a round trip through host memory; the test suite proves the two
@@ -101,8 +117,12 @@ def fake_quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0):
     return _from_numpy(from_blocked_2d(deq, moved, axis), src)
 
 
-def quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0):
-    """Quantize ``x`` to ``fmt`` along ``axis``: an MXTensor of element and scale codes."""
+def quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0, per_tensor_scale=None):
+    """Quantize ``x`` to ``fmt`` along ``axis``: an MXTensor of element and scale codes (an
+    NVFP4Tensor for NVFP4, which also takes ``per_tensor_scale``)."""
+    fmt, nv = _nvfp4_or_check(fmt, per_tensor_scale)
+    if nv is not None:
+        return nv.quantize(x, fmt, axis=axis, rounding=rounding, per_tensor_scale=per_tensor_scale)
     fmt, a, src, axis, rounding, seed = _prepare(x, fmt, axis, rounding, seed)
     x2, inner, moved = to_blocked_2d(a, axis)
     if a.size == 0:
@@ -231,6 +251,10 @@ def matmul(a, b, accumulator=Exact(), lanes=None):
     ("exact", "fp32:4", "fixed:24:8") are accepted too. ``lanes`` (legacy) applies to fp32 only.
     See docs/mxsim_semantics.md.
     """
+    if isinstance(getattr(a, "fmt", None), NVFP4Format) or isinstance(getattr(b, "fmt", None), NVFP4Format):
+        from . import nvfp4  # E4M3 block scales multiply: its own datapath (contract, matmul)
+
+        return nvfp4.matmul(a, b, accumulator, lanes)
     acc = datapath_accumulator(accumulator, lanes)
     if not isinstance(a, MXTensor) or not isinstance(b, MXTensor):
         raise ValueError("a and b must be MXTensor (use mxsim.quantize)")

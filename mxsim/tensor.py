@@ -102,6 +102,10 @@ class MXTensor:
     @classmethod
     def from_bytes(cls, data: bytes, fmt, shape, axis=-1) -> "MXTensor":
         fmt = get_format(fmt)
+        if getattr(fmt, "kind", None) == "nvfp4" and cls is MXTensor:
+            from .nvfp4 import NVFP4Tensor
+
+            return NVFP4Tensor.from_bytes(data, fmt, shape, axis)
         shape = tuple(int(d) for d in shape)
         if len(shape) == 0 or any(d < 0 for d in shape):
             raise ValueError(f"shape must be a non-empty tuple of sizes >= 0, got {shape!r}")
