@@ -8,6 +8,7 @@ import sys
 from mxsim.errors import ArgumentParser, UserError, run_cli, user_input
 
 from . import report as rep
+from .designs import LOWRANK_DESIGNS
 from .shapes import get_model as get_shape
 
 
@@ -53,9 +54,9 @@ def _report(a) -> int:
         kw = {}
         if a.lanes is not None:
             kw["lanes"] = a.lanes
-        if a.lowrank_lanes is not None and d in ("lqer-mxint", "l2qer-mxint", "lqer-fixed", "lrc"):
+        if a.lowrank_lanes is not None and d in LOWRANK_DESIGNS:
             kw["lowrank_lanes"] = a.lowrank_lanes
-        if a.rank is not None and d in ("lqer-mxint", "l2qer-mxint", "lqer-fixed", "lrc"):
+        if a.rank is not None and d in LOWRANK_DESIGNS:
             kw["rank"] = a.rank
         params[d] = kw
     r = rep.model_report(a.model, designs, tech=a.tech, layer=a.layer, tokens=a.tokens, outliers=outliers, params=params)

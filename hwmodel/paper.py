@@ -94,11 +94,11 @@ PAPER_CONFIGS = [
                                                add_lanes=16, acc_bits=16),
                 "four 16-lane units (16×4, 16×16, 16×16, 16 adders), accumulators truncated to 16 bits, low-rank "
                 "units NOT folded"),
-    ModelConfig("lqer-mxint-8-4", "lqer-mxint", dict(w_fmt=BlockFP(4, block_size=16), x_fmt=BlockFP(8, block_size=16),
+    ModelConfig("lqer-mxint-8-4", "lqer-blockfp", dict(w_fmt=BlockFP(4, block_size=16), x_fmt=BlockFP(8, block_size=16),
                                                      lr_fmt=BlockFP(8, block_size=16), rank=32, lanes=16, lowrank_lanes=1),
                 "BlockFP 8-bit exponents, blocks of 16; main unit 16 lanes; low-rank units folded to 1 lane; casts "
                 "and final add at 1 element/cycle"),
-    ModelConfig("lqer-mxint-6-4", "lqer-mxint", dict(w_fmt=BlockFP(4, block_size=16), x_fmt=BlockFP(6, block_size=16),
+    ModelConfig("lqer-mxint-6-4", "lqer-blockfp", dict(w_fmt=BlockFP(4, block_size=16), x_fmt=BlockFP(6, block_size=16),
                                                      lr_fmt=BlockFP(6, block_size=16), rank=32, lanes=16, lowrank_lanes=1),
                 "as 8/4 with 6-bit x and low-rank elements"),
 ]
@@ -112,7 +112,7 @@ SENSITIVITY_CONFIGS = [
                                              runtime_weight_quant=True, runtime_weight_scatter=True, dequant_div=True,
                                              acc_bits=4, sequential=True), "quantizer divide in FP16 instead of double",
                 "alt: FP16 divide"),
-    ModelConfig("lqer-mxint-8-4", "lqer-mxint", dict(w_fmt=BlockFP(4, block_size=16), x_fmt=BlockFP(8, block_size=16),
+    ModelConfig("lqer-mxint-8-4", "lqer-blockfp", dict(w_fmt=BlockFP(4, block_size=16), x_fmt=BlockFP(8, block_size=16),
                                                      lr_fmt=BlockFP(8, block_size=16), rank=32, lanes=16, lowrank_lanes=16),
                 "low-rank units NOT folded (16 lanes)", "alt: no fold"),
     ModelConfig("llm.int4", "llm.int4", dict(outliers=353, int_bits=4),

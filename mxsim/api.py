@@ -168,6 +168,8 @@ def datapath_widths(fmt_a, fmt_b, lanes=None) -> dict:
     levels = (lanes - 1).bit_length()  # ceil(log2 lanes)
     widths = [product + i for i in range(1, levels + 1)]
     return {
+        # two's complement width of each operand's integer view (MXINT/BlockFP: the element bits)
+        "operand_bits": [fa.max_int.bit_length() + 1, fb.max_int.bit_length() + 1],
         "product_bits": product,
         "adder_tree_levels": levels,
         "adder_tree_widths": widths,

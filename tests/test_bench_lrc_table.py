@@ -4,16 +4,18 @@ Hand-computed areas of the largest SmolLM2 linear (down_proj, K = 1536 -> N = 57
 blocks of 32) with hwmodel/costs/fpga_lut.csv (rows not in the table are scaled from the nearest row,
 docs/hwmodel.md "Lookup"):
 
-MXINT4 x MXINT4 unit (lanes 16 < block 32): 16 int_mul 4x4 (12) = 192; 16-input adder tree from
-8 bits: 8·9 + 4·10 + 2·11 + 1·12 = 146; block integer sum fixed_acc 8+5 = 13 bits: 13; shared
-exponents 8+1 = 9 bits: 2 exp_add(9) = 18, comparator(9) 4.5, mux2(9) 4.5; accumulator
-4+4+5+ceil(log2 48)+1 = 20 bits: fixed_acc 20 (scaled from 24) = 20, alignment barrel shifter
-(20 data, 5 shift bits; scaled from the (16,4) row: 32·100/64) = 50.  Sum 448.
-RTN / GPTQ (mxint) = 448 + output cast to MXINT4/32 (max_tree(8,2) 8 + exp_add(8) 8 + shifter(20,5) 50)
-= 514.  LRC = input quantizer (8 + 8 + shifter(11,4) 22 = 38) + 448 + int_to_fp16(20) (scaled from
-16: 80·20/16 = 100) + exp_add(9) 9 + two FP16 GEMM units (2 · (16·115 + 16·143) = 8256) + one
-fp16_add 143 = 8994.  FP16 = 16·115 + 16·143 = 4128.  A dense input rotation adds an FP16 GEMM
-unit (4128) and an FP16 -> MXINT4/32 input quantizer (38): rotated RTN = 514 + 4166 = 4680.
+MXINT4 x MXINT4 unit (lanes 16 < block 32): 16 int_mul 4x4 (12) = 192; products 4+4-1 = 7 bits
+(mxsim.datapath_widths), 16-input adder tree from 7 bits: 8·8 + 4·9 + 2·10 + 1·11 = 131; block
+integer sum fixed_acc 7+5 = 12 bits: 12; shared exponents 8+1 = 9 bits: 2 exp_add(9) = 18,
+comparator(9) 4.5, mux2(9) 4.5; accumulator 7+5+ceil(log2 48)+1 = 19 bits: fixed_acc 19 (scaled
+from 24) = 19, alignment barrel shifter (19 data, 5 shift bits; scaled from the (16,4) row:
+32·95/64) = 47.5.  Sum 428.5.
+RTN / GPTQ (mxint) = 428.5 + output cast to MXINT4/32 (max_tree(8,2) 8 + exp_add(8) 8 + shifter(19,5)
+47.5) = 492.  LRC = input quantizer (8 + 8 + shifter(11,4) 22 = 38) + 428.5 + int_to_fp16(19) (scaled
+from 16: 80·19/16 = 95) + exp_add(9) 9 + two FP16 GEMM units (2 · (16·115 + 16·143) = 8256) + one
+fp16_add 143 = 8969.5.  FP16 = 16·115 + 16·143 = 4128.  A dense input rotation adds an FP16 GEMM
+unit (4128) and an FP16 -> MXINT4/32 input quantizer (38): rotated RTN = 492 + 4166 = 4658.
+(Before products took mxsim's a+b-1 bits, hwmodel used a+b: RTN 514, LRC 8994.)
 """
 
 import csv
@@ -95,9 +97,9 @@ def test_markdown_columns_and_order(table):
     assert [b[4] for b in body] == ["27.61", "97.85", "42.98", "28.55", "54.44", "30.00"]
     # hand-computed areas (module docstring)
     assert body[0][7] == "4128" and body[0][8] == "1.00"
-    assert body[1][7] == "514" and body[1][8] == f"{514 / 4128:.2f}"
-    assert body[2][7] == "8994"
-    assert body[4][7] == "4680"
+    assert body[1][7] == "492" and body[1][8] == f"{492 / 4128:.2f}"
+    assert body[2][7] == "8969.5"
+    assert body[4][7] == "4658"
 
 
 def test_csv_rows_match_model_area_of_hand_mapped_designs(table):
@@ -117,11 +119,11 @@ def test_hand_areas_and_lrc_exceeds_rtn(table):
     _, rows, _ = table
     area = {r["label"]: float(r["area"]) for r in rows}
     assert area["FP"] == 4128
-    assert area["RTN"] == 514
-    assert area["LRC(1)"] == 8994
+    assert area["RTN"] == 492
+    assert area["LRC(1)"] == 8969.5
     assert area["LRC(1)"] > area["RTN"]  # same setting (W4A4, no rotation)
-    assert area["GPTQ (Σx)"] == 514 + 4128 + 38  # rotated: + FP16 GEMM stage + input quantizer
-    assert area["LRC(5)"] == 8994 + 4128  # rotated LRC: exactly one FP16 GEMM stage more (FP16 in already)
+    assert area["GPTQ (Σx)"] == 492 + 4128 + 38  # rotated: + FP16 GEMM stage + input quantizer
+    assert area["LRC(5)"] == 8969.5 + 4128  # rotated LRC: exactly one FP16 GEMM stage more (FP16 in already)
 
 
 def test_csv_written_atomically(bench, tmp_path, monkeypatch):

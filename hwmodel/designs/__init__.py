@@ -7,16 +7,19 @@ from .fp16 import fp16
 from .gptq_awq import awq, gptq_awq
 from .llm_int8 import llm_int4, llm_int8
 from .lqer_fixed import lqer_fixed
-from .lqer_mxint import l2qer_mxint, lqer_mxint
+from .lqer_mxint import l2qer_blockfp, l2qer_mxint, lqer_blockfp, lqer_mxint
 from .lrc import lrc
-from .mxint import int_wxay, mxint
+from .mxint import blockfp, int_wxay, mxint
 
 DESIGNS = {
     "fp16": fp16,
-    "mxint": mxint,
+    "mxint": mxint,  # OCP MXINT formats by default
+    "blockfp": blockfp,  # the LQER paper's "MXINT": the authors' block floating point
     "int": int_wxay,
     "lqer-mxint": lqer_mxint,
     "l2qer-mxint": l2qer_mxint,
+    "lqer-blockfp": lqer_blockfp,
+    "l2qer-blockfp": l2qer_blockfp,
     "lqer-fixed": lqer_fixed,
     "llm.int8": llm_int8,
     "llm.int4": llm_int4,
@@ -26,6 +29,10 @@ DESIGNS = {
 }
 ALIASES = {"lqer": "lqer-mxint", "l2qer": "l2qer-mxint", "llm-int8": "llm.int8", "llm-int4": "llm.int4",
            "llm_int8": "llm.int8", "llm_int4": "llm.int4", "gptq-awq": "gptq", "lqer-int": "lqer-fixed"}
+
+
+# designs whose size depends on a low-rank correction's rank (and its lanes)
+LOWRANK_DESIGNS = ("lqer-mxint", "l2qer-mxint", "lqer-blockfp", "l2qer-blockfp", "lqer-fixed", "lrc")
 
 
 def design_names() -> list[str]:
@@ -42,4 +49,4 @@ def build(design: str, layer: Layer, **params) -> Counts:
     return DESIGNS[key](layer, **params)
 
 
-__all__ = ["Counts", "Layer", "DESIGNS", "build", "design_names"]
+__all__ = ["Counts", "Layer", "DESIGNS", "LOWRANK_DESIGNS", "build", "design_names"]

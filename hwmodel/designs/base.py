@@ -18,7 +18,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
+
+from mxsim import Rank, datapath_widths
 
 from ..units import UnitCostTable, load_table
 
@@ -30,11 +33,21 @@ WEIGHT_KINDS = ("weights", "shared_exponents", "scales", "lowrank_factors", "rot
 
 
 def check_pos_int(name: str, v, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
+    """An integer argument (Python or numpy integer, not bool) >= minimum, as a Python int."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {v!r}")
     if v < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    return v
+    return int(v)
+
+
+def resolve_rank(rank, layer: "Layer") -> int:
+    """The integer rank of a low-rank design on ``layer``: an int, a fraction or an mxsim.Rank,
+    read as lqer reads it (mxsim.Rank; a fraction is of min(in, out), floored)."""
+    try:
+        return Rank.of(rank).resolve(layer.in_features, layer.out_features)
+    except ValueError as e:
+        raise ValueError(f"rank: {e}") from None
 
 
 def clog2(n: int) -> int:
@@ -51,9 +64,8 @@ class Layer:
     name: str = "linear"
 
     def __post_init__(self):
-        check_pos_int("tokens", self.tokens)
-        check_pos_int("in_features", self.in_features)
-        check_pos_int("out_features", self.out_features)
+        for name in ("tokens", "in_features", "out_features"):
+            object.__setattr__(self, name, check_pos_int(name, getattr(self, name)))
 
 
 @dataclass
@@ -200,10 +212,30 @@ def fp16_gemm(c: Counts, path: str, tokens, k, n, lanes, acc="fp16") -> int:
     return gemm_cycles(tokens, k, n, lanes)
 
 
+def mx_widths(x_fmt, w_fmt, lanes=None) -> dict:
+    """The dot-product datapath widths of x_fmt × w_fmt: mxsim.datapath_widths, the one source
+    (the RTL and the emulator use the same), for an adder tree over ``lanes`` products
+    (default: one block)."""
+    return datapath_widths(x_fmt, w_fmt, lanes)
+
+
+def mx_adder_tree(c: Counts, path: str, n: int, x_fmt, w_fmt) -> int:
+    """An n-input tree over x_fmt × w_fmt products (n divides the block size), its level widths
+    from mxsim.datapath_widths; returns the sum width."""
+    wd = mx_widths(x_fmt, w_fmt, n)
+    inputs = n
+    for width in wd["adder_tree_widths"]:
+        pairs = inputs // 2
+        c.add(path, "int_add", width, 0, pairs)
+        inputs = pairs + inputs % 2
+    return wd["sum_bits"]
+
+
 def mx_gemm(c: Counts, path: str, tokens, k, n, lanes, x_fmt, w_fmt, acc_bits=None) -> int:
     """Block-format (MXINT / BlockFP) dot-product unit.
 
-    Per cycle: lanes int_mul(x.element_bits, w.element_bits) and adder trees over each block.
+    Per cycle: lanes int_mul of the two integer views and adder trees over each block; every
+    width (operands, products, tree levels, exponent adder) is mxsim.datapath_widths'.
     Exponent handling per block: one exp_add of the two shared exponents (scale_bits+1 bits),
     an alignment barrel shifter of the block sum into the accumulator, a comparator + exponent
     subtractor to find the shift, and the accumulator. With lanes = g·block (g blocks per
@@ -216,19 +248,19 @@ def mx_gemm(c: Counts, path: str, tokens, k, n, lanes, x_fmt, w_fmt, acc_bits=No
         raise ValueError(f"block_size: x and w blocks must match for a dot-product unit, got {bs} and {w_fmt.block_size}")
     if lanes % bs and bs % lanes:
         raise ValueError(f"block_size {bs} and lanes {lanes} must divide one another")
-    ea, eb = x_fmt.element_bits, w_fmt.element_bits
-    e = max(x_fmt.scale_bits, w_fmt.scale_bits) + 1
-    p = ea + eb
-    block_sum = p + clog2(bs)
+    wd = mx_widths(x_fmt, w_fmt)
+    ea, eb = wd["operand_bits"]
+    e = wd["exponent_adder_bits"]
+    block_sum = wd["sum_bits"]
     acc = acc_bits or mx_acc_bits(k, x_fmt, w_fmt)
     c.add(path, "int_mul", ea, eb, lanes)
     if lanes >= bs:
         g = lanes // bs
         for _ in range(g):
-            c.adder_tree(path, bs, p)
+            mx_adder_tree(c, path, bs, x_fmt, w_fmt)
     else:
         g = 1
-        c.adder_tree(path, lanes, p)
+        mx_adder_tree(c, path, lanes, x_fmt, w_fmt)
         c.add(path, "fixed_acc", block_sum, 0, 1)  # integer sum of one block over bs/lanes cycles
     c.add(path, "exp_add", e, 0, g)  # x exponent + w exponent
     c.add(path, "comparator", e, 0, g)  # which exponent is larger (block vs accumulator)
@@ -243,9 +275,10 @@ def mx_gemm(c: Counts, path: str, tokens, k, n, lanes, x_fmt, w_fmt, acc_bits=No
 
 
 def mx_acc_bits(k, x_fmt, w_fmt) -> int:
-    """Accumulator width of an MX unit: product bits + log2(block) + log2(#blocks) + 1 guard bit."""
+    """Accumulator width of an MX unit: the block sum (mxsim.datapath_widths' sum_bits: product
+    bits + log2(block)) + log2(#blocks) + 1 guard bit."""
     bs = x_fmt.block_size
-    return x_fmt.element_bits + w_fmt.element_bits + clog2(bs) + clog2(max(1, math.ceil(k / bs))) + 1
+    return mx_widths(x_fmt, w_fmt)["sum_bits"] + clog2(max(1, math.ceil(k / bs))) + 1
 
 
 def mx_cast(c: Counts, path: str, fmt, lanes: int, in_bits: int) -> None:

@@ -6,15 +6,16 @@ to lr_bits (comparator + mux per element, saturate; shift by a constant is wirin
 
 from __future__ import annotations
 
-from .base import Counts, Layer, check_pos_int, clog2, int_gemm
+from .base import Counts, Layer, check_pos_int, clog2, int_gemm, resolve_rank
 
 
-def lqer_fixed(layer: Layer, w_bits: int = 4, x_bits: int = 16, lr_bits: int = 16, rank: int = 32,
+def lqer_fixed(layer: Layer, w_bits: int = 4, x_bits: int = 16, lr_bits: int = 16, rank=32,
                lanes: int = 16, lowrank_lanes: int = 16, add_lanes: int = 1, acc_bits: int | None = None,
                weights_on_chip: bool = False) -> Counts:
-    for n, v in dict(w_bits=w_bits, x_bits=x_bits, lr_bits=lr_bits, rank=rank, lowrank_lanes=lowrank_lanes,
+    for n, v in dict(w_bits=w_bits, x_bits=x_bits, lr_bits=lr_bits, lowrank_lanes=lowrank_lanes,
                      add_lanes=add_lanes).items():
         check_pos_int(n, v)
+    rank = resolve_rank(rank, layer)
     c = Counts("lqer-fixed", layer, dict(w_bits=w_bits, x_bits=x_bits, lr_bits=lr_bits, rank=rank, lanes=lanes,
                                          lowrank_lanes=lowrank_lanes, acc_bits=acc_bits))
     T, K, N = layer.tokens, layer.in_features, layer.out_features

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 
-from mxsim.formats import BlockFP, get_format
+from mxsim.formats import BlockFP, MXIntFormat, get_format
 
-from .base import Counts, Layer, check_input_rotation, check_pos_int, clog2, mx_acc_bits, mx_cast, mx_gemm, mx_storage_bits
+from .base import (Counts, Layer, check_input_rotation, check_pos_int, clog2, mx_acc_bits, mx_cast, mx_gemm,
+                   mx_storage_bits, resolve_rank)
 from .mxint import mx_act_bits, rotate_and_quantize
 
 LR_BLOCK_AXES = ("last", "reduction")
@@ -34,13 +35,20 @@ def lowrank_storage(K: int, N: int, rank: int, fmt, axis: str) -> tuple[float, f
     return elems, blocks * fmt.scale_bits
 
 
-def lqer_mxint(layer: Layer, w_fmt=BlockFP(4), x_fmt=BlockFP(8), lr_fmt=BlockFP(8), rank: int = 32,
-               lanes: int = 16, lowrank_lanes: int = 16, out_lanes: int = 1, out_fmt=None,
-               lr_block_axis: str = "last", weights_on_chip: bool = False, name: str = "lqer-mxint",
-               input_rotation: str = "none", rotation_lanes: int | None = None) -> Counts:
+MXINT_DEFAULTS = dict(w_fmt=MXIntFormat(4, 16), x_fmt=MXIntFormat(8, 16), lr_fmt=MXIntFormat(8, 16))
+# the LQER paper's "MXINT" is the authors' block floating point (mxsim.BlockFP), blocks of 16
+BLOCKFP_DEFAULTS = dict(w_fmt=BlockFP(4), x_fmt=BlockFP(8), lr_fmt=BlockFP(8))
+
+
+def lqer_mxint(layer: Layer, w_fmt=MXINT_DEFAULTS["w_fmt"], x_fmt=MXINT_DEFAULTS["x_fmt"],
+               lr_fmt=MXINT_DEFAULTS["lr_fmt"], rank=32, lanes: int = 16, lowrank_lanes: int = 16,
+               out_lanes: int = 1, out_fmt=None, lr_block_axis: str = "last", weights_on_chip: bool = False,
+               name: str = "lqer-mxint", input_rotation: str = "none", rotation_lanes: int | None = None) -> Counts:
+    """LQER on block formats; defaults OCP MXINT4/16 W, MXINT8/16 x and factors (``lqer_blockfp``:
+    the same unit with the LQER paper's BlockFP defaults). ``rank``: int, fraction or mxsim.Rank."""
     w_fmt, x_fmt, lr_fmt = get_format(w_fmt), get_format(x_fmt), get_format(lr_fmt)
     out_fmt = get_format(out_fmt) if out_fmt is not None else x_fmt
-    check_pos_int("rank", rank)
+    rank = resolve_rank(rank, layer)
     check_pos_int("lowrank_lanes", lowrank_lanes)
     check_pos_int("out_lanes", out_lanes)
     check_input_rotation(input_rotation)
@@ -76,3 +84,12 @@ def lqer_mxint(layer: Layer, w_fmt=BlockFP(4), x_fmt=BlockFP(8), lr_fmt=BlockFP(
 def l2qer_mxint(layer: Layer, **kw) -> Counts:
     """L2QER: identical hardware to LQER (the scaling is folded into A offline)."""
     return lqer_mxint(layer, name="l2qer-mxint", **kw)
+
+
+def lqer_blockfp(layer: Layer, **kw) -> Counts:
+    """LQER as the paper built it: the authors' BlockFP (4-bit W, 8-bit x and factors, blocks of 16)."""
+    return lqer_mxint(layer, **{"name": "lqer-blockfp", **BLOCKFP_DEFAULTS, **kw})
+
+
+def l2qer_blockfp(layer: Layer, **kw) -> Counts:
+    return lqer_mxint(layer, **{"name": "l2qer-blockfp", **BLOCKFP_DEFAULTS, **kw})

@@ -1,8 +1,12 @@
-"""Plain block-format WxAy (MXINT / the authors' BlockFP) and plain fixed-point WxAy designs."""
+"""Plain block-format WxAy (OCP MXINT, or the LQER authors' BlockFP) and plain fixed-point WxAy designs.
+
+``mxint`` defaults to MXINT4/16 weights and MXINT8/16 activations; ``blockfp`` is the same unit
+with the LQER paper's BlockFP4/BlockFP8 (blocks of 16) defaults, so a design's name says which
+format it costs (the two price alike at equal widths: the model has no sign-magnitude term)."""
 
 from __future__ import annotations
 
-from mxsim.formats import BlockFP, get_format
+from mxsim.formats import BlockFP, MXIntFormat, get_format
 
 from .base import (Counts, Layer, check_input_rotation, check_pos_int, clog2, default_rotation_lanes, int_gemm,
                    mx_acc_bits, mx_cast, mx_gemm, mx_storage_bits)
@@ -28,9 +32,9 @@ def rotate_and_quantize(c: Counts, T: int, K: int, x_fmt, input_rotation: str, r
     return cyc
 
 
-def mxint(layer: Layer, w_fmt=BlockFP(4), x_fmt=BlockFP(8), lanes: int = 16, out_fmt=None,
+def mxint(layer: Layer, w_fmt=MXIntFormat(4, 16), x_fmt=MXIntFormat(8, 16), lanes: int = 16, out_fmt=None,
           cast_lanes: int = 1, weights_on_chip: bool = False, input_rotation: str = "none",
-          rotation_lanes: int | None = None) -> Counts:
+          rotation_lanes: int | None = None, name: str = "mxint") -> Counts:
     """MX GEMM unit + a re-blocking cast of the outputs (to ``out_fmt``, default x_fmt) at
     ``cast_lanes`` elements per cycle (one output appears every ceil(K/lanes) cycles, so 1 keeps up).
 
@@ -44,7 +48,7 @@ def mxint(layer: Layer, w_fmt=BlockFP(4), x_fmt=BlockFP(8), lanes: int = 16, out
     params = dict(w=w_fmt.name, x=x_fmt.name, lanes=lanes, block=x_fmt.block_size)
     if input_rotation != "none":
         params["input_rotation"] = input_rotation
-    c = Counts("mxint", layer, params)
+    c = Counts(name, layer, params)
     T, K, N = layer.tokens, layer.in_features, layer.out_features
     rot = rotate_and_quantize(c, T, K, x_fmt, input_rotation, rotation_lanes, lanes)
     cyc = rot + mx_gemm(c, "gemm", T, K, N, lanes, x_fmt, w_fmt)
@@ -56,6 +60,11 @@ def mxint(layer: Layer, w_fmt=BlockFP(4), x_fmt=BlockFP(8), lanes: int = 16, out
     x_in = mx_act_bits(1, K, x_fmt) if input_rotation == "none" else K * 16
     act = (x_in + mx_act_bits(1, N, out_fmt)) / 8
     return c.finish(cyc, weights_on_chip, act)
+
+
+def blockfp(layer: Layer, w_fmt=BlockFP(4), x_fmt=BlockFP(8), **kw) -> Counts:
+    """The plain block unit as the LQER paper built it: BlockFP4 weights, BlockFP8 activations, blocks of 16."""
+    return mxint(layer, w_fmt=w_fmt, x_fmt=x_fmt, **{"name": "blockfp", **kw})
 
 
 def int_wxay(layer: Layer, w_bits: int = 4, x_bits: int = 8, lanes: int = 16, acc_bits: int | None = None,

@@ -1,10 +1,16 @@
 """Hand-calculated counts for a tiny layer: x (1×32) · W (32×8), blocks of 16, rank 2, 16 lanes.
 
 Notation: cycles of a unit = tokens · N · ceil(K / lanes). An L-input adder tree starting at
-width p has L/2 adders of p+1 bits, L/4 of p+2, ... (L-1 in all)."""
+width p has L/2 adders of p+1 bits, L/4 of p+2, ... (L-1 in all).
 
+Block-format products: an a-bit by b-bit signed product needs a + b - 1 bits (the emulator's and
+the RTL's width): MXINT/BlockFP codes are symmetric, |code| <= 2^(a-1) - 1, so
+|product| <= (2^(a-1) - 1)(2^(b-1) - 1) < 2^(a+b-2): a+b-2 magnitude bits and a sign."""
+
+import numpy as np
 import pytest
 
+from mxsim import Rank
 from mxsim.formats import MXINT4, BlockFP
 from hwmodel.designs import build
 from hwmodel.designs.base import Layer, mx_gemm, Counts
@@ -37,15 +43,15 @@ def test_fp16():
 def test_mxint():
     c = build("mxint", TINY, w_fmt=B4, x_fmt=B8)
     assert counts(c, "int_mul") == {(8, 4): 16}
-    # one 16-input tree from 8+4 = 12 bits: 8 x 13b, 4 x 14b, 2 x 15b, 1 x 16b
-    assert c.adders() == {13: 8, 14: 4, 15: 2, 16: 1}
-    # accumulator: 12 + log2(16)=4 + log2(#blocks=2)=1 + 1 guard = 18 bits; exponents 8+1 = 9 bits
-    assert counts(c, "fixed_acc") == {(18, 0): 1}
+    # one 16-input tree from 8+4-1 = 11-bit products: 8 x 12b, 4 x 13b, 2 x 14b, 1 x 15b
+    assert c.adders() == {12: 8, 13: 4, 14: 2, 15: 1}
+    # accumulator: 11 + log2(16)=4 + log2(#blocks=2)=1 + 1 guard = 17 bits; exponents 8+1 = 9 bits
+    assert counts(c, "fixed_acc") == {(17, 0): 1}
     # exp_add(9) x2 (sum of the shared exponents, shift amount); out_cast exp_add(8) x1
     assert counts(c, "exp_add") == {(9, 0): 2, (8, 0): 1}
     assert counts(c, "comparator") == {(9, 0): 1}
-    # alignment shifter of the 18-bit accumulator (5 shift bits) + the output cast's shifter
-    assert counts(c, "barrel_shifter") == {(18, 5): 2}
+    # alignment shifter of the 17-bit accumulator (5 shift bits) + the output cast's shifter
+    assert counts(c, "barrel_shifter") == {(17, 5): 2}
     assert counts(c, "max_tree") == {(8, 2): 1}
     assert c.cycles == 16
     # W: 32·8 elements x 4 bits = 1024; exponents: 8 columns x 2 blocks x 8 bits = 128
@@ -54,8 +60,8 @@ def test_mxint():
     assert c.memory_bits["activation_buffers"] == 272
     # off-chip: (1024+128)/8 = 144 + x 272/8 = 34 + y (8 x 8 + 1 block x 8)/8 = 9  -> 187
     assert c.offchip_bytes_per_token == 187
-    # registers: exponent 9 + cast block 16·8+8 = 136 + accumulator 18 = 163
-    assert c.register_bits() == 163
+    # registers: exponent 9 + cast block 16·8+8 = 136 + accumulator 17 = 162
+    assert c.register_bits() == 162
 
 
 def test_int():
@@ -72,11 +78,11 @@ def test_lqer_mxint(name):
     c = build(name, TINY, w_fmt=B4, x_fmt=B8, lr_fmt=B8, rank=2)
     # W_q 16 x (8x4); xA 16 x (8x8); (xA)B 16 x (8x8)
     assert counts(c, "int_mul") == {(8, 4): 16, (8, 8): 32}
-    # W_q tree from 12 bits: 13:8 14:4 15:2 16:1; xA and xAB trees from 16 bits: 17:8 18:4 19:2 20:1 each;
-    # final add: 23 bits (max acc 22 + 1)
-    assert c.adders() == {13: 8, 14: 4, 15: 2, 16: 1, 17: 16, 18: 8, 19: 4, 20: 2, 23: 1}
-    # accumulators: W_q 18; xA 8+8+4+log2(2 blocks)1+1 = 22; xAB (K=2, one block) 16+4+1+1 = 22
-    assert counts(c, "fixed_acc") == {(18, 0): 1, (22, 0): 2}
+    # W_q tree from 8+4-1 = 11 bits: 12:8 13:4 14:2 15:1; xA and xAB trees from 8+8-1 = 15 bits:
+    # 16:8 17:4 18:2 19:1 each; final add: 22 bits (max acc 21 + 1)
+    assert c.adders() == {12: 8, 13: 4, 14: 2, 15: 1, 16: 16, 17: 8, 18: 4, 19: 2, 22: 1}
+    # accumulators: W_q 17; xA 15+4+log2(2 blocks)1+1 = 21; xAB (K=2, one block: clog2 1 = 1) 15+4+1+1 = 21
+    assert counts(c, "fixed_acc") == {(17, 0): 1, (21, 0): 2}
     # exponent handling: 2 exp_add(9) per MX unit (3 units) + 1 in the final add; 2 casts x exp_add(8)
     assert counts(c, "exp_add") == {(9, 0): 7, (8, 0): 2}
     assert counts(c, "comparator") == {(9, 0): 4}
@@ -96,8 +102,8 @@ def test_lqer_mxint(name):
 def test_lqer_mxint_fold_to_one_lane():
     c = build("lqer-mxint", TINY, w_fmt=B4, x_fmt=B8, lr_fmt=B8, rank=2, lowrank_lanes=1)
     assert counts(c, "int_mul") == {(8, 4): 16, (8, 8): 2}
-    # 1-lane units have no tree but sum each block over 16 cycles: fixed_acc(16 + 4 = 20) each
-    assert counts(c, "fixed_acc") == {(18, 0): 1, (22, 0): 2, (20, 0): 2}
+    # 1-lane units have no tree but sum each block over 16 cycles: fixed_acc(15 + 4 = 19) each
+    assert counts(c, "fixed_acc") == {(17, 0): 1, (21, 0): 2, (19, 0): 2}
     # xA 2·32 = 64 cycles, xAB 8·2 = 16 -> 80 > 16
     assert c.cycles == 80
 
@@ -164,14 +170,42 @@ def test_gptq():
 def test_lrc():
     c = build("lrc", TINY, w_fmt=MXINT4.with_block_size(16), x_fmt=MXINT4.with_block_size(16), rank=2)
     assert counts(c, "int_mul") == {(4, 4): 16}
-    assert c.adders() == {9: 8, 10: 4, 11: 2, 12: 1}
+    # 4+4-1 = 7-bit products: 8:8 9:4 10:2 11:1
+    assert c.adders() == {8: 8, 9: 4, 10: 2, 11: 1}
     # low-rank path in FP16 on unquantized x: 2 units x (16 mul + 16 add) + final fp16_add
     assert n_of(c, "fp16_mul") == 32 and n_of(c, "fp16_add") == 33
-    assert counts(c, "int_to_fp16") == {(14, 0): 1}  # acc 4+4+4+1+1 = 14
+    assert counts(c, "int_to_fp16") == {(13, 0): 1}  # acc 7+4+1+1 = 13
     assert c.memory_bits["lowrank_factors"] == (32 + 8) * 2 * 16
     # x FP16 512 + x quantized 32·4 + 2·8 = 144 + xV 2·16 = 32 -> 688
     assert c.memory_bits["activation_buffers"] == 688
     assert c.cycles == 16
+
+
+def test_lrc_default_rank_is_lqers_floor_reading():
+    # 10% of min(4096, 11008) = 409.6: lqer floors (mxsim.Rank of_min_dim) -> 409, not round()'s 410
+    c = build("lrc", Layer(1, 4096, 11008))
+    assert c.params["rank"] == 409
+    # TINY: 10% of 8 = 0.8 floors to 0 and is clamped to the smallest rank, 1
+    assert build("lrc", TINY).params["rank"] == 1
+    # a fraction or an mxsim.Rank is read the same way by every low-rank design
+    assert build("lqer-mxint", Layer(1, 64, 45), rank=0.1).params["rank"] == 4  # floor(4.5)
+    assert build("lqer-fixed", Layer(1, 64, 45), rank=Rank(0.5, "of_params")).params["rank"] == 13  # floor(64·45/109/2)
+
+
+def test_design_names_say_which_format_is_costed():
+    # "mxint" designs cost OCP MXINT (blocks of 16); the "blockfp" ones the LQER paper's BlockFP
+    m, b = build("mxint", TINY), build("blockfp", TINY)
+    assert (m.params["w"], m.params["x"], m.design) == ("MXINT4", "MXINT8", "mxint")
+    assert (b.params["w"], b.params["x"], b.design) == ("BlockFP4", "BlockFP8", "blockfp")
+    lq, lb = build("lqer-mxint", TINY, rank=2), build("lqer-blockfp", TINY, rank=2)
+    assert (lq.params["lr"], lb.params["lr"], lb.design) == ("MXINT8", "BlockFP8", "lqer-blockfp")
+    # equal element and scale widths, equal block size: the model prices the two families alike
+    assert m.table().equals(b.table()) and lq.table().equals(lb.table())
+
+
+def test_numpy_integers_are_integers():
+    c = build("lqer-mxint", Layer(np.int64(1), np.int32(32), np.int64(8)), rank=np.int64(2), lanes=np.int64(16))
+    assert c.params["rank"] == 2 and c.cycles == 16
 
 
 def test_more_outliers_never_cost_less():

@@ -138,9 +138,10 @@ def test_datapath_widths():
     assert (w["product_bits"], w["adder_tree_widths"], w["exponent_adder_bits"]) == (15, [16, 17, 18, 19, 20], 9)
     w = mxsim.datapath_widths("MXINT4", mxsim.MXINT4, 8)
     assert (w["product_bits"], w["adder_tree_widths"]) == (7, [8, 9, 10])
-    # E2M1 ints up to 6 / 2^-1 = 12: 144 -> 8 magnitude bits + sign
+    assert w["operand_bits"] == [4, 4]
+    # E2M1 ints up to 6 / 2^-1 = 12 (4 magnitude bits + sign = 5); 144 -> 8 magnitude bits + sign
     assert mxsim.datapath_widths("MXFP4_E2M1", "MXFP4_E2M1", 1) == {
-        "product_bits": 9, "adder_tree_levels": 0, "adder_tree_widths": [], "sum_bits": 9,
+        "operand_bits": [5, 5], "product_bits": 9, "adder_tree_levels": 0, "adder_tree_widths": [], "sum_bits": 9,
         "exponent_adder_bits": 9, "lanes": 1}
     assert mxsim.datapath_widths("MXINT8", "MXINT8", 10 // 5 * 8)["adder_tree_levels"] == 4
 
