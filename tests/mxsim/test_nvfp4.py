@@ -3,7 +3,6 @@ values, the numba path against the torch referee bit for bit, both against torch
 nvfp4_quantize where torchao is installed, bytes, matmul datapath and bad input."""
 
 import math
-import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -153,13 +152,15 @@ def test_cuda_path_matches_cpu():
 # ----------------------------------------------------------------------------------------
 # torchao, the independent reference
 
-try:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torchao.prototype.mx_formats.kernels import unpack_uint4
-        from torchao.prototype.mx_formats.nvfp4_tensor import NVFP4Tensor as AoNVFP4Tensor
-        from torchao.prototype.mx_formats.nvfp4_tensor import nvfp4_quantize, per_tensor_amax_to_scale
-except Exception:  # noqa: BLE001
+from torchao_ref import load as _load_torchao  # noqa: E402
+
+_ao = _load_torchao()
+if _ao:
+    unpack_uint4 = _ao["kernels"].unpack_uint4
+    AoNVFP4Tensor = _ao["nvfp4_tensor"].NVFP4Tensor
+    nvfp4_quantize = _ao["nvfp4_tensor"].nvfp4_quantize
+    per_tensor_amax_to_scale = _ao["nvfp4_tensor"].per_tensor_amax_to_scale
+else:
     nvfp4_quantize = None
 
 

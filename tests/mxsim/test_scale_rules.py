@@ -2,9 +2,6 @@
 hand-computed scale codes, the numba path against the referee bit for bit, and both against
 torchao itself where it is installed (an independent implementation)."""
 
-import math
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -115,15 +112,12 @@ def test_rceil_float64_input_divides_in_float64():
 # ----------------------------------------------------------------------------------------
 # torchao as the independent reference
 
-torchao_mx = None
-try:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torchao.prototype.mx_formats import kernels as torchao_kernels
-        from torchao.prototype.mx_formats import mx_tensor as torchao_mx
-        from torchao.prototype.mx_formats.config import ScaleCalculationMode
-except Exception:  # noqa: BLE001 - any import problem means: no torchao here
-    torchao_mx = None
+from torchao_ref import load as _load_torchao  # noqa: E402
+
+_ao = _load_torchao()
+torchao_mx = _ao and _ao["mx_tensor"]
+torchao_kernels = _ao and _ao["kernels"]
+ScaleCalculationMode = _ao and _ao["config"].ScaleCalculationMode
 
 needs_torchao = pytest.mark.skipif(torchao_mx is None, reason="torchao (optional) is not installed")
 
