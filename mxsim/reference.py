@@ -28,6 +28,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from .accumulators import FP32, Exact, datapath_accumulator
 from .formats import BlockFP, MXFPFormat, MXIntFormat, ScaleRule, check_rounding, get_format
 from .rounding import Rounding
 
@@ -422,31 +423,16 @@ def round_to_f64(n: int, e: int) -> float:
     return _exact_to_float(n, e, 52, -1022, 1023)
 
 
-def _parse_acc(accumulator):
-    if isinstance(accumulator, str):
-        if accumulator in ("exact", "fp32"):
-            return (accumulator,)
-        raise ValueError(f"accumulator must be 'exact', 'fp32' or a fixed-point spec, got {accumulator!r}")
-    if isinstance(accumulator, tuple) and accumulator and accumulator[0] == "fixed":
-        _, tb, fb, ov = accumulator
-    elif hasattr(accumulator, "total_bits"):
-        tb, fb, ov = accumulator.total_bits, accumulator.frac_bits, getattr(accumulator, "overflow", "saturate")
-    else:
-        raise ValueError(f"accumulator must be 'exact', 'fp32' or a fixed-point spec, got {accumulator!r}")
-    if ov not in ("saturate", "wrap"):
-        raise ValueError(f"fixed-point overflow must be 'saturate' or 'wrap', got {ov!r}")
-    if not 1 <= int(tb) <= 64:
-        raise ValueError(f"fixed-point total_bits must be in [1, 64], got {tb!r}")
-    return ("fixed", int(tb), int(fb), ov)
-
-
-def matmul(a_codes, a_scales, fmt_a, b_codes, b_scales, fmt_b, accumulator="exact", lanes=None):
+def matmul(a_codes, a_scales, fmt_a, b_codes, b_scales, fmt_b, accumulator=Exact(), lanes=None):
     """Referee matmul of a (M x K, blocked along axis 1) and b (K x N, blocked along axis 0).
 
-    Returns float64 (M x N) for "exact" and fixed point, float32 for "fp32".
+    ``accumulator``: an mxsim accumulator (``Exact()``, ``FP32(lanes)``, ``FixedPoint``; their
+    string spellings are parsed at this boundary); ``lanes`` (legacy) applies to fp32 only.
+    Returns float64 (M x N) for exact and fixed point, float32 for fp32.
     """
     fmt_a, fmt_b = get_format(fmt_a), get_format(fmt_b)
-    acc = _parse_acc(accumulator)
+    acc = datapath_accumulator(accumulator, lanes)
+    lanes = acc.lanes if isinstance(acc, FP32) else None
     for f in (fmt_a, fmt_b):
         if isinstance(f, MXFPFormat) and f.exponent_bits == 5:
             raise ValueError("matmul: MXFP8_E5M2 products do not fit the int64 adder; fmt not allowed")
@@ -476,7 +462,7 @@ def matmul(a_codes, a_scales, fmt_a, b_codes, b_scales, fmt_b, accumulator="exac
         while st < hi:
             steps.append((st, min(st + lanes, hi), j))
             st += lanes
-    if acc[0] != "fp32":
+    if not isinstance(acc, FP32):
         steps = [(j * k, min((j + 1) * k, K), j) for j in range(nb)]
     S = torch.stack([ia[:, lo:hi] @ ib[lo:hi, :] for lo, hi, _ in steps], dim=-1) if steps else None
     E = (sa[:, None, :] + sb.t()[None, :, :] + qsum) if nb else None  # (M, N, nb)
@@ -484,7 +470,7 @@ def matmul(a_codes, a_scales, fmt_a, b_codes, b_scales, fmt_b, accumulator="exac
     E_l = E.tolist() if E is not None else None
     nan_l = nan.tolist()
     blk = [j for _, _, j in steps]
-    out = np.zeros((M, N), dtype=np.float32 if acc[0] == "fp32" else np.float64)
+    out = np.zeros((M, N), dtype=np.float32 if isinstance(acc, FP32) else np.float64)
     for m in range(M):
         for n in range(N):
             if nan_l[m][n]:
@@ -492,17 +478,17 @@ def matmul(a_codes, a_scales, fmt_a, b_codes, b_scales, fmt_b, accumulator="exac
                 continue
             Ps = S_l[m][n] if steps else []
             Es = E_l[m][n] if nb else []
-            if acc[0] == "exact":
+            if isinstance(acc, Exact):
                 if not Ps:
                     out[m, n] = 0.0
                     continue
                 emin = min(Es)
                 tot = sum(p << (e - emin) for p, e in zip(Ps, Es))
                 out[m, n] = round_to_f64(tot, emin)
-            elif acc[0] == "fp32":
+            elif isinstance(acc, FP32):
                 out[m, n] = _fp32_accumulate(Ps, [Es[j] for j in blk])
             else:
-                _, W, fb, ov = acc
+                W, fb, ov = acc.total_bits, acc.frac_bits, acc.overflow
                 lo_, hi_ = -(1 << (W - 1)), (1 << (W - 1)) - 1
                 A = 0
                 for p, e in zip(Ps, Es):

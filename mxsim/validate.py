@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import reference as R
+from .accumulators import FP32, Exact, FixedPoint, datapath_accumulator
 from .formats import (
     FORMATS,
     ROUNDING_MODES,
@@ -22,6 +23,7 @@ from .formats import (
     MXFPFormat,
     get_format,
 )
+from .rounding import Rounding
 
 # formats exercised by default: every OCP format plus BlockFP widths and a narrow exponent
 DEFAULT_FORMATS = [*FORMATS.values(), BlockFP(4), BlockFP(8), BlockFP(3, exponent_width=4), BlockFP(2)]
@@ -195,7 +197,7 @@ def _as_torch(v):
     return torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
 
 
-def compare_quantize(x, fmt, axis=-1, rounding="nearest_even", seed=0):
+def compare_quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0):
     """Compare fake_quantize values and quantize codes and scales of both paths.
 
     Returns dict check -> (n_values, n_mismatch, first mismatch description or None).
@@ -233,7 +235,7 @@ def _show(v):
     return f"{v!r} ({v.hex()})" if isinstance(v, float) else repr(v)
 
 
-def compare_matmul(a, b, fmt_a, fmt_b, accumulator="exact", lanes=None):
+def compare_matmul(a, b, fmt_a, fmt_b, accumulator=Exact(), lanes=None):
     """Quantize a (M x K, along K) and b (K x N, along K) with the numba path, check that the
     codes/scales match the reference, then compare mxsim.matmul with reference.matmul."""
     import mxsim
@@ -244,28 +246,21 @@ def compare_matmul(a, b, fmt_a, fmt_b, accumulator="exact", lanes=None):
     return compare_matmul_tensors(qa, qb, accumulator, lanes)
 
 
-def compare_matmul_tensors(qa, qb, accumulator="exact", lanes=None):
-    """mxsim.matmul(qa, qb) against reference.matmul on the same codes and scales."""
+def compare_matmul_tensors(qa, qb, accumulator=Exact(), lanes=None):
+    """mxsim.matmul(qa, qb) against reference.matmul on the same codes and scales; both get the
+    same typed accumulator (``lanes``: the legacy fp32 keyword, passed to both as well)."""
     import mxsim
 
+    accumulator = datapath_accumulator(accumulator, lanes)
+    lanes = None
     fmt_a, fmt_b = qa.fmt, qb.fmt
     ref = R.matmul(_as_torch(qa.codes), _as_torch(qa.scales), fmt_a, _as_torch(qb.codes), _as_torch(qb.scales), fmt_b,
                    accumulator=accumulator, lanes=lanes)
     kw = {} if lanes is None else {"lanes": lanes}
-    got = _as_torch(mxsim.matmul(qa, qb, accumulator=_api_acc(accumulator), **kw))
+    got = _as_torch(mxsim.matmul(qa, qb, accumulator=accumulator, **kw))
     if got.dtype != ref.dtype:
         return (ref.numel(), ref.numel(), f"dtype differs: ref {ref.dtype}, got {got.dtype}")
     return _summ(None, ref, got, bits=True)
-
-
-def _api_acc(acc):
-    if isinstance(acc, tuple) and acc[0] == "fixed":
-        import mxsim
-
-        FP = getattr(mxsim, "FixedPoint", None)
-        if FP is not None:
-            return FP(acc[1], acc[2], overflow=acc[3])
-    return acc
 
 
 # ----------------------------------------------------------------------------------------
@@ -300,7 +295,7 @@ def run_validation(n_random=2, seed=0, formats=None, roundings=ROUNDING_MODES, b
                             t[1] += bad
                             t[2] = t[2] or msg
                     for check, (n, bad, msg) in tot.items():
-                        records.append(dict(check=check, format=fmt.name, rounding=rounding, block=k, axis=axis,
+                        records.append(dict(check=check, format=fmt.name, rounding=str(rounding), block=k, axis=axis,
                                             n_values=n, n_mismatch=bad, first_mismatch=msg))
     if matmul:
         records += _matmul_records(rng, seed)
@@ -312,7 +307,7 @@ MATMUL_PAIRS = [
     ("MXINT8", "MXINT8"), ("MXINT8", "MXINT4"), ("MXINT4", "MXINT2"), ("MXFP8_E4M3", "MXFP8_E4M3"),
     ("MXFP6_E3M2", "MXFP6_E2M3"), ("MXFP4_E2M1", "MXINT8"), ("BlockFP4", "BlockFP8"),
 ]
-MATMUL_ACCS = ["exact", "fp32", ("fixed", 32, 16, "saturate"), ("fixed", 24, 8, "wrap"), ("fixed", 12, 4, "saturate")]
+MATMUL_ACCS = [Exact(), FP32(), FixedPoint(32, 16, "saturate"), FixedPoint(24, 8, "wrap"), FixedPoint(12, 4, "saturate")]
 
 
 def _fmt(name):
@@ -331,19 +326,18 @@ def _matmul_records(rng, seed, M=5, K=70, N=4):
         for k in (16, 32):
             fa, fb = _fmt(an).with_block_size(k), _fmt(bn).with_block_size(k)
             for acc in MATMUL_ACCS:
-                for lanes in ((None, 4) if acc == "fp32" else (None,)):
+                for lanes in ((None, 4) if isinstance(acc, FP32) else (None,)):
                     n = bad = 0
                     msg = None
                     for kind in ("normal", "scaled_rows", "wide"):
                         a = random_case(rng, M, K, kind)
                         b = random_case(rng, N, K, kind).T.copy()
-                        nn, bb, mm = compare_matmul(a, b, fa, fb, acc, lanes)
+                        nn, bb, mm = compare_matmul(a, b, fa, fb, acc if lanes is None else FP32(lanes))
                         n += nn
                         bad += bb
                         msg = msg or mm
-                    recs.append(dict(check=f"matmul:{acc if isinstance(acc, str) else '/'.join(map(str, acc))}"
-                                     + (f":lanes{lanes}" if lanes else ""), format=f"{fa.name}x{fb.name}",
-                                     rounding="nearest_even", block=k, axis="K", n_values=n, n_mismatch=bad,
+                    recs.append(dict(check=f"matmul:{acc if lanes is None else FP32(lanes)}", format=f"{fa.name}x{fb.name}",
+                                     rounding=str(Rounding.NEAREST_EVEN), block=k, axis="K", n_values=n, n_mismatch=bad,
                                      first_mismatch=msg))
     return recs
 

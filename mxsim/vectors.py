@@ -1,7 +1,7 @@
 """Golden test vectors for MX datapath RTL: inputs and expected outputs as hex text files.
 
     from mxsim import vectors
-    man = vectors.export("vec/", a, b, "MXINT8/32", accumulators=["exact", "fp32",
+    man = vectors.export("vec/", a, b, "MXINT8/32", accumulators=[mxsim.Exact(), mxsim.FP32(),
                          mxsim.FixedPoint(32, 16, overflow="saturate")])
 
 ``a`` (M x K) is quantized along K (axis -1) and ``b`` (K x N) along K (axis 0) with
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .accumulators import FP32, Exact, FixedPoint, datapath_accumulator, parse_accumulator
 from .formats import BlockFP, MXFPFormat, MXIntFormat, get_format
 
 
@@ -43,9 +44,11 @@ def _mx():
 
 
 def acc_name(acc) -> str:
-    if isinstance(acc, str):
-        return acc
-    return f"fixed_{acc.total_bits}_{acc.frac_bits}_{acc.overflow}"
+    """File-name stem of an accumulator: exact, fp32, fixed_<W>_<F>_<overflow>."""
+    acc = parse_accumulator(acc)
+    if isinstance(acc, FixedPoint):
+        return f"fixed_{acc.total_bits}_{acc.frac_bits}_{acc.overflow}"
+    return acc.name
 
 
 def int_bits(fmt) -> int:
@@ -106,10 +109,16 @@ def _code_words(q, fmt, rows_first: bool):
             scales.reshape(-1).astype(np.int64).tolist())
 
 
-def export(outdir, a, b, fmt_a, fmt_b=None, accumulators=("exact",), lanes=None, per_block=True,
+def export(outdir, a, b, fmt_a, fmt_b=None, accumulators=(Exact(),), lanes=None, per_block=True,
            rounding="nearest_even") -> dict:
-    """Quantize ``a`` and ``b``, run ``mxsim.matmul`` and write the vector files to ``outdir``."""
+    """Quantize ``a`` and ``b``, run ``mxsim.matmul`` and write the vector files to ``outdir``.
+
+    ``accumulators``: mxsim accumulators (or their spellings, parsed here); ``lanes`` is the
+    step width of the fp32 ones (the others update once per block)."""
     mx = _mx()
+    accumulators = [parse_accumulator(acc, what="accumulators") for acc in accumulators]
+    accumulators = [datapath_accumulator(acc, lanes if isinstance(acc, FP32) else None, what="accumulators")
+                    for acc in accumulators]
     fmt_a = get_format(fmt_a)
     fmt_b = fmt_a if fmt_b is None else get_format(fmt_b)
     a = np.asarray(a)
@@ -140,18 +149,16 @@ def export(outdir, a, b, fmt_a, fmt_b=None, accumulators=("exact",), lanes=None,
             sl = slice(j * k, min(K, (j + 1) * k))
             qa_j = mx.quantize(a[:, sl], fmt_a, axis=-1, rounding=rounding)
             qb_j = mx.quantize(b[sl, :], fmt_b, axis=0, rounding=rounding)
-            vals[:, :, j] = np.asarray(mx.matmul(qa_j, qb_j, accumulator="exact"), dtype=np.float64)
+            vals[:, :, j] = np.asarray(mx.matmul(qa_j, qb_j, accumulator=Exact()), dtype=np.float64)
         _write(out / "block_exact.hex", vals.reshape(-1).view(np.uint64).tolist(), 64)
         files["block_exact"] = "block_exact.hex"
     accs = []
     for acc in accumulators:
-        kw = {} if lanes is None else {"lanes": lanes}
-        y = mx.matmul(qa, qb, accumulator=acc, **kw)
-        y = np.asarray(y)
+        y = np.asarray(mx.matmul(qa, qb, accumulator=acc))
         name = acc_name(acc)
-        if acc == "fp32":
+        if isinstance(acc, FP32):
             words, bits = y.astype(np.float32).reshape(-1).view(np.uint32).tolist(), 32
-        elif acc == "exact":
+        elif isinstance(acc, Exact):
             words, bits = y.astype(np.float64).reshape(-1).view(np.uint64).tolist(), 64
         else:
             w, f = acc.total_bits, acc.frac_bits
@@ -161,7 +168,7 @@ def export(outdir, a, b, fmt_a, fmt_b=None, accumulators=("exact",), lanes=None,
             words, bits = [int(v) for v in scaled], w
         _write(out / f"expected_{name}.hex", words, bits)
         files[f"expected_{name}"] = f"expected_{name}.hex"
-        accs.append({"name": name, "bits": bits, "spec": acc if isinstance(acc, str) else
+        accs.append({"name": name, "bits": bits, "spec": acc.name if not isinstance(acc, FixedPoint) else
                      {"total_bits": acc.total_bits, "frac_bits": acc.frac_bits, "overflow": acc.overflow}})
     manifest = {
         "fmt_a": fmt_a.name, "fmt_b": fmt_b.name, "block_size": k, "M": M, "K": K, "N": N, "n_blocks": nb,

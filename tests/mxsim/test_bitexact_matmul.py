@@ -10,10 +10,11 @@ import torch
 
 import mxsim
 from mxsim.tensor import MXTensor
+from mxsim import FP32, Exact, FixedPoint
 from mxsim.validate import compare_matmul, compare_matmul_tensors, random_case
 
-ACCS = ["exact", "fp32", ("fixed", 32, 16, "saturate"), ("fixed", 24, 8, "wrap"), ("fixed", 64, 40, "wrap"),
-        ("fixed", 16, 0, "saturate"), ("fixed", 8, -2, "saturate"), ("fixed", 20, 30, "wrap")]
+ACCS = [Exact(), FP32(), FixedPoint(32, 16, "saturate"), FixedPoint(24, 8, "wrap"), FixedPoint(64, 40, "wrap"),
+        FixedPoint(16, 0, "saturate"), FixedPoint(8, -2, "saturate"), FixedPoint(20, 30, "wrap")]
 PAIRS = [
     (mxsim.MXINT8, mxsim.MXINT8), (mxsim.MXINT8, mxsim.MXINT4), (mxsim.MXINT4, mxsim.MXINT8),
     (mxsim.MXINT2, mxsim.MXINT6), (mxsim.MXFP8_E4M3, mxsim.MXFP8_E4M3), (mxsim.MXFP6_E3M2, mxsim.MXFP6_E2M3),
@@ -82,7 +83,7 @@ def test_matmul_quantized_random(pair, block):
     for acc in ACCS:
         _ok(compare_matmul(a, b, fa, fb, acc), f"{fa.name}x{fb.name} {acc}")
     for lanes in [d for d in (1, 4) if block % d == 0]:
-        _ok(compare_matmul(a, b, fa, fb, "fp32", lanes), f"{fa.name}x{fb.name} fp32 lanes={lanes}")
+        _ok(compare_matmul(a, b, fa, fb, FP32(lanes)), f"{fa.name}x{fb.name} fp32 lanes={lanes}")
 
 
 @pytest.mark.parametrize("pair,regime", _grid(["narrow", "wide", "high", "low"]))
@@ -111,7 +112,7 @@ def test_matmul_adversarial_codes(pair, regime):
     for acc in ACCS:
         _ok(compare_matmul_tensors(qa, qb, acc), f"{regime} {acc}")
     for lanes in (1, 4):
-        _ok(compare_matmul_tensors(qa, qb, "fp32", lanes), f"{regime} fp32 lanes={lanes}")
+        _ok(compare_matmul_tensors(qa, qb, FP32(lanes)), f"{regime} fp32 lanes={lanes}")
 
 
 def test_matmul_fused_rounding_case():
@@ -121,8 +122,8 @@ def test_matmul_fused_rounding_case():
     asc = np.array([[139, 127]], np.uint8)
     qa = _tensor(ac, asc, f, 1)
     qb = _tensor(ac.T.copy(), asc.T.copy(), f, 0)
-    assert float(mxsim.matmul(qa, qb, accumulator="exact")[0, 0]) == 2.0**40 + 2.0**16
-    assert float(mxsim.matmul(qa, qb, accumulator="fp32")[0, 0]) == 2.0**40 + 2.0**17
+    assert float(mxsim.matmul(qa, qb, accumulator=Exact())[0, 0]) == 2.0**40 + 2.0**16
+    assert float(mxsim.matmul(qa, qb, accumulator=FP32())[0, 0]) == 2.0**40 + 2.0**17
     for acc in ACCS:
         _ok(compare_matmul_tensors(qa, qb, acc), f"{acc}")
 

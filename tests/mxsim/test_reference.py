@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import mxsim
+from mxsim import FP32, Exact, FixedPoint
 from mxsim import reference as R
 from mxsim.formats import BlockFP
 
@@ -423,9 +424,9 @@ def test_matmul_exact_and_fp32_fused_single_rounding():
     asc = torch.tensor([[139, 127]], dtype=torch.uint8)
     bc = ac.t().contiguous()
     bsc = asc.t().contiguous()
-    ex = R.matmul(ac, asc, f, bc, bsc, f, accumulator="exact")
+    ex = R.matmul(ac, asc, f, bc, bsc, f, accumulator=Exact())
     assert ex.dtype == torch.float64 and ex.item() == 2.0**40 + 2.0**16
-    fp = R.matmul(ac, asc, f, bc, bsc, f, accumulator="fp32")
+    fp = R.matmul(ac, asc, f, bc, bsc, f, accumulator=FP32())
     assert fp.dtype == F32 and fp.item() == 2.0**40 + 2.0**17
 
 
@@ -439,11 +440,11 @@ def test_matmul_fp32_per_step_rounding_and_lanes():
     asc = torch.tensor([[151, 127]], dtype=torch.uint8)
     bc = torch.full((4, 1), 64, dtype=torch.int8)
     bsc = torch.full((2, 1), 127, dtype=torch.uint8)
-    assert R.matmul(ac, asc, f, bc, bsc, f, "exact").item() == 2.0**24 + 2
-    assert R.matmul(ac, asc, f, bc, bsc, f, "fp32").item() == 2.0**24 + 2
-    assert R.matmul(ac, asc, f, bc, bsc, f, "fp32", lanes=1).item() == 2.0**24
+    assert R.matmul(ac, asc, f, bc, bsc, f, Exact()).item() == 2.0**24 + 2
+    assert R.matmul(ac, asc, f, bc, bsc, f, FP32()).item() == 2.0**24 + 2
+    assert R.matmul(ac, asc, f, bc, bsc, f, FP32(1)).item() == 2.0**24
     with pytest.raises(ValueError):
-        R.matmul(ac, asc, f, bc, bsc, f, "fp32", lanes=3)
+        R.matmul(ac, asc, f, bc, bsc, f, FP32(3))
 
 
 def test_matmul_fixed_point():
@@ -456,15 +457,15 @@ def test_matmul_fixed_point():
     asc = torch.tensor([[127, 125]], dtype=torch.uint8)
     bc = torch.tensor([[64], [64]], dtype=torch.int8)
     bsc = torch.tensor([[127], [127]], dtype=torch.uint8)
-    assert R.matmul(ac, asc, f, bc, bsc, f, ("fixed", 16, 2, "saturate")).item() == 0.25
-    assert R.matmul(ac, asc, f, bc, bsc, f, ("fixed", 16, 3, "saturate")).item() == 0.375
-    assert R.matmul(ac, asc, f, bc, bsc, f, "exact").item() == 0.375
+    assert R.matmul(ac, asc, f, bc, bsc, f, FixedPoint(16, 2, "saturate")).item() == 0.25
+    assert R.matmul(ac, asc, f, bc, bsc, f, FixedPoint(16, 3, "saturate")).item() == 0.375
+    assert R.matmul(ac, asc, f, bc, bsc, f, Exact()).item() == 0.375
     # a = [0.75, 0.75]: aligned 3 + 3 = 6 in a 3-bit accumulator [-4, 3]:
     # saturate -> 3 -> 0.75; wrap -> 6 - 8 = -2 -> -0.5
     ac2 = torch.tensor([[48, 48]], dtype=torch.int8)
     asc2 = torch.tensor([[127, 127]], dtype=torch.uint8)
-    assert R.matmul(ac2, asc2, f, bc, bsc, f, ("fixed", 3, 2, "saturate")).item() == 0.75
-    assert R.matmul(ac2, asc2, f, bc, bsc, f, ("fixed", 3, 2, "wrap")).item() == -0.5
+    assert R.matmul(ac2, asc2, f, bc, bsc, f, FixedPoint(3, 2, "saturate")).item() == 0.75
+    assert R.matmul(ac2, asc2, f, bc, bsc, f, FixedPoint(3, 2, "wrap")).item() == -0.5
 
 
 def test_matmul_nan_scale_and_mixed_formats():
@@ -475,10 +476,10 @@ def test_matmul_nan_scale_and_mixed_formats():
     asc = torch.tensor([[127]], dtype=torch.uint8)
     bc = torch.tensor([[6], [-4]], dtype=torch.int8)
     bsc = torch.tensor([[127]], dtype=torch.uint8)
-    for acc in ("exact", "fp32", ("fixed", 32, 8, "wrap")):
+    for acc in (Exact(), FP32(), FixedPoint(32, 8, "wrap")):
         assert R.matmul(ac, asc, fa, bc, bsc, fb, acc).item() == 1.0
     bad = torch.tensor([[255]], dtype=torch.uint8)
-    for acc in ("exact", "fp32", ("fixed", 32, 8, "wrap")):
+    for acc in (Exact(), FP32(), FixedPoint(32, 8, "wrap")):
         assert math.isnan(R.matmul(ac, bad, fa, bc, bsc, fb, acc).item())
     with pytest.raises(ValueError):
         R.matmul(ac, asc, mxsim.MXFP8_E5M2.with_block_size(2), bc, bsc, fb)
@@ -508,16 +509,16 @@ def test_matmul_fp32_signed_zero_and_overflow():
     # (-0.0) + (+0.0) = +0.0 under RNE.
     a = torch.tensor([[-64, 0]], dtype=torch.int8)
     as_ = torch.tensor([[0, 0]], dtype=torch.uint8)
-    one = R.matmul(a[:, :1], as_[:, :1], f, b[:1], bs[:1], f, "fp32")
+    one = R.matmul(a[:, :1], as_[:, :1], f, b[:1], bs[:1], f, FP32())
     assert one.item() == 0.0 and math.copysign(1, one.item()) == -1
-    two = R.matmul(a, as_, f, b, bs, f, "fp32")
+    two = R.matmul(a, as_, f, b, bs, f, FP32())
     assert two.item() == 0.0 and math.copysign(1, two.item()) == 1
-    assert R.matmul(a, as_, f, b, bs, f, "exact").item() == -(2.0**-254)
+    assert R.matmul(a, as_, f, b, bs, f, Exact()).item() == -(2.0**-254)
     # scales 254 on both sides: 2^127 * 2^127 = 2^254 -> fp32 Inf, exact 2^254
     big = torch.tensor([[254]], dtype=torch.uint8)
     a1 = torch.tensor([[64]], dtype=torch.int8)
-    assert R.matmul(a1, big, f, b[:1], big, f, "fp32").item() == math.inf
-    assert R.matmul(a1, big, f, b[:1], big, f, "exact").item() == 2.0**254
+    assert R.matmul(a1, big, f, b[:1], big, f, FP32()).item() == math.inf
+    assert R.matmul(a1, big, f, b[:1], big, f, Exact()).item() == 2.0**254
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
