@@ -7,12 +7,14 @@
       SmolLM2 perplexity and bits per weight for the listed (setting:method@rank) tasks; JSON lines.
   python benchmarks/bench_lrc.py table results.jsonl [--csv table.csv] [--tech fpga] [--shape smollm2-135m]
       markdown table (+ CSV) with hwmodel's area of each row's design and its ratio to FP16
+
+The table's configs, runs and area columns live in experiments.lrc_table (this script only
+times); ``mxlab reproduce lrc_table`` regenerates docs/results/lrc_table.csv.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import resource
@@ -76,174 +78,25 @@ def cmd_layer(a):
           f"peak RSS {peak:.2f} GB (target <= {TARGET_LAYER_GB} GB)")
 
 
-def _configs(setting: str, method: str, rank, rotation: str):
-    from lqer.config import QuantConfig
-
-    x = {"W4A4": "MXINT4/32", "W4A8": "MXINT8/32"}[setting]
-    common = dict(w_format="MXINT4/32", x_format=x, a_format="MXINT8/32", b_format="MXINT8/32",
-                  factor_axis="last", quantize_lowrank_output=True)
-    extra = {"rotation": rotation}
-    if method in ("fp",):
-        return QuantConfig(method="fp", **common)
-    if method in ("rtn", "gptq"):
-        return QuantConfig(method=method, rank=1, extra=extra, **common)
-    if method in ("lqer", "l2qer", "qera"):
-        return QuantConfig(method=f"{method}_frac", rank=rank, extra=extra, **common)
-    if method.startswith("lrc"):
-        it = int(method[3:] or 1)
-        return QuantConfig(method="lrc", rank=rank, extra={**extra, "iterations": it, "lowrank_format": "fp16"},
-                           **common)
-    raise ValueError(f"unknown method {method}")
-
-
-def _parse_tasks(spec: str):
-    """"W4A4:fp,rtn,lrc1@0.1;W4A8:..." -> [(setting, method, rank)]."""
-    out = []
-    for part in spec.split(";"):
-        setting, _, ms = part.partition(":")
-        for m in ms.split(","):
-            meth, _, r = m.partition("@")
-            out.append((setting.strip(), meth.strip(), float(r) if r else None))
-    return out
-
-
 def cmd_model(a):
-    from lqer.calibrate import AbsMeanMax, MultiObserver, SecondMoment, run_calibration
-    from lqer.covariance import CovarianceObserver
-    from lqer.data import calibration_batches, load_wikitext, token_windows
-    from lqer.evaluate import perplexity
-    from lqer.model import load_model
-    from lqer.quantize import quantize_model
-    from lqer.rotation import rotation_matrix
+    """Rows of the LRC table (experiments.lrc_table.run_tasks), one JSON line each."""
+    from experiments.lrc_table import parse_tasks, run_tasks
 
     torch.set_num_threads(a.threads)
-    dev = torch.device(a.device)
-    tasks = _parse_tasks(a.tasks)
-    t0 = time.perf_counter()
-    model, tok = load_model(a.model, device=dev)
-    windows = token_windows(tok, load_wikitext("test"), a.seq, a.windows)
-    calib = calibration_batches(tok, a.calib, a.seq, seed=0)
-    settings = sorted({s for s, _, _ in tasks})
-    t_load = time.perf_counter() - t0
-
-    def factory(name, module):
-        R = rotation_matrix(module.in_features, a.rotation, 0)
-        obs = {"abs": AbsMeanMax(transform=R)}
-        for s in settings:
-            xf = _configs(s, "rtn", None, a.rotation).x_format
-            obs[f"cov_{s}"] = CovarianceObserver(xf, transform=R, device=dev)
-        return MultiObserver(**obs)
-
-    t1 = time.perf_counter()
-    stats = run_calibration(model, calib, factory, progress=False)
-    t_cal = time.perf_counter() - t1
-    print(json.dumps({"event": "calibrated", "load_s": round(t_load, 1), "calibration_s": round(t_cal, 1),
-                      "tokens": int(calib.numel()), "eval_tokens": int(windows.numel())}), flush=True)
-    for setting, method, rank in tasks:
-        cfg = _configs(setting, method, rank, a.rotation)
-        if method == "l2qer":
-            st = {k: v["abs"] for k, v in stats.items()}
-        elif method == "qera":
-            st = {}
-            for k, v in stats.items():
-                c = v[f"cov_{setting}"]
-                sm = SecondMoment(transform=c.transform)  # Σx of the (rotated) input is QERA's statistic
-                sm.xtx, sm.n = c.sx, c.n
-                st[k] = sm
-        elif method in ("gptq",) or method.startswith("lrc"):
-            st = {k: v[f"cov_{setting}"] for k, v in stats.items()}
-        else:
-            st = None
-        q = copy.deepcopy(model)
-        t2 = time.perf_counter()
-        if method != "fp" and st is None:
-            st = {}
-        _, info = quantize_model(q, cfg, stats=st if st else None, progress=False)
-        t_q = time.perf_counter() - t2
-        ppl = perplexity(q, windows, progress=False)
-        row = {"setting": setting, "method": method, "rank": rank, "rotation": a.rotation,
-               "ppl": round(ppl, 3), "bits_per_weight": round(info["avg_bits_per_weight"], 3),
-               "quantize_s": round(t_q, 1)}
-        if method.startswith("lrc"):
-            tot = sum(v["lrc_losses"][-1][1] for v in info["layers"].values())
-            row["sum_final_layer_loss"] = tot
-        print(json.dumps(row), flush=True)
-        del q
-
-
-METHOD_LABELS = {"fp": "FP", "rtn": "RTN", "gptq": "GPTQ (Σx)", "lqer": "LQER", "l2qer": "L2QER",
-                 "qera": "QERA-exact", "lrc1": "LRC(1)", "lrc5": "LRC(5)"}
-TABLE_CSV_COLUMNS = ["setting", "method", "label", "rank", "rotation", "ppl", "bits_per_weight", "quantize_s",
-                     "hw_design", "hw_rank", "hw_input_rotation", "area", "unit", "area_ratio_to_fp16", "tech", "shape"]
-
-
-def _method_label(method: str) -> str:
-    m = str(method).lower()
-    if m in METHOD_LABELS:
-        return METHOD_LABELS[m]
-    if m.startswith("lrc") and m[3:].isdigit():
-        return f"LRC({int(m[3:])})"
-    return str(method)
-
-
-def _fmt_area(area: float) -> str:
-    return f"{area:.0f}" if float(area).is_integer() else f"{area:.1f}"
-
-
-def _write_csv_atomic(path, records: list[dict], columns: list[str]) -> None:
-    """Write ``records`` as CSV to ``path`` atomically (mxsim.files.atomic_write)."""
-    import csv
-
-    from mxsim.files import atomic_write
-
-    with atomic_write(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns)
-            w.writeheader()
-            for r in records:
-                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+    for _ in run_tasks(a.model, parse_tasks(a.tasks), rotation=a.rotation, windows=a.windows, seq=a.seq,
+                       calib=a.calib, device=a.device, log=lambda line: print(line, flush=True)):
+        pass
 
 
 def cmd_table(a):
-    """Markdown table of ``model`` rows (file order kept) with hwmodel's area of each row's design
-    (experiments.backend.lrc_row_design: one time-shared unit sized for the shape's largest linear)
-    and its ratio to the FP16 design's area; ``--csv PATH`` also writes the table as CSV (atomically)."""
-    from experiments.backend import lrc_row_design, model_area
+    """Markdown table (+ ``--csv``) of ``model`` rows with hwmodel's area columns
+    (experiments.lrc_table.table_records)."""
+    from experiments.lrc_table import markdown, read_jsonl_rows, table_records, write_csv
 
-    rows = []
-    for f in a.files:
-        for line in Path(f).read_text().splitlines():
-            if line.startswith("{") and '"ppl"' in line:
-                rows.append(json.loads(line))
-    fp_tot, _ = model_area(a.shape, "fp16", {}, a.tech)
-    fp_area, unit = float(fp_tot["area"]), str(fp_tot["unit"])
-    memo: dict = {}
-    records = []
-    for r in rows:
-        design, params, hw_rank = lrc_row_design(r, a.shape)
-        key = (design, json.dumps(params, sort_keys=True))
-        if key not in memo:
-            tot, _ = model_area(a.shape, design, params, a.tech)
-            memo[key] = float(tot["area"])
-        area = memo[key]
-        records.append({"setting": r.get("setting"), "method": r["method"], "label": _method_label(r["method"]),
-                        "rank": r.get("rank"), "rotation": r.get("rotation"), "ppl": r["ppl"],
-                        "bits_per_weight": r.get("bits_per_weight"), "quantize_s": r.get("quantize_s"),
-                        "hw_design": design, "hw_rank": hw_rank,
-                        "hw_input_rotation": params.get("input_rotation", "none") if design != "fp16" else None,
-                        "area": area, "unit": unit, "area_ratio_to_fp16": area / fp_area, "tech": a.tech,
-                        "shape": a.shape})
-    print(f"| setting | method | rank | rotation | ppl | bits/weight | quantize s | area ({unit}) | area / FP16 |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in records:
-        fp = str(r["method"]).lower() == "fp"
-        rk = "" if r["rank"] is None else f"{r['rank']:.0%}"
-        bits = "" if r["bits_per_weight"] is None else f"{r['bits_per_weight']:.2f}"
-        qs = "" if r["quantize_s"] is None else r["quantize_s"]
-        print(f"| {'–' if fp else r['setting']} | {r['label']} | {rk} | {'' if fp else r['rotation']} | "
-              f"{r['ppl']:.2f} | {bits} | {qs} | {_fmt_area(r['area'])} | {r['area_ratio_to_fp16']:.2f} |")
+    records = table_records(read_jsonl_rows(a.files), a.shape, a.tech)
+    print(markdown(records))
     if a.csv:
-        _write_csv_atomic(a.csv, records, TABLE_CSV_COLUMNS)
+        write_csv(a.csv, records)
     return records
 
 

@@ -138,13 +138,10 @@ def cmd_model(a):
     from lqer.calibrate import linear_layers
     from lqer.data import calibration_batches, load_wikitext, token_windows
     from lqer.evaluate import perplexity
-    from lqer.lrc import collect_lrc_stats
+    from experiments.lrc_table import row_config
     from lqer.methods import get_method
     from lqer.model import load_model
-    from lqer.quantize import _set_module
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_lrc import _configs
+    from lqer.quantize import _set_module, collect_stats
 
     torch.set_num_threads(1)
     model, tok = load_model("smollm2-135m")
@@ -153,9 +150,9 @@ def cmd_model(a):
     names = list(linear_layers(model))
     n_blocks = 1 + max(int(n.split(".")[2]) for n in names)
     for setting in a.settings.split(","):
-        cfg_r = _configs(setting, "rtn", None, "none")
+        cfg_r = row_config(setting, "rtn", None, "none")
         if a.sink_weight == 1.0:
-            stats = collect_lrc_stats(model, calib, cfg_r, progress=False)
+            stats = collect_stats(model, cfg_r.replace(method="gptq"), calib, progress=False)
         else:  # mechanism test: count the first token of every window sink_weight times in Sigma_x
             from lqer.calibrate import run_calibration
             from lqer.covariance import CovarianceObserver
@@ -167,18 +164,18 @@ def cmd_model(a):
                     super().update(x)
 
             stats = run_calibration(model, calib, lambda n, m: SinkWeighted(cfg_r.x_format), progress=False)
-        rtn = {n: get_method("rtn").fn(n, model.get_submodule(n), None, cfg_r) for n in names}
+        rtn = {n: get_method("rtn").build(n, model.get_submodule(n), None, cfg_r) for n in names}
         base = copy.deepcopy(model)
         for n in names:
             _set_module(base, n, rtn[n])
         print(f"{setting} RTN ppl {perplexity(base, windows, progress=False):.3f}", flush=True)
         for variant in a.variants.split(";"):
             damp, act, hess = variant.split(",")
-            cfg_g = _configs(setting, "gptq", None, "none")
-            cfg_g = cfg_g.replace(extra={**cfg_g.extra, "damp": float(damp), "act_order": act == "1",
-                                         "gptq_hessian": hess})
+            cfg_g = row_config(setting, "gptq", None, "none")
+            cfg_g = cfg_g.replace(options={**cfg_g.options.to_dict(), "damp": float(damp), "act_order": act == "1",
+                                           "gptq_hessian": hess})
             need = {k for sub in a.subsets.split(",") for k in KIND_SETS[sub.partition("@")[0]]}
-            g = {n: get_method("gptq").fn(n, model.get_submodule(n), stats[n], cfg_g) for n in names
+            g = {n: get_method("gptq").build(n, model.get_submodule(n), stats[n], cfg_g) for n in names
                  if n.rsplit(".", 1)[1] in need}
             for subset in a.subsets.split(","):
                 kinds, _, depth = subset.partition("@")

@@ -32,8 +32,6 @@ from pathlib import Path
 
 from mxsim.errors import UserError, user_input
 
-METHODS = ("fp", "plain", "lqer", "l2qer", "qera", "llm_int8", "rtn", "gptq", "lrc")
-LOW_RANK = ("lqer", "l2qer", "qera", "lrc")
 ELEMENT_BITS = (2, 8)  # MXINT element bits mxsim implements (mxsim.formats.MXIntFormat)
 GRID_KEYS = ("method", "w_bits", "a_bits", "block", "rank")
 
@@ -55,6 +53,12 @@ DEFAULT_SETTINGS = {
 DEFAULT_GRID = Path(__file__).with_name("grids") / "default.toml"
 
 
+def _low_rank(method: str) -> bool:
+    from lqer.methods import get_method
+
+    return get_method(method).low_rank
+
+
 @dataclass(frozen=True)
 class DesignPoint:
     method: str
@@ -67,7 +71,7 @@ class DesignPoint:
     def label(self) -> str:
         if self.method == "fp":
             return "fp"
-        r = f" k={self.rank}" if self.method in LOW_RANK else ""
+        r = f" k={self.rank}" if _low_rank(self.method) else ""
         return f"{self.method} W{self.w_bits}A{self.a_bits} b{self.block}{r}"
 
     def to_dict(self) -> dict:
@@ -78,7 +82,7 @@ def normalise_point(method, w_bits, a_bits, block, rank) -> DesignPoint:
     """Drop the fields a method ignores so equal designs hash equally."""
     if method == "fp":
         return DesignPoint("fp", None, None, None, 0)
-    if method not in LOW_RANK:
+    if not _low_rank(method):
         rank = 0
     return DesignPoint(method, int(w_bits), int(a_bits), int(block), int(rank))
 
@@ -92,11 +96,14 @@ def _check_int_list(name, values, lo, hi):
 
 
 def _check_methods(values, where):
+    """Methods are lqer's registered ones (each has a hardware design in experiments.hardware)."""
+    from lqer.methods import method_names
+
     if not isinstance(values, list) or not values:
         raise UserError(f"{where}.method must be a non-empty list, got {values!r}")
     for m in values:
-        if m not in METHODS:
-            raise UserError(f"{where}.method: unknown method {m!r} (known: {', '.join(METHODS)})")
+        if m not in method_names():
+            raise UserError(f"{where}.method: unknown method {m!r} (known: {', '.join(method_names())})")
 
 
 def _is_int(v) -> bool:

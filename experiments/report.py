@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import backend, figures
+from . import analysis, calibration, figures, hardware, models
+from . import configs as presets
 from mxsim.errors import UserError, user_input
 from mxsim.files import atomic_dir, check_output
 
@@ -25,12 +26,30 @@ from .util import Timer, resolve_device
 
 TABLE_METHODS = ["fp", "plain", "lqer", "l2qer", "qera", "llm_int8"]
 REQUIRED_METHODS = ("fp", "plain", "lqer", "l2qer")
-CONFIG_FREE = {"fp": "fp32", "llm_int8": "int8 + fp16 outliers", "llm_int4": "int4 + fp16 outliers"}  # the figures need these; others may fail and are reported
-METHOD_NAMES = {"fp": "full precision (dequantized GGUF, run in fp32, counted as 16-bit)", "plain": "plain MXINT (no correction)",
-                "lqer": "LQER (plain SVD)", "l2qer": "L2QER (activation-scaled SVD)",
-                "qera": "QERA (closed form, full activation 2nd moment)",
-                "llm_int8": "LLM.int8()-style (columns with abs(x) > 6 in FP16, rest int8)",
-                "rtn": "RTN", "gptq": "GPTQ", "lrc": "LRC"}
+# methods with their own formats: one row for every preset (the figures need REQUIRED_METHODS;
+# the others may fail and are reported)
+CONFIG_FREE = {"fp": "fp32", "llm_int8": "int8 + fp16 outliers", "llm_int4": "int4 + fp16 outliers"}
+
+
+def _check_methods(methods) -> None:
+    """--methods: lqer's registered methods (lqer.methods), nothing listed again here."""
+    from lqer.methods import method_names
+
+    for m in methods:
+        if m not in method_names():
+            raise UserError(f"--methods: unknown method {m!r} (known: {', '.join(method_names())})")
+
+
+def _description(method: str) -> str:
+    from lqer.methods import get_method
+
+    return get_method(method).description
+
+
+def _run_configs(preset_names, methods):
+    """The QuantConfigs a table run quantizes (what the shared calibration must cover)."""
+    return [presets.make_config(c, m) for c in preset_names for m in methods if m != "fp"]
+
 
 PROFILES = {
     # the CPU default: ~15 minutes on 2 cores (see docs/experiments.md for the measured time)
@@ -108,10 +127,8 @@ class ReportSettings:
             self.ranks = sorted(set(self.ranks) | {32})
         for c in self.configs:
             with user_input("--configs"):
-                backend.check_preset(c)
-        for m in self.methods:
-            if m not in METHOD_NAMES:
-                raise UserError(f"--methods: unknown method {m!r} (known: {', '.join(METHOD_NAMES)})")
+                presets.check_preset(c)
+        _check_methods(self.methods)
         for m in REQUIRED_METHODS:
             if m not in self.methods:
                 raise UserError(f"the report needs method {m!r} (its figures compare against it); got {self.methods}")
@@ -189,21 +206,21 @@ def ppl_table(model, tok, windows, stats, configs, methods, progress=True, log=_
             t = time.perf_counter()
             log(f"{cfg} {m}: quantize + perplexity on {windows.shape[0]}x{windows.shape[1]} tokens")
             if m == "fp":
-                ppl, bits, rank, info = backend.perplexity(model, windows, progress), 16.0, 0, None
+                ppl, bits, rank, info = models.perplexity(model, windows, progress), 16.0, 0, None
             else:
                 try:
-                    with backend.quantized(model, cfg, method=m, stats=stats, progress=progress,
+                    with calibration.quantized(model, cfg, method=m, stats=stats, progress=progress,
                                            max_blocks=max_blocks, svd=svd) as (qm, info):
-                        ppl = backend.perplexity(qm, windows, progress)
+                        ppl = models.perplexity(qm, windows, progress)
                 except Exception as e:  # noqa: BLE001 - an optional method must not sink the report
                     if m in REQUIRED_METHODS:
                         raise
                     log(f"  -> FAILED: {type(e).__name__}: {e}")
-                    rows.append({"config": CONFIG_FREE.get(m, cfg), "method": m, "rank": backend.config_rank(cfg, m),
+                    rows.append({"config": CONFIG_FREE.get(m, cfg), "method": m, "rank": presets.config_rank(cfg, m),
                                  "perplexity": float("nan"), "bits_per_weight": float("nan"),
                                  "seconds": time.perf_counter() - t, "error": f"{type(e).__name__}: {e}"})
                     continue
-                bits, rank = backend.bits_per_weight(info), backend.config_rank(cfg, m)
+                bits, rank = analysis.bits_per_weight(info), presets.config_rank(cfg, m)
             rows.append({"config": CONFIG_FREE.get(m, cfg), "method": m, "rank": rank, "perplexity": ppl,
                          "bits_per_weight": bits, "seconds": time.perf_counter() - t})
             if (cfg, m) in keep_info:
@@ -222,12 +239,10 @@ def check_table_args(args) -> None:
     check_output(Path(args.out), "--out", "dir")
     check_model(args.model)
     resolve_device(args.device)
-    for m in args.methods or TABLE_METHODS:
-        if m not in METHOD_NAMES:
-            raise UserError(f"--methods: unknown method {m!r} (known: {', '.join(METHOD_NAMES)})")
+    _check_methods(args.methods or TABLE_METHODS)
     for c in args.configs:
         with user_input("--configs"):
-            backend.check_preset(c)
+            presets.check_preset(c)
 
 
 def run_table(args) -> Path:
@@ -240,14 +255,14 @@ def run_table(args) -> Path:
     n_windows = None if args.full else (args.windows or 4)
     timer = Timer()
     with timer("load"):
-        model, tok = backend.get_model(args.model, device)
-        windows = backend.get_windows(tok, seq_len, n_windows, str(args.model))
+        model, tok = models.get_model(args.model, device)
+        windows = models.get_windows(tok, seq_len, n_windows, str(args.model))
     with timer("calibration"):
-        stats = backend.calibrate(model, tok, args.calib_samples or 32, args.calib_seq_len or 2048, args.seed,
-                                  methods, progress=not args.no_progress)
+        stats = calibration.calibrate(model, tok, args.calib_samples or 32, args.calib_seq_len or 2048, args.seed,
+                                      _run_configs(args.configs, methods), progress=not args.no_progress)
     with timer("table"):
         df, _ = ppl_table(model, tok, windows, stats, args.configs, methods, progress=not args.no_progress)
-    meta = {"device": device, "gpu": backend.device_name(device), "model": args.model,
+    meta = {"device": device, "gpu": models.device_name(device), "model": args.model,
             "windows": int(windows.shape[0]), "seq_len": seq_len, "tokens": int(windows.numel()),
             "full_split": bool(args.full), "calib_samples": args.calib_samples or 32,
             "calib_seq_len": args.calib_seq_len or 2048, "seconds": round(timer.total, 1),
@@ -265,7 +280,7 @@ def run_table(args) -> Path:
 
 def _pretty_table(df: pd.DataFrame) -> pd.DataFrame:
     t = df.copy()
-    t["method"] = t["method"].map(lambda m: METHOD_NAMES.get(m, m))
+    t["method"] = t["method"].map(_description)
     cols = ["config", "method", "rank", "perplexity", "bits_per_weight", "seconds"]
     if "error" in t.columns and t["error"].notna().any():
         cols.append("error")
@@ -279,15 +294,15 @@ def run_report(s: ReportSettings) -> Path:
     final = Path(s.reports_dir) / s.name
     _log(f"writing {final} (device {device})")
     with timer("load model + data"):  # before the report directory: a bad model leaves nothing behind
-        model, tok = backend.get_model(s.model, device)
+        model, tok = models.get_model(s.model, device)
         check_spectrum_layer(model, s.spectrum_layer)
-        windows = backend.get_windows(tok, s.seq_len, None if s.full else s.windows, s.model)
+        windows = models.get_windows(tok, s.seq_len, None if s.full else s.windows, s.model)
     with atomic_dir(final) as out:
         sections: list[str] = []
         with timer("calibration"):
             _log(f"calibration: {s.calib_samples} x {s.calib_seq_len} tokens from the valid split")
-            stats = backend.calibrate(model, tok, s.calib_samples, s.calib_seq_len, s.seed, s.methods,
-                                      progress=s.progress)
+            stats = calibration.calibrate(model, tok, s.calib_samples, s.calib_seq_len, s.seed,
+                                          _run_configs(s.configs, s.methods), progress=s.progress)
 
         # 4. the table (first: its runs feed figures 3 and 4)
         keep = {(c, m) for c in s.configs for m in ("lqer", "l2qer")}
@@ -298,8 +313,8 @@ def run_report(s: ReportSettings) -> Path:
 
         # 1. spectra
         with timer("error spectra"):
-            layer = s.spectrum_layer or backend.default_spectrum_layer(model, s.max_blocks)
-            sp = backend.error_spectra(model, layer, stats, s.rank_config)
+            layer = s.spectrum_layer or analysis.default_spectrum_layer(model, s.max_blocks)
+            sp = analysis.error_spectra(model, layer, stats, s.rank_config)
             pd.DataFrame({"index": range(1, len(sp["plain"]) + 1), "sigma_plain": sp["plain"],
                           "sigma_scaled": sp["scaled"],
                           "sigma_plain_normalised": figures.normalise_spectrum(sp["plain"]),
@@ -317,22 +332,22 @@ def run_report(s: ReportSettings) -> Path:
 
         # 3. per-layer error
         with timer("per-layer error"):
-            layer_df = pd.concat([backend.layer_metrics(infos[k]).assign(config=k[0], method=k[1]) for k in sorted(keep)],
+            layer_df = pd.concat([analysis.layer_metrics(infos[k]).assign(config=k[0], method=k[1]) for k in sorted(keep)],
                                  ignore_index=True)
             layer_df.to_csv(out / "fig4_layer_error.csv", index=False)
-            metric, ylabel = backend.layer_error_metric(layer_df)
+            metric, ylabel = analysis.layer_error_metric(layer_df)
             figures.layer_error_plot(layer_df[layer_df.config == s.rank_config], out / "fig4_layer_error.png",
                                      metric, ylabel)
 
         # 5. hardware
         with timer("hardware model"):
-            hw = backend.hardware_tables(out, outliers=backend.outlier_counts(stats))
+            hw = hardware.hardware_tables(out, outliers=calibration.outlier_counts(stats))
             for name, df in hw["tables"].items():
                 df.to_csv(out / f"hw_{name}.csv", index=False)
 
         # 6. validation
         with timer("emulator validation"):
-            val = backend.validation(quick=s.quick)
+            val = analysis.validation(quick=s.quick)
             val.to_csv(out / "validation.csv", index=False)
 
         sections = _sections(s, device, windows, table, sp, layer, rank_df, layer_df, metric, hw, val)
@@ -357,10 +372,10 @@ def rank_sweep(model, windows, stats, s: ReportSettings, table: pd.DataFrame) ->
                              "bits_per_weight": float(have["bits_per_weight"].iloc[0])})
                 continue
             _log(f"rank sweep {s.rank_config} {m} k={k}")
-            with backend.quantized(model, s.rank_config, method=m, stats=stats, rank=k, progress=s.progress,
+            with calibration.quantized(model, s.rank_config, method=m, stats=stats, rank=k, progress=s.progress,
                                    max_blocks=s.max_blocks, svd=s.svd) as (qm, info):
-                ppl = backend.perplexity(qm, windows, s.progress)
-            rows.append({"method": m, "rank": k, "perplexity": ppl, "bits_per_weight": backend.bits_per_weight(info)})
+                ppl = models.perplexity(qm, windows, s.progress)
+            rows.append({"method": m, "rank": k, "perplexity": ppl, "bits_per_weight": analysis.bits_per_weight(info)})
             _log(f"  -> ppl {ppl:.3f}")
     return pd.DataFrame(rows)
 
@@ -369,7 +384,7 @@ def _header(s, device, windows, total) -> str:
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cmd = "python -m experiments.cli " + (" ".join(s.argv) if s.argv else "report")
     return (f"# LQER on a real model: {s.model}, WikiText-2\n\n"
-            f"Generated {when} by `{cmd.strip()}` (commit {_git_commit()}), on {backend.device_name(device)} "
+            f"Generated {when} by `{cmd.strip()}` (commit {_git_commit()}), on {models.device_name(device)} "
             f"({platform.processor() or platform.machine()}), in {total / 60:.1f} minutes.\n\n"
             f"- Perplexity: WikiText-2 test (word-level form, `../shared/data`), "
             f"{'the whole split' if s.full else f'the first {windows.shape[0]} windows'} of {s.seq_len} tokens "
@@ -381,7 +396,7 @@ def _header(s, device, windows, total) -> str:
             f"{' (randomized: within 1% of the full SVD error per lqer tests, much faster on CPU)' if s.svd == 'randomized' else ''}"
             f"; the spectrum figure always uses the full SVD.\n"
             f"- The \"full-precision\" model is {model_description(s.model)}.\n"
-            f"- Presets: {', '.join(f'{c} = {backend.describe_preset(c)}' for c in s.configs)}.\n\n")
+            f"- Presets: {', '.join(f'{c} = {presets.describe_preset(c)}' for c in s.configs)}.\n\n")
 
 
 def _sections(s, device, windows, table, sp, layer, rank_df, layer_df, metric, hw, val) -> list[str]:

@@ -45,7 +45,7 @@ def run_point(point_dict: dict, settings: dict, cache_file: str | None, threads:
         from .util import set_threads
 
         set_threads(threads)  # None: auto (1 thread on a busy machine)
-        from .backend import evaluate_point
+        from .evaluate import evaluate_point
 
         rec.update(evaluate_point(point, settings))
         rec["status"] = "ok"

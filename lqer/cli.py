@@ -60,49 +60,43 @@ def _setup(args):
     return tok, windows, calib
 
 
-def _all_stats(model, calib, progress):
-    from .calibrate import AbsMeanMax, MultiObserver, OutlierColumns, SecondMoment, run_calibration
-
-    return run_calibration(model, calib, lambda n, m: MultiObserver(abs=AbsMeanMax(), xtx=SecondMoment(),
-                                                                     outliers=OutlierColumns()),
-                           progress=progress)
-
-
 def run_rows(args, configs, methods):
-    """Yield one result dict per (config, method); one calibration pass shared by all."""
+    """Yield one result dict per (config, method); one calibration pass (lqer.quantize.
+    collect_shared_stats) feeds every method that needs statistics, each observer built from
+    the config it serves (activation format, rotation, threshold)."""
     from .config import load_config
     from .evaluate import perplexity
+    from .methods import get_method
     from .model import load_model
-    from .quantize import quantize_model
+    from .quantize import collect_shared_stats, quantize_model
 
     progress = not args.no_progress
     tok, windows, calib = _setup(args)
+    cfgs = [(cname, load_config(cname, **_overrides(args, m))) for cname in configs for m in methods]
     stats = None
     fp_ppl = None
-    for cname in configs:
-        for method in methods:
-            cfg = load_config(cname, **_overrides(args, method))
-            model, _ = load_model(args.model)
-            if stats is None and method not in ("fp", "plain", "lqer"):
-                t = time.perf_counter()
-                stats = _all_stats(model, calib, progress)
-                print(f"# calibration: {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    for cname, cfg in cfgs:
+        model, _ = load_model(args.model)
+        if stats is None and any(get_method(c.method).calibrates for _, c in cfgs):
             t = time.perf_counter()
-            if method == "fp" and fp_ppl is not None:
-                ppl, bits, tq = fp_ppl
-            else:
-                model, info = quantize_model(model, cfg, stats=stats if stats is not None else None,
-                                             calibration_batches=calib, progress=progress)
-                tq = time.perf_counter() - t
-                ppl = perplexity(model, windows, progress=progress)
-                bits = info["avg_bits_per_weight"]
-                if method == "fp":
-                    fp_ppl = (ppl, bits, tq)
-            row = {"config": cname, "method": method, "perplexity": ppl, "avg_bits_per_weight": bits,
-                   "quantize_s": tq}
-            print(json.dumps(row), file=sys.stderr, flush=True)
-            yield row
-            del model
+            stats = collect_shared_stats(model, [c for _, c in cfgs], calib, progress=progress)
+            print(f"# calibration: {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        t = time.perf_counter()
+        if cfg.method == "fp" and fp_ppl is not None:
+            ppl, bits, tq = fp_ppl
+        else:
+            model, info = quantize_model(model, cfg, stats=None if stats is None else stats.for_config(cfg),
+                                         progress=progress)
+            tq = time.perf_counter() - t
+            ppl = perplexity(model, windows, progress=progress)
+            bits = info["avg_bits_per_weight"]
+            if cfg.method == "fp":
+                fp_ppl = (ppl, bits, tq)
+        row = {"config": cname, "method": cfg.method, "perplexity": ppl, "avg_bits_per_weight": bits,
+               "quantize_s": tq}
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        yield row
+        del model
 
 
 def cmd_eval(args):
@@ -110,12 +104,6 @@ def cmd_eval(args):
     r = rows[0]
     print(f"{r['config']} {r['method']}: perplexity {r['perplexity']:.3f}, "
           f"avg bits/weight {r['avg_bits_per_weight']:.3f}")
-
-
-METHOD_LABELS = {"fp": "full precision (dequantized GGUF, fp32)", "plain": "plain MXINT (RTN)",
-                 "lqer": "LQER", "l2qer": "L2QER", "qera": "QERA (closed form, exact)",
-                 "qera_approx": "QERA-approx (RMS scale)", "llm_int8": "LLM.int8()-style (int8 + FP16 outliers)",
-                 "llm_int4": "LLM.int4()-style"}
 
 
 def cmd_table(args):
@@ -132,7 +120,9 @@ def cmd_table(args):
     for c in configs:
         out[f"{c} ppl"] = [table.loc[m, ("perplexity", c)] for m in methods]
         out[f"{c} bits/w"] = [table.loc[m, ("avg_bits_per_weight", c)] for m in methods]
-    out.index = [METHOD_LABELS.get(m, m) for m in methods]
+    from .methods import get_method
+
+    out.index = [get_method(m).description for m in methods]
     print(out.to_markdown(floatfmt=".3f"))
     if args.csv:
         with atomic_write(args.csv) as tmp:
@@ -170,7 +160,7 @@ def build_parser():
     sub = p.add_subparsers(dest="cmd", required=True)
     pe = sub.add_parser("eval", help="quantize with one config + method and report WikiText-2 perplexity")
     pe.add_argument("--config", default="W4A8", help="preset (W4A8, W4A6, W3A8, W2A8, *-BFP, W4A4) or TOML path")
-    pe.add_argument("--method", default="l2qer")
+    pe.add_argument("--method", default="l2qer", help="a registered lqer method (lqer.methods)")
     _common(pe)
     pt = sub.add_parser("table", help="perplexity and bits/weight table for several configs and methods")
     pt.add_argument("--configs", default="W4A8,W3A8")
@@ -182,7 +172,6 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from . import methods as _m  # noqa: F401 - registry
 
     def body():
         if args.cmd == "eval":

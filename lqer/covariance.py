@@ -12,7 +12,7 @@ tokens. The sums are not divided by n; every use in lqer.lrc is invariant to a c
 dimension is d_in). An optional ``transform`` (d_in x d_in, e.g. a rotation R) is applied
 first, x <- x R, so the statistics describe the rotated input the quantized layer sees.
 Use it as the observer of ``lqer.calibrate.run_calibration``, which feeds each distinct
-input once (q/k/v and gate/up share one observer); ``lqer.lrc.collect_lrc_stats`` does that.
+input once (q/k/v and gate/up share one observer); ``lqer.quantize.collect_stats`` does that.
 """
 
 from __future__ import annotations

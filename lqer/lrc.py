@@ -26,9 +26,11 @@ damping on Sigma_x is used only if that factorisation fails. If a UV-step would 
 (damping fallback or the randomized eigensolver) the previous factors are kept, so
 logged UV-steps never increase the loss. The logged losses are always the undamped L.
 
-Rank: an int, or a fraction in (0, 1] read as ``of_min_dim`` (k = floor(f * min(d_in,
-d_out))) or ``of_params`` (k (d_in + d_out) <= f d_in d_out, k = floor(f d_in d_out /
-(d_in + d_out))); both floors, at least 1. 4096 x 4096 at 10%: 409 and 204.
+Rank: ``mxsim.Rank`` (or an int, or a float fraction read ``of_min_dim``): absolute, or a
+fraction read as ``of_min_dim`` (k = floor(f * min(d_in, d_out))) or ``of_params``
+(k = floor(f d_in d_out / (d_in + d_out))); both floor, at least 1. 4096 x 4096 at 10%: 409
+and 204. The whole-model method ``lrc`` (lqer.methods) reads its options from
+lqer.options.LRCOptions.
 """
 
 from __future__ import annotations
@@ -40,47 +42,13 @@ import time
 import torch
 
 import mxsim
+from mxsim.rank import Rank
 
 from .covariance import CovarianceStats
 from .gptq import gptq
-from .rotation import check_stats_rotation, input_rotation, rotate_weight
 
-__all__ = ["lrc", "LRCResult", "rank_from_fraction", "resolve_rank", "RANK_READINGS", "layer_loss",
-           "uv_step", "quantize_factors", "top_eigvecs", "lowrank_bits_per_element"]
-
-RANK_READINGS = ("of_min_dim", "of_params")
-
-
-def rank_from_fraction(frac, d_in: int, d_out: int, reading: str = "of_min_dim") -> int:
-    """Rank for "frac of the weight matrix" under the named reading (see module doc)."""
-    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not math.isfinite(frac):
-        raise ValueError(f"rank fraction must be a number in (0, 1], got {frac!r}")
-    if not 0 < frac <= 1:
-        raise ValueError(f"rank fraction must be in (0, 1], got {frac!r}")
-    if reading not in RANK_READINGS:
-        raise ValueError(f"unknown rank reading {reading!r}; allowed: {', '.join(RANK_READINGS)}")
-    if reading == "of_min_dim":
-        k = math.floor(frac * min(d_in, d_out) + 1e-9)
-    else:
-        k = math.floor(frac * d_in * d_out / (d_in + d_out) + 1e-9)
-    return max(1, min(k, min(d_in, d_out)))
-
-
-def resolve_rank(rank, d_in: int, d_out: int, reading: str = "of_min_dim") -> int:
-    """int rank (checked against 1..min(d_in, d_out)) or a float fraction."""
-    if reading not in RANK_READINGS:
-        raise ValueError(f"unknown rank reading {reading!r}; allowed: {', '.join(RANK_READINGS)}")
-    if isinstance(rank, bool):
-        raise ValueError(f"rank must be an int or a fraction, got {rank!r}")
-    if isinstance(rank, int):
-        if not 1 <= rank <= min(d_in, d_out):
-            raise ValueError(f"rank {rank} out of range: must be in 1..{min(d_in, d_out)} "
-                             f"(= min(d_in={d_in}, d_out={d_out}))")
-        return rank
-    if isinstance(rank, float):
-        return rank_from_fraction(rank, d_in, d_out, reading)
-    raise ValueError(f"rank must be an int or a fraction, got {rank!r}")
-
+__all__ = ["lrc", "LRCResult", "layer_loss", "uv_step", "quantize_factors", "top_eigvecs",
+           "lowrank_bits_per_element"]
 
 def lowrank_bits_per_element(lowrank_format) -> float:
     """Storage bits per factor element: None (float32 as stored here) 32, "fp16" 16, mxsim format."""
@@ -246,7 +214,7 @@ def uv_step(W, Wq, stats: CovarianceStats, rank, *, damp=0.0, solver="eigh", see
     """One UV-step on its own (W_q fixed): returns (U, V) float64."""
     pr = _Problem(W, stats, damp, "layer")
     Wq64 = Wq.detach().to(pr.W.device, torch.float64)
-    k = resolve_rank(rank, *reversed(W.shape))
+    k = Rank.of(rank).resolve(W.shape[1], W.shape[0])
     return pr.uv_step(Wq64 @ pr.sxy.T, k, solver, seed)
 
 
@@ -265,7 +233,7 @@ def layer_loss(W, Wq, U, V, stats: CovarianceStats) -> float:
 
 
 def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations: int = 1,
-        init: str = "closed_form", damp: float = 0.01, lowrank_format=None, rank_reading: str = "of_min_dim",
+        init: str = "closed_form", damp: float = 0.01, lowrank_format=None,
         gptq_block: int = 128, act_order: bool = False, solver: str = "auto", seed: int = 0,
         name: str = "layer", log=None) -> LRCResult:
     """Low-Rank Correction of one linear layer (W: d_out x d_in). See the module doc.
@@ -291,7 +259,7 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
         raise ValueError(f"damp must be a finite number >= 0, got {damp!r}")
     w_format = mxsim.get_format(w_format)
     d_out, d_in = W.shape
-    k = resolve_rank(rank, d_in, d_out, rank_reading)
+    k = Rank.of(rank).resolve(d_in, d_out)
     if not torch.isfinite(W).all():
         raise ValueError(f"{name}: W contains NaN or Inf")
     pr = _Problem(W, stats, damp, name)
@@ -332,178 +300,3 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
         raise ValueError(f"{name}: non-finite low-rank factors (ill-conditioned statistics)")
     return LRCResult(weight=Wq.to(W.dtype).to(W.device), U=U, V=V, rank=k, losses=losses, w_format=w_format,
                      a_format=stats.a_format, lowrank_format=lowrank_format, seconds=time.perf_counter() - t0)
-
-
-# --------------------------------------------------------------------------------------------
-# Methods for lqer.quantize_model: "rtn", "gptq", "lrc" (+ "<m>_frac" rank-fraction wrappers)
-#
-# QuantConfig fields used: w_format, x_format (the activation format; also Q_a of the
-# statistics), rank (int, or a fraction in (0, 1] read per layer), extra:
-#   rotation ("none" | "hadamard" | "random" | "auto", default "none"), rotation_seed (0),
-#   rank_reading ("of_min_dim"), iterations (1), init ("closed_form"), damp (0.01),
-#   lowrank_format ("fp16" | "none" | an mxsim format name; default "fp16"),
-#   gptq_block (128), act_order (false), solver ("auto"),
-#   gptq_hessian ("x" | "y" | "xy", method "gptq" only; see docs/lrc.md).
-#
-# Calibration: the statistics depend on the activation format and the rotation. quantize_model
-# hands the config to the observer factory; ``collect_lrc_stats(model, batches, config)`` +
-# ``stats=`` reuses one calibration for several runs; ``with calibration_config(config):``
-# serves callers that run lqer's calibration themselves with a (name, module) factory.
-# --------------------------------------------------------------------------------------------
-import contextlib
-import contextvars
-
-_CAL_CONFIG = contextvars.ContextVar("lrc_calibration_config", default=None)
-
-
-def _x(config, key, default):
-    return (config.extra or {}).get(key, default)
-
-
-def _lowrank_format_of(config):
-    v = _x(config, "lowrank_format", "fp16")
-    if v is None or (isinstance(v, str) and v.lower() in ("none", "full", "fp32")):
-        return None
-    if isinstance(v, str) and v.lower() in ("fp16", "float16"):
-        return "fp16"
-    from .config import parse_format
-
-    return parse_format(v)
-
-
-def calibration_observer(config):
-    """Observer factory (name, module) -> CovarianceObserver for ``config``'s x_format/rotation."""
-    from .covariance import CovarianceObserver
-
-    if config.x_format is None:
-        raise ValueError("LRC/GPTQ statistics need an activation format (config.x_format is none)")
-
-    def factory(name, module):
-        return CovarianceObserver(config.x_format, transform=input_rotation(config, module.in_features))
-
-    return factory
-
-
-def collect_lrc_stats(model, batches, config, progress=True):
-    """{layer name: CovarianceObserver} (shared by q/k/v and gate/up) for ``config``."""
-    from .calibrate import run_calibration
-
-    return run_calibration(model, batches, calibration_observer(config), progress=progress)
-
-
-@contextlib.contextmanager
-def calibration_config(config):
-    """Within this block, quantize_model's own calibration for rtn/gptq/lrc uses ``config``."""
-    tok = _CAL_CONFIG.set(config)
-    try:
-        yield
-    finally:
-        _CAL_CONFIG.reset(tok)
-
-
-def _registered_observer(name, module, config=None):
-    cfg = config if config is not None else _CAL_CONFIG.get()
-    if cfg is None:
-        raise ValueError(
-            "LRC/GPTQ calibration needs the activation format and rotation, which lqer's observer factory "
-            "is not given: pass stats=lqer.lrc.collect_lrc_stats(model, batches, config) to quantize_model, "
-            "or call it inside `with lqer.lrc.calibration_config(config):`")
-    return calibration_observer(cfg)(name, module)
-
-
-def _stats_of(name, stats, config, d_in):
-    from .covariance import CovarianceObserver
-
-    if stats is None:
-        raise ValueError(f"{name}: no calibration statistics (CovarianceObserver) for this layer")
-    st = stats.result() if isinstance(stats, CovarianceObserver) else stats
-    if not isinstance(st, CovarianceStats):
-        raise ValueError(f"{name}: expected CovarianceObserver/CovarianceStats, got {type(stats).__name__}")
-    if config.x_format is not None and st.a_format is not None and st.a_format != config.x_format:
-        raise ValueError(f"{name}: statistics collected with activation format {st.a_format}, config has "
-                         f"{config.x_format}; recollect with collect_lrc_stats(model, batches, config)")
-    R = input_rotation(config, d_in)
-    check_stats_rotation(name, stats, R)
-    return st, R
-
-
-def _bias_of(linear):
-    return None if getattr(linear, "bias", None) is None else linear.bias
-
-
-def _method_gptq(name, linear, stats, config):
-    from .linear import QuantLinear
-
-    W = linear.weight.detach()
-    st, R = _stats_of(name, stats, config, W.shape[1])
-    st.check(d_in=W.shape[1], name=name)
-    Wr = rotate_weight(W.to(st.sx.device, torch.float64), R)
-    damp = float(_x(config, "damp", 0.01))
-    kw = dict(damp=damp, block=int(_x(config, "gptq_block", 128)), act_order=bool(_x(config, "act_order", False)))
-    hess = _x(config, "gptq_hessian", "x")
-    if hess == "x":        # classic GPTQ: ||(W - W_q) X||, Hessian of the unquantized inputs
-        Wq = gptq(Wr, st.sx, config.w_format, **kw)
-    elif hess == "y":      # Hessian of the quantized inputs, target W
-        Wq = gptq(Wr, st.sy, config.w_format, **kw)
-    elif hess == "xy":     # ||W X - W_q Y||: target W Sxy Sy^-1, Hessian Sy (LRC's W-step, U = V = 0)
-        lam = damp * torch.diagonal(st.sy).mean()
-        Syl = st.sy + lam * torch.eye(st.d_in, dtype=st.sy.dtype, device=st.sy.device)
-        T = torch.linalg.solve(Syl, (Wr @ st.sxy).T).T
-        Wq = gptq(Wr, st.sy, config.w_format, target=T, **kw)
-    else:
-        raise ValueError(f"gptq_hessian must be 'x', 'y' or 'xy', got {hess!r}")
-    wq = mxsim.quantize(Wq.float().cpu(), config.w_format, axis=1)
-    return QuantLinear(wq, bias=_bias_of(linear), x_format=config.x_format, input_transform=R, name=name)
-
-
-def _method_lrc(name, linear, stats, config):
-    from .linear import QuantLinear
-
-    W = linear.weight.detach()
-    st, R = _stats_of(name, stats, config, W.shape[1])
-    Wr = rotate_weight(W.to(st.sx.device, torch.float64), R)
-    lrf = _lowrank_format_of(config)
-    res = lrc(Wr, st, w_format=config.w_format, a_format=config.x_format, rank=config.rank,
-              iterations=int(_x(config, "iterations", 1)), init=str(_x(config, "init", "closed_form")),
-              damp=float(_x(config, "damp", 0.01)), lowrank_format=lrf,
-              rank_reading=str(_x(config, "rank_reading", "of_min_dim")),
-              gptq_block=int(_x(config, "gptq_block", 128)), act_order=bool(_x(config, "act_order", False)),
-              solver=str(_x(config, "solver", "auto")), name=name)
-    wq = mxsim.quantize(res.weight.float().cpu(), config.w_format, axis=1)
-    U, V = res.U.float().cpu(), res.V.float().cpu()
-    if lrf is None or lrf == "fp16":
-        A, B, fp_bits = V, U.T.contiguous(), (32 if lrf is None else 16)
-    else:
-        A, B, fp_bits = mxsim.quantize(V, lrf, axis=0), mxsim.quantize(U.T.contiguous(), lrf, axis=0), 16
-    q = QuantLinear(wq, bias=_bias_of(linear), x_format=config.x_format, A=A, B=B, lowrank_input="unquantized",
-                    lowrank_output_format=None, input_transform=R, fp_bits=fp_bits, name=name)
-    q.metrics = {"rank": res.rank, "lrc_losses": res.losses, "lrc_seconds": res.seconds}
-    return q
-
-
-def _frac_wrapper(base):
-    """Method ``base`` (lqer/l2qer/qera...) with config.rank a fraction resolved per layer."""
-    def fn(name, linear, stats, config):
-        from .methods import get_method
-
-        k = resolve_rank(config.rank, linear.in_features, linear.out_features,
-                         str(_x(config, "rank_reading", "of_min_dim")))
-        return get_method(base).fn(name, linear, stats, config.replace(rank=k))
-    return fn
-
-
-def _register():
-    from .methods import METHODS, register_method
-
-    register_method("rtn", METHODS["plain"].fn)  # lqer's plain: W and x round-to-nearest, optional rotation
-    register_method("gptq", _method_gptq, observer=_registered_observer)
-    register_method("lrc", _method_lrc, observer=_registered_observer)
-    for base in ("lqer", "l2qer", "qera", "qera_approx"):
-        if base in METHODS:
-            register_method(f"{base}_frac", _frac_wrapper(base), observer=METHODS[base].observer)
-
-
-try:
-    _register()
-except ImportError:  # lqer.methods missing: the functions above still work on their own
-    pass

@@ -1,17 +1,22 @@
-"""Method registry: name -> fn(layer_name, linear: nn.Linear, stats, config) -> module.
+"""The method registry: every quantization method is ONE ``Method`` descriptor.
 
-``register_method(name, fn, observer=None)``: ``observer`` is the calibration observer factory
-the method needs (``observer(name, module)``, or ``observer(name, module, config)`` to be handed
-the QuantConfig by quantize_model: activation format, rotation), or None for data-free methods. ``stats`` handed
-to ``fn`` is that observer after calibration (shared by q/k/v and gate/up), or None.
-Registered here: fp, plain, lqer, l2qer, qera, qera_approx, llm_int8, llm_int4. The LRC
-helper registers rtn/gptq/lrc from its own modules.
+A descriptor holds the method's name, its table label and one-line description, its options
+dataclass (lqer.options; the QuantConfig carries an instance), the layer builder
+``build(layer_name, linear, stats, config) -> module``, and for methods that calibrate the
+observer factory ``observer(layer_name, module, config)`` (always handed the config: the
+statistics follow its activation format, rotation and thresholds) with ``stats_key(config)``,
+what the statistics depend on (configs with equal keys share one calibration observer).
+
+Registered here: fp, plain, rtn, lqer, l2qer, qera, qera_approx, llm_int8, llm_int4, gptq,
+lrc. The hardware design of each method lives in ``experiments.hardware`` (lqer does not
+import hwmodel). ``stats`` handed to ``build`` is the observer after calibration (shared by
+q/k/v and gate/up), or None for data-free methods.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Hashable
 
 import mxsim
 import torch
@@ -20,49 +25,67 @@ from .approximate import approximate, rms_scale
 from .calibrate import AbsMeanMax, OutlierColumns, SecondMoment
 from .linear import QuantLinear
 from .llm_int8 import LLMInt8Linear
+from .options import (FPOptions, GPTQOptions, LLMIntOptions, LowRankOptions, LRCOptions, MethodOptions,
+                      RotationOptions)
 from .rotation import check_stats_rotation, input_rotation, rotate_weight
 
 
-@dataclass
+@dataclass(frozen=True)
 class Method:
     name: str
-    fn: Callable
-    observer: Callable | None = None
+    label: str                                   # short, for tables ("QERA-exact")
+    description: str                             # one line, for reports
+    build: Callable                              # (layer_name, linear, stats, config) -> nn.Module
+    options: type[MethodOptions] = MethodOptions
+    observer: Callable | None = None             # (layer_name, module, config) -> observer, or None
+    stats_key: Callable[..., Hashable] | None = None  # config -> what the statistics depend on
+    low_rank: bool = False                       # uses config.rank (and counts low-rank factors)
+    label_of: Callable | None = None             # config -> label when options change it ("LRC(5)")
+
+    def __post_init__(self):
+        if (self.observer is None) != (self.stats_key is None):
+            raise ValueError(f"method {self.name!r}: give both observer and stats_key, or neither")
+
+    @property
+    def calibrates(self) -> bool:
+        return self.observer is not None
+
+    def table_label(self, config=None) -> str:
+        return self.label_of(config) if (self.label_of is not None and config is not None) else self.label
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, fn: Callable, observer: Callable | None = None, overwrite: bool = True):
-    if not overwrite and name in METHODS:
-        raise ValueError(f"method {name!r} is already registered")
-    METHODS[name] = Method(name, fn, observer)
-    return fn
+def register_method(method: Method, overwrite: bool = False) -> Method:
+    if not isinstance(method, Method):
+        raise ValueError(f"register_method takes a lqer.methods.Method descriptor, got {type(method).__name__}")
+    if not overwrite and method.name in METHODS:
+        raise ValueError(f"method {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
 
 
 def get_method(name: str) -> Method:
+    if isinstance(name, Method):
+        return name
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; registered: {', '.join(sorted(METHODS))}")
+        raise ValueError(f"unknown method {name!r}; registered: {', '.join(METHODS)}")
     return METHODS[name]
 
 
-def _pick(stats, cls):
-    """The observer of type ``cls`` (stats may be a MultiObserver holding several)."""
-    from .calibrate import MultiObserver
-
-    if isinstance(stats, MultiObserver):
-        return next((o for o in stats.observers.values() if isinstance(o, cls)), None)
-    return stats
+def method_names() -> list[str]:
+    return list(METHODS)
 
 
+# ----------------------------------------------------------------------------- helpers
 def _bias(linear):
     return None if getattr(linear, "bias", None) is None else linear.bias
 
 
-def _fp(name, linear, stats, config):
-    q = QuantLinear(linear.weight.detach().float(), bias=_bias(linear), x_format=None,
-                    fp_bits=int(config.extra.get("fp_bits", 16)), name=name)
-    return q
+def _rotation_key(config):
+    o = config.options
+    return (o.rotation, o.rotation_seed) if isinstance(o, RotationOptions) else ("none", 0)
 
 
 def _rotated_weight(linear, config):
@@ -71,23 +94,49 @@ def _rotated_weight(linear, config):
     return rotate_weight(W, R), R
 
 
+# ----------------------------------------------------------------------------- fp / plain
+def _fp(name, linear, stats, config):
+    return QuantLinear(linear.weight.detach().float(), bias=_bias(linear), x_format=None,
+                       fp_bits=config.options.fp_bits, name=name)
+
+
 def _plain(name, linear, stats, config):
     W, R = _rotated_weight(linear, config)
     w_q = mxsim.quantize(W, config.w_format, axis=1)
     return QuantLinear(w_q, bias=_bias(linear), x_format=config.x_format, input_transform=R, name=name)
 
 
+# ----------------------------------------------------------------------------- LQER family
 def _lowrank(name, linear, config, stats=None, **kw):
     W, R = _rotated_weight(linear, config)
     if stats is not None:
         check_stats_rotation(name, stats, R)
+    rank = config.rank.resolve(linear.in_features, linear.out_features)
     res = approximate(W, w_format=config.w_format, a_format=config.a_format, b_format=config.b_format,
-                      rank=config.rank, svd=config.svd, factor_axis=config.factor_axis, **kw)
+                      rank=rank, svd=config.svd, factor_axis=config.factor_axis, **kw)
     q = QuantLinear(res.w_q, bias=_bias(linear), x_format=config.x_format, A=res.A, B=res.B,
                     lowrank_output_format=config.lowrank_output_format, input_transform=R,
-                    fp_bits=int(config.extra.get("fp_bits", 16)), name=name)
+                    fp_bits=config.options.fp_bits, name=name)
     q.metrics = dict(res.metrics)
     return q
+
+
+def _unwrap(stats, cls):
+    """The ``cls`` observer inside a MultiObserver (e.g. one calibration pass for several
+    methods), else ``stats`` itself."""
+    from .calibrate import MultiObserver
+
+    if isinstance(stats, MultiObserver):
+        return next((o for o in stats.observers.values() if isinstance(o, cls)), stats)
+    return stats
+
+
+def _need(stats, cls, method, name):
+    stats = _unwrap(stats, cls)
+    if not isinstance(stats, cls):
+        got = "none" if stats is None else type(stats).__name__
+        raise ValueError(f"{method} needs calibration statistics ({cls.__name__}) for layer {name}, got {got}")
+    return stats
 
 
 def _lqer(name, linear, stats, config):
@@ -95,55 +144,140 @@ def _lqer(name, linear, stats, config):
 
 
 def _l2qer(name, linear, stats, config):
-    stats = _pick(stats, AbsMeanMax)
-    if stats is None:
-        raise ValueError(f"l2qer needs calibration statistics (AbsMeanMax) for layer {name}")
+    stats = _need(stats, AbsMeanMax, "l2qer", name)
     return _lowrank(name, linear, config, stats, scale=stats.scale())
 
 
 def _qera(name, linear, stats, config):
-    stats = _pick(stats, SecondMoment)
-    if stats is None:
-        raise ValueError(f"qera needs calibration statistics (SecondMoment) for layer {name}")
+    stats = _need(stats, SecondMoment, "qera", name)
     return _lowrank(name, linear, config, stats, xtx=stats.mean())
 
 
 def _qera_approx(name, linear, stats, config):
-    stats = _pick(stats, SecondMoment)
-    if stats is None:
-        raise ValueError(f"qera_approx needs calibration statistics (SecondMoment) for layer {name}")
+    stats = _need(stats, SecondMoment, "qera_approx", name)
     return _lowrank(name, linear, config, stats, scale=rms_scale(stats.mean()))
 
 
+def _abs_observer(name, module, config):
+    return AbsMeanMax(transform=input_rotation(config, module.in_features))
+
+
+def _xtx_observer(name, module, config):
+    return SecondMoment(transform=input_rotation(config, module.in_features))
+
+
+# ----------------------------------------------------------------------------- LLM.int8()
 def _llm_int(bits):
-    def fn(name, linear, stats, config):
-        stats = _pick(stats, OutlierColumns)
-        thr = float(config.extra.get("threshold", 6.0))
-        q = LLMInt8Linear(linear.weight, _bias(linear), bits=bits, threshold=thr,
+    def build(name, linear, stats, config):
+        if stats is not None:
+            stats = _need(stats, OutlierColumns, f"llm_int{bits}", name)
+        q = LLMInt8Linear(linear.weight, _bias(linear), bits=bits, threshold=config.options.threshold,
                           calib_outliers=None if stats is None else stats.count, name=name)
         q.metrics = {"outlier_columns": q.calib_outliers}
         return q
 
-    return fn
+    return build
 
 
-def _outlier_observer(name, module):
-    return OutlierColumns(threshold=6.0)
+def _outlier_observer(name, module, config):
+    return OutlierColumns(threshold=config.options.threshold)
 
 
-register_method("fp", _fp)
-register_method("plain", _plain)
-register_method("lqer", _lqer)
-def _rotation_or_none(config, module):
-    return None if config is None else input_rotation(config, module.in_features)
+# ----------------------------------------------------------------------------- GPTQ / LRC
+def _cov_observer(name, module, config):
+    from .covariance import CovarianceObserver
+
+    if config.x_format is None:
+        raise ValueError(f"{config.method} statistics need an activation format (config.x_format is none)")
+    return CovarianceObserver(config.x_format, transform=input_rotation(config, module.in_features))
 
 
-register_method("l2qer", _l2qer, observer=lambda name, mod, config=None: AbsMeanMax(
-    transform=_rotation_or_none(config, mod)))
-register_method("qera", _qera, observer=lambda name, mod, config=None: SecondMoment(
-    transform=_rotation_or_none(config, mod)))
-register_method("qera_approx", _qera_approx, observer=lambda name, mod, config=None: SecondMoment(
-    transform=_rotation_or_none(config, mod)))
-register_method("llm_int8", _llm_int(8), observer=_outlier_observer)
-register_method("llm_int4", _llm_int(4), observer=_outlier_observer)
-_ = torch
+def _cov_stats(name, stats, config, d_in):
+    from .covariance import CovarianceObserver, CovarianceStats
+
+    if stats is None:
+        raise ValueError(f"{name}: no calibration statistics (CovarianceObserver) for this layer")
+    stats = _unwrap(stats, CovarianceObserver)
+    st = stats.result() if isinstance(stats, CovarianceObserver) else stats
+    if not isinstance(st, CovarianceStats):
+        raise ValueError(f"{name}: {config.method} needs CovarianceObserver/CovarianceStats, got {type(stats).__name__}")
+    if config.x_format is not None and st.a_format is not None and st.a_format != config.x_format:
+        raise ValueError(f"{name}: statistics collected with activation format {st.a_format}, config has "
+                         f"{config.x_format}; recollect them for this config (lqer.quantize.collect_stats)")
+    R = input_rotation(config, d_in)
+    check_stats_rotation(name, stats, R)
+    st.check(d_in=d_in, name=name)
+    return st, R
+
+
+def _gptq(name, linear, stats, config):
+    from .gptq import gptq
+
+    o = config.options
+    W = linear.weight.detach()
+    st, R = _cov_stats(name, stats, config, W.shape[1])
+    Wr = rotate_weight(W.to(st.sx.device, torch.float64), R)
+    kw = dict(damp=float(o.damp), block=o.gptq_block, act_order=o.act_order)
+    if o.gptq_hessian == "x":     # classic GPTQ: ||(W - W_q) X||, Hessian of the unquantized inputs
+        Wq = gptq(Wr, st.sx, config.w_format, **kw)
+    elif o.gptq_hessian == "y":   # Hessian of the quantized inputs, target W
+        Wq = gptq(Wr, st.sy, config.w_format, **kw)
+    else:                         # ||W X - W_q Y||: target W Sxy Sy^-1, Hessian Sy (LRC's W-step, U = V = 0)
+        lam = o.damp * torch.diagonal(st.sy).mean()
+        Syl = st.sy + lam * torch.eye(st.d_in, dtype=st.sy.dtype, device=st.sy.device)
+        T = torch.linalg.solve(Syl, (Wr @ st.sxy).T).T
+        Wq = gptq(Wr, st.sy, config.w_format, target=T, **kw)
+    wq = mxsim.quantize(Wq.float().cpu(), config.w_format, axis=1)
+    return QuantLinear(wq, bias=_bias(linear), x_format=config.x_format, input_transform=R, name=name)
+
+
+def _lrc(name, linear, stats, config):
+    from .lrc import lrc
+
+    o = config.options
+    W = linear.weight.detach()
+    st, R = _cov_stats(name, stats, config, W.shape[1])
+    Wr = rotate_weight(W.to(st.sx.device, torch.float64), R)
+    lrf = o.lowrank_format
+    res = lrc(Wr, st, w_format=config.w_format, a_format=config.x_format, rank=config.rank,
+              iterations=o.iterations, init=o.init, damp=float(o.damp), lowrank_format=lrf,
+              gptq_block=o.gptq_block, act_order=o.act_order, solver=o.solver, name=name)
+    wq = mxsim.quantize(res.weight.float().cpu(), config.w_format, axis=1)
+    U, V = res.U.float().cpu(), res.V.float().cpu()
+    if lrf is None or lrf == "fp16":
+        A, B, fp_bits = V, U.T.contiguous(), (32 if lrf is None else 16)
+    else:
+        A, B, fp_bits = mxsim.quantize(V, lrf, axis=0), mxsim.quantize(U.T.contiguous(), lrf, axis=0), 16
+    q = QuantLinear(wq, bias=_bias(linear), x_format=config.x_format, A=A, B=B, lowrank_input="unquantized",
+                    lowrank_output_format=None, input_transform=R, fp_bits=fp_bits, name=name)
+    q.metrics = {"rank": res.rank, "lrc_losses": res.losses, "lrc_seconds": res.seconds}
+    return q
+
+
+_HESSIAN_LABEL = {"x": "Σx", "y": "Σy", "xy": "Σxy"}
+
+# ----------------------------------------------------------------------------- the registry
+for _m in (
+    Method("fp", "FP", "full precision (dequantized GGUF, run in fp32, counted as 16-bit)", _fp, FPOptions),
+    Method("plain", "plain MXINT", "plain MXINT (no correction)", _plain, RotationOptions),
+    Method("rtn", "RTN", "RTN (W and x round to nearest; plain MXINT)", _plain, RotationOptions),
+    Method("lqer", "LQER", "LQER (plain SVD)", _lqer, LowRankOptions, low_rank=True),
+    Method("l2qer", "L2QER", "L2QER (activation-scaled SVD)", _l2qer, LowRankOptions, _abs_observer,
+           lambda c: ("abs_mean_max", _rotation_key(c)), low_rank=True),
+    Method("qera", "QERA-exact", "QERA (closed form, full activation 2nd moment)", _qera, LowRankOptions,
+           _xtx_observer, lambda c: ("second_moment", _rotation_key(c)), low_rank=True),
+    Method("qera_approx", "QERA-approx", "QERA-approx (RMS scale)", _qera_approx, LowRankOptions,
+           _xtx_observer, lambda c: ("second_moment", _rotation_key(c)), low_rank=True),
+    Method("llm_int8", "LLM.int8()", "LLM.int8()-style (columns with any abs(x) > threshold (6 by default) in FP16, rest int8)",
+           _llm_int(8), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold)),
+    Method("llm_int4", "LLM.int4()", "LLM.int4()-style (columns with any abs(x) > threshold in FP16, rest int4)",
+           _llm_int(4), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold)),
+    Method("gptq", "GPTQ (Σx)", "GPTQ weights, x round to nearest", _gptq, GPTQOptions, _cov_observer,
+           lambda c: ("covariance", c.x_format, _rotation_key(c)),
+           label_of=lambda c: f"GPTQ ({_HESSIAN_LABEL[c.options.gptq_hessian]})"),
+    Method("lrc", "LRC", "LRC (Low-Rank Correction, FP16 factors on the unquantized input)", _lrc, LRCOptions,
+           _cov_observer, lambda c: ("covariance", c.x_format, _rotation_key(c)), low_rank=True,
+           label_of=lambda c: f"LRC({c.options.iterations})"),
+):
+    register_method(_m)
+del _m

@@ -49,26 +49,70 @@ _malloc_trim = None
 
 
 def collect_stats(model, config: QuantConfig, calibration_batches, progress=True, batch_size=1) -> dict | None:
-    """Run the calibration the config's method needs; None if it needs none."""
+    """Run the calibration the config's method needs ({layer: observer}); None if it needs none."""
     method = get_method(config.method)
-    if method.observer is None:
+    if not method.calibrates:
         return None
     if calibration_batches is None:
         raise ValueError(f"method {config.method!r} needs calibration_batches (or precomputed stats)")
-    return run_calibration(model, calibration_batches, _with_config(method.observer, config), progress=progress,
-                           batch_size=batch_size)
+    return run_calibration(model, calibration_batches, lambda name, module: method.observer(name, module, config),
+                           progress=progress, batch_size=batch_size)
 
 
-def _with_config(observer, config):
-    """``observer(name, module, config)`` when the factory takes the config (so it can follow
-    the activation format and input rotation), else the plain ``observer(name, module)``."""
-    import inspect
+class SharedStats:
+    """Calibration statistics for several configs from ONE forward pass: configs whose
+    ``Method.stats_key`` agree share one observer per layer. ``for_config(config)`` is the
+    {layer: observer} dict ``quantize_model(stats=...)`` takes (None for data-free methods)."""
 
-    try:
-        inspect.signature(observer).bind("name", None, config)
-    except (TypeError, ValueError):
-        return observer
-    return lambda name, module: observer(name, module, config)
+    def __init__(self, by_key: dict, n_tokens: int = 0):
+        self.by_key, self.n_tokens = by_key, n_tokens
+
+    @staticmethod
+    def key(config: QuantConfig):
+        m = get_method(config.method)
+        return (m.observer, m.stats_key(config)) if m.calibrates else None
+
+    def for_config(self, config: QuantConfig) -> dict | None:
+        k = self.key(config)
+        if k is None:
+            return None
+        if k not in self.by_key:
+            raise ValueError(f"no calibration statistics were collected for method {config.method!r} "
+                             f"with these settings ({k[1]}); include its config in collect_shared_stats")
+        return self.by_key[k]
+
+    def observers_of(self, kind: type) -> dict | None:
+        """The first {layer: observer} dict whose observers are ``kind`` (e.g. OutlierColumns)."""
+        for d in self.by_key.values():
+            if d and isinstance(next(iter(d.values())), kind):
+                return d
+        return None
+
+
+def collect_shared_stats(model, configs, calibration_batches, progress=True, batch_size=1) -> SharedStats:
+    """One calibration pass feeding every distinct statistic the ``configs`` need (see SharedStats)."""
+    from .calibrate import MultiObserver
+
+    configs = [load_config(c) if not isinstance(c, QuantConfig) else c for c in configs]
+    needed = {}
+    for c in configs:
+        k = SharedStats.key(c)
+        if k is not None and k not in needed:
+            needed[k] = c
+    if not needed:
+        return SharedStats({})
+    if calibration_batches is None:
+        raise ValueError(f"methods {sorted({c.method for c in needed.values()})} need calibration_batches")
+    keys = list(needed)
+
+    def factory(name, module):
+        return MultiObserver(**{str(i): get_method(needed[k].method).observer(name, module, needed[k])
+                                for i, k in enumerate(keys)})
+
+    multi = run_calibration(model, calibration_batches, factory, progress=progress, batch_size=batch_size)
+    by_key = {k: {layer: mo[str(i)] for layer, mo in multi.items()} for i, k in enumerate(keys)}
+    n = int(calibration_batches.numel()) if isinstance(calibration_batches, torch.Tensor) else 0
+    return SharedStats(by_key, n)
 
 
 def quantize_model(model, config, calibration_batches=None, stats=None, progress=True, layers=None):
@@ -104,11 +148,11 @@ def quantize_model(model, config, calibration_batches=None, stats=None, progress
             if not isinstance(lin, nn.Linear):
                 raise ValueError(f"layer {name} is already quantized ({type(lin).__name__}); load a fresh model")
             st = None if stats is None else stats.get(name)
-            if method.observer is not None and st is None:
+            if method.calibrates and st is None:
                 raise ValueError(f"no calibration statistics for layer {name}")
             # Methods may build their factors on the CPU (numba kernels); the layer must live
             # where the model does.
-            new = method.fn(name, lin, st, config).to(lin.weight.device)
+            new = method.build(name, lin, st, config).to(lin.weight.device)
             _set_module(model, name, new)
             n_w = lin.in_features * lin.out_features
             bits = int(getattr(new, "nbits", n_w * 16))

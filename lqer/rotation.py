@@ -62,10 +62,15 @@ def rotate_weight(W: torch.Tensor, R: torch.Tensor | None) -> torch.Tensor:
 
 
 def input_rotation(config, d_in: int):
-    """A QuantConfig's input rotation R (``extra.rotation``, default "none"; ``extra.rotation_seed``,
-    default 0) for a layer of input width ``d_in``, or None."""
-    extra = config.extra or {}
-    return rotation_matrix(d_in, str(extra.get("rotation", "none")), int(extra.get("rotation_seed", 0)))
+    """A QuantConfig's input rotation R for a layer of input width ``d_in``, or None: its
+    options' ``rotation``/``rotation_seed`` (lqer.options.RotationOptions); methods whose
+    options have no rotation (fp, LLM.int8()) never rotate."""
+    from .options import RotationOptions
+
+    o = config.options
+    if not isinstance(o, RotationOptions):
+        return None
+    return rotation_matrix(d_in, o.rotation, o.rotation_seed)
 
 
 def check_stats_rotation(name: str, stats, R) -> None:

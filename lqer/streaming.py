@@ -12,7 +12,7 @@ activations:
 2. For each layer l: read its weights (disk -> ``device``), collect the method's statistics
    with forward pre-hooks on its linear layers (q/k/v and gate/up share one observer, as in
    ``lqer.calibrate.run_calibration``), quantize every linear layer with the method's
-   per-layer function (``get_method(config.method).fn(name, linear, stats, config)``), write
+   per-layer function (``get_method(config.method).build(name, linear, stats, config)``), write
    the layer's file, carry the activations on to layer l + 1, drop the layer.
 3. The head is never needed for quantization; ``perplexity_streaming`` streams the same way
    and reads the final norm and LM head last.
@@ -328,7 +328,7 @@ def _quantize_linear(method, full_name, layer, leaf, stats, config):
     lin = layer.get_submodule(leaf)
     if method.observer is not None and stats is None:
         raise ValueError(f"no calibration statistics for layer {full_name}")
-    new = method.fn(full_name, lin, stats, config).to(lin.weight.device)
+    new = method.build(full_name, lin, stats, config).to(lin.weight.device)
     n_w = lin.in_features * lin.out_features
     bits = int(getattr(new, "nbits", n_w * 16))
     info = {"shape": [lin.out_features, lin.in_features], "bits": bits, "bits_per_weight": bits / n_w,
@@ -417,10 +417,10 @@ def quantize_streaming(model, config, calibration_batches=None, out_dir="quantiz
     start = len(done)
     if start:
         say(f"stream: resuming at layer {start} ({start} finished in {out})")
-    from .quantize import _release_freed_memory, _with_config
+    from .quantize import _release_freed_memory
     from .calibrate import conv1d_to_linear
 
-    factory = None if method.observer is None else _with_config(method.observer, config)
+    factory = None if method.observer is None else (lambda name, module: method.observer(name, module, config))
     carry = None
     if factory is not None and start < n_todo:
         captured = sm.embed(chunks)

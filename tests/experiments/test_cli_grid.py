@@ -115,7 +115,7 @@ def test_write_json_atomic(tmp_path):
 def test_ppl_table_reports_a_failing_optional_method_and_stops_on_a_required_one(monkeypatch):
     import torch
 
-    from experiments import backend, report
+    from experiments import calibration, configs, models, report
 
     class FakeQuantized:
         def __init__(self, model, cfg, method, **kw):
@@ -129,9 +129,9 @@ def test_ppl_table_reports_a_failing_optional_method_and_stops_on_a_required_one
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(backend, "quantized", FakeQuantized)
-    monkeypatch.setattr(backend, "perplexity", lambda model, windows, progress=True: 10.0)
-    monkeypatch.setattr(backend, "config_rank", lambda cfg, m: 32 if m in ("lqer", "qera") else 0)
+    monkeypatch.setattr(calibration, "quantized", FakeQuantized)
+    monkeypatch.setattr(models, "perplexity", lambda model, windows, progress=True: 10.0)
+    monkeypatch.setattr(configs, "config_rank", lambda cfg, m: 32 if m in ("lqer", "qera") else 0)
     windows = torch.zeros(1, 8, dtype=torch.long)
     df, _ = report.ppl_table(None, None, windows, None, ["W4A8"], ["fp", "plain", "qera"], progress=False,
                              log=lambda *_: None)
@@ -145,7 +145,7 @@ def test_ppl_table_reports_a_failing_optional_method_and_stops_on_a_required_one
 def test_ppl_table_runs_config_free_methods_once(monkeypatch):
     import torch
 
-    from experiments import backend, report
+    from experiments import calibration, configs, models, report
 
     calls = []
 
@@ -159,9 +159,9 @@ def test_ppl_table_runs_config_free_methods_once(monkeypatch):
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(backend, "quantized", FakeQuantized)
-    monkeypatch.setattr(backend, "perplexity", lambda model, windows, progress=True: 10.0)
-    monkeypatch.setattr(backend, "config_rank", lambda cfg, m: 0)
+    monkeypatch.setattr(calibration, "quantized", FakeQuantized)
+    monkeypatch.setattr(models, "perplexity", lambda model, windows, progress=True: 10.0)
+    monkeypatch.setattr(configs, "config_rank", lambda cfg, m: 0)
     df, _ = report.ppl_table(None, None, torch.zeros(1, 8, dtype=torch.long), None, ["W4A8", "W3A8"],
                              ["fp", "plain", "llm_int8"], progress=False, log=lambda *_: None)
     assert calls == [("W4A8", "plain"), ("W4A8", "llm_int8"), ("W3A8", "plain")]

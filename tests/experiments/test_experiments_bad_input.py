@@ -4,7 +4,7 @@ before any model is loaded or any point runs, and no output file or directory cr
 
 import pytest
 
-from experiments import backend, sweep
+from experiments import calibration, models, sweep
 from experiments.cli import main
 from experiments.grid import parse_grid
 from experiments.report import ReportSettings, model_description
@@ -17,8 +17,8 @@ def no_work(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr(backend, "get_model", boom)
-    monkeypatch.setattr(backend, "calibrate", boom)
+    monkeypatch.setattr(models, "get_model", boom)
+    monkeypatch.setattr(calibration, "calibrate", boom)
     monkeypatch.setattr(sweep, "_client", boom)
 
 
@@ -155,11 +155,11 @@ def test_report_names_the_model_it_ran(tmp_path):
 def test_max_blocks_must_select_blocks(tiny_model, max_blocks):
     # -1 used to select no layer at all: "quantized" points were the fp model, on the Pareto front
     with pytest.raises(ValueError, match="max_blocks"):
-        backend.selected_layers(tiny_model, max_blocks)
+        models.selected_layers(tiny_model, max_blocks)
 
 
 def test_max_blocks_selects_the_first_blocks(tiny_model):
-    names = backend.selected_layers(tiny_model, 1)
+    names = models.selected_layers(tiny_model, 1)
     assert len(names) == 7 and all(".layers.0." in n for n in names)  # q, k, v, o, gate, up, down
 
 

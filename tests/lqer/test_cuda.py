@@ -25,15 +25,14 @@ def _tiny_llama():
 
 def _run(model, method, ids, device):
     from lqer.config import QuantConfig, load_config
-    from lqer.lrc import collect_lrc_stats
-    from lqer.quantize import quantize_model
+    from lqer.quantize import collect_stats, quantize_model
 
     model = copy.deepcopy(model).to(device)
     ids = ids.to(device)
     if method in ("rtn", "gptq", "lrc"):
         cfg = QuantConfig(method=method, w_format="MXINT4/16", x_format="MXINT4/16", rank=0.25,
-                          extra={"rotation": "auto"})
-        stats = None if method == "rtn" else collect_lrc_stats(model, ids, cfg, progress=False)
+                          options={"rotation": "auto"})
+        stats = collect_stats(model, cfg, ids, progress=False)
         quantize_model(model, cfg, stats=stats, progress=False)
     else:
         quantize_model(model, load_config("W4A8", method=method, rank=4), calibration_batches=ids, progress=False)

@@ -9,7 +9,9 @@ import torch
 
 import mxsim
 from lqer.covariance import CovarianceObserver, CovarianceStats
-from lqer.lrc import layer_loss, lrc, rank_from_fraction, resolve_rank, uv_step
+from lqer.gptq import gptq
+from lqer.lrc import layer_loss, lrc, uv_step
+from mxsim.rank import Rank
 
 AFMT = mxsim.MXINT4.with_block_size(16)
 WFMT = mxsim.MXINT4.with_block_size(16)
@@ -121,10 +123,18 @@ def test_lrc_beats_plain_and_gptq_and_lqer():
     plain = _data_loss(W, rtn, torch.zeros_like(W), X, Y)
     Ue, se, Vhe = torch.linalg.svd(W - rtn)
     lqer = _data_loss(W, rtn, Ue[:, :k] * se[:k] @ Vhe[:k], X, Y)
+    # GPTQ, both ways: the classic Hessian X^T X (minimises ||(W - W_q) X^T||), and on this
+    # loss's own quadratic (Hessian Y^T Y, target W X^T Y (Y^T Y)^-1: ||W X^T - W_q Y^T||)
+    gptq_x = _data_loss(W, gptq(W, X.T @ X, WFMT, damp=0.01), torch.zeros_like(W), X, Y)
+    Syl = Y.T @ Y + 0.01 * torch.diagonal(Y.T @ Y).mean() * torch.eye(48, dtype=F64)
+    T = torch.linalg.solve(Syl, (W @ X.T @ Y).T).T
+    gptq_xy = _data_loss(W, gptq(W, Y.T @ Y, WFMT, target=T, damp=0.01), torch.zeros_like(W), X, Y)
     res = lrc(W, st, w_format=WFMT, a_format=AFMT, rank=k, iterations=1)
     got = _data_loss(W, res.weight, res.U @ res.V.T, X, Y)
     assert got == pytest.approx(res.final_loss, rel=1e-8)
     assert got < lqer < plain
+    assert gptq_xy < plain  # the W-step alone already beats round-to-nearest on this loss
+    assert got < gptq_xy and got < gptq_x
     # result lies on the weight grid; factors finite; rank as asked
     assert torch.equal(torch.as_tensor(mxsim.fake_quantize(res.weight.numpy(), WFMT, axis=-1)), res.weight)
     assert res.U.shape == (20, k) and res.V.shape == (48, k) and res.rank == k
@@ -149,33 +159,33 @@ def test_lowrank_format(lrf, bits):
 
 def test_rank_readings_by_hand():
     # 4096 x 4096 at 10%: of_min_dim 0.1*4096 = 409.6 -> 409; of_params 0.1*4096^2/8192 = 204.8 -> 204
-    assert rank_from_fraction(0.1, 4096, 4096, "of_min_dim") == 409
-    assert rank_from_fraction(0.1, 4096, 4096, "of_params") == 204
+    assert Rank(0.1, "of_min_dim").resolve(4096, 4096) == 409
+    assert Rank(0.1, "of_params").resolve(4096, 4096) == 204
     # 30%: 1228.8 -> 1228; 614.4 -> 614
-    assert rank_from_fraction(0.3, 4096, 4096, "of_min_dim") == 1228
-    assert rank_from_fraction(0.3, 4096, 4096, "of_params") == 614
+    assert Rank(0.3, "of_min_dim").resolve(4096, 4096) == 1228
+    assert Rank(0.3, "of_params").resolve(4096, 4096) == 614
     # SmolLM2 MLP 576 -> 1536 at 10%: 57.6 -> 57; 0.1*576*1536/2112 = 41.89 -> 41
-    assert rank_from_fraction(0.1, 576, 1536, "of_min_dim") == 57
-    assert rank_from_fraction(0.1, 576, 1536, "of_params") == 41
-    assert rank_from_fraction(1.0, 10, 20, "of_min_dim") == 10
-    assert rank_from_fraction(0.001, 10, 20) == 1  # never below 1
-    assert resolve_rank(7, 10, 20) == 7
+    assert Rank(0.1, "of_min_dim").resolve(576, 1536) == 57
+    assert Rank(0.1, "of_params").resolve(576, 1536) == 41
+    assert Rank(1.0, "of_min_dim").resolve(10, 20) == 10
+    assert Rank(0.001, "of_min_dim").resolve(10, 20) == 1  # never below 1
+    assert Rank.of(7).resolve(10, 20) == 7
 
 
 @pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, float("nan")])
 def test_bad_fraction(bad):
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
-        rank_from_fraction(bad, 64, 64)
+        Rank(bad, "of_min_dim").resolve(64, 64)
 
 
 def test_bad_inputs():
     W, X, Y = _data(7)
     st = _stats(X, Y)
-    with pytest.raises(ValueError, match="unknown rank reading"):
-        rank_from_fraction(0.1, 64, 64, "of_weights")
+    with pytest.raises(ValueError, match="rank reading must be one of"):
+        Rank(0.1, "of_weights").resolve(64, 64)
     with pytest.raises(ValueError, match="out of range"):
         lrc(W, st, w_format=WFMT, rank=21)
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match="positive integer"):
         lrc(W, st, w_format=WFMT, rank=0)
     with pytest.raises(ValueError, match=r"need at least 96 tokens"):
         few = _stats(X[:60], Y[:60])
@@ -226,7 +236,7 @@ def test_real_smollm2_layer():
     Y = torch.as_tensor(mxsim.fake_quantize(X.numpy(), fmt, axis=-1))
     st = CovarianceStats(X.T @ X, Y.T @ Y, X.T @ Y, X.shape[0], fmt)
     W = lin.weight.detach().double()
-    k = rank_from_fraction(0.1, 576, 576)  # 57
+    k = Rank(0.1, "of_min_dim").resolve(576, 576)  # 57
     rtn = torch.as_tensor(mxsim.fake_quantize(W.numpy(), fmt, axis=-1))
     plain = _data_loss(W, rtn, torch.zeros_like(W), X, Y)
     Ue, se, Vhe = torch.linalg.svd(W - rtn)
@@ -252,25 +262,24 @@ def test_quantize_model_methods(rotation):
     import copy
 
     from lqer.config import QuantConfig
-    from lqer.lrc import calibration_config, collect_lrc_stats
-    from lqer.quantize import quantize_model
+    from lqer.quantize import collect_shared_stats, collect_stats, quantize_model
 
     model = _tiny_llama()
     ids = torch.randint(0, 64, (8, 48), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = model(ids[:2]).logits
     base = QuantConfig(method="rtn", w_format="MXINT4/16", x_format="MXINT4/16", rank=0.25,
-                       extra={"rotation": rotation})
+                       options={"rotation": rotation})
     errs = {}
-    stats = collect_lrc_stats(model, ids, base, progress=False)  # 384 tokens >= 2 * 128
+    shared = collect_shared_stats(model, [base.replace(method=m) for m in ("gptq", "lrc")], ids, progress=False)
     for m in ("rtn", "gptq", "lrc"):
         q = copy.deepcopy(model)
         cfg = base.replace(method=m)
-        if m == "gptq":  # quantize_model's own calibration, inside the context
-            with calibration_config(cfg):
-                _, info = quantize_model(q, cfg, ids, progress=False)
+        assert cfg.options.rotation == rotation  # carried over from rtn's options
+        if m == "gptq":  # quantize_model's own calibration (the factory is handed the config)
+            _, info = quantize_model(q, cfg, ids, progress=False)
         else:
-            _, info = quantize_model(q, cfg, stats=None if m == "rtn" else stats, progress=False)
+            _, info = quantize_model(q, cfg, stats=shared.for_config(cfg), progress=False)
         with torch.no_grad():
             errs[m] = float((q(ids[:2]).logits - ref).pow(2).mean())
         if m == "lrc":
@@ -280,15 +289,18 @@ def test_quantize_model_methods(rotation):
             assert lay["bits_per_weight"] == pytest.approx(4.5 + 16 * 16 * 128 / 4096)
     assert errs["lrc"] < errs["rtn"]
     assert errs["gptq"] < errs["rtn"]
+    # gptq and lrc read the same covariance statistics: one observer serves both
+    assert shared.for_config(base.replace(method="gptq")) is shared.for_config(base.replace(method="lrc"))
+    assert collect_stats(model, base, ids, progress=False) is None  # rtn is data-free
 
 
 def test_quantize_model_calibrates_lrc_itself_and_says_how_otherwise():
     """quantize_model hands the config to the LRC/GPTQ observer factory, so no precomputed stats
-    are needed; too few tokens say how many are needed; the factory without a config says how."""
+    are needed; too few tokens say how many are needed; wrong statistics say what is expected."""
     import copy
 
+    from lqer.calibrate import AbsMeanMax, MultiObserver, run_calibration
     from lqer.config import QuantConfig
-    from lqer.methods import get_method
     from lqer.quantize import quantize_model
 
     model = _tiny_llama()
@@ -298,5 +310,6 @@ def test_quantize_model_calibrates_lrc_itself_and_says_how_otherwise():
     assert info["layers"]["model.layers.0.self_attn.q_proj"]["rank"] == 4
     with pytest.raises(ValueError, match="need at least"):
         quantize_model(copy.deepcopy(model), cfg, ids[:2, :16], progress=False)
-    with pytest.raises(ValueError, match="collect_lrc_stats"):
-        get_method("lrc").observer("q", model.model.layers[0].self_attn.q_proj)
+    wrong = run_calibration(model, ids, lambda n, m: MultiObserver(abs=AbsMeanMax()), progress=False)
+    with pytest.raises(ValueError, match="CovarianceObserver"):
+        quantize_model(copy.deepcopy(model), cfg, stats=wrong, progress=False)

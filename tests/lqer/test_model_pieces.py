@@ -1,6 +1,7 @@
 """Calibration, QuantLinear, quantize_model, save/load, configs, data, bad inputs (tiny models)."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,18 +96,34 @@ def test_quantlinear_bits_hand_count():
     assert plain.bits_per_weight == 4.5
 
 
-@pytest.mark.skipif(not hasattr(mxsim, "matmul"), reason="mxsim.matmul not available yet")
-def test_quantlinear_exact_mode_agrees_with_fast_path():
+def _ref_mm(a_mx, b_mx, accumulator="exact"):
+    """mxsim's pure-torch referee matmul (the bit-exact oracle) of two MXTensors."""
+    from mxsim import reference
+
+    t = lambda v: torch.as_tensor(np.asarray(v))  # noqa: E731
+    return reference.matmul(t(a_mx.codes), t(a_mx.scales), a_mx.fmt, t(b_mx.codes), t(b_mx.scales), b_mx.fmt,
+                            accumulator=accumulator).to(torch.float64)
+
+
+def test_quantlinear_exact_mode_is_the_referee_matmul_bit_for_bit():
+    """exact=True runs x·W_q^T and the low-rank path through mxsim.matmul; composed from
+    mxsim.reference.matmul (integer products, exact block sums) it must agree bit for bit."""
+    from lqer.linear import transpose_mx
+
     W, r = _layer(axis="reduction")
-    fast = QuantLinear(r.w_q, x_format=I8, A=r.A, B=r.B, lowrank_output_format=I8)
     exact = QuantLinear(r.w_q, x_format=I8, A=r.A, B=r.B, lowrank_output_format=I8, exact=True)
-    x = torch.randn(7, 64)
-    # "exact" accumulation is correctly rounded; the fast path is a float32 matmul of exactly
-    # representable products, so they differ only by float32 summation rounding
-    torch.testing.assert_close(exact(x), fast(x), atol=1e-4, rtol=1e-5)
+    x = torch.randn(7, 64, generator=torch.Generator().manual_seed(4))
+    x_mx = mxsim.quantize(x, I8, axis=1)
+    y = _ref_mm(x_mx, transpose_mx(r.w_q))
+    h = _ref_mm(x_mx, r.A).to(torch.float32)
+    y = y + _ref_mm(mxsim.quantize(h, I8, axis=1), r.B)
+    assert torch.equal(exact(x), y.to(torch.float32))
+    # without factors, the fused-FP32 accumulator: the referee's fp32 steps, bit for bit
     exact32 = QuantLinear(r.w_q, x_format=I8, exact=True, accumulator="fp32")
-    plain = QuantLinear(r.w_q, x_format=I8)
-    torch.testing.assert_close(exact32(x), plain(x), atol=1e-4, rtol=1e-5)
+    assert torch.equal(exact32(x), _ref_mm(x_mx, transpose_mx(r.w_q), "fp32").to(torch.float32))
+    # the fast path computes the same products in float32: equal up to float32 summation order
+    fast = QuantLinear(r.w_q, x_format=I8, A=r.A, B=r.B, lowrank_output_format=I8)
+    torch.testing.assert_close(fast(x), exact(x), atol=1e-4, rtol=1e-5)
 
 
 def test_quantlinear_bad_shapes():
@@ -142,7 +159,7 @@ def test_configs():
     c = load_config("W4A8")
     assert c.w_format == mxsim.MXINT4.with_block_size(16)
     assert c.x_format == mxsim.MXINT8.with_block_size(16) and c.a_format == c.b_format == c.x_format
-    assert c.rank == 32 and c.factor_axis == "last"
+    assert c.rank == mxsim.Rank(32) and c.factor_axis == "last"
     assert load_config("W3A8").w_format.element_bits == 3
     bfp = load_config("W4A8-BFP")
     assert isinstance(bfp.w_format, mxsim.BlockFP) and bfp.w_format.width == 4 and bfp.w_format.block_size == 16
@@ -155,23 +172,121 @@ def test_configs():
         QuantConfig(factor_axis="first")
 
 
-@pytest.mark.parametrize("method", ["plain", "lqer", "l2qer", "qera", "qera_approx", "llm_int8", "fp"])
-def test_quantize_model_all_methods(tiny_llama, method):
+def test_method_options_typed_defaults_once_unknown_refused(tmp_path):
+    from lqer.options import GPTQOptions, LLMIntOptions, LRCOptions
+
+    lrc5 = load_config("lrc5_w4a4")  # the [lrc] table of the preset
+    assert lrc5.options == LRCOptions(iterations=5)  # every other field at its one default
+    assert lrc5.rank == mxsim.Rank(0.1, "of_min_dim")
+    assert QuantConfig.from_dict(lrc5.to_dict()) == lrc5
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['iteration'\] for method 'lrc' \(allowed: .*iterations"):
+        QuantConfig(method="lrc", options={"iteration": 5})
+    with pytest.raises(ValueError, match="unknown option"):
+        QuantConfig(method="l2qer", options={"threshold": 4.0})  # another method's option
+    with pytest.raises(ValueError, match="gptq_hessian"):
+        QuantConfig(method="gptq", options={"gptq_hessian": "z"})
+    # switching the method keeps the shared fields (rotation, damp) and resets the rest
+    g = load_config("lrc_w4a4_rot").replace(method="gptq")
+    assert g.options == GPTQOptions(rotation="auto")
+    assert QuantConfig(method="llm_int8").options == LLMIntOptions(threshold=6.0)
+    # TOML: the options table must be named after the method
+    bad = tmp_path / "bad.toml"
+    bad.write_text('method = "lrc"\nrank = 0.1\n[extra]\niterations = 2\n')
+    with pytest.raises(ValueError, match=r"\[lrc\] table"):
+        load_config(bad)
+    good = tmp_path / "good.toml"
+    good.write_text('method = "lrc"\nrank = {value = 0.2, reading = "of_params"}\n[lrc]\niterations = 2\n')
+    c = load_config(good)
+    assert c.options.iterations == 2 and c.rank == mxsim.Rank(0.2, "of_params")
+
+
+def test_llm_int8_observer_uses_the_configured_threshold(tiny_llama):
+    """The calibration observer must count outliers at the method's threshold (it was fixed at 6)."""
+    from lqer.quantize import collect_stats
+
     ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    cfg = QuantConfig(method="llm_int8", options={"threshold": 1.5})
+    stats = collect_stats(tiny_llama, cfg, ids, progress=False)
+    obs = stats["model.layers.0.self_attn.q_proj"]
+    assert obs.threshold == 1.5
+    # by hand from the layer inputs: columns with any |x| > 1.5
+    xs = []
+    h = tiny_llama.model.layers[0].self_attn.q_proj.register_forward_pre_hook(lambda m, a: xs.append(a[0]))
     with torch.no_grad():
-        ref = tiny_llama(input_ids=ids).logits
+        tiny_llama(input_ids=ids)
+    h.remove()
+    X = torch.cat([x.reshape(-1, x.shape[-1]) for x in xs])
+    assert 0 < obs.count == int((X.abs() > 1.5).any(dim=0).sum()) < X.shape[1]
+    _, info = quantize_model(tiny_llama, cfg, stats=stats, progress=False)
+    assert info["layers"]["model.layers.0.self_attn.q_proj"]["outlier_columns"] == obs.count
+
+
+def _mx_bits(rows, cols, bits, block=16):
+    """rows x cols blocked along cols: element bits + one 8-bit shared exponent per block."""
+    return rows * (cols * bits + -(-cols // block) * 8)
+
+
+def _hand_bits(method, out, inp, k=4):
+    """Storage bits of one quantized tiny-Llama layer at W4A8 (blocks of 16), by hand."""
+    if method == "fp":
+        return out * inp * 16
+    if method == "llm_int8":  # int8 + one fp32 scale per output row (+ fp16 outlier columns: none here)
+        return out * (inp * 8 + 32)
+    w = _mx_bits(out, inp, 4)
+    if method == "plain":
+        return w
+    # A (in x k) and B (k x out) MXINT8 blocked along their last dimension ("as published")
+    return w + _mx_bits(inp, k, 8) + _mx_bits(k, out, 8)
+
+
+@pytest.mark.parametrize("method", ["plain", "lqer", "l2qer", "qera", "qera_approx", "llm_int8", "fp"])
+def test_quantize_model_all_methods(tiny_llama_factory, method):
+    """Every method: hand-counted bits per layer, the weights on the MXINT4 grid, and the
+    low-rank corrections reduce the error they minimise below plain MXINT's."""
+    ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    ref_model = tiny_llama_factory()
+    with torch.no_grad():
+        ref = ref_model(input_ids=ids).logits
+    weights = {n: m.weight.detach().clone() for n, m in linear_layers(ref_model).items()}
     cfg = load_config("W4A8", method=method, rank=4)
-    model, info = quantize_model(tiny_llama, cfg, calibration_batches=ids, progress=False)
+    model, info = quantize_model(tiny_llama_factory(), cfg, calibration_batches=ids, progress=False)
     assert info["n_layers"] == 14
     assert model.lm_head.__class__.__name__ == "Linear"  # LM head untouched
+    for name, lay in info["layers"].items():
+        out, inp = lay["shape"]
+        assert lay["bits"] == _hand_bits(method, out, inp), name
+    n_w = sum(o * i for o, i in (lay["shape"] for lay in info["layers"].values()))
+    assert info["avg_bits_per_weight"] == pytest.approx(sum(lay["bits"] for lay in info["layers"].values()) / n_w)
     with torch.no_grad():
         out = model(input_ids=ids).logits
-    assert torch.isfinite(out).all()
     if method == "fp":
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-        assert info["avg_bits_per_weight"] == 16
-    elif method == "plain":
-        assert info["avg_bits_per_weight"] == 4.5
+        return
+    if method == "llm_int8":  # no |x| > 6 in this tiny model: every column int8, absmax per row
+        lin = model.model.layers[0].mlp.down_proj
+        torch.testing.assert_close(lin.weight_q, absmax_quantize(weights["model.layers.0.mlp.down_proj"], 8, 1))
+        return
+    # second moments of every layer's calibration input, taken here on the fp model
+    xtx = run_calibration(ref_model, ids, lambda n, m: SecondMoment(), progress=False)
+    err_plain = err = out_plain = out_err = 0.0
+    for name, W in weights.items():
+        q = model.get_submodule(name)
+        W_q = torch.as_tensor(mxsim.fake_quantize(W.numpy(), W4, axis=1))
+        assert torch.equal(q.weight, W_q), name  # the weight part is round-to-nearest MXINT4
+        W_eff = q.weight if q.A is None else q.weight + (q.A @ q.B).T
+        S = xtx[name].mean()
+        for E, acc in (((W - W_q).double(), "plain"), ((W - W_eff).double(), "this")):
+            w_err, o_err = float(E.pow(2).sum()), float(((E @ S) * E).sum())  # ||E||_F^2, E[||E x||^2]
+            if acc == "plain":
+                err_plain, out_plain = err_plain + w_err, out_plain + o_err
+            else:
+                err, out_err = err + w_err, out_err + o_err
+    if method == "plain":
+        assert err == err_plain
+    elif method == "lqer":  # LQER minimises ||W - W_q - AB||_F (up to the factors' MXINT8 rounding)
+        assert err < 0.9 * err_plain
+    else:  # the activation-aware ones minimise (an estimate of) the output error E ||(W - W_eff) x||^2
+        assert out_err < 0.9 * out_plain
 
 
 def test_quantize_model_needs_calibration(tiny_llama):
@@ -272,12 +387,14 @@ def test_quantize_model_releases_each_replaced_weight(tiny_llama):
     import gc
     import weakref
 
+    from dataclasses import replace
+
     from lqer.methods import METHODS, get_method, register_method
 
     refs = {n: weakref.ref(m) for n, m in tiny_llama.named_modules() if isinstance(m, torch.nn.Linear)
             and m is not tiny_llama.lm_head}
     done, alive_at_call = [], []
-    plain = get_method("plain").fn
+    plain = get_method("plain").build
 
     def probe(name, linear, stats, config):
         gc.collect()
@@ -285,7 +402,7 @@ def test_quantize_model_releases_each_replaced_weight(tiny_llama):
         done.append(name)
         return plain(name, linear, stats, config)
 
-    register_method("_probe", probe)
+    register_method(replace(get_method("plain"), name="_probe", build=probe))
     try:
         quantize_model(tiny_llama, load_config("W4A8", method="_probe"), progress=False)
     finally:

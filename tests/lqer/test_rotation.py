@@ -69,7 +69,7 @@ def test_lqer_family_with_input_rotation():
     with torch.no_grad():
         ref = model(ids).logits
     base = QuantConfig(method="plain", w_format="MXINT4/16", x_format="MXINT8/16", a_format="MXINT8/16",
-                       b_format="MXINT8/16", rank=8, extra={"rotation": "auto"})
+                       b_format="MXINT8/16", rank=8, options={"rotation": "auto"})
 
     def factory(name, module):
         R = input_rotation(base, module.in_features)

@@ -11,7 +11,6 @@ import torch
 from lqer import load_config, quantize_model
 from lqer.calibrate import input_groups, linear_layers, run_calibration
 from lqer.evaluate import perplexity
-from lqer.quantize import _with_config
 from lqer.methods import get_method
 from lqer.streaming import load_streamed, perplexity_streaming, quantize_streaming
 from lqer.synthetic import write_synthetic_llama
@@ -74,7 +73,7 @@ def test_quantized_prefix_is_sequential_calibration(tmp_path):
     calib = _ids(3, 20, 3)
     quantize_streaming(ck, cfg, calib, tmp_path / "q", calibration_input="quantized_prefix", progress=False)
     ref = _whole(ck, torch.float32)
-    factory = _with_config(get_method("l2qer").observer, cfg)
+    factory = lambda name, module: get_method("l2qer").observer(name, module, cfg)  # noqa: E731
     for grp in input_groups(list(linear_layers(ref))):
         stats = run_calibration(ref, calib, factory, layers=grp, progress=False)
         quantize_model(ref, cfg, stats=stats, layers=grp, progress=False)

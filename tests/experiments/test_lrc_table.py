@@ -1,4 +1,5 @@
-"""`benchmarks/bench_lrc.py table`: area columns (hwmodel, SmolLM2 shapes, FPGA LUT) and the CSV output.
+"""experiments.lrc_table: area columns (hwmodel, SmolLM2 shapes, FPGA LUT), the CSV output, and the
+committed docs/results/lrc_table.csv regenerated identically from its measured columns.
 
 Hand-computed areas of the largest SmolLM2 linear (down_proj, K = 1536 -> N = 576, 1 token, 16 lanes,
 blocks of 32) with hwmodel/costs/fpga_lut.csv (rows not in the table are scaled from the nearest row,
@@ -19,24 +20,22 @@ unit (4128) and an FP16 -> MXINT4/32 input quantizer (38): rotated RTN = 492 + 4
 """
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from experiments.backend import model_area
+from experiments import lrc_table
+from experiments.hardware import model_area
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHAPE = "smollm2-135m"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_lrc_under_test", ROOT / "benchmarks" / "bench_lrc.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _run_table(src, out):
+    records = lrc_table.table_records(lrc_table.read_jsonl_rows([src]), SHAPE, "fpga")
+    lrc_table.write_csv(out, records)
+    return lrc_table.markdown(records)
 
 
 ROWS = [
@@ -53,7 +52,7 @@ ROWS = [
     {"setting": "W4A4", "method": "lrc5", "rank": 0.3, "rotation": "auto", "ppl": 30.0, "bits_per_weight": 11.37,
      "quantize_s": 900.0},
 ]
-# the same rows mapped by hand to hwmodel designs (formats as bench_lrc's _configs; ranks floor(f · 576))
+# the same rows mapped by hand to hwmodel designs (formats as lrc_table.row_config; ranks floor(f · 576))
 HAND_DESIGNS = [
     ("fp16", {}),
     ("mxint", {"w_fmt": "MXINT4/32", "x_fmt": "MXINT4/32"}),
@@ -67,19 +66,13 @@ LABELS = ["FP", "RTN", "LRC(1)", "QERA-exact", "GPTQ (Σx)", "LRC(5)"]
 
 
 @pytest.fixture(scope="module")
-def table(bench, tmp_path_factory):
+def table(tmp_path_factory):
     d = tmp_path_factory.mktemp("table")
     src = d / "rows.jsonl"
     lines = [json.dumps({"event": "calibrated", "load_s": 1.0})] + [json.dumps(r) for r in ROWS] + ["not json"]
     src.write_text("\n".join(lines) + "\n")
     out = d / "out" / "table.csv"
-    import contextlib
-    import io
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        bench.main(["table", str(src), "--csv", str(out)])
-    md = [l for l in buf.getvalue().splitlines() if l.startswith("|")]
+    md = [l for l in _run_table(src, out).splitlines() if l.startswith("|")]
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     return md, rows, out
@@ -126,7 +119,7 @@ def test_hand_areas_and_lrc_exceeds_rtn(table):
     assert area["LRC(5)"] == 8969.5 + 4128  # rotated LRC: exactly one FP16 GEMM stage more (FP16 in already)
 
 
-def test_csv_written_atomically(bench, tmp_path, monkeypatch):
+def test_csv_written_atomically(tmp_path, monkeypatch):
     src = tmp_path / "rows.jsonl"
     src.write_text(json.dumps(ROWS[1]) + "\n")
     out = tmp_path / "t.csv"
@@ -138,11 +131,20 @@ def test_csv_written_atomically(bench, tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
-        bench.main(["table", str(src), "--csv", str(out)])
+        _run_table(src, out)
     assert out.read_text() == "old\n"  # untouched on failure
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl", "t.csv"]  # temp file removed
     monkeypatch.undo()
-    bench.main(["table", str(src), "--csv", str(out)])
+    _run_table(src, out)
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 1 and rows[0]["label"] == "RTN"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl", "t.csv"]
+
+
+def test_committed_lrc_table_regenerates_identically(tmp_path):
+    """docs/results/lrc_table.csv (README's LRC table): the area columns recomputed from the
+    committed measured columns give the committed file byte for byte (mxlab reproduce lrc_table)."""
+    committed = ROOT / "docs" / "results" / "lrc_table.csv"
+    out = tmp_path / "lrc_table.csv"
+    lrc_table.write_csv(out, lrc_table.table_records(lrc_table.read_csv_rows(committed)))
+    assert out.read_bytes() == committed.read_bytes()

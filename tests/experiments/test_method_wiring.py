@@ -1,0 +1,97 @@
+"""Regression tests for the method wiring: every path that quantizes with a calibrating method
+hands its observer factory the config (sweep points and ``lqer eval`` with gptq/lrc used to
+fail), every registered method has a hardware design, lqer's submodules stay importable, and
+the Python floor matches the standard library the code imports."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tiny_llama(device=None, **_):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture
+def tiny_world(monkeypatch):
+    """lqer.model.load_model / lqer.data return a tiny random Llama and random token ids
+    (384 calibration tokens >= 2 x the widest input, 128)."""
+    import lqer.data
+    import lqer.model
+
+    monkeypatch.setattr(lqer.model, "load_model", lambda model=None, device=None, **kw: (_tiny_llama(), None))
+    monkeypatch.setattr(lqer.data, "load_wikitext", lambda split: "")
+    monkeypatch.setattr(lqer.data, "token_windows",
+                        lambda tok, text, seq_len, n=None: torch.randint(0, 64, (2, 32),
+                                                                          generator=torch.Generator().manual_seed(2)))
+    monkeypatch.setattr(lqer.data, "calibration_batches",
+                        lambda tok, n, seq_len, seed=0: torch.randint(0, 64, (8, 48),
+                                                                       generator=torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("method", ["gptq", "lrc"])
+def test_sweep_point_with_a_calibrating_method_runs(tiny_world, method):
+    from experiments.grid import DEFAULT_SETTINGS, normalise_point
+    from experiments.sweep import run_point
+
+    settings = {**DEFAULT_SETTINGS, "model": f"tiny-{method}", "device": "cpu", "hw_shape": "smollm2-135m"}
+    p = normalise_point(method, 4, 8, 16, 8)
+    rec = run_point(p.to_dict(), settings, None, threads=1)
+    assert rec["status"] == "ok", rec.get("error")
+    # plain-grid weights (GPTQ) are 4 + 8/16 bits; LRC adds rank-8 fp16 factors per layer
+    assert rec["bits_per_weight"] == pytest.approx(4.5) if method == "gptq" else rec["bits_per_weight"] > 4.5
+    assert rec["area"] > 0 and rec["perplexity"] > 1
+
+
+@pytest.mark.parametrize("method", ["gptq", "lrc"])
+def test_lqer_eval_with_gptq_and_lrc(tiny_world, method, capsys):
+    from lqer.cli import main
+
+    main(["eval", "--config", "W4A8", "--method", method, "--rank", "8", "--no-progress"])
+    out = capsys.readouterr().out
+    assert re.search(rf"W4A8 {method}: perplexity \d", out), out
+
+
+def test_every_registered_method_has_a_hardware_design():
+    from experiments.hardware import METHOD_DESIGNS, method_design
+    from lqer.config import load_config
+    from lqer.methods import method_names
+
+    assert set(METHOD_DESIGNS) == set(method_names())
+    designs = {m: method_design(load_config("W4A8", method=m), "smollm2-135m")[0] for m in method_names()}
+    assert designs == {"fp": "fp16", "plain": "mxint", "rtn": "mxint", "gptq": "mxint", "lqer": "lqer-mxint",
+                       "l2qer": "lqer-mxint", "qera": "lqer-mxint", "qera_approx": "lqer-mxint",
+                       "llm_int8": "llm.int8", "llm_int4": "llm.int4", "lrc": "lrc"}
+
+
+def test_lqer_submodules_are_not_shadowed():
+    import importlib
+
+    import lqer
+    import lqer.gptq
+    import lqer.lrc
+
+    assert lqer.lrc is importlib.import_module("lqer.lrc") and callable(lqer.lrc.lrc)
+    assert lqer.gptq is importlib.import_module("lqer.gptq") and callable(lqer.gptq.gptq)
+
+
+def test_python_floor_covers_tomllib():
+    """tomllib is in the standard library from Python 3.11: the declared floor must not be lower
+    while the code imports it."""
+    text = (ROOT / "pyproject.toml").read_text()
+    floor = tuple(int(v) for v in re.search(r'requires-python\s*=\s*">=(\d+)\.(\d+)"', text).groups())
+    users = [p for pkg in ("mxsim", "lqer", "hwmodel", "experiments") for p in (ROOT / pkg).rglob("*.py")
+             if re.search(r"^\s*import tomllib|^\s*from tomllib", p.read_text(), re.M)]
+    if users:
+        assert floor >= (3, 11), f"requires-python >={floor} but {users[0]} imports tomllib (3.11+)"
+    assert sys.version_info >= floor
