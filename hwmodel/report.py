@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .designs import ALIASES, DESIGNS, build
@@ -92,8 +93,9 @@ def model_report(model: str, designs, tech="fpga", layer: str = "all", tokens: i
     table = load_table(tech)
     params = params or {}
     if outliers is not None and not isinstance(outliers, dict):
-        if isinstance(outliers, bool) or not isinstance(outliers, int) or outliers < 0:
+        if isinstance(outliers, (bool, np.bool_)) or not isinstance(outliers, (int, np.integer)) or outliers < 0:
             raise ValueError(f"outliers must be an integer >= 0 or a dict, got {outliers!r}")
+        outliers = int(outliers)
     memo: dict = {}
     rows, bds = [], {}
     for d in parse_designs(designs):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 COLUMNS = ["component", "a", "b", "cost", "unit", "source"]
@@ -89,7 +90,8 @@ TECHS = {
 
 
 def _check_int(name: str, v, minimum: int = 0) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int,)) and not (isinstance(v, float) and v.is_integer()):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) and not (
+            isinstance(v, float) and v.is_integer()):
         raise ValueError(f"{name} must be an integer, got {v!r}")
     v = int(v)
     if v < minimum:

@@ -10,7 +10,7 @@ import numpy as np
 from .formats import BlockFP, MXFPFormat, get_format
 from .kernels import dequant as _dq
 from .kernels import pack as _pk
-from .layout import Source, from_blocked_2d, from_numpy, normalize_axis, to_blocked_2d
+from .layout import Source, from_blocked_2d, from_numpy, is_integer, normalize_axis, to_blocked_2d
 
 
 def _kind_params(fmt):
@@ -21,6 +21,29 @@ def _kind_params(fmt):
     if isinstance(fmt, BlockFP):
         return _dq.KIND_BFP, 0, 0, sc.bias, sc.nan_code
     return _dq.KIND_MXINT, 0, 0, sc.bias, sc.nan_code
+
+
+_NP_FLOATS = (np.float16, np.float32, np.float64)
+
+
+def _check_dtype(dtype, torch_source: bool):
+    """The ``dtype`` argument of dequantize: a float dtype of the source's kind (numpy: float16/32/64;
+    torch: float16/bfloat16/float32/float64). Integer dtypes are refused rather than truncated."""
+    if torch_source:
+        import torch
+
+        if dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            return dtype
+        raise ValueError(f"dtype must be a torch float dtype (float16, bfloat16, float32, float64) for a tensor "
+                         f"quantized from torch, got {dtype!r}")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.type not in _NP_FLOATS:
+        raise ValueError(f"dtype must be a numpy float dtype (float16, float32, float64) for an array quantized "
+                         f"from numpy, got {dtype!r}")
+    return dt
 
 
 @dataclass(eq=False)
@@ -80,13 +103,12 @@ class MXTensor:
         if c2.size:
             _dq.dequant_kernel(c2, s2, self.fmt.block_size, kind, eb, mb, self.fmt.quantum_log2, bias, nan_code, out)
         vals = from_blocked_2d(out, moved, self.axis)
-        src = Source(self.src_torch, self.src_dtype if dtype is None else dtype, self.src_device)
+        src = Source(self.src_torch, self.src_dtype if dtype is None else _check_dtype(dtype, self.src_torch),
+                     self.src_device)
         if src.is_torch and src.device is None:
             import torch
 
             src.device = torch.device("cpu")
-        if not src.is_torch and dtype is not None:
-            src.dtype = np.dtype(dtype)
         return from_numpy(vals, src)
 
     def to_bytes(self) -> bytes:
@@ -106,6 +128,10 @@ class MXTensor:
             from .nvfp4 import NVFP4Tensor
 
             return NVFP4Tensor.from_bytes(data, fmt, shape, axis)
+        if is_integer(shape):
+            shape = (shape,)
+        if not isinstance(shape, (tuple, list)) or not all(is_integer(d) for d in shape):
+            raise ValueError(f"shape must be a tuple of integer sizes, got {shape!r}")
         shape = tuple(int(d) for d in shape)
         if len(shape) == 0 or any(d < 0 for d in shape):
             raise ValueError(f"shape must be a non-empty tuple of sizes >= 0, got {shape!r}")
@@ -122,10 +148,24 @@ class MXTensor:
             raise ValueError(f"data has {len(data)} bytes; {fmt.name} with shape {shape}, axis {axis} needs {expected}")
         buf = np.frombuffer(bytes(data), np.uint8)
         scales = buf[:n_scales].reshape(sshape).copy()
+        sc = fmt.scale
+        if n_scales and int(scales.max()) > sc.nan_code:
+            i = int(np.argmax(scales.reshape(-1) > sc.nan_code))
+            raise ValueError(f"data: scale byte {int(scales.reshape(-1)[i]):#04x} (block {i}) is outside {fmt.name}'s "
+                             f"{sc.bits}-bit scale codes 0..{sc.nan_code} ({sc.nan_code:#04x} = NaN)")
         raw = np.empty(numel, np.uint8)
         if numel:
             _pk.unpack_bits(buf[n_scales:], b, _kind_params(fmt)[0], raw)
         moved = shape[:axis] + shape[axis + 1:] + (shape[axis],)
         cdtype = np.uint8 if isinstance(fmt, MXFPFormat) else np.int8
         codes = np.ascontiguousarray(from_blocked_2d(raw.view(cdtype).reshape(moved), moved, axis))
-        return cls(codes, scales, fmt, axis, shape)
+        out = cls(codes, scales, fmt, axis, shape)
+        if isinstance(fmt, MXFPFormat) and numel:
+            # codes above max_normal are the format's NaN/Inf patterns (E4M3 S.1111.111, E5M2
+            # exponent 11111), which no quantized block holds: refuse rather than decode them
+            bad = np.abs(out.int_values()) > fmt.max_int
+            if bad.any():
+                i = int(np.argmax(bad.reshape(-1)))
+                raise ValueError(f"data: element code {int(codes.reshape(-1)[i]):#04x} (element {i}) is not a finite "
+                                 f"{fmt.name} value (|x| <= {fmt.max_normal:g})")
+        return out

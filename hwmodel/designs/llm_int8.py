@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .base import Counts, Layer, check_pos_int, clog2, fp16_gemm, int_gemm
 
 QUANT = ("scale-mul", "fp16-div", "fp64-div")
@@ -52,8 +54,9 @@ def llm_int8(layer: Layer, outliers: int | None = None, int_bits: int = 8, lanes
              weights_on_chip: bool = False, name: str | None = None) -> Counts:
     T, K, N = layer.tokens, layer.in_features, layer.out_features
     n = default_outliers(K) if outliers is None else outliers
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > K:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0 or n > K:
         raise ValueError(f"outliers must be an integer in [0, in_features={K}], got {outliers!r}")
+    n = int(n)
     check_pos_int("int_bits", int_bits)
     check_pos_int("lanes", lanes)
     ol = lanes if outlier_lanes is None else check_pos_int("outlier_lanes", outlier_lanes)
