@@ -58,9 +58,9 @@ def block_pins(values: torch.Tensor, fmt):
         raise AssertionError("block_pins expects the columns of exactly one block")
     codes = codes[:, 0].astype(np.int64)
     if isinstance(fmt, (MXIntFormat, MXFPFormat)):
-        if np.any(codes == 0xFF):
+        if np.any(codes == fmt.scale.nan_code):
             raise ValueError("GPTQ: a weight block contains NaN or Inf (mxsim gave it a NaN scale)")
-        e = codes - 127 + fmt.emax_elem  # exponent of the block maximum: floor(log2 amax)
+        e = codes - fmt.scale.bias + fmt.emax_elem  # exponent of the block maximum: floor(log2 amax)
         pin = np.ldexp(1.0, e)
         cap = np.nextafter(np.ldexp(1.0, e + 1), 0.0)  # anything below 2^(e+1) keeps the scale
     elif isinstance(fmt, BlockFP):
