@@ -2,7 +2,8 @@
 area columns and its CSV (docs/results/lrc_table.csv).
 
 A row is (setting, task, rank fraction, rotation). ``setting`` "W4A4"/"W4A8": MXINT4/32 weights,
-MXINT4/32 or MXINT8/32 activations; LQER-family factors MXINT8/32 blocked along their last
+MXINT4/32 or MXINT8/32 activations; "-MXFP4" / "-NVFP4" variants swap the 4-bit format (MXFP4_E2M1/32
+or NVFP4 weights, and activations at A4; issue 16); LQER-family factors MXINT8/32 blocked along their last
 dimension, xA re-quantized like x. ``task``: an lqer method name, or ``lrc<i>`` = method lrc
 with ``iterations = i`` (the table's row key, kept in the CSV's ``method`` column). Rank
 fractions are mxsim.Rank(f, "of_min_dim").
@@ -15,7 +16,15 @@ import json
 import time
 from pathlib import Path
 
-SETTINGS = {"W4A4": "MXINT4/32", "W4A8": "MXINT8/32"}
+# setting -> (weight format, activation format)
+SETTINGS = {
+    "W4A4": ("MXINT4/32", "MXINT4/32"),
+    "W4A8": ("MXINT4/32", "MXINT8/32"),
+    "W4A4-MXFP4": ("MXFP4_E2M1/32", "MXFP4_E2M1/32"),
+    "W4A8-MXFP4": ("MXFP4_E2M1/32", "MXINT8/32"),
+    "W4A4-NVFP4": ("NVFP4", "NVFP4"),
+    "W4A8-NVFP4": ("NVFP4", "MXINT8/32"),
+}
 TABLE_CSV_COLUMNS = ["setting", "method", "label", "rank", "rotation", "ppl", "bits_per_weight", "quantize_s",
                      "hw_design", "hw_rank", "hw_input_rotation", "area", "unit", "area_ratio_to_fp16", "tech", "shape"]
 
@@ -42,7 +51,8 @@ def row_config(setting: str, task: str, rank=None, rotation: str = "none"):
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
     method, options = _task(task)
-    common = dict(w_format="MXINT4/32", x_format=SETTINGS[setting], a_format="MXINT8/32", b_format="MXINT8/32",
+    w_format, x_format = SETTINGS[setting]
+    common = dict(w_format=w_format, x_format=x_format, a_format="MXINT8/32", b_format="MXINT8/32",
                   factor_axis="last", quantize_lowrank_output=True)
     if method == "fp":
         return QuantConfig(method="fp", **common)
