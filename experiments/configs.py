@@ -55,8 +55,8 @@ def point_config(p: DesignPoint, factor_axis: str | None = None):
 
     if p.method == "fp":
         return QuantConfig(method="fp", name=p.label)
-    kw = dict(method=p.method, w_format=parse_format(f"MXINT{p.w_bits}/{p.block}"),
-              x_format=parse_format(f"MXINT{p.a_bits}/{p.block}"), name=p.label)
+    kw = dict(method=p.method, w_format=parse_format(f"MXINT{p.w_bits}/{p.block}{p.format_suffix()}"),
+              x_format=parse_format(f"MXINT{p.a_bits}/{p.block}{p.format_suffix()}"), name=p.label)
     if get_method(p.method).low_rank:
         kw["rank"] = p.rank
     if factor_axis:

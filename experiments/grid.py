@@ -18,6 +18,7 @@ A grid file has three tables (all optional except ``[grid]`` or ``[[points]]``):
     a_bits = [8]
     block = [16]
     rank = [32]
+    scale_rule = ["floor", "rceil"]   # MX shared-scale rule (floor = OCP; ceil, even, rceil)
 
     [[points]]            # extra single points (any field missing takes the grid's first value)
     method = "fp"
@@ -33,7 +34,9 @@ from pathlib import Path
 from mxsim.errors import UserError, user_input
 
 ELEMENT_BITS = (2, 8)  # MXINT element bits mxsim implements (mxsim.formats.MXIntFormat)
-GRID_KEYS = ("method", "w_bits", "a_bits", "block", "rank")
+GRID_KEYS = ("method", "w_bits", "a_bits", "block", "rank", "scale_rule")
+# the MX shared-scale rules (mxsim.ScaleRule, as torchao's ScaleCalculationMode); "floor" is OCP's
+SCALE_RULES = ("floor", "ceil", "even", "rceil")
 
 DEFAULT_SETTINGS = {
     "model": "smollm2-135m",
@@ -66,25 +69,42 @@ class DesignPoint:
     a_bits: int | None
     block: int | None
     rank: int
+    scale_rule: str = "floor"
 
     @property
     def label(self) -> str:
         if self.method == "fp":
             return "fp"
         r = f" k={self.rank}" if _low_rank(self.method) else ""
-        return f"{self.method} W{self.w_bits}A{self.a_bits} b{self.block}{r}"
+        s = f" @{self.scale_rule}" if self.scale_rule != "floor" else ""
+        return f"{self.method} W{self.w_bits}A{self.a_bits} b{self.block}{r}{s}"
+
+    def format_suffix(self) -> str:
+        """What the point adds to an mxsim format name ("@rceil"; nothing for OCP's floor)."""
+        return "" if self.scale_rule == "floor" else f"@{self.scale_rule}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["scale_rule"] == "floor":
+            del d["scale_rule"]  # OCP points keep the cache keys they had before scale rules existed
+        return d
 
 
-def normalise_point(method, w_bits, a_bits, block, rank) -> DesignPoint:
+def normalise_point(method, w_bits, a_bits, block, rank, scale_rule="floor") -> DesignPoint:
     """Drop the fields a method ignores so equal designs hash equally."""
     if method == "fp":
         return DesignPoint("fp", None, None, None, 0)
     if not _low_rank(method):
         rank = 0
-    return DesignPoint(method, int(w_bits), int(a_bits), int(block), int(rank))
+    return DesignPoint(method, int(w_bits), int(a_bits), int(block), int(rank), str(scale_rule))
+
+
+def _check_scale_rules(values, where):
+    if not isinstance(values, list) or not values:
+        raise UserError(f"{where}.scale_rule must be a non-empty list, got {values!r}")
+    for v in values:
+        if v not in SCALE_RULES:
+            raise UserError(f"{where}.scale_rule: unknown rule {v!r} (allowed: {', '.join(SCALE_RULES)})")
 
 
 def _check_int_list(name, values, lo, hi):
@@ -151,8 +171,8 @@ def _check_formats(p: "DesignPoint", where: str) -> None:
     from mxsim.formats import MXIntFormat
 
     for key, bits in (("w_bits", p.w_bits), ("a_bits", p.a_bits)):
-        with user_input(f"{where}: point {p.label}: {key}={bits}, block={p.block}"):
-            MXIntFormat(bits, block_size=p.block)
+        with user_input(f"{where}: point {p.label}: {key}={bits}, block={p.block}, scale_rule={p.scale_rule}"):
+            MXIntFormat(bits, block_size=p.block).with_scale_rule(p.scale_rule)
 
 
 def load_grid(path: str | Path | None) -> tuple[dict, list[DesignPoint]]:
@@ -184,13 +204,14 @@ def parse_grid(data: dict, where: str = "grid") -> tuple[dict, list[DesignPoint]
     bad = set(grid) - set(GRID_KEYS)
     if bad:
         raise UserError(f"{where}: unknown grid key(s) {sorted(bad)} (allowed: {', '.join(GRID_KEYS)})")
-    defaults = {"method": ["plain"], "w_bits": [4], "a_bits": [8], "block": [16], "rank": [32]}
+    defaults = {"method": ["plain"], "w_bits": [4], "a_bits": [8], "block": [16], "rank": [32], "scale_rule": ["floor"]}
     full = {k: grid.get(k, defaults[k]) for k in GRID_KEYS}
     _check_methods(full["method"], "grid")
     _check_int_list("w_bits", full["w_bits"], *ELEMENT_BITS)
     _check_int_list("a_bits", full["a_bits"], *ELEMENT_BITS)
     _check_int_list("block", full["block"], 1, 4096)
     _check_int_list("rank", full["rank"], 1, 1 << 20)
+    _check_scale_rules(full["scale_rule"], "grid")
 
     points: list[DesignPoint] = []
     if grid:
@@ -204,6 +225,7 @@ def parse_grid(data: dict, where: str = "grid") -> tuple[dict, list[DesignPoint]
         _check_methods([vals["method"]], f"points[{i}]")
         for k, lo, hi in (("w_bits", *ELEMENT_BITS), ("a_bits", *ELEMENT_BITS), ("block", 1, 4096), ("rank", 1, 1 << 20)):
             _check_int_list(k, [vals[k]], lo, hi)
+        _check_scale_rules([vals["scale_rule"]], f"points[{i}]")
         points.append(normalise_point(*(vals[k] for k in GRID_KEYS)))
     if not points:
         raise UserError(f"{where}: no design points (give a [grid] table or [[points]])")

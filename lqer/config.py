@@ -1,7 +1,8 @@
 """QuantConfig: what to quantize how, and TOML presets (lqer/configs/*.toml).
 
 Format strings in TOML: "MXINT4/16" (MXINTb, b = 2..8, block 16), "BlockFP4/16" (the LQER
-authors' block floating point), any mxsim format name ("MXFP4_E2M1/32"), or "none" for
+authors' block floating point), any mxsim format name ("MXFP4_E2M1/32", "NVFP4"), with an MX scale rule
+after "@" ("MXFP8_E4M3/32@rceil", "MXINT4/16@even"; floor, ceil, even, rceil), or "none" for
 full precision.
 
 Rank (``mxsim.Rank``): ``rank = 32`` (absolute), ``rank = 0.1`` (a fraction of

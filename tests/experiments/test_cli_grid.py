@@ -166,3 +166,22 @@ def test_ppl_table_runs_config_free_methods_once(monkeypatch):
                              ["fp", "plain", "llm_int8"], progress=False, log=lambda *_: None)
     assert calls == [("W4A8", "plain"), ("W4A8", "llm_int8"), ("W3A8", "plain")]
     assert df["config"].tolist() == ["fp32", "W4A8", "int8 + fp16 outliers", "W3A8"]
+
+
+def test_grid_scale_rule_axis():
+    """scale_rule is a grid axis: points carry it into their mxsim formats ("MXINT4/16@rceil");
+    OCP floor points keep the cache key they had before the axis existed (no scale_rule in the
+    hashed dict); an unknown rule is refused naming the key and the allowed rules."""
+    from experiments.backend import point_config
+
+    _, pts = parse_grid({"grid": {"method": ["plain"], "w_bits": [4], "scale_rule": ["floor", "rceil"]}})
+    assert [p.scale_rule for p in pts] == ["floor", "rceil"]
+    assert pts[1].label == "plain W4A8 b16 @rceil" and pts[0].label == "plain W4A8 b16"
+    assert "scale_rule" not in pts[0].to_dict() and pts[1].to_dict()["scale_rule"] == "rceil"
+    s = {"windows": 1}
+    assert point_key(pts[0], s) == point_key(DesignPoint("plain", 4, 8, 16, 0), s)
+    assert point_key(pts[1], s) != point_key(pts[0], s)
+    cfg = point_config(pts[1])
+    assert str(cfg.w_format.scale_rule) == "rceil" and str(cfg.x_format.scale_rule) == "rceil"
+    with pytest.raises(UserError, match=r"grid.scale_rule: unknown rule 'round' \(allowed: floor, ceil, even, rceil\)"):
+        parse_grid({"grid": {"scale_rule": ["round"]}})
