@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -34,8 +36,9 @@ def transpose_mx(t: MXTensor) -> MXTensor:
     """The transpose of a 2-D MXTensor (codes and scales transposed, axis swapped)."""
     if len(t.shape) != 2:
         raise ValueError("transpose_mx needs a 2-D MXTensor")
-    return MXTensor(np.ascontiguousarray(t.codes.T), np.ascontiguousarray(t.scales.T), t.fmt, 1 - t.axis,
-                    (t.shape[1], t.shape[0]), src_torch=t.src_torch, src_dtype=t.src_dtype, src_device=t.src_device)
+    # dataclasses.replace keeps the subclass and its fields (NVFP4Tensor's per-tensor scale)
+    return dataclasses.replace(t, codes=np.ascontiguousarray(t.codes.T), scales=np.ascontiguousarray(t.scales.T),
+                               axis=1 - t.axis, shape=(t.shape[1], t.shape[0]))
 
 
 def _fp_bits(t, fp_bits: int) -> int:

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 
 from mxsim.files import atomic_write
+from mxsim.formats import NVFP4Format
+from mxsim.nvfp4 import NVFP4Tensor
 from mxsim.tensor import MXTensor
 
 from .calibrate import conv1d_to_linear, linear_layers, run_calibration
@@ -171,7 +173,10 @@ def quantize_model(model, config, calibration_batches=None, stats=None, progress
 
 # ---------------------------------------------------------------- save / load
 def _mx_meta(t: MXTensor) -> dict:
-    return {"fmt": format_to_str(t.fmt), "axis": int(t.axis), "shape": list(t.shape)}
+    meta = {"fmt": format_to_str(t.fmt), "axis": int(t.axis), "shape": list(t.shape)}
+    if getattr(t, "tensor_scale", None) is not None:  # NVFP4 two level: the per-tensor FP32 scale
+        meta["tensor_scale"] = float(t.tensor_scale)
+    return meta
 
 
 def _put(tensors, meta, key, t):
@@ -193,9 +198,12 @@ def _get(tensors, meta, key):
     if m.get("dense"):
         return tensors[key]
     mm = m["mx"]
-    return MXTensor(tensors[key + ".codes"].numpy(), tensors[key + ".scales"].numpy(), format_from_str(mm["fmt"]),
-                    mm["axis"], tuple(mm["shape"]), src_torch=True, src_dtype=torch.float32,
-                    src_device=torch.device("cpu"))
+    fmt = format_from_str(mm["fmt"])
+    args = (tensors[key + ".codes"].numpy(), tensors[key + ".scales"].numpy(), fmt, mm["axis"], tuple(mm["shape"]))
+    kw = dict(src_torch=True, src_dtype=torch.float32, src_device=torch.device("cpu"))
+    if isinstance(fmt, NVFP4Format):
+        return NVFP4Tensor(*args, **kw, tensor_scale=mm.get("tensor_scale"))
+    return MXTensor(*args, **kw)
 
 
 def save_quantized(model, path, config=None, info=None):
