@@ -172,7 +172,7 @@ def test_grid_scale_rule_axis():
     """scale_rule is a grid axis: points carry it into their mxsim formats ("MXINT4/16@rceil");
     OCP floor points keep the cache key they had before the axis existed (no scale_rule in the
     hashed dict); an unknown rule is refused naming the key and the allowed rules."""
-    from experiments.backend import point_config
+    from experiments.configs import point_config
 
     _, pts = parse_grid({"grid": {"method": ["plain"], "w_bits": [4], "scale_rule": ["floor", "rceil"]}})
     assert [p.scale_rule for p in pts] == ["floor", "rceil"]
