@@ -188,3 +188,18 @@ def test_scale_rule_errors_name_the_argument():
         mxsim.NVFP4.with_scale_rule("rceil")
     with pytest.raises(ValueError, match="scale_rule"):
         mxsim.get_format("BlockFP4/16@ceil")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("rule", RULES[1:])
+def test_cuda_path_matches_numba(rule):
+    """The GPU path (what mxsim.fake_quantize runs on a CUDA tensor) on the decision-point
+    blocks, float32 and float64, every MX element format and MXINT8."""
+    rng = np.random.default_rng(12)
+    for name in (*MX_NAMES, "MXINT8"):
+        fmt = mxsim.get_format(name).with_scale_rule(rule)
+        x = np.concatenate([_rule_batch(fmt, rng), random_case(rng, 8, 64, "wide")[:, :32]])
+        for inp in (x, x.astype(np.float64)):
+            got = mxsim.fake_quantize(torch.from_numpy(inp).cuda(), fmt).cpu().numpy()
+            want = mxsim.fake_quantize(inp, fmt)
+            np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), err_msg=f"{name} {rule}")
