@@ -1,12 +1,25 @@
 """QuantLinear: y = Qx(x) W_q^T + Qlr(L(x) A) B (+ bias), every quantizer from mxsim.
 
-* Fast path: mxsim.fake_quantize of x (blocks along in), matmuls in float32 on the
-  dequantized W_q, A, B.
-* ``exact=True``: the same layer through ``mxsim.matmul`` integer arithmetic (x and W_q
-  blocked along the reduction dimension; the low-rank path too when the factors are blocked
-  along the reduction dimension, ``factor_axis="reduction"``; with factors blocked along their
-  last dimension (as published) no MX dot product applies, so that path is a float64 product
-  of the dequantized values).
+The layer's ``accumulator`` (an mxsim accumulator: ``Float()``, ``Exact()``, ``FP32(lanes)``,
+``FixedPoint(total, frac, overflow)``) says how each GEMM is computed:
+
+* ``Float()`` (default): mxsim.fake_quantize of x (blocks along in), matmuls in float32 on the
+  dequantized W_q, A, B (the emulation every perplexity used before the datapath).
+* a datapath accumulator: every GEMM whose two operands are MX blocked along the reduction
+  dimension with one block size runs through ``mxsim.matmul`` on the codes:
+    - ``main``: Q(x) @ W_q^T (always MX for a quantized layer; else the accumulator is refused),
+    - ``lowrank_in``: Q(x) @ A (MX when A is blocked along in: ``factor_axis="reduction"``),
+    - ``lowrank_out``: Q(h) @ B with h the ``lowrank_in`` result re-quantized to
+      ``lowrank_output_format`` straight from the accumulator's output (MX when B is blocked
+      along k). A GEMM whose operands are not MX (LRC's unquantized input and FP16 factors,
+      factors blocked along their last dim as published, no re-quantization of h) stays the
+      float32 matmul of the Float path; ``datapath()`` says which GEMM ran how, and why.
+  The GEMM outputs (float64 for exact/fixed point, float32 for fp32) are cast to float32; the
+  low-rank output is added to the main output and then the bias, both in float32 (the adds
+  after the accumulator are not part of the MX dot-product unit).
+  ``accumulators`` (per GEMM, e.g. FixedPoint fraction bits from lqer.datapath's calibration)
+  overrides the layer-wide accumulator for the GEMMs it names.
+* ``exact=True`` (legacy) is ``accumulator=Exact()`` unless an accumulator is given.
 * LRC-style options: ``lowrank_input="unquantized"`` (the low-rank path reads x, not Qx(x)),
   ``lowrank_output_format=None`` (x·A not re-quantized), full-precision factors,
   ``input_transform`` (an orthogonal R: the layer computes f(x R) with W already rotated).
@@ -21,6 +34,7 @@ import torch
 import torch.nn as nn
 
 import mxsim
+from mxsim.accumulators import Exact, FixedPoint, Float, parse_accumulator
 from mxsim.tensor import MXTensor
 
 LOWRANK_INPUTS = ("quantized", "unquantized")
@@ -49,10 +63,37 @@ def _fp_bits(t, fp_bits: int) -> int:
     return int(t.numel()) * fp_bits
 
 
+def _as_torch(out, device) -> torch.Tensor:
+    """mxsim.matmul's result (numpy, or a torch tensor on a device path) as a torch tensor on ``device``."""
+    t = out if isinstance(out, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(out))
+    return t.to(device)
+
+
+def check_accumulator_fits(acc, a_fmt, b_fmt, where: str = "") -> None:
+    """A FixedPoint must hold one block's integer sum (mxsim.datapath_widths' sum_bits) and
+    keep its sign bit (frac_bits <= total_bits - 1); FP32 lanes must divide the block size."""
+    where = f" ({where})" if where else ""
+    if isinstance(acc, FixedPoint):
+        need = mxsim.datapath_widths(a_fmt, b_fmt)["sum_bits"]
+        if acc.total_bits < need:
+            raise ValueError(f"accumulator {acc}{where}: total_bits {acc.total_bits} is narrower than one block's "
+                             f"integer sum of {a_fmt.name} x {b_fmt.name} ({need} bits, mxsim.datapath_widths); "
+                             f"allowed: total_bits in [{need}, 64]")
+        if acc.frac_bits > acc.total_bits - 1:
+            raise ValueError(f"accumulator {acc}{where}: frac_bits {acc.frac_bits} is beyond the accumulator "
+                             f"(total_bits {acc.total_bits} leaves at most {acc.total_bits - 1} below the sign bit); "
+                             f"allowed: frac_bits <= {acc.total_bits - 1}")
+    elif hasattr(acc, "lanes_for"):
+        try:
+            acc.lanes_for(a_fmt.block_size)
+        except ValueError as e:
+            raise ValueError(f"accumulator {acc}{where}: {e}") from None
+
+
 class QuantLinear(nn.Module):
     def __init__(self, weight, *, bias=None, x_format=None, A=None, B=None, lowrank_input="quantized",
-                 lowrank_output_format=None, input_transform=None, exact=False, accumulator="exact",
-                 fp_bits: int = 16, name: str = ""):
+                 lowrank_output_format=None, input_transform=None, exact=False, accumulator=None,
+                 accumulators=None, fp_bits: int = 16, name: str = ""):
         """``weight``: MXTensor (out x in, blocked along in) or a float tensor (kept unquantized).
         ``A`` (in x k), ``B`` (k x out): MXTensor, float tensor, or both None (no correction)."""
         super().__init__()
@@ -91,11 +132,15 @@ class QuantLinear(nn.Module):
         self.x_format = x_format
         self.lowrank_input = lowrank_input
         self.lowrank_output_format = lowrank_output_format
-        self.exact = bool(exact)
-        self.accumulator = accumulator
+        self.metrics: dict = {}
+        self._wT = None  # W_q^T (K x N blocked along K), built on first datapath use
+        self.count_overflow = False
+        self.overflow_counts: dict = {}
+        if accumulator is None:
+            accumulator = Exact() if exact else Float()
         self.fp_bits = int(fp_bits)
         self.name = name
-        self.metrics: dict = {}
+        self.set_accumulator(accumulator, accumulators)
 
     @property
     def rank(self) -> int:
@@ -121,7 +166,7 @@ class QuantLinear(nn.Module):
 
     def forward(self, x):
         if self.exact:
-            return self._forward_exact(x)
+            return self._forward_datapath(x)
         dtype = x.dtype
         x = x.to(torch.float32)
         if self.input_transform is not None:
@@ -136,36 +181,120 @@ class QuantLinear(nn.Module):
             y = y + self.bias
         return y.to(dtype)
 
-    def _mm(self, a2d: torch.Tensor, a_fmt, b_mx: MXTensor | None, b_deq: torch.Tensor):
-        """a2d (M x K) @ b (K x N): integer MX matmul when a is quantized and b is an MXTensor
-        blocked along K with the same block size; else float64 on dequantized values."""
-        if a_fmt is not None and b_mx is not None and b_mx.axis == 0 and b_mx.fmt.block_size == a_fmt.block_size:
-            a_mx = mxsim.quantize(a2d, a_fmt, axis=1)
-            out = mxsim.matmul(a_mx, b_mx, accumulator=self.accumulator)
-            return torch.as_tensor(np.asarray(out) if not isinstance(out, torch.Tensor) else out).to(torch.float64)
-        a = self._fq(a2d, a_fmt).to(torch.float64)
-        return a @ b_deq.to(torch.float64)
+    # ----- the datapath -----
+    @property
+    def exact(self) -> bool:
+        """True when the GEMMs run on mxsim's integer datapath (any accumulator but Float)."""
+        return not isinstance(self.accumulator, Float)
 
-    def _forward_exact(self, x):
+    def gemm_operands(self) -> dict:
+        """Per GEMM ("main", and "lowrank_in"/"lowrank_out" with a correction): ``(a_fmt, b)``
+        when both operands are MX blocked along the reduction with one block size (b the
+        weight-side MXTensor, K x N), else a string saying why the GEMM stays float."""
+        def mx_pair(a_fmt, b_mx, b_axis, what):
+            if a_fmt is None:
+                return f"float ({what}: the input side is not quantized)"
+            if not isinstance(b_mx, MXTensor):
+                return f"float ({what}: the weight side is not an MX tensor)"
+            if not isinstance(a_fmt, mxsim.formats.FORMAT_CLASSES) or isinstance(a_fmt, mxsim.NVFP4Format):
+                return f"float ({what}: {a_fmt} is not an MX block format)"
+            if b_mx.axis != b_axis:
+                return f"float ({what}: the factor is blocked along its last dim, not the reduction; " \
+                       f"factor_axis='reduction' puts it on the datapath)"
+            if b_mx.fmt.block_size != a_fmt.block_size:
+                return (f"float ({what}: block sizes differ, {a_fmt.block_size} vs {b_mx.fmt.block_size})")
+            return (a_fmt, b_mx)
+
+        out = {"main": mx_pair(self.x_format, self.w_mx, 1, "main")}
+        if self.A is not None:
+            a_in = self.x_format if self.lowrank_input == "quantized" else None
+            out["lowrank_in"] = mx_pair(a_in, self.a_mx, 0, "lowrank_in")
+            out["lowrank_out"] = mx_pair(self.lowrank_output_format, self.b_mx, 0, "lowrank_out")
+        return out
+
+    def set_accumulator(self, accumulator, accumulators=None) -> None:
+        """Set the layer-wide accumulator (any mxsim spelling) and optional per-GEMM ones
+        (``{"main": FixedPoint(...), ...}``); everything is checked before anything changes.
+
+        Refused with the layer's name: a datapath accumulator on a layer whose main GEMM is not
+        MX (a full-precision or LLM.int8 layer, unquantized input); a FixedPoint narrower than
+        one block's integer sum (mxsim.datapath_widths' sum_bits) or with more fraction bits
+        than it has bits below its sign bit (frac_bits > total_bits - 1)."""
+        acc = parse_accumulator(accumulator, what="accumulator")
+        per = {}
+        for gemm, a in dict(accumulators or {}).items():
+            per[gemm] = parse_accumulator(a, what=f"accumulators[{gemm!r}]")
+        ops = self.gemm_operands()
+        unknown = sorted(set(per) - set(ops))
+        if unknown:
+            raise ValueError(f"accumulators: layer {self.name or '?'} has the GEMMs {sorted(ops)}, got {unknown}")
+        if not isinstance(acc, Float) or any(not isinstance(a, Float) for a in per.values()):
+            if isinstance(acc, Float):
+                raise ValueError("accumulators: per-GEMM accumulators need a layer-wide datapath accumulator "
+                                 "(exact, fp32[:lanes] or fixed:TOTAL:FRAC), not float")
+            if isinstance(ops["main"], str):
+                raise ValueError(f"accumulator {acc} needs MX operands, but layer {self.name or '?'} computes "
+                                 f"{ops['main'][len('float ('):-1]}; allowed for this layer: float")
+            for gemm, op in ops.items():
+                a = per.get(gemm, acc)
+                if isinstance(op, str):
+                    continue
+                if isinstance(a, Float):
+                    raise ValueError(f"accumulators[{gemm!r}]: float inside a datapath layer is not allowed; "
+                                     "use exact, fp32[:lanes] or fixed:TOTAL:FRAC")
+                check_accumulator_fits(a, op[0], op[1].fmt, where=f"layer {self.name or '?'} {gemm}")
+        self.accumulator = acc
+        self.accumulators = {g: per.get(g, acc) for g, op in ops.items() if not isinstance(op, str)} \
+            if not isinstance(acc, Float) else {}
+        self.overflow_counts = {}
+
+    def datapath(self) -> dict:
+        """Per GEMM: the accumulator it runs on ("fp32:4", "fixed:24:9", ...) or "float (why)"."""
+        if not self.exact:
+            return {g: "float (accumulator float: fake-quantize + float32 matmul)" for g in self.gemm_operands()}
+        return {g: (str(self.accumulators[g]) if not isinstance(op, str) else op)
+                for g, op in self.gemm_operands().items()}
+
+    def _weight_side(self, gemm):
+        if gemm == "main":
+            if self._wT is None:
+                self._wT = transpose_mx(self.w_mx)
+            return self._wT
+        return self.a_mx if gemm == "lowrank_in" else self.b_mx
+
+    def _gemm(self, gemm, a2d, a_fmt, b_float_T):
+        """One GEMM a2d (M x K, float) @ b: the datapath on the codes when its operands are MX,
+        else the float32 matmul of the Float path (b_float_T: the dequantized b as (N x K))."""
+        acc = self.accumulators.get(gemm)
+        if acc is None:
+            a = self._fq(a2d.to(torch.float32), a_fmt)
+            return torch.nn.functional.linear(a, b_float_T)
+        b = self._weight_side(gemm)
+        a_mx = mxsim.quantize(a2d, a_fmt, axis=-1)
+        out = _as_torch(mxsim.matmul(a_mx, b, accumulator=acc), a2d.device)
+        if self.count_overflow and isinstance(acc, FixedPoint):
+            wide = _as_torch(mxsim.matmul(a_mx, b, accumulator=FixedPoint(64, acc.frac_bits)), a2d.device)
+            n_bad, n_all = self.overflow_counts.get(gemm, (0, 0))
+            self.overflow_counts[gemm] = (n_bad + int((out != wide).sum()), n_all + out.numel())
+        return out
+
+    def _forward_datapath(self, x):
         shape, dtype = x.shape, x.dtype
         x2 = x.reshape(-1, self.in_features).to(torch.float32)
         if self.input_transform is not None:
             x2 = x2 @ self.input_transform
-        wT = transpose_mx(self.w_mx) if self.w_mx is not None else None
-        y = self._mm(x2, self.x_format, wT, self.weight.T)
+        y = self._gemm("main", x2, self.x_format, self.weight).to(torch.float32)
         if self.A is not None:
-            if self.lowrank_input == "quantized":
-                src, fmt = x2, self.x_format
-            else:
-                src, fmt = x2, None
-            h = self._mm(src, fmt, self.a_mx, self.A).to(torch.float32)
-            y = y + self._mm(h, self.lowrank_output_format, self.b_mx, self.B)
+            quantized_in = self.lowrank_input == "quantized"
+            h = self._gemm("lowrank_in", x2, self.x_format if quantized_in else None, self.A.T)
+            low = self._gemm("lowrank_out", h, self.lowrank_output_format, self.B.T)
+            y = y + low.to(torch.float32)
         if self.bias is not None:
-            y = y + self.bias.to(torch.float64)
-        return y.to(torch.float32).reshape(*shape[:-1], self.out_features).to(dtype)
+            y = y + self.bias
+        return y.reshape(*shape[:-1], self.out_features).to(dtype)
 
     def extra_repr(self) -> str:
         wf = self.w_mx.fmt.name + f"/{self.w_mx.fmt.block_size}" if self.w_mx is not None else "fp"
         xf = "fp" if self.x_format is None else f"{self.x_format.name}/{self.x_format.block_size}"
         return (f"in={self.in_features}, out={self.out_features}, w={wf}, x={xf}, rank={self.rank}, "
-                f"lowrank_input={self.lowrank_input}, exact={self.exact}")
+                f"lowrank_input={self.lowrank_input}, accumulator={self.accumulator}")

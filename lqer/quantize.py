@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mxsim.accumulators import Float
 from mxsim.files import atomic_write
 from mxsim.formats import NVFP4Format
 from mxsim.nvfp4 import NVFP4Tensor
@@ -18,6 +19,7 @@ from mxsim.tensor import MXTensor
 
 from .calibrate import conv1d_to_linear, linear_layers, run_calibration
 from .config import QuantConfig, format_from_str, format_to_str, load_config
+from .datapath import check_config_accumulator, set_accumulator
 from .linear import QuantLinear
 from .llm_int8 import LLMInt8Linear
 from .methods import get_method
@@ -123,6 +125,7 @@ def quantize_model(model, config, calibration_batches=None, stats=None, progress
     replaced layers' weights, exponents and low-rank factors included), timings."""
     config = load_config(config) if not isinstance(config, QuantConfig) else config
     method = get_method(config.method)
+    check_config_accumulator(config)  # before any work: the datapath needs MX operands
     conv1d_to_linear(model)  # GPT-2: Conv1D -> nn.Linear, same names (no-op elsewhere)
     t0 = time.perf_counter()
     if stats is None:
@@ -164,6 +167,9 @@ def quantize_model(model, config, calibration_batches=None, stats=None, progress
                                     "bits_per_weight": bits / n_w, **getattr(new, "metrics", {})}
             del lin, new
             _release_freed_memory()
+    accumulator = getattr(config, "accumulator", Float())
+    if not isinstance(accumulator, Float):
+        info["datapath"] = set_accumulator(model, accumulator)
     info["avg_bits_per_weight"] = total_bits / total_w if total_w else float("nan")
     info["n_layers"] = len(names)
     info["calibration_s"] = t_cal

@@ -29,5 +29,6 @@ from .api import fake_quantize, quantize
 from .tensor import MXTensor
 from .accumulators import FP32, Exact, FixedPoint, Float, parse_accumulator
 from .api import datapath_widths, matmul
+from .partial_sums import partial_sum_range
 from .rank import Rank
 from .errors import UserError

@@ -1,0 +1,69 @@
+"""The range of the running partial sums of an MX matmul: what a fixed-point accumulator must hold.
+
+``partial_sum_range(a, b)`` walks the blocks of ``mxsim.matmul(a, b, ...)`` in the same order as
+the datapath (contract: docs/mxsim_semantics.md, matmul) and returns the largest magnitude of
+
+* a block term ``P_j * 2^E_j`` (one block's exact integer sum with its scale: the adder tree's
+  output after alignment), and
+* a running sum ``S_j = sum_{i <= j} P_i * 2^E_i`` (the accumulator's content after block j,
+  before any rounding, saturation or wrap).
+
+This is a calibration statistic, not a datapath: the block sums are exact (integer GEMMs in
+float64, every partial sum < 2^53), the running sums are kept in float64 (relative error
+2^-53, irrelevant for the ``log2`` a fraction-bit rule takes of them). Outputs with a NaN
+block scale are ignored. MXFP8_E5M2 is refused as by matmul.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .formats import MXFPFormat
+from .tensor import MXTensor
+
+_ROWS_PER_CHUNK = 1024  # bounds the (rows x N) float64 work arrays
+
+
+def partial_sum_range(a: MXTensor, b: MXTensor) -> dict:
+    """``{"max_abs_partial_sum", "max_abs_block_sum", "outputs"}`` of ``a (..., K) @ b (K, N)``,
+    with a and b laid out as mxsim.matmul takes them (a blocked along its last axis, b 2-D
+    blocked along axis 0, the same block size)."""
+    if not isinstance(a, MXTensor) or not isinstance(b, MXTensor):
+        raise ValueError("a and b must be MXTensor (use mxsim.quantize)")
+    if a.axis != len(a.shape) - 1:
+        raise ValueError(f"a must be blocked along its last axis (K), got axis {a.axis}")
+    if len(b.shape) != 2 or b.axis != 0:
+        raise ValueError(f"b must be 2-D (K, N) blocked along axis 0, got shape {b.shape} axis {b.axis}")
+    K, k = a.shape[-1], a.fmt.block_size
+    if b.shape[0] != K or b.fmt.block_size != k:
+        raise ValueError(f"a (K={K}, block {k}) and b (K={b.shape[0]}, block {b.fmt.block_size}) do not match")
+    for name, f in (("a", a.fmt), ("b", b.fmt)):
+        if isinstance(f, MXFPFormat) and f.exponent_bits == 5:
+            raise ValueError(f"{name}: MXFP8_E5M2 products do not fit the int64 adder (as mxsim.matmul)")
+    N = b.shape[1]
+    M = int(np.prod(a.shape[:-1], dtype=np.int64))
+    Ai = a.int_values().reshape(M, K).astype(np.float64)
+    Bi = b.int_values().astype(np.float64)
+    ea = a.scale_exponents().reshape(M, -1).astype(np.int64)
+    eb = b.scale_exponents().astype(np.int64)
+    nan_a = a.scale_is_nan().reshape(M, -1).any(axis=1)
+    nan_b = b.scale_is_nan().any(axis=0)
+    qsum = a.fmt.quantum_log2 + b.fmt.quantum_log2
+    bound = float(np.abs(Ai).max(initial=0)) * float(np.abs(Bi).max(initial=0)) * k
+    if bound >= 2.0**53:
+        raise ValueError("block sums exceed 2^53: partial_sum_range supports the formats whose products fit")
+    max_ps = max_bs = 0.0
+    nb = -(-K // k)
+    for r0 in range(0, M, _ROWS_PER_CHUNK):
+        r1 = min(r0 + _ROWS_PER_CHUNK, M)
+        valid = ~(nan_a[r0:r1, None] | nan_b[None, :])
+        running = np.zeros((r1 - r0, N))
+        for j in range(nb):
+            c0, c1 = j * k, min(j * k + k, K)
+            term = Ai[r0:r1, c0:c1] @ Bi[c0:c1]  # exact integer block sums
+            term *= np.ldexp(1.0, ea[r0:r1, j] + qsum)[:, None]
+            term *= np.ldexp(1.0, eb[j])[None, :]
+            running += term
+            max_bs = max(max_bs, float(np.abs(term[valid]).max(initial=0.0)))
+            max_ps = max(max_ps, float(np.abs(running[valid]).max(initial=0.0)))
+    return {"max_abs_partial_sum": max_ps, "max_abs_block_sum": max_bs, "outputs": M * N}
