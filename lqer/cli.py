@@ -25,6 +25,18 @@ def _int_at_least(lo: int):
     return parse
 
 
+def _accumulator(text: str):
+    from mxsim.accumulators import parse_accumulator
+
+    try:
+        return parse_accumulator(text, what="accumulator")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+_accumulator.__name__ = "accumulator"
+
+
 def _common(p):
     p.add_argument("--model", default="smollm2-135m", help="model name, .gguf file or HF model directory")
     p.add_argument("--seq-len", type=_int_at_least(2), default=1024, help="evaluation window length in tokens")
@@ -36,6 +48,9 @@ def _common(p):
     p.add_argument("--rank", type=_int_at_least(1), default=None, help="override the config's rank")
     p.add_argument("--svd", choices=["full", "randomized"], default=None)
     p.add_argument("--factor-axis", choices=["last", "reduction"], default=None)
+    p.add_argument("--accumulator", type=_accumulator, default=None, metavar="float|exact|fp32[:lanes]|fixed:TOTAL:FRAC[:wrap]",
+                   help="the MX dot-product accumulator every quantized GEMM runs on (mxsim.matmul); "
+                        "default: the config's (float = fake-quantize + float matmul)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -47,6 +62,8 @@ def _overrides(args, method):
         o["svd"] = args.svd
     if args.factor_axis is not None:
         o["factor_axis"] = args.factor_axis
+    if getattr(args, "accumulator", None) is not None:
+        o["accumulator"] = args.accumulator
     return o
 
 
@@ -92,7 +109,7 @@ def run_rows(args, configs, methods):
             bits = info["avg_bits_per_weight"]
             if cfg.method == "fp":
                 fp_ppl = (ppl, bits, tq)
-        row = {"config": cname, "method": cfg.method, "perplexity": ppl, "avg_bits_per_weight": bits,
+        row = {"config": cname, "method": cfg.method, "accumulator": str(cfg.accumulator), "perplexity": ppl, "avg_bits_per_weight": bits,
                "quantize_s": tq}
         print(json.dumps(row), file=sys.stderr, flush=True)
         yield row
@@ -102,7 +119,7 @@ def run_rows(args, configs, methods):
 def cmd_eval(args):
     rows = list(run_rows(args, [args.config], [args.method]))
     r = rows[0]
-    print(f"{r['config']} {r['method']}: perplexity {r['perplexity']:.3f}, "
+    print(f"{r['config']} {r['method']} (accumulator {r['accumulator']}): perplexity {r['perplexity']:.3f}, "
           f"avg bits/weight {r['avg_bits_per_weight']:.3f}")
 
 

@@ -8,6 +8,11 @@ full precision.
 Rank (``mxsim.Rank``): ``rank = 32`` (absolute), ``rank = 0.1`` (a fraction of
 min(d_in, d_out)), or ``rank = {value = 0.1, reading = "of_params"}``; resolved per layer.
 The method's options (lqer.options) are a table named after the method, e.g. ``[lrc]``.
+
+Accumulator (mxsim.accumulators; lqer.datapath): ``accumulator = "float"`` (default: fake-quantize
++ float matmul), ``"exact"``, ``"fp32"``, ``{fp32 = {lanes = 4}}`` or
+``{fixed = [24, 8], overflow = "saturate"}``: every MX GEMM of the replaced layers then runs on
+mxsim.matmul with it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 import mxsim
 from mxsim.formats import FORMAT_CLASSES, MXIntFormat
 from mxsim.formats import format_to_json as mxsim_format_to_json
+from mxsim.accumulators import Float, accumulator_to_toml, parse_accumulator
 from mxsim.rank import Rank
 
 from .options import MethodOptions
@@ -87,6 +93,7 @@ class QuantConfig:
     quantize_lowrank_output: bool = True
     name: str = ""
     options: MethodOptions | None = None
+    accumulator: object = Float()
 
     def __post_init__(self):
         from .methods import get_method
@@ -104,6 +111,7 @@ class QuantConfig:
             raise ValueError(f"factor_axis must be one of {FACTOR_AXES}, got {self.factor_axis!r}")
         if self.svd not in SVD_KINDS:
             raise ValueError(f"svd must be one of {SVD_KINDS}, got {self.svd!r}")
+        object.__setattr__(self, "accumulator", parse_accumulator(self.accumulator, what="accumulator"))
         o = self.options
         if o is None or isinstance(o, dict):
             o = method.options.from_dict(o, self.method)
@@ -112,6 +120,9 @@ class QuantConfig:
         else:
             raise ValueError(f"options must be a dict or a lqer.options.MethodOptions, got {type(o).__name__}")
         object.__setattr__(self, "options", o)
+        from .datapath import check_config_accumulator
+
+        check_config_accumulator(self)  # a datapath accumulator needs the method's MX operands
 
     def replace(self, **kw) -> "QuantConfig":
         return dataclasses.replace(self, **kw)
@@ -126,6 +137,7 @@ class QuantConfig:
             d[f] = format_to_str(d[f])
         d["rank"] = rank_to_toml(self.rank)
         d["options"] = self.options.to_dict()
+        d["accumulator"] = accumulator_to_toml(self.accumulator)
         return d
 
     @classmethod
@@ -179,7 +191,7 @@ def _from_toml(d: dict, path: Path, overrides: dict) -> QuantConfig:
     d.setdefault("name", path.stem)
     method = d.get("method", QuantConfig.method)
     get_method(method)
-    tables = {k: d.pop(k) for k in list(d) if isinstance(d[k], dict) and k != "rank"}
+    tables = {k: d.pop(k) for k in list(d) if isinstance(d[k], dict) and k not in ("rank", "accumulator")}
     stray = sorted(set(tables) - {method})
     if stray:
         what = "are other methods' tables" if set(stray) <= set(method_names()) else "are not tables lqer knows"

@@ -50,7 +50,7 @@ def check_config_accumulator(config) -> None:
     from .methods import get_method
 
     method = get_method(config.method)
-    if config.method in ("fp", "llm_int8", "llm_int4") or getattr(method, "datapath", True) is False:
+    if not method.mx_datapath:
         raise ValueError(f"accumulator {acc} needs MX operands, but method {config.method!r} does not quantize "
                          "both x and W to an MX format; allowed for it: float")
     if config.x_format is None or config.w_format is None:

@@ -41,6 +41,7 @@ class Method:
     stats_key: Callable[..., Hashable] | None = None  # config -> what the statistics depend on
     low_rank: bool = False                       # uses config.rank (and counts low-rank factors)
     label_of: Callable | None = None             # config -> label when options change it ("LRC(5)")
+    mx_datapath: bool = True                     # x and W are MX: the GEMMs can run on mxsim.matmul
 
     def __post_init__(self):
         if (self.observer is None) != (self.stats_key is None):
@@ -258,7 +259,8 @@ _HESSIAN_LABEL = {"x": "Σx", "y": "Σy", "xy": "Σxy"}
 
 # ----------------------------------------------------------------------------- the registry
 for _m in (
-    Method("fp", "FP", "full precision (dequantized GGUF, run in fp32, counted as 16-bit)", _fp, FPOptions),
+    Method("fp", "FP", "full precision (dequantized GGUF, run in fp32, counted as 16-bit)", _fp, FPOptions,
+           mx_datapath=False),
     Method("plain", "plain MXINT", "plain MXINT (no correction)", _plain, RotationOptions),
     Method("rtn", "RTN", "RTN (W and x round to nearest; plain MXINT)", _plain, RotationOptions),
     Method("lqer", "LQER", "LQER (plain SVD)", _lqer, LowRankOptions, low_rank=True),
@@ -269,9 +271,9 @@ for _m in (
     Method("qera_approx", "QERA-approx", "QERA-approx (RMS scale)", _qera_approx, LowRankOptions,
            _xtx_observer, lambda c: ("second_moment", _rotation_key(c)), low_rank=True),
     Method("llm_int8", "LLM.int8()", "LLM.int8()-style (columns with any abs(x) > threshold (6 by default) in FP16, rest int8)",
-           _llm_int(8), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold)),
+           _llm_int(8), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold), mx_datapath=False),
     Method("llm_int4", "LLM.int4()", "LLM.int4()-style (columns with any abs(x) > threshold in FP16, rest int4)",
-           _llm_int(4), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold)),
+           _llm_int(4), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold), mx_datapath=False),
     Method("gptq", "GPTQ (Σx)", "GPTQ weights, x round to nearest", _gptq, GPTQOptions, _cov_observer,
            lambda c: ("covariance", c.x_format, _rotation_key(c)),
            label_of=lambda c: f"GPTQ ({_HESSIAN_LABEL[c.options.gptq_hessian]})"),

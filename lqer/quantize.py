@@ -167,9 +167,8 @@ def quantize_model(model, config, calibration_batches=None, stats=None, progress
                                     "bits_per_weight": bits / n_w, **getattr(new, "metrics", {})}
             del lin, new
             _release_freed_memory()
-    accumulator = getattr(config, "accumulator", Float())
-    if not isinstance(accumulator, Float):
-        info["datapath"] = set_accumulator(model, accumulator)
+    if not isinstance(config.accumulator, Float):
+        info["datapath"] = set_accumulator(model, config.accumulator)
     info["avg_bits_per_weight"] = total_bits / total_w if total_w else float("nan")
     info["n_layers"] = len(names)
     info["calibration_s"] = t_cal

@@ -2,7 +2,7 @@
 
 Expected values come from mxsim.reference.matmul (the separately written referee) on the same
 codes, from float64 dot products where those are exact, and from hand calculations."""
-import math
+import contextlib
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ import torch
 
 import mxsim
 from lqer.approximate import approximate
-from lqer.datapath import (calibrate_partial_sums, calibrated_fixed_point, check_config_accumulator,
+from lqer.datapath import (calibrate_partial_sums, calibrated_fixed_point,
                            count_overflow, fraction_bits, overflow_table, set_accumulator)
 from lqer.config import QuantConfig
 from lqer.linear import QuantLinear
@@ -157,21 +157,11 @@ def test_bad_accumulators_are_refused_with_the_argument_and_allowed_values():
         fp.set_accumulator("exact")
     for method in ("fp", "llm_int8"):
         with pytest.raises(ValueError, match=rf"accumulator fp32 needs MX operands.*{method}.*allowed for it: float"):
-            check_config_accumulator(_Cfg(QuantConfig(method=method), "fp32"))
+            QuantConfig(method=method, accumulator="fp32")
     with pytest.raises(ValueError, match=r"x_format is none"):
-        check_config_accumulator(_Cfg(QuantConfig(method="plain", x_format="none"), "exact"))
+        QuantConfig(method="plain", x_format="none", accumulator="exact")
     with pytest.raises(ValueError, match=r"narrower than one block's integer sum"):
-        check_config_accumulator(_Cfg(QuantConfig(method="plain"), "fixed:12:2"))
-
-
-class _Cfg:
-    """A QuantConfig with an accumulator attribute (until the config carries the field)."""
-
-    def __init__(self, config, acc):
-        self._c, self.accumulator = config, mxsim.parse_accumulator(acc)
-
-    def __getattr__(self, k):
-        return getattr(self._c, k)
+        QuantConfig(method="plain", accumulator="fixed:12:2")
 
 
 def test_whole_tiny_model_under_every_accumulator(tiny_llama):
@@ -204,3 +194,33 @@ def test_whole_tiny_model_under_every_accumulator(tiny_llama):
     assert len(tab) == 14 * 3 and (tab["outputs"] > 0).all()
     assert set(tab["accumulator"].str.split(":").str[1]) == {"24"}
     set_accumulator(model, "float")
+
+
+def test_config_accumulator_toml_and_quantize_model(tiny_llama, tmp_path):
+    p = tmp_path / "dp.toml"
+    p.write_text('method = "plain"\naccumulator = {fixed = [24, 8], overflow = "wrap"}\n')
+    from lqer.config import load_config
+
+    cfg = load_config(p)
+    assert cfg.accumulator == mxsim.FixedPoint(24, 8, "wrap")
+    assert QuantConfig.from_dict(cfg.to_dict()) == cfg  # the TOML table round-trips
+    assert load_config(p, accumulator="fp32:4").accumulator == mxsim.FP32(4)
+    model, info = quantize_model(tiny_llama, cfg.replace(accumulator="fp32:4"), progress=False)
+    assert info["datapath"]["model.layers.1.mlp.up_proj"] == {"main": "fp32:4"}
+    assert all(m.accumulator == mxsim.FP32(4) for m in model.modules() if isinstance(m, QuantLinear))
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--accumulator", "fixed:24"], "argument --accumulator: accumulator must be one of float, exact, fp32"),
+    (["--accumulator", "fp32", "--method", "fp"], "accumulator fp32 needs MX operands"),
+    (["--accumulator", "fixed:12:2", "--method", "plain"], "narrower than one block's integer sum"),
+])
+def test_cli_accumulator_mistakes_are_one_line_exit_2(argv, msg, capsys):
+    from lqer.cli import main
+
+    with pytest.raises(SystemExit) if argv[1] == "fixed:24" else contextlib.nullcontext():
+        rc = main(["eval", *argv])
+        assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lqer eval: error:") and msg in err and len(err.strip().splitlines()) == 1
+
