@@ -5,6 +5,8 @@
                                      [--ranks 4,8,...] [--quick]
     python -m experiments.cli sweep  [--grid grid.toml] [--scheduler ADDRESS] [--out DIR] [--workers N]
     python -m experiments.cli table  [--configs W4A8,W3A8] [--methods ...] [--full] [--device cuda] [--out DIR]
+    python -m experiments.cli reproduce [NAME ...] [--list] [--rerun] [--out DIR]
+        (the published results in docs/results/: CSV + meta JSON per README table)
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from mxsim.errors import ArgumentParser, run_cli
 
@@ -96,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--configs", type=_str_list, default=["W4A8", "W3A8"], help="lqer presets")
     t.add_argument("--methods", type=_str_list, default=None, help="methods (default fp,plain,lqer,l2qer,qera,llm_int8)")
     t.add_argument("--out", default="reports/table", help="output directory (table.csv, table.md)")
+
+    rp = sub.add_parser("reproduce", help="regenerate a published result (docs/results/NAME.csv + meta JSON)")
+    rp.add_argument("names", nargs="*", help="results to regenerate (see --list); default: every quick one")
+    rp.add_argument("--list", action="store_true", help="list the results, the tables they feed and their commands")
+    rp.add_argument("--rerun", action="store_true",
+                    help="re-measure (minutes to hours; CUDA for the GPU tables) instead of only the quick results")
+    rp.add_argument("--out", default=None, help="output directory (default: docs/results in the checkout)")
     return ap
 
 
@@ -144,6 +154,17 @@ def _table(args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    from .results import RESULTS, RESULTS_DIR, listing, reproduce
+
+    if args.list:
+        print(listing())
+        return 0
+    names = args.names or [n for n, r in RESULTS.items() if r.quick or args.rerun]
+    reproduce(names, Path(args.out) if args.out else RESULTS_DIR, rerun=args.rerun)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -152,7 +173,7 @@ def main(argv=None) -> int:
         return 2
 
     def body():
-        return {"report": _report, "sweep": _sweep, "table": _table}[args.cmd](args)
+        return {"report": _report, "sweep": _sweep, "table": _table, "reproduce": _reproduce}[args.cmd](args)
 
     hint = None
     if args.cmd == "sweep":

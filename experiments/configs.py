@@ -18,6 +18,11 @@ def check_preset(name: str) -> None:
         raise UserError(str(e)) from None
 
 
+def preset(name: str):
+    """The named lqer preset (cached QuantConfig)."""
+    return _preset(name)
+
+
 @lru_cache(maxsize=None)
 def _preset(name: str):
     from lqer.config import load_config

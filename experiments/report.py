@@ -396,7 +396,20 @@ def _header(s, device, windows, total) -> str:
             f"{' (randomized: within 1% of the full SVD error per lqer tests, much faster on CPU)' if s.svd == 'randomized' else ''}"
             f"; the spectrum figure always uses the full SVD.\n"
             f"- The \"full-precision\" model is {model_description(s.model)}.\n"
-            f"- Presets: {', '.join(f'{c} = {presets.describe_preset(c)}' for c in s.configs)}.\n\n")
+            f"- Presets: {', '.join(f'{c} = {presets.describe_preset(c)}' for c in s.configs)}.\n"
+            f"- {overrides_note(s)}\n\n")
+
+
+def overrides_note(s) -> str:
+    """What this run changes with respect to the presets it names (their TOML files)."""
+    notes = []
+    svds = {c: presets.preset(c).svd for c in s.configs}
+    changed = sorted(c for c, v in svds.items() if v != s.svd)
+    if changed:
+        notes.append(f"svd: {', '.join(f'{c} {svds[c]!r}' for c in changed)} -> {s.svd!r}")
+    if s.max_blocks:
+        notes.append(f"only the first {s.max_blocks} decoder block(s) quantized (the rest full precision)")
+    return "Settings this report overrides in the presets: " + ("; ".join(notes) if notes else "none") + "."
 
 
 def _sections(s, device, windows, table, sp, layer, rank_df, layer_df, metric, hw, val) -> list[str]:

@@ -141,10 +141,20 @@ def test_csv_written_atomically(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl", "t.csv"]
 
 
-def test_committed_lrc_table_regenerates_identically(tmp_path):
-    """docs/results/lrc_table.csv (README's LRC table): the area columns recomputed from the
-    committed measured columns give the committed file byte for byte (mxlab reproduce lrc_table)."""
-    committed = ROOT / "docs" / "results" / "lrc_table.csv"
-    out = tmp_path / "lrc_table.csv"
-    lrc_table.write_csv(out, lrc_table.table_records(lrc_table.read_csv_rows(committed)))
-    assert out.read_bytes() == committed.read_bytes()
+def test_mxlab_reproduce_lrc_table_writes_csv_and_meta(tmp_path, capsys):
+    """`mxlab reproduce lrc_table --out DIR`: the committed CSV byte for byte, and a meta JSON with
+    each row's resolved QuantConfig and hardware design, the commit and the machine."""
+    from experiments.cli import main
+
+    assert main(["reproduce", "lrc_table", "--out", str(tmp_path)]) == 0
+    committed = ROOT / "docs" / "results"
+    assert (tmp_path / "lrc_table.csv").read_bytes() == (committed / "lrc_table.csv").read_bytes()
+    meta = json.loads((tmp_path / "lrc_table.meta.json").read_text())
+    assert {"command", "measured_on", "areas_commit", "areas_on", "evaluation", "rows"} <= set(meta)
+    rows = list(csv.DictReader(open(committed / "lrc_table.csv", newline="")))
+    assert len(meta["rows"]) == len(rows)
+    lrc5 = next(r for r in meta["rows"] if r["task"] == "lrc5")
+    # LRC(5): method lrc, iterations 5, rank 10% of min(d_in, d_out), W MXINT4/32
+    assert lrc5["config"]["method"] == "lrc" and lrc5["config"]["options"]["iterations"] == 5
+    assert lrc5["config"]["rank"] == 0.1 and lrc5["config"]["w_format"] == "MXINT4/32"
+    assert lrc5["hw_design"] == "lrc" and lrc5["hw_params"]["rank"] == 57  # floor(0.1 * 576)

@@ -1,0 +1,227 @@
+"""Every number the README and the docs publish comes from a committed CSV + meta JSON in
+docs/results/, written by ``mxlab reproduce NAME`` (``mxlab reproduce --list`` lists them).
+
+Each ``Result`` names its files, the README/doc table it feeds, the command that measures it
+and what it overrides with respect to the presets. Without ``--rerun``, ``quick`` results are
+regenerated in seconds from the committed measurements: the LRC table's hwmodel area columns,
+and for the GPU tables the meta JSON's resolved configs and hardware designs (their
+perplexities stay as measured). ``--rerun`` re-measures (minutes to hours; CUDA for the GPU
+tables). The meta JSON holds the resolved QuantConfig of every row, the commit, the machine
+and the hardware design.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "docs" / "results"
+
+# The LRC table's runs (docs/lrc.md "Command"): (rotation, tasks) per worker.
+LRC_TABLE_TASKS = (
+    ("none", "W4A4:fp,rtn,gptq,lqer@0.1,l2qer@0.1,qera@0.1,lrc1@0.1,lrc5@0.1,lqer@0.3,l2qer@0.3,qera@0.3,lrc1@0.3,"
+             "lrc5@0.3"),
+    ("auto", "W4A4:rtn,gptq,lqer@0.1,l2qer@0.1,qera@0.1,lrc1@0.1,lqer@0.3,l2qer@0.3,qera@0.3"),
+    ("none", "W4A8:rtn,gptq,lqer@0.1,l2qer@0.1,qera@0.1,lrc1@0.1,lrc5@0.1,lqer@0.3,l2qer@0.3,qera@0.3,lrc1@0.3,"
+             "lrc5@0.3"),
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    files: tuple                 # file names under docs/results/
+    feeds: str                   # the README / doc table it backs
+    command: str                 # how it is measured
+    overrides: str               # settings it changes with respect to the presets
+    quick: bool                  # regenerated from committed measurements in seconds
+    regenerate: Callable         # (out_dir: Path, rerun: bool) -> None
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> str:
+    import torch
+
+    return (f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"torch {torch.__version__}, python {platform.python_version()}")
+
+
+def _write_json(path: Path, obj) -> None:
+    from mxsim.files import write_json
+
+    write_json(path, obj)
+
+
+# ----------------------------------------------------------------------------- the LRC table
+def _lrc_table(out: Path, rerun: bool) -> None:
+    from . import lrc_table
+    from .hardware import method_design
+
+    csv_path = out / "lrc_table.csv"
+    old_meta = {}
+    if (RESULTS_DIR / "lrc_table.meta.json").is_file():  # the committed measurement's provenance
+        old_meta = json.loads((RESULTS_DIR / "lrc_table.meta.json").read_text())
+    if rerun:
+        rows = []
+        for rotation, tasks in LRC_TABLE_TASKS:
+            rows += list(lrc_table.run_tasks("smollm2-135m", lrc_table.parse_tasks(tasks), rotation=rotation))
+        measured_on, measured_commit = machine(), _git_commit()
+    else:
+        rows = lrc_table.read_csv_rows(RESULTS_DIR / "lrc_table.csv")
+        measured_on = old_meta.get("measured_on", "GPU box CPUs, each worker pinned to 2 cores (taskset), torch 2.11, "
+                                                  "transformers 5.17 (docs/lrc.md)")
+        measured_commit = old_meta.get("measured_commit", "d70a6de and earlier (docs/lrc.md)")
+    records = lrc_table.table_records(rows)
+    lrc_table.write_csv(csv_path, records)
+    meta_rows = []
+    for r in rows:
+        cfg = lrc_table.row_config(r["setting"] or "W4A4", r["method"], r["rank"], r["rotation"] or "none")
+        design, params = method_design(cfg, "smollm2-135m")
+        meta_rows.append({"setting": r["setting"], "task": r["method"], "rank": r["rank"], "rotation": r["rotation"],
+                          "config": cfg.to_dict(), "hw_design": design, "hw_params": params})
+    _write_json(out / "lrc_table.meta.json", {
+        "result": "lrc_table", "command": "mxlab reproduce lrc_table" + (" --rerun" if rerun else ""),
+        "measured_by": "experiments.lrc_table.run_tasks (benchmarks/bench_lrc.py model), tasks "
+                       + "; ".join(f"rotation {r}: {t}" for r, t in LRC_TABLE_TASKS),
+        "measured_on": measured_on, "measured_commit": measured_commit,
+        "evaluation": "WikiText-2 test, first 8 windows x 512 tokens; calibration 16 x 512 tokens of valid (seed 0)",
+        "areas_from": "hwmodel fpga table, shape smollm2-135m, one 16-lane unit sized for the largest linear",
+        "areas_commit": _git_commit(), "areas_on": machine(), "rows": meta_rows})
+
+
+# ----------------------------------------------------------------------------- mxlab tables
+def _copy(src: Path, dst: Path) -> None:
+    from mxsim.files import atomic_write
+
+    with atomic_write(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _table_configs_meta(presets, methods) -> list[dict]:
+    from .configs import make_config
+    from .hardware import method_design
+
+    rows = []
+    for p in presets:
+        for m in methods:
+            cfg = make_config(p, m)
+            design, params = method_design(cfg, "smollm2-135m")
+            rows.append({"preset": p, "method": m, "config": cfg.to_dict(), "hw_design": design, "hw_params": params})
+    return rows
+
+
+def _gpu_fullsplit(preset: str):
+    """Without --rerun: the committed measurement's meta gets the resolved configs and hardware
+    designs (the CSV is left as measured); with --rerun: re-measured on a CUDA GPU (~250 s)."""
+    def regen(out: Path, rerun: bool) -> None:
+        from .report import TABLE_METHODS
+
+        name = f"gpu_fullsplit_{preset}"
+        if rerun:
+            from .cli import main
+
+            with tempfile.TemporaryDirectory() as d:
+                rc = main(["table", "--configs", preset, "--full", "--device", "cuda", "--out", f"{d}/t",
+                           "--no-progress"])
+                if rc:
+                    raise RuntimeError(f"mxlab table exited {rc}")
+                _copy(Path(d) / "t" / "table.csv", out / f"{name}.csv")
+                meta = json.loads((Path(d) / "t" / "meta.json").read_text())
+            meta["machine"] = machine()
+        else:
+            meta = json.loads((RESULTS_DIR / f"{name}.meta.json").read_text())
+            if Path(out) != RESULTS_DIR:
+                _copy(RESULTS_DIR / f"{name}.csv", out / f"{name}.csv")
+        meta.update(result=name, configs=_table_configs_meta([preset], TABLE_METHODS),
+                    overrides="none: the preset as written (full SVD); calibration 32 x 2048 tokens of valid")
+        _write_json(out / f"{name}.meta.json", meta)
+
+    return regen
+
+
+def _cpu_report(out: Path, rerun: bool) -> None:
+    from .cli import main
+    from .report import TABLE_METHODS
+
+    if not rerun:
+        raise RuntimeError("needs --rerun (the main job's default report: ~5 min on an idle 2-core CPU)")
+    with tempfile.TemporaryDirectory() as d:
+        rc = main(["report", "--name", "r", "--reports-dir", d, "--no-progress", "--torch-threads", "2"])
+        if rc:
+            raise RuntimeError(f"mxlab report exited {rc}")
+        _copy(Path(d) / "r" / "ppl_table.csv", out / "smollm2_cpu_table.csv")
+        _copy(Path(d) / "r" / "fig3_rank_sweep.csv", out / "smollm2_cpu_rank_sweep.csv")
+        settings = json.loads((Path(d) / "r" / "settings.json").read_text())
+    _write_json(out / "smollm2_cpu_table.meta.json", {
+        "result": "smollm2_cpu_table", "command": "mxlab reproduce smollm2_cpu_table --rerun "
+                                                  "(= bash scripts/main: mxlab report, default profile)",
+        "commit": _git_commit(), "machine": machine(), "settings": settings,
+        "overrides": "svd: the presets' 'full' -> 'randomized' (the report's CPU default)",
+        "configs": _table_configs_meta(settings["configs"], TABLE_METHODS)})
+
+
+RESULTS = {r.name: r for r in (
+    Result("lrc_table", ("lrc_table.csv", "lrc_table.meta.json"),
+           "README 'LRC vs the LQER family' and docs/lrc.md results table",
+           "benchmarks/bench_lrc.py model (experiments.lrc_table.run_tasks) per docs/lrc.md; areas from hwmodel",
+           "rank as fractions of min(d_in, d_out) instead of the presets' k = 32; blocks of 32; "
+           "LQER-family factors MXINT8/32; LRC factors fp16", True, _lrc_table),
+    Result("gpu_fullsplit_W4A8", ("gpu_fullsplit_W4A8.csv", "gpu_fullsplit_W4A8.meta.json"),
+           "README 'Whole WikiText-2 test split on a CUDA GPU', W4A8 column",
+           "mxlab table --configs W4A8 --full --device cuda", "none (the W4A8 preset as written, full SVD)",
+           True, _gpu_fullsplit("W4A8")),
+    Result("gpu_fullsplit_W3A8", ("gpu_fullsplit_W3A8.csv", "gpu_fullsplit_W3A8.meta.json"),
+           "README 'Whole WikiText-2 test split on a CUDA GPU', W3A8 column",
+           "mxlab table --configs W3A8 --full --device cuda", "none (the W3A8 preset as written, full SVD)",
+           True, _gpu_fullsplit("W3A8")),
+    Result("smollm2_cpu_table", ("smollm2_cpu_table.csv", "smollm2_cpu_rank_sweep.csv", "smollm2_cpu_table.meta.json"),
+           "README 'Results on a real model' W4A8/W3A8 table and the W3A8 rank sweep",
+           "bash scripts/main (mxlab report, default profile), sections 2 and 4",
+           "svd: the presets' 'full' -> 'randomized'", False, _cpu_report),
+)}
+
+
+def reproduce(names, out: Path = RESULTS_DIR, rerun: bool = False, log=print) -> list[str]:
+    """Regenerate the named results into ``out``; returns the names written."""
+    from mxsim.errors import UserError
+
+    unknown = [n for n in names if n not in RESULTS]
+    if unknown:
+        raise UserError(f"unknown result(s) {unknown}; known: {', '.join(RESULTS)}")
+    done = []
+    for n in names:
+        r = RESULTS[n]
+        if not (r.quick or rerun):
+            log(f"{n}: skipped: re-measuring it takes long ({r.command}); pass --rerun")
+            continue
+        r.regenerate(Path(out), rerun)
+        log(f"{n}: wrote {', '.join(str(Path(out) / f) for f in r.files)}")
+        done.append(n)
+    return done
+
+
+def listing() -> str:
+    lines = []
+    for r in RESULTS.values():
+        lines.append(f"{r.name}{' (quick)' if r.quick else ' (--rerun)'}: {', '.join(r.files)}\n"
+                     f"    feeds: {r.feeds}\n    measured by: {r.command}\n    overrides: {r.overrides}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(print(listing()))
