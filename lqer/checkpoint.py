@@ -170,18 +170,17 @@ class GGUFCheckpoint(Checkpoint):
     def __init__(self, path: Path):
         from transformers import AutoConfig, AutoModelForCausalLM
         from transformers.modeling_gguf_pytorch_utils import (TENSOR_PROCESSORS, TensorProcessor,
-                                                             get_gguf_hf_weights_map, load_gguf_checkpoint)
+                                                             get_gguf_hf_weights_map)
         import gguf
 
         self.path = Path(path)
-        try:
+        try:  # parsing the metadata (the tokenizer's vocabulary) is most of the time here
             self.config = AutoConfig.from_pretrained(str(self.path.parent), gguf_file=self.path.name,
                                                      local_files_only=True)
-            parsed = load_gguf_checkpoint(str(self.path), return_tensors=False)
         except (OSError, ValueError, KeyError) as e:
             raise ValueError(f"cannot read the GGUF metadata of {str(self.path)!r}: {e}") from None
-        arch = parsed["config"].get("model_type")
-        self._processor = TENSOR_PROCESSORS.get(arch, TensorProcessor)(config=parsed["config"])
+        # the processor reads head counts from the config (Llama's reverse q/k permutation)
+        self._processor = TENSOR_PROCESSORS.get(self.config.model_type, TensorProcessor)(config=self.config.to_dict())
         with torch.device("meta"):
             skeleton = AutoModelForCausalLM.from_config(self.config)
         gguf_to_hf = get_gguf_hf_weights_map(skeleton, self._processor)

@@ -457,14 +457,12 @@ def quantize_streaming(model, config, calibration_batches=None, out_dir="quantiz
                     _set_module(layer, leaf, new)
             elif calibration_input == "fp_prefix":
                 stats, outs = _observe(layer, names, wrapped, carry, stop=False)
-                quantized = {}
-                for leaf in names:
-                    quantized[leaf], info[full(leaf)] = _quantize_linear(method, full(leaf), layer, leaf,
-                                                                         stats[leaf], config)
-                del stats
-                for leaf, new in quantized.items():
+                for leaf in names:  # the fp layer's forward is done: swap each in as it is made
+                    new, info[full(leaf)] = _quantize_linear(method, full(leaf), layer, leaf, stats[leaf], config)
                     _set_module(layer, leaf, new)
-                del quantized
+                    del new
+                    _release_freed_memory()
+                del stats
                 carry = [(y, kw) for y, (_, kw) in zip(outs, carry)]
                 del outs
             else:
