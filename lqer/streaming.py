@@ -393,6 +393,9 @@ def quantize_streaming(model, config, calibration_batches=None, out_dir="quantiz
     if method.observer is not None and calibration_batches is None:
         raise ValueError(f"method {config.method!r} needs calibration_batches")
     chunks = _batches_list(calibration_batches) if calibration_batches is not None else []
+    from mxsim.files import check_output
+
+    check_output(out_dir, "out_dir", kind="dir")
     sm = StreamedModel(model, dtype, device)
     n_todo = sm.n_layers if layers is None else int(layers)
     if not 1 <= n_todo <= sm.n_layers:
