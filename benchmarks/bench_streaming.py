@@ -15,6 +15,7 @@ files through a 4-layer view: its own config.json and index) show whether the pe
 the number of layers.
 
     .venv/bin/python benchmarks/bench_streaming.py --layers 4 32 --method l2qer
+    .venv/bin/python benchmarks/bench_streaming.py --layers 4 32 --quantize-layers 4   # same depth quantized
     .venv/bin/python benchmarks/bench_streaming.py --layers 4 --method lrc --calib-samples 88 \\
         --calib-seq-len 256 --device cuda      # LRC needs >= 2 x 11008 calibration tokens
 
@@ -94,17 +95,28 @@ def child(args):
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
+    marks = []  # after each layer: (peak RSS so far, process CPU seconds so far)
+
+    def log(s):
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        marks.append((u.ru_maxrss * 1024, u.ru_utime + u.ru_stime))
+        print(f"{s}; peak RSS so far {marks[-1][0] / GiB:.2f} GiB", file=sys.stderr, flush=True)
+
     t0 = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = cpu0.ru_utime + cpu0.ru_stime
     man = quantize_streaming(args.ckpt, cfg, calib, out, calibration_input=args.calibration_input,
-                             dtype=args.dtype, device=args.device, progress=False,
-                             log=lambda s: print(s, file=sys.stderr, flush=True))
+                             dtype=args.dtype, device=args.device, progress=False, layers=args.quantize_layers,
+                             log=log)
     total = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     per = [r["seconds"] for r in man["layers"]]
+    cpu = [b[1] - a for a, b in zip([cpu0] + [m[1] for m in marks[:-1]], marks)]
     gpu_peak = None
     if args.device.startswith("cuda"):
         gpu_peak = torch.cuda.max_memory_allocated()
-    print(json.dumps({"layers": len(per), "total_s": total, "per_layer_s": per, "peak_rss": rss,
+    print(json.dumps({"layers": len(per), "total_s": total, "per_layer_s": per, "peak_rss": rss, "per_layer_cpu_s": cpu,
+                      "peak_rss_after_layer": [m[0] for m in marks], "model_layers": man["n_layers"],
                       "gpu_peak_alloc": gpu_peak, "bits_per_weight": man["avg_bits_per_weight"]}))
 
 
@@ -127,6 +139,8 @@ def main(argv=None):
     ap.add_argument("--mlp", type=int, default=11008)
     ap.add_argument("--heads", type=int, default=32)
     ap.add_argument("--total-layers", type=int, default=32, help="layers of the checkpoint written")
+    ap.add_argument("--quantize-layers", type=int, default=None,
+                    help="quantize only the first K layers of each model (default: all; K x time per layer)")
     ap.add_argument("--work", default="/tmp/mxlab-bench-streaming", help="directory for the checkpoint + outputs")
     ap.add_argument("--cleanup", action="store_true", help="delete --work at the end")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
@@ -153,6 +167,7 @@ def main(argv=None):
           f"calibration {args.calib_samples} x {args.calib_seq_len} tokens ({args.calibration_input})")
     print(f"# one decoder layer fp32 {layer_fp32 / GiB:.2f} GiB + activations {acts / GiB:.3f} GiB + 2 GiB "
           f"= target {target / GiB:.2f} GiB")
+    print(f"# load average at start: {os.getloadavg()[0]:.1f} (wall time per layer grows with it; CPU time less)")
     rows = []
     try:
         for n in args.layers:
@@ -162,14 +177,19 @@ def main(argv=None):
                    "--calib-samples", str(args.calib_samples), "--calib-seq-len", str(args.calib_seq_len),
                    "--calibration-input", args.calibration_input, "--dtype", args.dtype, "--device", args.device,
                    "--threads", str(args.threads), "--vocab", str(args.vocab)]
+            if args.quantize_layers:
+                cmd += ["--quantize-layers", str(min(args.quantize_layers, n))]
             res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
             if res.returncode != 0:
                 raise SystemExit(f"bench_streaming: child for {n} layers failed (exit {res.returncode})")
             r = json.loads(res.stdout.strip().splitlines()[-1])
             per = r["per_layer_s"]
-            row = {"layers": n, "peak_rss_GiB": r["peak_rss"] / GiB, "target_GiB": target / GiB,
-                   "rss/target": r["peak_rss"] / target, "s/layer(mean)": sum(per) / len(per),
-                   "s/layer(min)": min(per), "total_s": r["total_s"], "bits/w": r["bits_per_weight"]}
+            cpu = r["per_layer_cpu_s"]
+            row = {"model layers": n, "quantized": r["layers"], "peak_rss_GiB": r["peak_rss"] / GiB,
+                   "target_GiB": target / GiB, "rss/target": r["peak_rss"] / target,
+                   "peak after each layer (GiB)": " ".join(f"{x / GiB:.2f}" for x in r["peak_rss_after_layer"]),
+                   "wall s/layer(mean)": sum(per) / len(per), "wall s/layer(min)": min(per),
+                   "cpu s/layer(mean)": sum(cpu) / len(cpu), "bits/w": r["bits_per_weight"]}
             if r["gpu_peak_alloc"] is not None:
                 row["gpu_peak_GiB"] = r["gpu_peak_alloc"] / GiB
             rows.append(row)

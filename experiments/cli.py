@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retry-failed", action="store_true", help="re-run points whose cached record is a failure")
     s.add_argument("--model", default=None, help="override the grid's settings.model")
     s.add_argument("--device", default=None, help="override the grid's device (auto/cpu/cuda; default auto)")
+    s.add_argument("--gpus", default=None, metavar="N|auto",
+                   help="one local worker process per GPU (the first N, or all), each pinned to its GPU with "
+                        "CUDA_VISIBLE_DEVICES; implies --device cuda, replaces --workers")
     s.add_argument("--no-progress", action="store_true")
 
     t = sub.add_parser("table", help="the perplexity / bits-per-weight table (e.g. full split on a GPU)")
@@ -132,7 +135,7 @@ def _sweep(args) -> int:
     override = {"model": args.model, "device": args.device}
     df = run_sweep(args.grid, args.out, scheduler=args.scheduler, workers=args.workers,
                    processes=not args.threads, retry_failed=args.retry_failed,
-                   progress=not args.no_progress, settings_override=override)
+                   progress=not args.no_progress, settings_override=override, gpus=args.gpus)
     print(df.drop(columns=["key"]).to_string(index=False))
     print(f"sweep written to {os.path.join(args.out, 'sweep.md')}")
     failed = int((df["status"] != "ok").sum())

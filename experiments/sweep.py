@@ -60,7 +60,50 @@ def run_point(point_dict: dict, settings: dict, cache_file: str | None, threads:
     return rec
 
 
-def _client(scheduler: str | None, workers: int, processes: bool):
+def _worker_plugin_base():
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    return WorkerPlugin
+
+
+class PinGPU(_worker_plugin_base()):
+    """Dask worker plugin: worker ``name`` i of a LocalCluster sees only GPU ``gpus[i % len]``
+    (CUDA_VISIBLE_DEVICES set in the worker process before any task touches CUDA; the scheduler
+    re-runs it on a restarted worker). Each point then runs on ``cuda`` = its worker's GPU."""
+
+    name = "mxlab-pin-gpu"
+
+    def __init__(self, gpus):
+        self.gpus = [str(g) for g in gpus]
+
+    def setup(self, worker):
+        try:
+            i = int(worker.name)
+        except (TypeError, ValueError):
+            i = abs(hash(worker.name))
+        os.environ["CUDA_VISIBLE_DEVICES"] = self.gpus[i % len(self.gpus)]
+
+
+def gpu_ids(gpus) -> list[int]:
+    """--gpus N (the first N GPUs) or "auto" (all) -> GPU indices; UserError if there are not so many."""
+    import torch
+
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus == "auto":
+        n = have
+    else:
+        try:
+            n = int(gpus)
+        except (TypeError, ValueError):
+            raise UserError(f"--gpus must be a positive integer or 'auto', got {gpus!r}") from None
+        if n < 1:
+            raise UserError(f"--gpus must be a positive integer or 'auto', got {gpus!r}")
+    if n < 1 or n > have:
+        raise UserError(f"--gpus {gpus} asks for {n} GPU worker(s) but torch sees {have} CUDA device(s)")
+    return list(range(n))
+
+
+def _client(scheduler: str | None, workers: int, processes: bool, gpus=None):
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
@@ -70,7 +113,10 @@ def _client(scheduler: str | None, workers: int, processes: bool):
             raise UserError(f"cannot reach the Dask scheduler at {scheduler!r}: {e}") from None
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
                            dashboard_address=None, silence_logs=40)
-    return Client(cluster), cluster
+    client = Client(cluster)
+    if gpus:
+        client.register_plugin(PinGPU(gpus), name=PinGPU.name)
+    return client, cluster
 
 
 @contextlib.contextmanager
@@ -89,12 +135,29 @@ def _sigint_ignored():
 
 def run_sweep(grid: str | Path | None = None, out: str | Path = "reports/sweep", *, scheduler: str | None = None,
               workers: int = 1, processes: bool = True, retry_failed: bool = False, progress: bool = True,
-              settings_override: dict | None = None, log=print) -> pd.DataFrame:
-    """Run (or resume) a sweep; returns one row per design point. Writes results.csv, pareto.*."""
+              settings_override: dict | None = None, gpus=None, log=print) -> pd.DataFrame:
+    """Run (or resume) a sweep; returns one row per design point. Writes results.csv, pareto.*.
+
+    ``gpus``: None, a count or "auto": a LocalCluster of one worker process per GPU, each pinned
+    to its GPU (PinGPU), points on ``device = "cuda"``. With ``scheduler`` the remote workers
+    must be pinned when started (one ``CUDA_VISIBLE_DEVICES=i dask worker ... --nworkers 1``
+    per GPU, or ``dask cuda worker``); see docs/experiments.md."""
     from tqdm.auto import tqdm
 
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    if gpus is not None:
+        if scheduler:
+            raise UserError("--gpus starts local GPU workers; with --scheduler start the cluster's workers pinned "
+                            "to one GPU each instead (docs/experiments.md)")
+        if not processes:
+            raise UserError("--gpus needs worker processes (one per GPU); drop --threads")
+        if (settings_override or {}).get("device") not in (None, "cuda"):
+            raise UserError(f"--gpus runs every point on its worker's GPU: --device must be cuda, "
+                            f"got {settings_override['device']!r}")
+        gpus = gpu_ids(gpus)
+        workers = len(gpus)
+        settings_override = {**(settings_override or {}), "device": "cuda"}
     out = check_output(out, "--out", "dir")
     settings, points = load_grid(grid)
     if settings_override:
@@ -132,7 +195,7 @@ def run_sweep(grid: str | Path | None = None, out: str | Path = "reports/sweep",
         if not scheduler and workers > 1:
             threads = max(1, (os.cpu_count() or 1) // workers)
         with _sigint_ignored():  # worker processes inherit it: Ctrl-C stops the driver only, quietly
-            client, cluster = _client(scheduler, workers, processes)
+            client, cluster = _client(scheduler, workers, processes, gpus)
         try:
             futs = {}
             for key, p in todo:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from mxsim.errors import UserError
+
 from .model import _ST_DTYPES, resolve_model_path
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -39,23 +41,23 @@ def _parse_header(file: Path) -> tuple[dict, int]:
     with open(file, "rb") as f:
         raw = f.read(8)
         if len(raw) != 8:
-            raise ValueError(f"safetensors file {str(file)!r} is truncated (no header)")
+            raise UserError(f"safetensors file {str(file)!r} is truncated (no header)")
         (hlen,) = struct.unpack("<Q", raw)
         if hlen > size - 8 or hlen > 100_000_000:
-            raise ValueError(f"safetensors file {str(file)!r} is truncated or not a safetensors file "
+            raise UserError(f"safetensors file {str(file)!r} is truncated or not a safetensors file "
                              f"(header length {hlen}, file size {size})")
         try:
             header = json.loads(f.read(hlen))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"safetensors file {str(file)!r} has a corrupt header: {e}") from None
+            raise UserError(f"safetensors file {str(file)!r} has a corrupt header: {e}") from None
     header.pop("__metadata__", None)
     base = 8 + hlen
     for key, meta in header.items():
         if meta.get("dtype") not in _ST_DTYPES:
-            raise ValueError(f"{str(file)!r}: tensor {key!r} has unsupported dtype {meta.get('dtype')!r} "
+            raise UserError(f"{str(file)!r}: tensor {key!r} has unsupported dtype {meta.get('dtype')!r} "
                              f"(supported: {', '.join(_ST_DTYPES)})")
         if base + meta["data_offsets"][1] > size:
-            raise ValueError(f"safetensors file {str(file)!r} is truncated: tensor {key!r} runs past the end "
+            raise UserError(f"safetensors file {str(file)!r} is truncated: tensor {key!r} runs past the end "
                              f"({base + meta['data_offsets'][1]} > {size} bytes)")
     return header, base
 
@@ -75,13 +77,13 @@ class Checkpoint:
 
     def shape(self, name: str) -> tuple:
         if not self.has(name):
-            raise ValueError(f"checkpoint {str(self.path)!r} has no tensor {name!r}")
+            raise UserError(f"checkpoint {str(self.path)!r} has no tensor {name!r}")
         return self._shape(name)
 
     def read(self, name: str, dtype=None) -> torch.Tensor:
         """The tensor ``name`` (CPU), cast to ``dtype`` if given."""
         if not self.has(name):
-            raise ValueError(f"checkpoint {str(self.path)!r} has no tensor {name!r}")
+            raise UserError(f"checkpoint {str(self.path)!r} has no tensor {name!r}")
         t = self._read(name)
         return t if dtype is None or t.dtype == dtype else t.to(dtype)
 
@@ -104,17 +106,17 @@ class SafetensorsCheckpoint(Checkpoint):
             try:
                 weight_map = json.loads(index.read_text())["weight_map"]
             except (OSError, ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{str(index)!r} is not a valid safetensors index ({e})") from None
+                raise UserError(f"{str(index)!r} is not a valid safetensors index ({e})") from None
             files = sorted(set(weight_map.values()))
         elif (self.path / SINGLE_FILE).is_file():
             weight_map, files = None, [SINGLE_FILE]
         else:
             bins = sorted(p.name for p in self.path.glob("*.bin"))
             hint = f" (found {bins[:3]}: convert PyTorch .bin weights to safetensors first)" if bins else ""
-            raise ValueError(f"model directory {str(self.path)!r} has neither {SINGLE_FILE} nor {INDEX_FILE}{hint}")
+            raise UserError(f"model directory {str(self.path)!r} has neither {SINGLE_FILE} nor {INDEX_FILE}{hint}")
         missing = [f for f in files if not (self.path / f).is_file()]
         if missing:
-            raise ValueError(f"model directory {str(self.path)!r} is missing shard files {missing} "
+            raise UserError(f"model directory {str(self.path)!r} is missing shard files {missing} "
                              f"(listed in {INDEX_FILE}); copy them or re-download the model")
         self._where: dict[str, tuple[Path, dict, int]] = {}
         for f in files:
@@ -124,12 +126,12 @@ class SafetensorsCheckpoint(Checkpoint):
         if weight_map is not None:
             lost = [k for k, f in weight_map.items() if k not in self._where or self._where[k][0].name != f]
             if lost:
-                raise ValueError(f"{str(index)!r} lists tensors their shard files lack: {lost[:5]}"
+                raise UserError(f"{str(index)!r} lists tensors their shard files lack: {lost[:5]}"
                                  f"{' ...' if len(lost) > 5 else ''} (a shard is incomplete or from another model)")
         try:
             self.config = AutoConfig.from_pretrained(str(self.path), local_files_only=True)
         except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f"cannot read the model config in {str(self.path)!r}: {e}") from None
+            raise UserError(f"cannot read the model config in {str(self.path)!r}: {e}") from None
         self.files = [self.path / f for f in files]
 
     def names(self):
@@ -146,7 +148,7 @@ class SafetensorsCheckpoint(Checkpoint):
             f.seek(base + start)
             n = f.readinto(memoryview(t.view(-1).view(torch.uint8).numpy())) if t.numel() else 0
         if n != end - start:
-            raise ValueError(f"{str(file)!r} is truncated (tensor {name!r})")
+            raise UserError(f"{str(file)!r} is truncated (tensor {name!r})")
         return t
 
     def stored_dtype(self):
@@ -178,7 +180,7 @@ class GGUFCheckpoint(Checkpoint):
             self.config = AutoConfig.from_pretrained(str(self.path.parent), gguf_file=self.path.name,
                                                      local_files_only=True)
         except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f"cannot read the GGUF metadata of {str(self.path)!r}: {e}") from None
+            raise UserError(f"cannot read the GGUF metadata of {str(self.path)!r}: {e}") from None
         # the processor reads head counts from the config (Llama's reverse q/k permutation)
         self._processor = TENSOR_PROCESSORS.get(self.config.model_type, TensorProcessor)(config=self.config.to_dict())
         with torch.device("meta"):

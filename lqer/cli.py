@@ -146,6 +146,33 @@ def cmd_table(args):
             df.to_csv(tmp, index=False)
 
 
+def cmd_stream(args):
+    """Layer-by-layer quantization (lqer.streaming) into --out, then streamed perplexity."""
+    from .checkpoint import open_checkpoint
+    from .config import load_config
+    from .data import calibration_batches, load_wikitext, token_windows
+    from .streaming import perplexity_streaming, quantize_streaming
+
+    progress = not args.no_progress
+    ck = open_checkpoint(args.model)
+    tok = ck.tokenizer()
+    cfg = load_config(args.config, **_overrides(args, args.method))
+    calib = calibration_batches(tok, args.calib_samples, args.calib_seq_len, args.seed)
+    try:
+        man = quantize_streaming(ck, cfg, calib, args.out, calibration_input=args.calibration_input,
+                                 dtype=args.dtype, device=args.device, progress=progress,
+                                 log=lambda s: print(s, file=sys.stderr))
+    except OSError as e:  # disk full, quota: the message says what was kept and how to resume
+        raise UserError(str(e)) from e
+    print(f"{args.config} {args.method} ({args.calibration_input}): {len(man['layers'])} layers in {args.out}, "
+          f"avg bits/weight {man['avg_bits_per_weight']:.3f}")
+    if args.no_ppl:
+        return
+    windows = token_windows(tok, load_wikitext("test"), args.seq_len, None if args.full else args.windows)
+    ppl = perplexity_streaming(ck, windows, args.out, dtype=args.dtype, device=args.device, progress=progress)
+    print(f"perplexity (streamed, {windows.shape[0]} x {windows.shape[1]} tokens): {ppl:.3f}")
+
+
 def _split(text: str, what: str) -> list[str]:
     vals = [v.strip() for v in text.split(",") if v.strip()]
     if not vals:
@@ -170,6 +197,16 @@ def check_args(args, configs, methods) -> None:
         resolve_model_path(args.model)
     if getattr(args, "csv", None):
         check_output(args.csv, "--csv", "file")
+    if args.cmd == "stream":
+        check_output(args.out, "--out", "dir")
+        if args.device != "cpu":
+            import torch
+
+            with user_input("--device"):
+                if not str(args.device).startswith("cuda"):
+                    raise ValueError(f"must be cpu, cuda or cuda:N, got {args.device!r}")
+                if not torch.cuda.is_available():
+                    raise ValueError(f"{args.device} was asked for but torch sees no CUDA device")
 
 
 def build_parser():
@@ -184,6 +221,20 @@ def build_parser():
     pt.add_argument("--methods", default="fp,plain,lqer,l2qer,qera,llm_int8")
     pt.add_argument("--csv", default=None, help="also write the raw rows as CSV")
     _common(pt)
+    ps = sub.add_parser("stream", help="quantize a model larger than memory one decoder layer at a time "
+                                       "(resumable), then streamed perplexity")
+    ps.add_argument("--config", default="W4A8", help="preset (W4A8, W4A6, W3A8, W2A8, *-BFP, W4A4) or TOML path")
+    ps.add_argument("--method", default="l2qer")
+    ps.add_argument("--out", required=True, help="output directory: one safetensors file per layer + manifest.json; "
+                                                 "re-running the same command resumes there")
+    ps.add_argument("--calibration-input", choices=["fp_prefix", "quantized_prefix"], default="fp_prefix",
+                    help="layer l calibrates on the full-precision model's activations (LQER/L2QER/QERA) or on "
+                         "those of the model quantized so far (GPTQ-style sequential)")
+    ps.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                    help="compute dtype of the layer forwards (auto: the checkpoint's)")
+    ps.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where each layer is computed")
+    ps.add_argument("--no-ppl", action="store_true", help="quantize only")
+    _common(ps)
     return p
 
 
@@ -194,13 +245,19 @@ def main(argv=None):
         if args.cmd == "eval":
             check_args(args, [args.config], [args.method])
             cmd_eval(args)
+        elif args.cmd == "stream":
+            check_args(args, [args.config], [args.method])
+            cmd_stream(args)
         else:
             args.configs = ",".join(_split(args.configs, "--configs"))
             args.methods = ",".join(_split(args.methods, "--methods"))
             check_args(args, args.configs.split(","), args.methods.split(","))
             cmd_table(args)
 
-    return run_cli(f"lqer {args.cmd}", body)
+    hint = None
+    if args.cmd == "stream":
+        hint = f"finished layers are kept in {args.out}; run the same command to resume"
+    return run_cli(f"lqer {args.cmd}", body, interrupted_hint=hint)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mxsim.errors import UserError
 from mxsim.files import atomic_write as _atomic_write
 
 from .calibrate import input_groups
@@ -126,7 +127,7 @@ def _resolve_dtype(dtype, ckpt):
         return dtype
     if isinstance(dtype, str) and dtype in DTYPES:
         return DTYPES[dtype]
-    raise ValueError(f"dtype must be 'auto' or one of {', '.join(DTYPES)}, got {dtype!r}")
+    raise UserError(f"dtype must be 'auto' or one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
 class StreamedModel:
@@ -143,7 +144,7 @@ class StreamedModel:
         cfg = self.ckpt.config
         self.arch = ARCHITECTURES.get(getattr(cfg, "model_type", None))
         if self.arch is None:
-            raise ValueError(f"streaming does not support model_type {getattr(cfg, 'model_type', None)!r} "
+            raise UserError(f"streaming does not support model_type {getattr(cfg, 'model_type', None)!r} "
                              f"(supported: {', '.join(sorted(ARCHITECTURES))}); lqer.quantize_model loads "
                              f"OPT and GPT-2 whole")
         self.dtype = _resolve_dtype(dtype, self.ckpt)
@@ -173,10 +174,10 @@ class StreamedModel:
             elif tuple(self.ckpt.shape(src)) != tuple(t.shape):
                 wrong.append(f"{key}: checkpoint {list(self.ckpt.shape(src))}, config wants {list(t.shape)}")
         if missing:
-            raise ValueError(f"checkpoint {str(self.ckpt.path)!r} lacks tensors its config needs: {missing[:5]}"
+            raise UserError(f"checkpoint {str(self.ckpt.path)!r} lacks tensors its config needs: {missing[:5]}"
                              f"{' ...' if len(missing) > 5 else ''} ({len(missing)} in all)")
         if wrong:
-            raise ValueError(f"checkpoint {str(self.ckpt.path)!r} has tensors of the wrong shape for its config: "
+            raise UserError(f"checkpoint {str(self.ckpt.path)!r} has tensors of the wrong shape for its config: "
                              f"{wrong[:3]}{' ...' if len(wrong) > 3 else ''}")
 
     def materialize(self, name: str, module: nn.Module, skip=()) -> nn.Module:
@@ -220,7 +221,7 @@ class StreamedModel:
         class Catcher(nn.Module):
             def forward(self, hidden_states, *args, **kwargs):
                 if args:
-                    raise ValueError("the model passes positional arguments to its layers; unsupported")
+                    raise UserError("the model passes positional arguments to its layers; unsupported")
                 kwargs = {k: v for k, v in kwargs.items() if k not in ("cache", "past_key_values", "past_key_value")}
                 kwargs["use_cache"] = False
                 captured.append((hidden_states, kwargs))
@@ -268,7 +269,7 @@ def _linears(layer) -> list[str]:
 
     names = [n for n, m in layer.named_modules() if n and isinstance(m, (nn.Linear, QuantLinear))]
     if not names:
-        raise ValueError(f"decoder layer {type(layer).__name__} has no nn.Linear layers")
+        raise UserError(f"decoder layer {type(layer).__name__} has no nn.Linear layers")
     return names
 
 
@@ -277,11 +278,11 @@ def _batches_list(batches):
         if batches.dim() == 1:
             batches = batches[None]
         if batches.dim() != 2 or batches.shape[0] < 1:
-            raise ValueError("calibration_batches must be a LongTensor (n, seq_len) with n >= 1")
+            raise UserError("calibration_batches must be a LongTensor (n, seq_len) with n >= 1")
         return [batches[i: i + 1] for i in range(batches.shape[0])]
     out = list(batches)
     if not out:
-        raise ValueError("no calibration batches given")
+        raise UserError("no calibration batches given")
     return out
 
 
@@ -350,7 +351,7 @@ def _read_manifest(out: Path):
     try:
         return json.loads(f.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{str(f)!r} is unreadable ({e}); delete {str(out)!r} to start over") from None
+        raise UserError(f"{str(f)!r} is unreadable ({e}); delete {str(out)!r} to start over") from None
 
 
 def _save_carry(out: Path, carry, next_layer: int, tag: str):
@@ -389,9 +390,9 @@ def quantize_streaming(model, config, calibration_batches=None, out_dir="quantiz
     config = load_config(config) if not isinstance(config, QuantConfig) else config
     method = get_method(config.method)
     if calibration_input not in CALIBRATION_INPUTS:
-        raise ValueError(f"calibration_input must be one of {', '.join(CALIBRATION_INPUTS)}, got {calibration_input!r}")
+        raise UserError(f"calibration_input must be one of {', '.join(CALIBRATION_INPUTS)}, got {calibration_input!r}")
     if method.observer is not None and calibration_batches is None:
-        raise ValueError(f"method {config.method!r} needs calibration_batches")
+        raise UserError(f"method {config.method!r} needs calibration_batches")
     chunks = _batches_list(calibration_batches) if calibration_batches is not None else []
     from mxsim.files import check_output
 
@@ -399,14 +400,14 @@ def quantize_streaming(model, config, calibration_batches=None, out_dir="quantiz
     sm = StreamedModel(model, dtype, device)
     n_todo = sm.n_layers if layers is None else int(layers)
     if not 1 <= n_todo <= sm.n_layers:
-        raise ValueError(f"layers must be in 1..{sm.n_layers}, got {layers!r}")
+        raise UserError(f"layers must be in 1..{sm.n_layers}, got {layers!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = _settings(config, calibration_input, sm.dtype, sm.ckpt, chunks, method)
     tag = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
     manifest = _read_manifest(out)
     if manifest is not None and manifest.get("settings") != json.loads(json.dumps(settings, default=str)):
-        raise ValueError(f"{str(out)!r} holds a streaming run with other settings (config, model, calibration "
+        raise UserError(f"{str(out)!r} holds a streaming run with other settings (config, model, calibration "
                          f"or dtype); pass another out_dir or delete it")
     done = [] if manifest is None else manifest["layers"]
     # trust a finished layer only if its file is there with the recorded size
@@ -527,7 +528,7 @@ def _load_quantized_layer(sm, out: Path, i: int):
 
     f = out / _layer_file(i)
     if not f.is_file():
-        raise ValueError(f"{str(f)!r} is missing; the quantized model in {str(out)!r} is incomplete")
+        raise UserError(f"{str(f)!r} is missing; the quantized model in {str(out)!r} is incomplete")
     with safe_open(str(f), framework="pt") as sf:
         saved = json.loads((sf.metadata() or {}).get("layers", "{}"))
     prefix = f"{sm.arch.blocks}.{i}."
@@ -540,14 +541,14 @@ def _load_quantized_layer(sm, out: Path, i: int):
         sm.set_layer(i, None)
     left = [n for n, t in list(layer.named_parameters()) + list(layer.named_buffers()) if t.is_meta]
     if left:
-        raise ValueError(f"{str(f)!r} lacks quantized modules for {left[:3]} of layer {i}")
+        raise UserError(f"{str(f)!r} lacks quantized modules for {left[:3]} of layer {i}")
     return layer.to(sm.device)
 
 
 def read_manifest(out_dir) -> dict:
     m = _read_manifest(Path(out_dir))
     if m is None:
-        raise ValueError(f"{str(out_dir)!r} has no {MANIFEST} (not a streaming quantization output)")
+        raise UserError(f"{str(out_dir)!r} has no {MANIFEST} (not a streaming quantization output)")
     return m
 
 
@@ -558,17 +559,17 @@ def perplexity_streaming(model, windows: torch.Tensor, quantized=None, *, dtype=
     checkpoint's own layers, or with ``quantized`` (an output directory of quantize_streaming,
     all layers finished) the quantized ones."""
     if not isinstance(windows, torch.Tensor) or windows.dim() != 2 or windows.shape[1] < 2 or windows.shape[0] < 1:
-        raise ValueError("windows must be a LongTensor of shape (n, seq_len) with n >= 1, seq_len >= 2")
+        raise UserError("windows must be a LongTensor of shape (n, seq_len) with n >= 1, seq_len >= 2")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        raise UserError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     sm = StreamedModel(model, dtype, device)
     if quantized is not None:
         m = read_manifest(quantized)
         if len(m["layers"]) != sm.n_layers:
-            raise ValueError(f"{str(quantized)!r} holds {len(m['layers'])} of {sm.n_layers} quantized layers; "
+            raise UserError(f"{str(quantized)!r} holds {len(m['layers'])} of {sm.n_layers} quantized layers; "
                              f"finish the run (re-run quantize_streaming) first")
         if m["settings"]["checkpoint"]["files"] != sm.ckpt.fingerprint()["files"]:
-            raise ValueError(f"{str(quantized)!r} was quantized from another checkpoint than {str(sm.ckpt.path)!r}")
+            raise UserError(f"{str(quantized)!r} was quantized from another checkpoint than {str(sm.ckpt.path)!r}")
     chunks = [windows[s: s + batch_size] for s in range(0, windows.shape[0], batch_size)]
     carry = sm.embed(chunks)
     it = range(sm.n_layers)

@@ -151,3 +151,15 @@ def test_bad_checkpoints(tmp_path):
     with pytest.raises(ValueError, match="calibration_input must be one of fp_prefix, quantized_prefix"):
         quantize_streaming(ck, cfg, calib, tmp_path / "q", calibration_input="gptq", progress=False)
     assert not (tmp_path / "q").exists() or not any((tmp_path / "q").glob("layer-*"))
+
+
+def test_cli_stream_bad_input_is_one_line(tmp_path, capsys):
+    from lqer.cli import main
+
+    ck = _ckpt(tmp_path)
+    (ck / "model-00003-of-00004.safetensors").unlink()
+    assert main(["stream", "--model", str(ck), "--out", str(tmp_path / "q"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lqer stream: error:") and "model-00003-of-00004" in err[0], err
+    assert main(["stream", "--model", str(ck), "--out", str(ck / "config.json")]) == 2
+    assert "not a directory" in capsys.readouterr().err
