@@ -135,6 +135,9 @@ def quantize_model(model, config, calibration_batches=None, stats=None, progress
     # end, beside its replacement (that was most of the peak memory).
     names = list(linear_layers(model))
     if layers is not None:
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers is empty: nothing would be quantized (None quantizes every decoder linear)")
         unknown = sorted(set(layers) - set(names))
         if unknown:
             raise ValueError(f"layers not among the decoder's linear layers: {unknown[:5]}")

@@ -172,3 +172,14 @@ def tiny_model():
     cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
     return LlamaForCausalLM(cfg).eval()
+
+
+def test_spectrum_layer_is_checked_right_after_loading(tiny_model):
+    # was: checked only after the whole perplexity table
+    from experiments.report import check_spectrum_layer
+
+    with pytest.raises(UserError, match="--spectrum-layer 'nope'") as e:
+        check_spectrum_layer(tiny_model, "nope")
+    assert "model.layers.0.self_attn.q_proj" in str(e.value)  # an example of a valid name
+    check_spectrum_layer(tiny_model, "model.layers.1.mlp.down_proj")
+    check_spectrum_layer(tiny_model, None)

@@ -164,3 +164,9 @@ def test_quantize_model_checks_calibration_token_ids(tiny_llama, ids, needle):
     with pytest.raises(ValueError, match=needle) as e:
         quantize_model(tiny_llama, load_config("W4A8", method="l2qer"), calibration_batches=ids, progress=False)
     assert "calibration_batches" in str(e.value)
+
+
+def test_quantize_model_with_an_empty_layer_list_is_refused(tiny_llama):
+    # an empty selection used to "quantize" nothing and report avg bits NaN as a result
+    with pytest.raises(ValueError, match="layers is empty"):
+        quantize_model(tiny_llama, load_config("W4A8", method="plain"), layers=[], progress=False)
