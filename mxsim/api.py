@@ -11,7 +11,7 @@ import numpy as np
 from .accumulators import FP32, Exact, FixedPoint, datapath_accumulator
 from .formats import BlockFP, MXFPFormat, MXIntFormat, NVFP4Format, check_rounding, get_format
 from .rounding import Rounding
-from .kernels import matmul as _mm
+from .datapath import matmul_cpu
 from .kernels import quant as _q
 from .layout import from_blocked_2d, is_integer, normalize_axis, to_blocked_2d
 from .layout import from_numpy as _from_numpy
@@ -150,11 +150,6 @@ def _check_lanes(lanes, block_size) -> int:
     return int(lanes)
 
 
-def _check_mm_format(fmt, name):
-    if isinstance(fmt, MXFPFormat) and fmt.exponent_bits == 5:
-        raise ValueError(f"{name}: MXFP8_E5M2 products do not fit the int64 adder; matmul allows every other format")
-
-
 def datapath_widths(fmt_a, fmt_b, lanes=None) -> dict:
     """Bit widths of the block dot-product datapath (contract, matmul section)."""
     fa, fb = get_format(fmt_a), get_format(fmt_b)
@@ -177,72 +172,6 @@ def datapath_widths(fmt_a, fmt_b, lanes=None) -> dict:
         "exponent_adder_bits": max(fa.scale_bits, fb.scale_bits) + 1,
         "lanes": lanes,
     }
-
-
-def _gemm_operands(Ai, Bi, bound):
-    """Ai, Bi in the narrowest type whose BLAS GEMM is exact: float32 when every partial sum
-    stays below 2^24 (then exact in any order), float64 below 2^53, else int64."""
-    dt = np.float32 if bound < 2**24 else (np.float64 if bound < 2**53 else np.int64)
-    return Ai.astype(dt), Bi.astype(dt)
-
-
-def _partials(Af, Bf, c0, c1):
-    """Exact integer sums over K columns c0:c1, as float64."""
-    return (Af[:, c0:c1] @ Bf[c0:c1, :]).astype(np.float64)
-
-
-def _steps(K, k, lanes):
-    """(c0, c1, block index) of every lane step along K, in order."""
-    for c0 in range(0, K, lanes):
-        yield c0, min(c0 + lanes, K), c0 // k
-
-
-def _exact_blockwise(Ai, Bi, ea, eb, qsum, k, bound):
-    M, N = Ai.shape[0], Bi.shape[1]
-    acc = np.zeros((M, N))
-    flag = np.zeros((M, N), np.bool_)
-    Af, Bf = _gemm_operands(Ai, Bi, bound)
-    for c0, c1, j in _steps(Ai.shape[1], k, k):
-        _mm.exact_step(acc, flag, _partials(Af, Bf, c0, c1), ea[:, j].copy(), eb[j].copy(), qsum)
-    rows, cols = np.nonzero(flag)
-    if rows.size:
-        _mm.exact_fallback(acc, rows, cols, Ai, Bi, ea, eb, k, qsum)
-    return acc
-
-
-def _exact_folded(Ai, Bi, ea, eb, qsum, k):
-    """Exact matmul through ONE float64 GEMM where that is provably exact.
-
-    Fold each block's scale into its elements relative to the row's (column's) largest
-    block exponent: values become integers * 2^-d with d the row's exponent spread. Every
-    partial sum of the GEMM is then a multiple of 2^-(da+db) bounded by sum |a||b|, so it is
-    exact in any summation order while that bound is < 2^(53-da-db). Pairs (m, n) that fail
-    the check are redone block by block. Returns the (M, N) result.
-    """
-    M, K = Ai.shape
-    N = Bi.shape[1]
-    fa, fb = np.empty((M, K)), np.empty((K, N))
-    sa, da, suma = (np.empty(M, np.int64) for _ in range(3))
-    sb, db, maxb = (np.empty(N, np.int64) for _ in range(3))
-    _mm.fold_rows(Ai, ea, k, fa, sa, da, suma)
-    _mm.fold_cols(Bi, eb, k, fb, sb, db, maxb)
-    # conservative bit counts: |partial sums| <= suma[m] * maxb[n] in units of 2^-(da+db)
-    ra = np.ceil(np.log2(suma + 1.0)).astype(np.int64) + da
-    cb = np.ceil(np.log2(maxb + 1.0)).astype(np.int64) + db
-    out = fa @ fb
-    # exact: the exponent stays far inside float64's range (|sa + sb + qsum| < 600)
-    out *= np.ldexp(1.0, sa + qsum)[:, None]
-    out *= np.ldexp(1.0, sb)[None, :]
-    bad = (ra[:, None] + cb[None, :]) > 53
-    if bad.any():
-        bad_rows = np.nonzero(bad.any(axis=1))[0]
-        bad_cols = np.nonzero(bad.any(axis=0))[0]
-        bound = int(np.abs(Ai).max(initial=0)) * int(np.abs(Bi).max(initial=0)) * k
-        if bad_rows.size * N <= bad_cols.size * M:
-            out[bad_rows] = _exact_blockwise(Ai[bad_rows], Bi, ea[bad_rows], eb, qsum, k, bound)
-        else:
-            out[:, bad_cols] = _exact_blockwise(Ai, Bi[:, bad_cols], ea, eb[:, bad_cols], qsum, k, bound)
-    return out
 
 
 def matmul(a, b, accumulator=Exact(), lanes=None):
@@ -270,8 +199,6 @@ def matmul(a, b, accumulator=Exact(), lanes=None):
     k = a.fmt.block_size
     if b.fmt.block_size != k:
         raise ValueError(f"a and b must share the block size, got {k} and {b.fmt.block_size}")
-    _check_mm_format(a.fmt, "a")
-    _check_mm_format(b.fmt, "b")
     lanes = _check_lanes(acc.lanes, k) if isinstance(acc, FP32) else k
 
     batch = a.shape[:-1]
@@ -284,22 +211,7 @@ def matmul(a, b, accumulator=Exact(), lanes=None):
     nan = a.scale_is_nan().reshape(M, -1).any(axis=1)[:, None] | b.scale_is_nan().any(axis=0)[None, :]
     if M == 0 or N == 0 or K == 0:
         out = np.zeros((M, N), np.float32 if isinstance(acc, FP32) else np.float64)
-    elif isinstance(acc, Exact):
-        out = _exact_folded(Ai, Bi, ea, eb, qsum, k)
     else:
-        bound = int(np.abs(Ai).max(initial=0)) * int(np.abs(Bi).max(initial=0)) * k
-        Af, Bf = _gemm_operands(Ai, Bi, bound)
-        if isinstance(acc, FP32):
-            out = np.zeros((M, N), np.float32)
-            for c0, c1, j in _steps(K, k, lanes):
-                _mm.fp32_step(out, _partials(Af, Bf, c0, c1), ea[:, j].copy(), eb[j].copy(), qsum)
-        else:
-            fp = acc
-            total = np.zeros((M, N), np.int64)
-            for c0, c1, j in _steps(K, k, k):
-                P = _partials(Af, Bf, c0, c1).astype(np.int64)
-                _mm.fixed_step(total, P, ea[:, j].copy(), eb[j].copy(), qsum + fp.frac_bits, fp.total_bits,
-                               fp.saturate)
-            out = np.ldexp(total.astype(np.float64), -fp.frac_bits)
+        out = matmul_cpu(Ai, Bi, ea, eb, qsum, k, acc, lanes)
     out = np.where(nan, np.nan, out).astype(out.dtype)
     return out.reshape(*batch, N)

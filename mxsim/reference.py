@@ -433,9 +433,6 @@ def matmul(a_codes, a_scales, fmt_a, b_codes, b_scales, fmt_b, accumulator=Exact
     fmt_a, fmt_b = get_format(fmt_a), get_format(fmt_b)
     acc = datapath_accumulator(accumulator, lanes)
     lanes = acc.lanes if isinstance(acc, FP32) else None
-    for f in (fmt_a, fmt_b):
-        if isinstance(f, MXFPFormat) and f.exponent_bits == 5:
-            raise ValueError("matmul: MXFP8_E5M2 products do not fit the int64 adder; fmt not allowed")
     if fmt_a.block_size != fmt_b.block_size:
         raise ValueError(f"matmul: block sizes differ (a: {fmt_a.block_size}, b: {fmt_b.block_size})")
     k = fmt_a.block_size
@@ -464,9 +461,15 @@ def matmul(a_codes, a_scales, fmt_a, b_codes, b_scales, fmt_b, accumulator=Exact
             st += lanes
     if not isinstance(acc, FP32):
         steps = [(j * k, min((j + 1) * k, K), j) for j in range(nb)]
-    S = torch.stack([ia[:, lo:hi] @ ib[lo:hi, :] for lo, hi, _ in steps], dim=-1) if steps else None
     E = (sa[:, None, :] + sb.t()[None, :, :] + qsum) if nb else None  # (M, N, nb)
-    S_l = S.tolist() if S is not None else None
+    widest = int(ia.abs().max()) * int(ib.abs().max()) * k if ia.numel() and ib.numel() else 0
+    if widest < 2**62:
+        S = torch.stack([ia[:, lo:hi] @ ib[lo:hi, :] for lo, hi, _ in steps], dim=-1) if steps else None
+        S_l = S.tolist() if S is not None else None
+    else:  # MXFP8_E5M2 products (up to 2^63.6) overflow int64: Python integers
+        ia_o, ib_o = np.array(ia.tolist(), dtype=object), np.array(ib.tolist(), dtype=object)
+        per_step = [(ia_o[:, lo:hi] @ ib_o[lo:hi, :]).tolist() for lo, hi, _ in steps]
+        S_l = [[[ps[m][n] for ps in per_step] for n in range(N)] for m in range(M)]
     E_l = E.tolist() if E is not None else None
     nan_l = nan.tolist()
     blk = [j for _, _, j in steps]

@@ -1,7 +1,18 @@
-"""numba accumulation kernels for MX matmul. Semantics: docs/mxsim_semantics.md (matmul).
+"""numba accumulator kernels of the CPU MX matmul. Semantics: docs/mxsim_semantics.md (matmul).
 
-The exact block (or lane-step) integer sums P come from BLAS in the api (exact there, see
-api._partials); these kernels only fold them into the selected accumulator, in order.
+The driver (mxsim/datapath.py) hands each kernel one row strip of the output and G
+consecutive steps (a step is a block, or a lane group for fp32) of exact block sums:
+
+  P[g, l, m, n]   exact integer sum of limb l of step g (BLAS, exact, see datapath.py)
+  pa[g, m]        2^ea[m, j_g]          (a's block scale of the step's block, as float64)
+  pb[g, l, n]     2^(eb[j_g, n] + shift + l*w)   (b's scale, the quanta, the limb weight)
+
+so the step's term is t = sum_l P[g, l] * pa * pb[g, l], every product exact in float64
+(the exponents stay far inside its range). One limb (L = 1) is every format pair except
+the widest MXFP8_E5M2 products; those kernels are written to vectorize over n with the
+rare inexact cases redone by scalar code. L > 1 takes the exact scalar code throughout.
+Rows of the strip run in parallel (prange); each row keeps its accumulator in cache across
+the G steps, so a step costs one pass over L1/L2-resident data, not over the whole output.
 """
 
 import math
@@ -9,30 +20,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
-_POW2 = np.array([2.0 ** (i - 1000) for i in range(2001)])  # 2^E by lookup: ldexp is a libm call
-
 
 @njit(cache=True, inline="always")
 def two_sum(a, b):
     s = a + b
     bb = s - a
     return s, (a - (s - bb)) + (b - bb)
-
-
-@njit(cache=True, parallel=True)
-def exact_step(acc, flag, P, ea, eb, qsum):
-    """acc += P * 2^(ea[m] + eb[n] + qsum) in float64; flag where an addition was inexact.
-
-    P * 2^E is exact (|P| < 2^53, |E| < 600), so acc is exact until flag is set.
-    """
-    M, N = acc.shape
-    for m in prange(M):
-        for n in range(N):
-            t = float(P[m, n]) * _POW2[1000 + ea[m] + eb[n] + qsum]  # exact: |E| < 600
-            s, e = two_sum(acc[m, n], t)
-            acc[m, n] = s
-            if e != 0.0:
-                flag[m, n] = True
 
 
 @njit(cache=True)
@@ -80,168 +73,249 @@ def fsum(terms, n):
     return hi
 
 
-@njit(cache=True, parallel=True)
-def exact_fallback(out, rows, cols, A, B, ea_blk, eb_blk, k, qsum):
-    """Recompute out[rows[i], cols[i]] as the correctly rounded sum of every block's exact term.
-
-    A: (M, K) int64, B: (K, N) int64, ea_blk (M, nb), eb_blk (nb, N) scale exponents.
-    """
-    K = A.shape[1]
-    nb = ea_blk.shape[1]
-    for i in prange(rows.size):
-        m = rows[i]
-        n = cols[i]
-        terms = np.empty(nb, np.float64)
-        for j in range(nb):
-            p = 0
-            for c in range(j * k, min(j * k + k, K)):
-                p += A[m, c] * B[c, n]
-            terms[j] = math.ldexp(float(p), ea_blk[m, j] + eb_blk[j, n] + qsum)
-        out[m, n] = fsum(terms, nb)
-
-
-@njit(cache=True, parallel=True)
-def fp32_step(acc, P, ea, eb, qsum):
-    """acc <- fl32(acc + P * 2^E): one rounding (RNE) of the exact sum.
-
-    The exact sum is rounded to float64 with round-to-odd (TwoSum tells which side the
-    exact value lies on), then to float32: 53 >= 24 + 2 bits, so no double-rounding error.
-    """
-    M, N = acc.shape
-    for m in prange(M):
-        for n in range(N):
-            x = float(acc[m, n])
-            t = float(P[m, n]) * _POW2[1000 + ea[m] + eb[n] + qsum]  # exact: |E| < 600
-            s, e = two_sum(x, t)
-            if e != 0.0 and math.isfinite(s):
-                mant, _ = math.frexp(s)
-                if int(math.ldexp(abs(mant), 53)) & 1 == 0:  # s even: the odd neighbour toward e
-                    s = np.nextafter(s, math.copysign(np.inf, e))
-            acc[m, n] = np.float32(s)
+@njit(cache=True)
+def rounded_and_residual_sign(terms, n):
+    """(RN64(sum), sign of sum - RN64(sum)) of the exact sum of terms[:n]; terms has n+1 slots."""
+    hi = fsum(terms, n)
+    terms[n] = -hi
+    r = fsum(terms, n + 1)
+    return hi, (1.0 if r > 0.0 else (-1.0 if r < 0.0 else 0.0))
 
 
 @njit(cache=True, inline="always")
-def _wrap(v, W):
-    """v (uint64 bit pattern) reduced to a W-bit two's complement int64."""
-    if W == 64:
-        return np.int64(v)
-    mask = (np.uint64(1) << np.uint64(W)) - np.uint64(1)
-    v = v & mask
-    if v >> np.uint64(W - 1):
-        return np.int64(v) - (np.int64(1) << np.int64(W))
-    return np.int64(v)
+def odd_toward(s, direction):
+    """Round-to-odd fix of RN64 s whose exact value lies beyond s in ``direction`` (!= 0):
+    keep s if its last bit is odd, else step one ulp that way. With 53 >= 24 + 2 bits this
+    makes the following RNE to float32 a single correct rounding (no double rounding)."""
+    mant, _ = math.frexp(s)
+    if int(math.ldexp(abs(mant), 53)) & 1 == 0:
+        return np.nextafter(s, math.copysign(np.inf, direction))
+    return s
+
+
+@njit(cache=True, inline="always")
+def fused_f32(x, t):
+    """fl32(x + t) with one rounding, x and t exact float64 values (x a float32, possibly Inf)."""
+    s, e = two_sum(x, t)
+    if e != 0.0 and math.isfinite(s):
+        s = odd_toward(s, e)
+    return np.float32(s)
+
+
+ROWS_PER_TASK = 8  # rows of a strip per parallel task (scratch arrays are allocated per task)
+
+
+@njit(cache=True)
+def fp32_row(ar, pr, am, pbr, tmp):
+    """One step of one row, L = 1: the float64 sum is exact almost always, so the loop
+    vectorizes and only a row with an inexact sum (or an Inf accumulator) is redone."""
+    inexact = 0
+    for n in range(ar.size):
+        x = np.float64(ar[n])
+        t = np.float64(pr[n]) * am * pbr[n] + 0.0  # a BLAS -0.0 sum is S = 0: +0.0
+        s = x + t
+        bb = s - x
+        e = (x - (s - bb)) + (t - bb)
+        tmp[n] = np.float32(s)
+        inexact += e != 0.0  # NaN (x = +-Inf) counts too
+    if inexact:
+        for n in range(ar.size):
+            tmp[n] = fused_f32(np.float64(ar[n]), np.float64(pr[n]) * am * pbr[n] + 0.0)
+    ar[:] = tmp
 
 
 @njit(cache=True, parallel=True)
-def fixed_step(acc, P, ea, eb, shift0, W, saturate):
-    """acc <- acc + floor(P * 2^(E + frac_bits)), saturating or wrapping at W bits (W <= 64).
-
-    shift0 = qa + qb + frac_bits. P is int64 (exact block sum).
-    """
-    M, N = acc.shape
-    hi = np.int64((np.uint64(1) << np.uint64(W - 1)) - np.uint64(1))
-    lo = -hi - 1
-    for m in prange(M):
-        for n in range(N):
-            p = P[m, n]
-            sh = ea[m] + eb[n] + shift0
-            if p == 0:
-                continue
-            if sh < 0:
-                al = p >> min(-sh, 63)  # arithmetic shift: floor toward -inf
-                if saturate:
-                    al = min(max(al, lo), hi)
-            elif saturate:
-                # |p| < 2^62; shifting past the range saturates
-                nbits = 0
-                ap = abs(p)
-                while ap > 0:
-                    nbits += 1
-                    ap >>= 1
-                if nbits + sh > W - 1:
-                    al = hi if p > 0 else lo
-                else:
-                    al = p << sh
-            else:
-                al = _wrap(np.uint64(p) << np.uint64(sh), W) if sh < 64 else np.int64(0)
-            a = acc[m, n]
-            if saturate:
-                if al > 0 and a > hi - al:
-                    a = hi
-                elif al < 0 and a < lo - al:
-                    a = lo
-                else:
-                    a = a + al
-            else:
-                a = _wrap(np.uint64(a) + np.uint64(al), W)
-            acc[m, n] = a
+def fp32_fold(acc, P, pa, pb):
+    """acc[m, n] <- fl32(acc + t_g) for g = 0..G-1 in order (float32 acc, fused RNE steps)."""
+    G, L, R, N = P.shape
+    for task in prange((R + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+        tmp = np.empty(N, np.float32)
+        terms = np.empty(L + 2, np.float64)
+        for m in range(task * ROWS_PER_TASK, min(R, task * ROWS_PER_TASK + ROWS_PER_TASK)):
+            ar = acc[m]
+            for g in range(G):
+                am = pa[g, m]
+                if L == 1:
+                    fp32_row(ar, P[g, 0, m], am, pb[g, 0], tmp)
+                    continue
+                for n in range(N):
+                    x = np.float64(ar[n])
+                    if not math.isfinite(x):
+                        continue  # +-Inf + finite stays
+                    terms[0] = x
+                    for l in range(L):
+                        terms[l + 1] = np.float64(P[g, l, m, n]) * am * pb[g, l, n] + 0.0
+                    hi, r = rounded_and_residual_sign(terms, L + 1)
+                    if r != 0.0:
+                        hi = odd_toward(hi, r)
+                    ar[n] = np.float32(hi) if (hi != 0.0 or r != 0.0) else np.float32(0.0)
 
 
 @njit(cache=True, parallel=True)
-def fold_rows(A, ea, k, out, smax, spread, absmax_sum):
-    """Fold block scales into a's integers relative to each row's largest exponent.
+def exact_fold(acc, flag, P, pa, pb):
+    """acc += t_g in float64; flag[m, n] = 1 where an addition was inexact (redone exactly
+    by exact_fallback). Each limb term is exact, so acc is exact until flag is set."""
+    G, L, R, N = P.shape
+    for m in prange(R):
+        ar = acc[m]
+        fr = flag[m]
+        for g in range(G):
+            am = pa[g, m]
+            for l in range(L):
+                pr = P[g, l, m]
+                pbr = pb[g, l]
+                for n in range(N):
+                    x = ar[n]
+                    t = np.float64(pr[n]) * am * pbr[n]
+                    s = x + t
+                    bb = s - x
+                    e = (x - (s - bb)) + (t - bb)
+                    ar[n] = s
+                    fr[n] = fr[n] | (e != 0.0)
 
-    out[m, c] = A[m, c] * 2^(ea[m, j] - smax[m]); blocks whose integers are all zero do not
-    count for smax / spread (their exponent is irrelevant). absmax_sum[m] = sum |A[m, :]|.
+
+@njit(cache=True, parallel=True)
+def exact_fallback(out, rows, cols, Al, B, ea, eb, k, qsum, w):
+    """out[rows[i], cols[i]] <- the correctly rounded sum of every block's exact terms.
+
+    Al: (L, M, K) int64 limbs of a (a = sum_l Al[l] * 2^(l*w)), B: (K, N) int64,
+    ea (M, nb), eb (nb, N) scale exponents. Every limb product sum fits int64 (datapath.py).
     """
-    M, K = A.shape
+    L, _, K = Al.shape
     nb = ea.shape[1]
-    for m in prange(M):
-        hi = -(1 << 40)
-        lo = 1 << 40
-        tot = 0
+    for i in prange(rows.size):
+        m = rows[i]
+        n = cols[i]
+        terms = np.empty(nb * L + 1, np.float64)
         for j in range(nb):
-            nz = False
-            for c in range(j * k, min(j * k + k, K)):
-                v = A[m, c]
-                if v != 0:
-                    nz = True
-                    tot += abs(v)
-            if nz:
-                hi = max(hi, ea[m, j])
-                lo = min(lo, ea[m, j])
-        if hi < lo:
-            hi = 0
-            lo = 0
-        smax[m] = hi
-        spread[m] = hi - lo
-        absmax_sum[m] = tot
-        for j in range(nb):
-            f = math.ldexp(1.0, min(max(ea[m, j] - hi, -1000), 0))
-            for c in range(j * k, min(j * k + k, K)):
-                out[m, c] = A[m, c] * f
+            for l in range(L):
+                p = 0
+                for c in range(j * k, min(j * k + k, K)):
+                    p += Al[l, m, c] * B[c, n]
+                terms[j * L + l] = math.ldexp(float(p), ea[m, j] + eb[j, n] + qsum + l * w)
+        out[m, n] = fsum(terms, nb * L)
+
+
+@njit(cache=True, inline="always")
+def sign_extend(u, W):
+    """The W-bit two's complement value of the low W bits of uint64 u, as int64."""
+    sh = np.uint64(64 - W)
+    return np.int64(u << sh) >> np.int64(sh)
+
+
+@njit(cache=True, inline="always")
+def saturating_add(a, b, lo, hi):
+    """min(max(a + b, lo), hi) for a, b in [lo, hi] (W <= 64: the int64 sum may wrap)."""
+    s = np.int64(np.uint64(a) + np.uint64(b))
+    if ((a ^ s) & (b ^ s)) < 0:  # int64 overflow (W = 64 only)
+        s = hi if b > 0 else lo
+    return min(max(s, lo), hi)
+
+
+@njit(cache=True)
+def aligned_limbs(X, ws, W, saturate, terms):
+    """floor(sum_l X[l] * 2^ws[l]) for exact integers X[l] (float64, |X| < 2^53), saturated
+    to the W-bit range, or reduced modulo 2^W (wrap). ``terms`` is scratch (2L + 1 slots)."""
+    L = X.size
+    lo = -(np.int64(1) << np.int64(W - 1)) if W < 64 else np.int64(-9223372036854775808)
+    hi = -(lo + 1)
+    if saturate:
+        for l in range(L):
+            terms[l] = math.ldexp(X[l], ws[l])
+        v, r = rounded_and_residual_sign(terms, L)
+        top = math.ldexp(1.0, W - 1)
+        if v > top or (v == top and r >= 0.0):
+            return hi
+        if v < -top or (v == -top and r < 0.0):
+            return lo
+    # exact integer part modulo 2^64, fractional parts summed exactly then floored
+    acc = np.uint64(0)
+    nf = 0
+    for l in range(L):
+        x = np.int64(X[l])
+        s = ws[l]
+        if s >= 0:
+            if s < 64:
+                acc += np.uint64(x) << np.uint64(s)
+        else:
+            d = -s
+            q = x >> np.int64(min(d, 63))
+            acc += np.uint64(q)
+            terms[nf] = math.ldexp(X[l], s)
+            terms[nf + 1] = -float(q)
+            nf += 2
+    if nf:
+        f, r = rounded_and_residual_sign(terms, nf)
+        fl = np.floor(f)
+        if fl == f and r < 0.0:
+            fl -= 1.0
+        acc += np.uint64(np.int64(fl))
+    return sign_extend(acc, W)
+
+
+@njit(cache=True)
+def fixed_row_saturate(ar, pr, am, pbr, W):
+    """One step of one row, L = 1, saturating: floor(P * 2^sh) by float64 (exact: P has at
+    most 53 bits and 2^sh = am * pbr[n] is in range), clamped, then a saturating add."""
+    top = math.ldexp(1.0, W - 1)
+    lo = -(np.int64(1) << np.int64(W - 1)) if W < 64 else np.int64(-9223372036854775808)
+    hi = -(lo + 1)
+    cap = top - 1.0 if W <= 53 else 9.2e18  # only keeps the int64 conversion in range: v >= top -> hi
+    for n in range(ar.size):
+        v = np.floor(np.float64(pr[n]) * am * pbr[n])  # np: math.floor is an int64 in numba
+        inside = np.int64(min(max(v, -top), cap))
+        al = hi if v >= top else (lo if v < -top else inside)
+        a = ar[n]
+        s = np.int64(np.uint64(a) + np.uint64(al))
+        s = (hi if al > 0 else lo) if ((a ^ s) & (al ^ s)) < 0 else s
+        ar[n] = min(max(s, lo), hi)
+
+
+@njit(cache=True)
+def fixed_row_wrap(ar, pr, em, eb, W):
+    """One step of one row, L = 1, wrapping: (P << sh) or (P >> -sh) modulo 2^W."""
+    sx = np.uint64(64 - W)
+    for n in range(ar.size):
+        p = np.int64(pr[n])
+        sh = em + eb[n]
+        up = np.int64(np.uint64(p) << np.uint64(min(max(sh, 0), 63)))
+        up = up if sh < 64 else np.int64(0)
+        down = p >> np.int64(min(max(-sh, 0), 63))
+        al = up if sh >= 0 else down
+        u = np.uint64(ar[n]) + np.uint64(al)
+        ar[n] = np.int64(u << sx) >> np.int64(sx)
 
 
 @njit(cache=True, parallel=True)
-def fold_cols(B, eb, k, out, smax, spread, absmax):
-    """fold_rows for b (K, N) blocked along axis 0; absmax[n] = max |B[:, n]|."""
-    K, N = B.shape
-    nb = eb.shape[0]
-    nz = np.zeros((nb, N), np.bool_)
-    absmax[:] = 0
-    for c in range(K):  # row order: B is C-contiguous
-        j = c // k
-        for n in range(N):
-            v = abs(B[c, n])
-            if v != 0:
-                nz[j, n] = True
-                absmax[n] = max(absmax[n], v)
-    fac = np.empty((nb, N))
-    for n in prange(N):
-        hi = -(1 << 40)
-        lo = 1 << 40
-        for j in range(nb):
-            if nz[j, n]:
-                hi = max(hi, eb[j, n])
-                lo = min(lo, eb[j, n])
-        if hi < lo:
-            hi = 0
-            lo = 0
-        smax[n] = hi
-        spread[n] = hi - lo
-        for j in range(nb):
-            fac[j, n] = math.ldexp(1.0, min(max(eb[j, n] - hi, -1000), 0))
-    for c in prange(K):
-        j = c // k
-        for n in range(N):
-            out[c, n] = B[c, n] * fac[j, n]
+def fixed_fold(acc, P, ea, ebs, pa, pb, shift, w, W, saturate):
+    """acc <- acc + floor(P_g * 2^(ea[g, m] + ebs[g, n] + shift)) per step g, saturating or
+    wrapping at W bits (W <= 64). ea/ebs are the steps' integer scale exponents (pa, pb the
+    same as powers of two, pb with the shift); the limb weight of limb l is 2^(l*w).
+    Arithmetic right shifts floor toward -inf, as hardware."""
+    G, L, R, N = P.shape
+    lo = -(np.int64(1) << np.int64(W - 1)) if W < 64 else np.int64(-9223372036854775808)
+    hi = -(lo + 1)
+    for task in prange((R + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+        X = np.empty(L, np.float64)
+        ws = np.empty(L, np.int64)
+        terms = np.empty(2 * L + 1, np.float64)
+        for m in range(task * ROWS_PER_TASK, min(R, task * ROWS_PER_TASK + ROWS_PER_TASK)):
+            ar = acc[m]
+            for g in range(G):
+                em = ea[g, m] + shift
+                if L == 1 and not saturate:
+                    fixed_row_wrap(ar, P[g, 0, m], em, ebs[g], W)
+                    continue
+                if L == 1:
+                    fixed_row_saturate(ar, P[g, 0, m], pa[g, m], pb[g, 0], W)
+                    continue
+                for n in range(N):
+                    sh = em + ebs[g, n]
+                    for l in range(L):
+                        X[l] = P[g, l, m, n]
+                        ws[l] = sh + l * w
+                    al = aligned_limbs(X, ws, W, saturate, terms)
+                    if saturate:
+                        ar[n] = saturating_add(ar[n], al, lo, hi)
+                    else:
+                        ar[n] = sign_extend(np.uint64(ar[n]) + np.uint64(al), W)

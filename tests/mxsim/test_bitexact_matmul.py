@@ -1,5 +1,6 @@
 """mxsim.matmul (numba path) against reference.matmul, bit for bit, for every accumulator,
-lanes options, format mixes (MXINT8 x MXINT4, MXFP (not E5M2), BlockFP), block sizes
+lanes options, format mixes (MXINT8 x MXINT4, MXFP incl. the wide MXFP8_E5M2 products that
+need split limbs, BlockFP), block sizes
 16/32/7 (7: K is not a block multiple), on quantized random inputs and on adversarial
 code/scale tensors built directly: full scale range (fp32 overflow to Inf, underflow to
 signed zero), NaN scales, cancellation, the hand-worked double-rounding case."""
@@ -20,6 +21,8 @@ PAIRS = [
     (mxsim.MXINT2, mxsim.MXINT6), (mxsim.MXFP8_E4M3, mxsim.MXFP8_E4M3), (mxsim.MXFP6_E3M2, mxsim.MXFP6_E2M3),
     (mxsim.MXFP4_E2M1, mxsim.MXFP4_E2M1), (mxsim.MXFP8_E4M3, mxsim.MXINT8), (mxsim.BlockFP(4), mxsim.BlockFP(8)),
     (mxsim.BlockFP(4), mxsim.MXINT8),
+    # E5M2 x E5M2 / x E4M3 block sums reach 2^68.6 / 2^54.6 (beyond int64 / float64): limbs
+    (mxsim.MXFP8_E5M2, mxsim.MXFP8_E5M2), (mxsim.MXFP8_E5M2, mxsim.MXFP8_E4M3), (mxsim.MXINT8, mxsim.MXFP8_E5M2),
 ]
 
 
@@ -38,6 +41,8 @@ def _random_codes(rng, fmt, shape):
         c = rng.integers(0, 2**nbits, size=shape)
         if fmt.exponent_bits == 4:  # E4M3: S.1111.111 is NaN, never produced by quantize
             c = np.where((c & 0x7F) == 0x7F, c ^ 1, c)
+        if fmt.exponent_bits == 5:  # E5M2: exponent 11111 is Inf/NaN, never produced (saturation)
+            c = np.where((c & 0x7C) == 0x7C, c ^ 0x04, c)
         return c.astype(np.uint8)
     return rng.integers(-fmt.max_code, fmt.max_code + 1, size=shape).astype(np.int8)
 
@@ -128,9 +133,17 @@ def test_matmul_fused_rounding_case():
         _ok(compare_matmul_tensors(qa, qb, acc), f"{acc}")
 
 
-def test_matmul_e5m2_rejected():
-    x = torch.ones(2, 32)
-    q = mxsim.quantize(x, mxsim.MXFP8_E5M2, axis=1)
-    qb = mxsim.quantize(x.T.contiguous(), mxsim.MXFP8_E5M2, axis=0)
-    with pytest.raises(ValueError):
-        mxsim.matmul(q, qb)
+def test_matmul_e5m2_largest_products_exact():
+    # every element at E5M2's max normal 57344 = 7 * 2^13 (int 7 * 2^29 in units of 2^-16):
+    # a block of 32 sums to 32 * 49 * 2^58 = 49 * 2^63, beyond int64. Hand value of the
+    # dequantized dot product: 32 * 57344^2 * 2^(2s) with both scales s = 0.
+    f = mxsim.MXFP8_E5M2
+    a = MXTensor(np.full((1, 32), 0x7B, np.uint8), np.full((1, 1), 127, np.uint8), f, 1, (1, 32))
+    b = MXTensor(np.full((32, 1), 0x7B, np.uint8), np.full((1, 1), 127, np.uint8), f, 0, (32, 1))
+    want = 32 * 57344.0**2
+    assert mxsim.matmul(a, b)[0, 0] == want
+    assert mxsim.matmul(a, b, "fp32")[0, 0] == np.float32(want)
+    assert mxsim.matmul(a, b, mxsim.FixedPoint(64, 0))[0, 0] == want  # 2^36.6 fits
+    assert mxsim.matmul(a, b, mxsim.FixedPoint(32, 0))[0, 0] == 2.0**31 - 1  # saturates
+    for acc in ACCS:
+        _ok(compare_matmul_tensors(a, b, acc), f"{acc}")
