@@ -203,8 +203,7 @@ def matmul(a, b, accumulator=Exact(), lanes=None):
 
     batch = a.shape[:-1]
     M, N = int(np.prod(batch, dtype=np.int64)), b.shape[1]
-    Ai = a.int_values().reshape(M, K)
-    Bi = b.int_values()
+    a_codes = np.ascontiguousarray(a.codes).reshape(M, K)
     ea = a.scale_exponents().reshape(M, -1)
     eb = b.scale_exponents()
     qsum = a.fmt.quantum_log2 + b.fmt.quantum_log2
@@ -212,6 +211,7 @@ def matmul(a, b, accumulator=Exact(), lanes=None):
     if M == 0 or N == 0 or K == 0:
         out = np.zeros((M, N), np.float32 if isinstance(acc, FP32) else np.float64)
     else:
-        out = matmul_cpu(Ai, Bi, ea, eb, qsum, k, acc, lanes)
-    out = np.where(nan, np.nan, out).astype(out.dtype)
+        out = matmul_cpu(a_codes, np.ascontiguousarray(b.codes), a.fmt, b.fmt, ea, eb, qsum, k, acc, lanes)
+    if nan.any():  # a NaN scale on either side makes the output NaN
+        out[np.broadcast_to(nan, out.shape)] = np.nan
     return out.reshape(*batch, N)

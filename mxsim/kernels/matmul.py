@@ -4,15 +4,20 @@ The driver (mxsim/datapath.py) hands each kernel one row strip of the output and
 consecutive steps (a step is a block, or a lane group for fp32) of exact block sums:
 
   P[g, l, m, n]   exact integer sum of limb l of step g (BLAS, exact, see datapath.py)
-  pa[g, m]        2^ea[m, j_g]          (a's block scale of the step's block, as float64)
-  pb[g, l, n]     2^(eb[j_g, n] + shift + l*w)   (b's scale, the quanta, the limb weight)
+  pa[m, j]        2^ea[m, j]            (a's block scales of the strip, as float64)
+  pb[j, l, n]     2^(eb[j, n] + shift + l*w)   (b's scale, the quanta, the limb weight)
+  js[g]           the block of step g
 
-so the step's term is t = sum_l P[g, l] * pa * pb[g, l], every product exact in float64
+so the step's term is t = sum_l P[g, l] * pa[:, j] * pb[j, l], every product exact in float64
 (the exponents stay far inside its range). One limb (L = 1) is every format pair except
 the widest MXFP8_E5M2 products; those kernels are written to vectorize over n with the
 rare inexact cases redone by scalar code. L > 1 takes the exact scalar code throughout.
-Rows of the strip run in parallel (prange); each row keeps its accumulator in cache across
-the G steps, so a step costs one pass over L1/L2-resident data, not over the whole output.
+Each row keeps its accumulator in cache across the G steps, so a step costs one pass over L1/L2-resident data, not over the whole output.
+
+The fold kernels are serial and release the GIL: the driver runs independent strips on a
+pool of threads (BLAS single-threaded inside each), so no barrier is crossed per step;
+prange-parallel kernels interleaved with multi-threaded BLAS calls spin against each other
+and collapsed on a loaded machine (measured, see docs/mxsim_speed.md).
 """
 
 import math
@@ -102,41 +107,45 @@ def fused_f32(x, t):
     return np.float32(s)
 
 
-ROWS_PER_TASK = 8  # rows of a strip per parallel task (scratch arrays are allocated per task)
+ROWS_PER_TASK = 8  # rows per scratch allocation
 
 
 @njit(cache=True)
 def fp32_row(ar, pr, am, pbr, tmp):
-    """One step of one row, L = 1: the float64 sum is exact almost always, so the loop
-    vectorizes and only a row with an inexact sum (or an Inf accumulator) is redone."""
-    inexact = 0
+    """One step of one row, L = 1. t = P * 2^E is exact in float64; where it is also a
+    float32 (always, unless the scales push it out of float32's range), fl32(acc + t) is one
+    IEEE float32 addition of two float32 values: exactly the fused step, signs of zero and
+    overflow to Inf included. A row holding a t outside float32 is redone exactly."""
+    outside = 0
     for n in range(ar.size):
-        x = np.float64(ar[n])
         t = np.float64(pr[n]) * am * pbr[n] + 0.0  # a BLAS -0.0 sum is S = 0: +0.0
-        s = x + t
-        bb = s - x
-        e = (x - (s - bb)) + (t - bb)
-        tmp[n] = np.float32(s)
-        inexact += e != 0.0  # NaN (x = +-Inf) counts too
-    if inexact:
+        t32 = np.float32(t)
+        outside += np.float64(t32) != t
+        tmp[n] = t32
+    if outside == 0:
         for n in range(ar.size):
-            tmp[n] = fused_f32(np.float64(ar[n]), np.float64(pr[n]) * am * pbr[n] + 0.0)
-    ar[:] = tmp
+            ar[n] += tmp[n]  # float32 + float32: one rounding
+    else:
+        for n in range(ar.size):
+            ar[n] = fused_f32(np.float64(ar[n]), np.float64(pr[n]) * am * pbr[n] + 0.0)
 
 
-@njit(cache=True, parallel=True)
-def fp32_fold(acc, P, pa, pb):
-    """acc[m, n] <- fl32(acc + t_g) for g = 0..G-1 in order (float32 acc, fused RNE steps)."""
+@njit(cache=True, nogil=True)
+def fp32_fold(acc, P, pa, pb, js):
+    """acc[m, n] <- fl32(acc + t_g) for the steps g = 0..G-1 in order (block js[g]).
+
+    acc: (R, N) float32 strip; pa: (R, nb) 2^ea of the strip; pb: (nb, L, N)."""
     G, L, R, N = P.shape
-    for task in prange((R + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+    for task in range((R + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         tmp = np.empty(N, np.float32)
         terms = np.empty(L + 2, np.float64)
         for m in range(task * ROWS_PER_TASK, min(R, task * ROWS_PER_TASK + ROWS_PER_TASK)):
             ar = acc[m]
             for g in range(G):
-                am = pa[g, m]
+                j = js[g]
+                am = pa[m, j]
                 if L == 1:
-                    fp32_row(ar, P[g, 0, m], am, pb[g, 0], tmp)
+                    fp32_row(ar, P[g, 0, m], am, pb[j, 0], tmp)
                     continue
                 for n in range(N):
                     x = np.float64(ar[n])
@@ -144,26 +153,27 @@ def fp32_fold(acc, P, pa, pb):
                         continue  # +-Inf + finite stays
                     terms[0] = x
                     for l in range(L):
-                        terms[l + 1] = np.float64(P[g, l, m, n]) * am * pb[g, l, n] + 0.0
+                        terms[l + 1] = np.float64(P[g, l, m, n]) * am * pb[j, l, n] + 0.0
                     hi, r = rounded_and_residual_sign(terms, L + 1)
                     if r != 0.0:
                         hi = odd_toward(hi, r)
                     ar[n] = np.float32(hi) if (hi != 0.0 or r != 0.0) else np.float32(0.0)
 
 
-@njit(cache=True, parallel=True)
-def exact_fold(acc, flag, P, pa, pb):
+@njit(cache=True, nogil=True)
+def exact_fold(acc, flag, P, pa, pb, js):
     """acc += t_g in float64; flag[m, n] = 1 where an addition was inexact (redone exactly
     by exact_fallback). Each limb term is exact, so acc is exact until flag is set."""
     G, L, R, N = P.shape
-    for m in prange(R):
+    for m in range(R):
         ar = acc[m]
         fr = flag[m]
         for g in range(G):
-            am = pa[g, m]
+            j = js[g]
+            am = pa[m, j]
             for l in range(L):
                 pr = P[g, l, m]
-                pbr = pb[g, l]
+                pbr = pb[j, l]
                 for n in range(N):
                     x = ar[n]
                     t = np.float64(pr[n]) * am * pbr[n]
@@ -286,31 +296,32 @@ def fixed_row_wrap(ar, pr, em, eb, W):
         ar[n] = np.int64(u << sx) >> np.int64(sx)
 
 
-@njit(cache=True, parallel=True)
-def fixed_fold(acc, P, ea, ebs, pa, pb, shift, w, W, saturate):
+@njit(cache=True, nogil=True)
+def fixed_fold(acc, P, ea, ebs, pa, pb, js, shift, w, W, saturate):
     """acc <- acc + floor(P_g * 2^(ea[g, m] + ebs[g, n] + shift)) per step g, saturating or
-    wrapping at W bits (W <= 64). ea/ebs are the steps' integer scale exponents (pa, pb the
-    same as powers of two, pb with the shift); the limb weight of limb l is 2^(l*w).
+    wrapping at W bits (W <= 64). ea (R, nb) / ebs (nb, N) are the integer scale exponents
+    (pa, pb the same as powers of two, pb with the shift and limb weights 2^(l*w)).
     Arithmetic right shifts floor toward -inf, as hardware."""
     G, L, R, N = P.shape
     lo = -(np.int64(1) << np.int64(W - 1)) if W < 64 else np.int64(-9223372036854775808)
     hi = -(lo + 1)
-    for task in prange((R + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+    for task in range((R + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         X = np.empty(L, np.float64)
         ws = np.empty(L, np.int64)
         terms = np.empty(2 * L + 1, np.float64)
         for m in range(task * ROWS_PER_TASK, min(R, task * ROWS_PER_TASK + ROWS_PER_TASK)):
             ar = acc[m]
             for g in range(G):
-                em = ea[g, m] + shift
+                j = js[g]
+                em = ea[m, j] + shift
                 if L == 1 and not saturate:
-                    fixed_row_wrap(ar, P[g, 0, m], em, ebs[g], W)
+                    fixed_row_wrap(ar, P[g, 0, m], em, ebs[j], W)
                     continue
                 if L == 1:
-                    fixed_row_saturate(ar, P[g, 0, m], pa[g, m], pb[g, 0], W)
+                    fixed_row_saturate(ar, P[g, 0, m], pa[m, j], pb[j, 0], W)
                     continue
                 for n in range(N):
-                    sh = em + ebs[g, n]
+                    sh = em + ebs[j, n]
                     for l in range(L):
                         X[l] = P[g, l, m, n]
                         ws[l] = sh + l * w
