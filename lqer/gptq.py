@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import mxsim
-from mxsim.formats import BlockFP, MXFPFormat, MXIntFormat
+from mxsim.formats import BlockFP, MXFPFormat, MXIntFormat, NVFP4Format
 
 __all__ = ["gptq", "block_pins", "quantize_with_pins"]
 
@@ -60,9 +60,31 @@ def block_pins(values: torch.Tensor, fmt):
     if isinstance(fmt, (MXIntFormat, MXFPFormat)):
         if np.any(codes == fmt.scale.nan_code):
             raise ValueError("GPTQ: a weight block contains NaN or Inf (mxsim gave it a NaN scale)")
-        e = codes - fmt.scale.bias + fmt.emax_elem  # exponent of the block maximum: floor(log2 amax)
-        pin = np.ldexp(1.0, e)
-        cap = np.nextafter(np.ldexp(1.0, e + 1), 0.0)  # anything below 2^(e+1) keeps the scale
+        rule = fmt.scale.rule.value
+        s = codes - fmt.scale.bias
+        e = s + fmt.emax_elem
+        if rule == "floor":  # exponent of the block maximum: floor(log2 amax) = e
+            pin = np.ldexp(1.0, e)
+            cap = np.nextafter(np.ldexp(1.0, e + 1), 0.0)  # anything below 2^(e+1) keeps the scale
+        elif rule == "even":  # amax in [2^e (1 - 2^-(m+2)), 2^(e+1) (1 - 2^-(m+2))) gives e
+            m = fmt.element_bits - 2 if isinstance(fmt, MXIntFormat) else fmt.mantissa_bits
+            pin = np.ldexp(1.0, e)
+            cap = np.nextafter(np.ldexp(1.0 - 2.0 ** -(m + 2), e + 1), 0.0)
+        elif rule == "ceil":  # amax in (2^(e-1), 2^e]: the top of the range is the pin
+            pin = np.ldexp(1.0, e)
+            cap = pin.copy()
+        else:  # rceil: amax / element_max in (2^(s-1), 2^s]; element_max * 2^s is exact
+            pin = np.ldexp(float(fmt.element_max), s)
+            cap = pin.copy()
+    elif isinstance(fmt, NVFP4Format):
+        if fmt.two_level:
+            raise ValueError("GPTQ/LRC: two-level NVFP4 (a per-tensor scale) is not supported; use NVFP4")
+        units, nan = q.scale_units()  # E4M3 block scales in units of 2^-9
+        if np.any(nan):
+            raise ValueError("GPTQ: a weight block contains NaN or Inf (mxsim gave it a NaN scale)")
+        # a block max of 6 * sc gives the scale sc again (fl32(6 sc / 6) = sc, sc has 4 bits)
+        pin = 6.0 * np.ldexp(units.reshape(values.shape[0], -1)[:, 0].astype(np.float64), -9)
+        cap = pin.copy()
     elif isinstance(fmt, BlockFP):
         if np.any(codes == fmt.nan_code):
             raise ValueError("GPTQ: a weight block contains NaN or Inf (mxsim gave it a NaN scale)")

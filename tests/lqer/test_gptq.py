@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import mxsim
-from lqer.gptq import gptq
+from lqer.gptq import block_pins, gptq
 
 FMT2 = mxsim.MXINT4.with_block_size(2)
 
@@ -91,3 +91,19 @@ def test_bad_inputs():
         H = -torch.ones(8, 8, dtype=torch.float64)  # indefinite: diag < 0 -> dead, off-diag -1
         H.fill_diagonal_(1.0)
         gptq(W, H, mxsim.MXINT4, damp=0.0)
+
+
+@pytest.mark.parametrize("fmt", [mxsim.MXINT4.with_block_size(16).with_scale_rule(r) for r in ("ceil", "even", "rceil")]
+                         + [mxsim.MXFP4_E2M1.with_block_size(16).with_scale_rule(r) for r in ("floor", "even", "rceil")]
+                         + [mxsim.NVFP4], ids=lambda f: mxsim.format_to_str(f))
+def test_block_pins_keep_the_scale_under_every_rule(fmt):
+    """The pinned 2-element block [pin, clip(w)] gets exactly the scale code mxsim chose for
+    the whole block, for the non-OCP scale rules and NVFP4's E4M3 scale too, whatever w is."""
+    rng = np.random.default_rng(0)
+    v = torch.from_numpy(rng.standard_normal((300, 16)) * np.exp(rng.uniform(-5, 5, (300, 1))))
+    pin, cap = block_pins(v, fmt)
+    want = np.asarray(mxsim.quantize(v.numpy(), fmt).scales)[:, 0]
+    for w in (v[:, 3], v[:, 3] * 3, v[:, 0] * 0.01, -v[:, 0] * 1.7):
+        vv = torch.maximum(torch.minimum(w, cap), -cap)
+        got = np.asarray(mxsim.quantize(torch.stack([pin, vv], 1).numpy(), fmt).scales)[:, 0]
+        np.testing.assert_array_equal(got, want)
