@@ -3,10 +3,10 @@
 lqer does not import hwmodel, so the method -> design mapping lives here: ``METHOD_DESIGNS``
 has one entry per registered lqer method (a test holds them in step), each a function of the
 method's QuantConfig and the costed model shape's linear layers returning (hwmodel design,
-params). Formats are the config's (W, x, factor A/B), the rank is ``config.rank`` (mxsim.Rank)
-resolved for the largest layer (hwmodel's whole-model view: one unit time-shared by every
-linear, sized for the largest), and the config's input rotation becomes hwmodel's
-``input_rotation`` stage.
+params). Formats are the config's (W, x, factor A/B), the rank is ``config.rank`` (hwmodel's
+whole-model view: one unit time-shared by every
+linear, sized for the largest); hwmodel is handed the config's mxsim.Rank itself and resolves it
+per layer as lqer does. The config's input rotation becomes hwmodel's ``input_rotation`` stage.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ def _shape_layers(shape: str):
 
 
 def design_rank(config, layers) -> int:
-    """The integer rank of the time-shared unit: an absolute rank as given, a fraction resolved
-    (mxsim.Rank.resolve, lqer's floor) for every layer and the largest kept."""
+    """The integer rank of the time-shared unit (for tables): an absolute rank as given, a
+    fraction resolved (mxsim.Rank.resolve, lqer's floor) for every layer and the largest kept.
+    hwmodel itself is handed the Rank and resolves it per layer the same way."""
     r = config.rank
     if not r.is_fraction:
         return int(r.value)
@@ -59,14 +60,13 @@ def _lqer_mxint(config, layers):
     """LQER/L2QER/QERA: same datapath (L2QER's scale is folded into A), factors in a_format
     blocked along ``factor_axis``, x·A re-quantized into x's format."""
     return "lqer-mxint", {"w_fmt": _fmt(config.w_format), "x_fmt": _fmt(config.x_format),
-                          "lr_fmt": _fmt(config.a_format), "rank": design_rank(config, layers),
+                          "lr_fmt": _fmt(config.a_format), "rank": config.rank,
                           "lr_block_axis": config.factor_axis}
 
 
 def _lrc(config, layers):
     """LRC(i): FP16 factors on the unquantized x; any number of iterations is the same hardware."""
-    return "lrc", {"w_fmt": _fmt(config.w_format), "x_fmt": _fmt(config.x_format),
-                   "rank": design_rank(config, layers)}
+    return "lrc", {"w_fmt": _fmt(config.w_format), "x_fmt": _fmt(config.x_format), "rank": config.rank}
 
 
 METHOD_DESIGNS = {
@@ -94,6 +94,14 @@ def method_design(config, shape: str = "smollm2-135m") -> tuple[str, dict]:
     if rot != "none" and design not in ("fp16", "llm.int8", "llm.int4"):
         params = {**params, "input_rotation": rot}
     return design, params
+
+
+def jsonable_params(params: dict) -> dict:
+    """Design params for JSON files (an mxsim.Rank as its TOML spelling)."""
+    from lqer.config import rank_to_toml
+    from mxsim.rank import Rank
+
+    return {k: (rank_to_toml(v) if isinstance(v, Rank) else v) for k, v in params.items()}
 
 
 def _fmt_params(params: dict) -> dict:
@@ -136,21 +144,6 @@ HW_DESIGNS = [
     ("LLM.int4()", "llm.int4", {}),
     ("GPTQ/AWQ W4 (FP16 compute)", "gptq", {}),
 ]
-
-
-def _fmt_params(params: dict) -> dict:
-    from lqer.config import parse_format
-
-    return {k: (parse_format(v) if k.endswith("_fmt") else v) for k, v in params.items()}
-
-
-def model_area(shape: str, design: str, params: dict, tech: str = "fpga", outliers=None):
-    """(totals row, breakdown) of one design over every linear layer of a model shape."""
-    from hwmodel.report import canonical, model_report
-
-    d = canonical(design)
-    r = model_report(shape, [d], tech=tech, params={d: _fmt_params(params)}, outliers=outliers)
-    return r.totals.iloc[0].to_dict(), r.breakdown
 
 
 def hardware_tables(out, tech: str = "fpga", outliers=None) -> dict:

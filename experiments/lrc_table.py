@@ -146,7 +146,7 @@ def table_records(rows, shape: str = "smollm2-135m", tech: str = "fpga") -> list
     records = []
     for r in rows:
         design, params, hw_rank = row_design(r, shape)
-        key = (design, json.dumps(params, sort_keys=True))
+        key = (design, json.dumps(params, sort_keys=True, default=str))
         if key not in memo:
             tot, _ = model_area(shape, design, params, tech)
             memo[key] = float(tot["area"])

@@ -70,7 +70,7 @@ def _write_json(path: Path, obj) -> None:
 # ----------------------------------------------------------------------------- the LRC table
 def _lrc_table(out: Path, rerun: bool) -> None:
     from . import lrc_table
-    from .hardware import method_design
+    from .hardware import jsonable_params, method_design
 
     csv_path = out / "lrc_table.csv"
     old_meta = {}
@@ -93,7 +93,7 @@ def _lrc_table(out: Path, rerun: bool) -> None:
         cfg = lrc_table.row_config(r["setting"] or "W4A4", r["method"], r["rank"], r["rotation"] or "none")
         design, params = method_design(cfg, "smollm2-135m")
         meta_rows.append({"setting": r["setting"], "task": r["method"], "rank": r["rank"], "rotation": r["rotation"],
-                          "config": cfg.to_dict(), "hw_design": design, "hw_params": params})
+                          "config": cfg.to_dict(), "hw_design": design, "hw_params": jsonable_params(params)})
     _write_json(out / "lrc_table.meta.json", {
         "result": "lrc_table", "command": "mxlab reproduce lrc_table" + (" --rerun" if rerun else ""),
         "measured_by": "experiments.lrc_table.run_tasks (benchmarks/bench_lrc.py model), tasks "
@@ -114,14 +114,15 @@ def _copy(src: Path, dst: Path) -> None:
 
 def _table_configs_meta(presets, methods) -> list[dict]:
     from .configs import make_config
-    from .hardware import method_design
+    from .hardware import jsonable_params, method_design
 
     rows = []
     for p in presets:
         for m in methods:
             cfg = make_config(p, m)
             design, params = method_design(cfg, "smollm2-135m")
-            rows.append({"preset": p, "method": m, "config": cfg.to_dict(), "hw_design": design, "hw_params": params})
+            rows.append({"preset": p, "method": m, "config": cfg.to_dict(), "hw_design": design,
+                         "hw_params": jsonable_params(params)})
     return rows
 
 

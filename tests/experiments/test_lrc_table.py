@@ -157,4 +157,6 @@ def test_mxlab_reproduce_lrc_table_writes_csv_and_meta(tmp_path, capsys):
     # LRC(5): method lrc, iterations 5, rank 10% of min(d_in, d_out), W MXINT4/32
     assert lrc5["config"]["method"] == "lrc" and lrc5["config"]["options"]["iterations"] == 5
     assert lrc5["config"]["rank"] == 0.1 and lrc5["config"]["w_format"] == "MXINT4/32"
-    assert lrc5["hw_design"] == "lrc" and lrc5["hw_params"]["rank"] == 57  # floor(0.1 * 576)
+    assert lrc5["hw_design"] == "lrc" and lrc5["hw_params"]["rank"] == 0.1  # hwmodel resolves mxsim.Rank per layer
+    lrc5_csv = next(r for r in rows if r["method"] == "lrc5")
+    assert lrc5_csv["hw_rank"] == "57"  # floor(0.1 * 576), the largest layer's
