@@ -30,9 +30,9 @@ import pandas as pd
 import torch
 
 import mxsim
-from mxsim.accumulators import FixedPoint, Float, parse_accumulator
+from mxsim.accumulators import FixedPoint, Float, check_accumulator_fits, parse_accumulator
 
-from .linear import QuantLinear, check_accumulator_fits
+from .linear import QuantLinear
 
 GEMMS = ("main", "lowrank_in", "lowrank_out")
 
@@ -119,7 +119,7 @@ class _RangeHook:
 
 
 def calibrate_partial_sums(model, batches, progress: bool = False) -> dict:
-    """Run ``batches`` (token-id tensors) through ``model`` and return, per QuantLinear and MX
+    """Run ``batches`` (token-id tensors, or the rows of one (n, seq) tensor) through ``model`` and return, per QuantLinear and MX
     GEMM, ``max |running partial sum|`` over every output and block (mxsim.partial_sum_range).
     The model's own forward is unchanged (the layers keep their accumulator); h for the
     low-rank output GEMM is the exact Q(x)·A."""
@@ -135,7 +135,7 @@ def calibrate_partial_sums(model, batches, progress: bool = False) -> dict:
     try:
         with torch.no_grad():
             for b in it:
-                model(b.to(dev))
+                model(b.reshape(1, -1).to(dev) if b.dim() == 1 else b.to(dev))
     finally:
         for h in handles:
             h.remove()

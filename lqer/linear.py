@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 
 import mxsim
-from mxsim.accumulators import Exact, FixedPoint, Float, parse_accumulator
+from mxsim.accumulators import Exact, FixedPoint, Float, check_accumulator_fits, parse_accumulator
 from mxsim.tensor import MXTensor
 
 LOWRANK_INPUTS = ("quantized", "unquantized")
@@ -67,27 +67,6 @@ def _as_torch(out, device) -> torch.Tensor:
     """mxsim.matmul's result (numpy, or a torch tensor on a device path) as a torch tensor on ``device``."""
     t = out if isinstance(out, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(out))
     return t.to(device)
-
-
-def check_accumulator_fits(acc, a_fmt, b_fmt, where: str = "") -> None:
-    """A FixedPoint must hold one block's integer sum (mxsim.datapath_widths' sum_bits) and
-    keep its sign bit (frac_bits <= total_bits - 1); FP32 lanes must divide the block size."""
-    where = f" ({where})" if where else ""
-    if isinstance(acc, FixedPoint):
-        need = mxsim.datapath_widths(a_fmt, b_fmt)["sum_bits"]
-        if acc.total_bits < need:
-            raise ValueError(f"accumulator {acc}{where}: total_bits {acc.total_bits} is narrower than one block's "
-                             f"integer sum of {a_fmt.name} x {b_fmt.name} ({need} bits, mxsim.datapath_widths); "
-                             f"allowed: total_bits in [{need}, 64]")
-        if acc.frac_bits > acc.total_bits - 1:
-            raise ValueError(f"accumulator {acc}{where}: frac_bits {acc.frac_bits} is beyond the accumulator "
-                             f"(total_bits {acc.total_bits} leaves at most {acc.total_bits - 1} below the sign bit); "
-                             f"allowed: frac_bits <= {acc.total_bits - 1}")
-    elif hasattr(acc, "lanes_for"):
-        try:
-            acc.lanes_for(a_fmt.block_size)
-        except ValueError as e:
-            raise ValueError(f"accumulator {acc}{where}: {e}") from None
 
 
 class QuantLinear(nn.Module):

@@ -173,3 +173,30 @@ def datapath_accumulator(spec, lanes=None, what: str = "accumulator"):
             raise ValueError(f"lanes={lanes!r} contradicts the accumulator's own lanes ({acc})")
         acc = FP32(lanes)
     return acc
+
+
+def check_accumulator_fits(acc, fmt_a, fmt_b, where: str = "") -> None:
+    """Refuse an accumulator that cannot be built for a fmt_a x fmt_b dot-product unit: a
+    FixedPoint narrower than one block's integer sum (datapath_widths' sum_bits) or with more
+    fraction bits than it has below its sign bit (frac_bits > total_bits - 1); FP32 lanes that
+    do not divide the block size. ``where`` is added to the message (the layer, the design)."""
+    from .api import datapath_widths
+    from .formats import get_format
+
+    fmt_a, fmt_b = get_format(fmt_a), get_format(fmt_b)
+    where = f" ({where})" if where else ""
+    if isinstance(acc, FixedPoint):
+        need = datapath_widths(fmt_a, fmt_b)["sum_bits"]
+        if acc.total_bits < need:
+            raise ValueError(f"accumulator {acc}{where}: total_bits {acc.total_bits} is narrower than one block's "
+                             f"integer sum of {fmt_a.name} x {fmt_b.name} ({need} bits, mxsim.datapath_widths); "
+                             f"allowed: total_bits in [{need}, 64]")
+        if acc.frac_bits > acc.total_bits - 1:
+            raise ValueError(f"accumulator {acc}{where}: frac_bits {acc.frac_bits} is beyond the accumulator "
+                             f"(total_bits {acc.total_bits} leaves at most {acc.total_bits - 1} below the sign bit); "
+                             f"allowed: frac_bits <= {acc.total_bits - 1}")
+    elif isinstance(acc, FP32):
+        try:
+            acc.lanes_for(fmt_a.block_size)
+        except ValueError as e:
+            raise ValueError(f"accumulator {acc}{where}: {e}") from None

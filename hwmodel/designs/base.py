@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mxsim import Rank, datapath_widths
+from mxsim.accumulators import FP32, FixedPoint, Float, check_accumulator_fits, parse_accumulator
 
 from ..units import UnitCostTable, load_table
 
@@ -231,23 +232,39 @@ def mx_adder_tree(c: Counts, path: str, n: int, x_fmt, w_fmt) -> int:
     return wd["sum_bits"]
 
 
-def mx_gemm(c: Counts, path: str, tokens, k, n, lanes, x_fmt, w_fmt, acc_bits=None) -> int:
+def mx_gemm(c: Counts, path: str, tokens, k, n, lanes, x_fmt, w_fmt, acc_bits=None, accumulator=None) -> int:
     """Block-format (MXINT / BlockFP) dot-product unit.
 
     Per cycle: lanes int_mul of the two integer views and adder trees over each block; every
     width (operands, products, tree levels, exponent adder) is mxsim.datapath_widths'.
-    Exponent handling per block: one exp_add of the two shared exponents (scale_bits+1 bits),
-    an alignment barrel shifter of the block sum into the accumulator, a comparator + exponent
-    subtractor to find the shift, and the accumulator. With lanes = g·block (g blocks per
-    cycle) there are g of each; with lanes < block the block's integer sum is accumulated over
-    block/lanes cycles first (one extra fixed_acc) and the exponent handling happens once per
-    block. lanes and block size must divide one another."""
+    ``accumulator`` (an mxsim accumulator or its spelling) picks what the block sums go into:
+
+    * None / ``exact`` (default): an aligned block-floating accumulator: per block one exp_add of
+      the two shared exponents (scale_bits+1 bits), a comparator + exponent subtractor to find
+      the shift, an alignment barrel shifter of the block sum into the ``mx_acc_bits``-wide
+      accumulator, the new exponent's mux and register. With lanes = g·block (g blocks per
+      cycle) there are g of each; with lanes < block the block's integer sum is accumulated over
+      block/lanes cycles first (one extra fixed_acc) and the exponent handling happens once per
+      block. lanes and block size must divide one another.
+    * ``FP32(l)``: the fused FP32 accumulator of mxsim's fp32 semantics: the products are summed
+      by trees of l lanes (l = block by default); each tree sum (sum_bits) gets its exponent
+      (exp_add), is normalised to a float (leading_one + a sum_bits barrel shifter) and added by
+      an fp32_add (its alignment shifter inside) into a 32-bit register; lanes/l such adds are
+      chained per cycle (the order is fixed: one rounding per step).
+    * ``FixedPoint(W, F, overflow)``: per block one exp_add (E + F, F a constant), a W-bit barrel
+      shifter (clog2(W) shift bits) aligning the block sum to the binary point, g aligned sums
+      added by a W-bit tree, and a W-bit fixed_acc; "saturate" adds the saturation logic: an
+      overflow detect (comparator, W bits) and a clamp mux (mux2, W bits) on the shifted block
+      sum and on the accumulator's add; "wrap" needs none. No exponent register."""
     check_pos_int("lanes", lanes)
     bs = x_fmt.block_size
     if w_fmt.block_size != bs:
         raise ValueError(f"block_size: x and w blocks must match for a dot-product unit, got {bs} and {w_fmt.block_size}")
     if lanes % bs and bs % lanes:
         raise ValueError(f"block_size {bs} and lanes {lanes} must divide one another")
+    acc_obj = _accumulator(accumulator, x_fmt, w_fmt, path)
+    if isinstance(acc_obj, (FP32, FixedPoint)):
+        return _mx_gemm_typed(c, path, tokens, k, n, lanes, x_fmt, w_fmt, acc_obj)
     wd = mx_widths(x_fmt, w_fmt)
     ea, eb = wd["operand_bits"]
     e = wd["exponent_adder_bits"]
@@ -272,6 +289,79 @@ def mx_gemm(c: Counts, path: str, tokens, k, n, lanes, x_fmt, w_fmt, acc_bits=No
     c.add(path, "fixed_acc", acc, 0, 1)
     c.add(path, "register_bit", 0, 0, e)  # accumulator exponent
     return gemm_cycles(tokens, k, n, lanes)
+
+
+
+def _accumulator(accumulator, x_fmt, w_fmt, path):
+    """The typed accumulator of a unit (None: the default aligned accumulator), checked to be
+    buildable for x_fmt x w_fmt (mxsim.check_accumulator_fits)."""
+    if accumulator is None:
+        return None
+    try:
+        acc = parse_accumulator(accumulator, what="accumulator")
+        if isinstance(acc, Float):
+            raise ValueError("'float' is the fake-quantize emulation, not hardware; price exact, fp32[:lanes] "
+                             "or fixed:TOTAL:FRAC")
+        check_accumulator_fits(acc, x_fmt, w_fmt, where=f"unit {path}")
+    except ValueError as e:
+        msg = str(e)
+        raise ValueError(msg if msg.startswith("accumulator") else f"accumulator: {msg}") from None
+    return acc
+
+
+def _mx_gemm_typed(c: Counts, path, tokens, k, n, lanes, x_fmt, w_fmt, acc) -> int:
+    bs = x_fmt.block_size
+    wd = mx_widths(x_fmt, w_fmt)
+    ea, eb = wd["operand_bits"]
+    e = wd["exponent_adder_bits"]
+    c.add(path, "int_mul", ea, eb, lanes)
+    if isinstance(acc, FP32):
+        step = acc.lanes_for(bs)
+        if lanes % step and step % lanes:
+            raise ValueError(f"accumulator {acc}: its step of {step} lanes and the unit's lanes {lanes} must "
+                             "divide one another")
+        steps = max(1, lanes // step)  # fused fp32 adds per cycle, chained in order
+        tree_n = min(step, lanes)
+        for _ in range(steps):
+            s_bits = mx_adder_tree(c, path, tree_n, x_fmt, w_fmt)
+        if tree_n < step:  # the step's integer sum over step/lanes cycles
+            s_bits = mx_widths(x_fmt, w_fmt, step)["sum_bits"]
+            c.add(path, "fixed_acc", s_bits, 0, 1)
+        c.add(path, "exp_add", e, 0, steps)  # x exponent + w exponent
+        c.add(path, "leading_one", s_bits, 0, steps)  # int -> float: normalise the step sum
+        c.add(path, "barrel_shifter", s_bits, clog2(s_bits), steps)
+        c.add(path, "exp_add", e, 0, steps)  # exponent of the normalised sum
+        c.add(path, "fp32_add", 0, 0, steps)  # alignment + add + round (RNE), fused
+        c.add(path, "register_bit", 0, 0, 32)
+        return gemm_cycles(tokens, k, n, lanes)
+    W = acc.total_bits
+    g = max(1, lanes // bs)
+    if lanes >= bs:
+        for _ in range(g):
+            mx_adder_tree(c, path, bs, x_fmt, w_fmt)
+    else:
+        mx_adder_tree(c, path, lanes, x_fmt, w_fmt)
+        c.add(path, "fixed_acc", wd["sum_bits"], 0, 1)  # integer sum of one block over bs/lanes cycles
+    c.add(path, "exp_add", e, 0, g)  # E = x exponent + w exponent (+ F, a constant)
+    c.add(path, "barrel_shifter", W, clog2(W), g)  # align the block sum to the binary point
+    if g > 1:
+        c.adder_tree(path, g, W, cap=W)
+    c.add(path, "fixed_acc", W, 0, 1)
+    if acc.saturate:
+        c.add(path, "comparator", W, 0, g + 1)  # overflow of each shifted sum and of the add
+        c.add(path, "mux2", W, 0, g + 1)  # clamp to the largest / smallest code
+    return gemm_cycles(tokens, k, n, lanes)
+
+
+def mx_out_bits(k, x_fmt, w_fmt, accumulator=None) -> int:
+    """Width of a unit's result as the output cast reads it: the accumulator's (fixed point: W;
+    fp32: its 24-bit significand; default: mx_acc_bits)."""
+    acc = None if accumulator is None else parse_accumulator(accumulator, what="accumulator")
+    if isinstance(acc, FixedPoint):
+        return acc.total_bits
+    if isinstance(acc, FP32):
+        return 24
+    return mx_acc_bits(k, x_fmt, w_fmt)
 
 
 def mx_acc_bits(k, x_fmt, w_fmt) -> int:

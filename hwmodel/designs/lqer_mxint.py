@@ -14,7 +14,9 @@ import math
 
 from mxsim.formats import BlockFP, MXIntFormat, get_format
 
-from .base import (Counts, Layer, check_input_rotation, check_pos_int, clog2, mx_acc_bits, mx_cast, mx_gemm,
+from mxsim.accumulators import FP32, parse_accumulator
+
+from .base import (Counts, Layer, check_input_rotation, check_pos_int, clog2, mx_cast, mx_gemm, mx_out_bits,
                    mx_storage_bits, resolve_rank)
 from .mxint import mx_act_bits, rotate_and_quantize
 
@@ -43,9 +45,12 @@ BLOCKFP_DEFAULTS = dict(w_fmt=BlockFP(4), x_fmt=BlockFP(8), lr_fmt=BlockFP(8))
 def lqer_mxint(layer: Layer, w_fmt=MXINT_DEFAULTS["w_fmt"], x_fmt=MXINT_DEFAULTS["x_fmt"],
                lr_fmt=MXINT_DEFAULTS["lr_fmt"], rank=32, lanes: int = 16, lowrank_lanes: int = 16,
                out_lanes: int = 1, out_fmt=None, lr_block_axis: str = "last", weights_on_chip: bool = False,
-               name: str = "lqer-mxint", input_rotation: str = "none", rotation_lanes: int | None = None) -> Counts:
+               name: str = "lqer-mxint", input_rotation: str = "none", rotation_lanes: int | None = None,
+               accumulator=None) -> Counts:
     """LQER on block formats; defaults OCP MXINT4/16 W, MXINT8/16 x and factors (``lqer_blockfp``:
-    the same unit with the LQER paper's BlockFP defaults). ``rank``: int, fraction or mxsim.Rank."""
+    the same unit with the LQER paper's BlockFP defaults). ``rank``: int, fraction or mxsim.Rank.
+    ``accumulator``: every MX GEMM's accumulator (base.mx_gemm; None: the aligned default); with
+    fp32 the two paths' results are added by an fp32_add."""
     w_fmt, x_fmt, lr_fmt = get_format(w_fmt), get_format(x_fmt), get_format(lr_fmt)
     out_fmt = get_format(out_fmt) if out_fmt is not None else x_fmt
     rank = resolve_rank(rank, layer)
@@ -56,20 +61,26 @@ def lqer_mxint(layer: Layer, w_fmt=MXINT_DEFAULTS["w_fmt"], x_fmt=MXINT_DEFAULTS
                   lowrank_lanes=lowrank_lanes, block=x_fmt.block_size)
     if input_rotation != "none":
         params["input_rotation"] = input_rotation
+    if accumulator is not None:
+        params["accumulator"] = str(accumulator)
     c = Counts(name, layer, params)
     T, K, N = layer.tokens, layer.in_features, layer.out_features
     rot = rotate_and_quantize(c, T, K, x_fmt, input_rotation, rotation_lanes, lanes)
-    main = mx_gemm(c, "W_q", T, K, N, lanes, x_fmt, w_fmt)
-    xa = mx_gemm(c, "xA", T, K, rank, lowrank_lanes, x_fmt, lr_fmt)
-    mx_cast(c, "xA_cast", x_fmt, 1, mx_acc_bits(K, x_fmt, lr_fmt))
-    xab = mx_gemm(c, "xAB", T, rank, N, lowrank_lanes, x_fmt, lr_fmt)
-    acc = max(mx_acc_bits(K, x_fmt, w_fmt), mx_acc_bits(rank, x_fmt, lr_fmt))
-    e = max(x_fmt.scale_bits, w_fmt.scale_bits, lr_fmt.scale_bits) + 1
-    c.add("final_add", "comparator", e, 0, out_lanes)
-    c.add("final_add", "exp_add", e, 0, out_lanes)
-    c.add("final_add", "barrel_shifter", acc, clog2(acc), out_lanes)
-    c.add("final_add", "int_add", acc + 1, 0, out_lanes)
-    mx_cast(c, "out_cast", out_fmt, out_lanes, acc + 1)
+    main = mx_gemm(c, "W_q", T, K, N, lanes, x_fmt, w_fmt, accumulator=accumulator)
+    xa = mx_gemm(c, "xA", T, K, rank, lowrank_lanes, x_fmt, lr_fmt, accumulator=accumulator)
+    mx_cast(c, "xA_cast", x_fmt, 1, mx_out_bits(K, x_fmt, lr_fmt, accumulator))
+    xab = mx_gemm(c, "xAB", T, rank, N, lowrank_lanes, x_fmt, lr_fmt, accumulator=accumulator)
+    acc = max(mx_out_bits(K, x_fmt, w_fmt, accumulator), mx_out_bits(rank, x_fmt, lr_fmt, accumulator))
+    if isinstance(parse_accumulator(accumulator if accumulator is not None else "exact"), FP32):
+        c.add("final_add", "fp32_add", 0, 0, out_lanes)
+        mx_cast(c, "out_cast", out_fmt, out_lanes, acc)
+    else:
+        e = max(x_fmt.scale_bits, w_fmt.scale_bits, lr_fmt.scale_bits) + 1
+        c.add("final_add", "comparator", e, 0, out_lanes)
+        c.add("final_add", "exp_add", e, 0, out_lanes)
+        c.add("final_add", "barrel_shifter", acc, clog2(acc), out_lanes)
+        c.add("final_add", "int_add", acc + 1, 0, out_lanes)
+        mx_cast(c, "out_cast", out_fmt, out_lanes, acc + 1)
     we, ws = mx_storage_bits(N, K, w_fmt)
     c.mem("weights", we)
     c.mem("shared_exponents", ws)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from mxsim.formats import BlockFP, MXIntFormat, get_format
 
 from .base import (Counts, Layer, check_input_rotation, check_pos_int, clog2, default_rotation_lanes, int_gemm,
-                   mx_acc_bits, mx_cast, mx_gemm, mx_storage_bits)
+                   mx_cast, mx_gemm, mx_out_bits, mx_storage_bits)
 from .base import input_rotation as rotation_stage
 
 FP16_SIGNIFICAND_BITS = 11  # what an FP16 -> MX quantizer shifts per element (as lrc's x_quant)
@@ -34,13 +34,15 @@ def rotate_and_quantize(c: Counts, T: int, K: int, x_fmt, input_rotation: str, r
 
 def mxint(layer: Layer, w_fmt=MXIntFormat(4, 16), x_fmt=MXIntFormat(8, 16), lanes: int = 16, out_fmt=None,
           cast_lanes: int = 1, weights_on_chip: bool = False, input_rotation: str = "none",
-          rotation_lanes: int | None = None, name: str = "mxint") -> Counts:
+          rotation_lanes: int | None = None, name: str = "mxint", accumulator=None) -> Counts:
     """MX GEMM unit + a re-blocking cast of the outputs (to ``out_fmt``, default x_fmt) at
     ``cast_lanes`` elements per cycle (one output appears every ceil(K/lanes) cycles, so 1 keeps up).
 
     ``input_rotation`` ("none" | "dense" | "hadamard"): an online x <- x·R on the FP16 input before
     quantization (base.input_rotation) followed by an FP16 -> x_fmt quantizer; the input then arrives
-    in FP16 (16 bits per element off-chip) and the rotation runs before the GEMM (cycles add)."""
+    in FP16 (16 bits per element off-chip) and the rotation runs before the GEMM (cycles add).
+    ``accumulator`` (an mxsim accumulator or spelling): the GEMM's accumulator (base.mx_gemm;
+    None: the aligned default)."""
     w_fmt, x_fmt = get_format(w_fmt), get_format(x_fmt)
     out_fmt = get_format(out_fmt) if out_fmt is not None else x_fmt
     check_pos_int("cast_lanes", cast_lanes)
@@ -48,11 +50,13 @@ def mxint(layer: Layer, w_fmt=MXIntFormat(4, 16), x_fmt=MXIntFormat(8, 16), lane
     params = dict(w=w_fmt.name, x=x_fmt.name, lanes=lanes, block=x_fmt.block_size)
     if input_rotation != "none":
         params["input_rotation"] = input_rotation
+    if accumulator is not None:
+        params["accumulator"] = str(accumulator)
     c = Counts(name, layer, params)
     T, K, N = layer.tokens, layer.in_features, layer.out_features
     rot = rotate_and_quantize(c, T, K, x_fmt, input_rotation, rotation_lanes, lanes)
-    cyc = rot + mx_gemm(c, "gemm", T, K, N, lanes, x_fmt, w_fmt)
-    mx_cast(c, "out_cast", out_fmt, cast_lanes, mx_acc_bits(K, x_fmt, w_fmt))
+    cyc = rot + mx_gemm(c, "gemm", T, K, N, lanes, x_fmt, w_fmt, accumulator=accumulator)
+    mx_cast(c, "out_cast", out_fmt, cast_lanes, mx_out_bits(K, x_fmt, w_fmt, accumulator))
     we, ws = mx_storage_bits(N, K, w_fmt)
     c.mem("weights", we)
     c.mem("shared_exponents", ws)

@@ -258,3 +258,51 @@ def test_bad_inputs():
         build("fp16", TINY, lanes=0)
     with pytest.raises(ValueError, match="tech"):
         build("fp16", TINY).summary("quantum")
+
+
+# ---- the accumulator choice (issue 15), same TINY layer and BlockFP8 x BlockFP4 blocks of 16:
+# block sum 11 + 4 = 15 bits (mxsim.datapath_widths' sum_bits); the out cast reads the accumulator
+def test_mxint_fixed_point_accumulator_hand_count():
+    c = build("mxint", TINY, w_fmt=B4, x_fmt=B8, accumulator="fixed:24:8")
+    assert counts(c, "fixed_acc") == {(24, 0): 1}
+    # alignment of the block sum to the binary point: 24 data bits, clog2(24) = 5 shift bits;
+    # the out cast's shifter reads the 24-bit accumulator too
+    assert counts(c, "barrel_shifter") == {(24, 5): 2}
+    # saturation: overflow detect + clamp mux on the shifted sum and on the add (2 each, 24 bits)
+    assert counts(c, "comparator") == {(24, 0): 2}
+    assert counts(c, "mux2") == {(24, 0): 2}
+    # one exponent adder (E + F) and the out cast's; no exponent register
+    assert counts(c, "exp_add") == {(9, 0): 1, (8, 0): 1}
+    assert c.register_bits() == 16 * 8 + 8 + 24  # the cast block buffer and the accumulator; no exponent
+    wrap = build("mxint", TINY, w_fmt=B4, x_fmt=B8, accumulator="fixed:24:8:wrap")
+    assert counts(wrap, "comparator") == {} and counts(wrap, "mux2") == {}
+    # FPGA LUTs: saturate costs the two comparators + two muxes more than wrap; the table's
+    # comparator and mux2 are ceil(a/2) LUTs: 2 x 12 + 2 x 12 = 48
+    assert c.summary("fpga")["area"] - wrap.summary("fpga")["area"] == 48
+
+
+def test_mxint_fp32_accumulator_hand_count():
+    c = build("mxint", TINY, w_fmt=B4, x_fmt=B8, accumulator="fp32")
+    # one step per block: normalise the 15-bit block sum (leading one, 15 x clog2(15)=4 shifter),
+    # its exponent (exp_add 9, twice: product exponent, normalisation), one fused fp32_add, 32 bits
+    assert n_of(c, "fp32_add") == 1
+    assert counts(c, "leading_one") == {(15, 0): 1}
+    assert counts(c, "barrel_shifter") == {(15, 4): 1, (24, 5): 1}  # + out cast of the 24-bit significand
+    assert c.register_bits() == 32 + 16 * 8 + 8
+    lanes4 = build("mxint", TINY, w_fmt=B4, x_fmt=B8, accumulator="fp32:4")
+    # fp32:4: four 4-input trees (13-bit sums) and four chained fused adds per cycle
+    assert n_of(lanes4, "fp32_add") == 4
+    assert lanes4.adders() == {12: 8, 13: 4}
+    assert counts(lanes4, "leading_one") == {(13, 0): 4}
+
+
+def test_accumulator_widths_refused_as_mxsim_refuses_them():
+    with pytest.raises(ValueError, match=r"accumulator fixed:12:0 \(unit gemm\): total_bits 12 is narrower .*15 bits"):
+        build("mxint", TINY, w_fmt=B4, x_fmt=B8, accumulator="fixed:12:0")
+    with pytest.raises(ValueError, match=r"accumulator.*'float' is the fake-quantize emulation"):
+        build("mxint", TINY, w_fmt=B4, x_fmt=B8, accumulator="float")
+    with pytest.raises(ValueError, match=r"accumulator must be one of"):
+        build("lqer-mxint", TINY, rank=2, accumulator="fixed")
+    # the low-rank units are MXINT8 x MXINT8: 15 + 4 = 19 bits, so 16 fits the main unit only
+    with pytest.raises(ValueError, match=r"unit xA.*19 bits"):
+        build("lqer-mxint", TINY, rank=2, accumulator="fixed:16:0")

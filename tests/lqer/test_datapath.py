@@ -224,3 +224,15 @@ def test_cli_accumulator_mistakes_are_one_line_exit_2(argv, msg, capsys):
     err = capsys.readouterr().err
     assert err.startswith("lqer eval: error:") and msg in err and len(err.strip().splitlines()) == 1
 
+
+
+def test_partial_sum_range_equals_the_largest_exact_prefix_matmul():
+    # independent route: the running sum after block j is the exact matmul of the first j blocks
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(5, 40, generator=g) * torch.logspace(-2, 2, 40)  # a short last block (40 = 16+16+8)
+    w = torch.randn(40, 6, generator=g)
+    r = mxsim.partial_sum_range(mxsim.quantize(x, I8, axis=-1), mxsim.quantize(w, W4, axis=0))
+    prefixes = [np.abs(mxsim.matmul(mxsim.quantize(x[:, :c], I8, axis=-1), mxsim.quantize(w[:c], W4, axis=0),
+                                    accumulator="exact")).max() for c in (16, 32, 40)]
+    assert r["max_abs_partial_sum"] == pytest.approx(max(prefixes), rel=1e-12)
+    assert r["outputs"] == 30

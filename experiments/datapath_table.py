@@ -1,0 +1,249 @@
+"""Accuracy under the real MX datapath (issue 15): perplexity of a model whose every quantized
+GEMM runs on mxsim.matmul with a given accumulator, and which layer overflows first.
+
+Rows: setting x block x accumulator.
+* settings: "W4A8-L2QER" (MXINT4 weights, MXINT8 activations, L2QER rank 32 with MXINT8 factors
+  blocked along the reduction dimension so that both low-rank GEMMs are MX dot products, x·A
+  re-quantized like x) and "W8A8-MXINT8" (plain MXINT8 x MXINT8); blocks of 16 and 32.
+* accumulators: float (fake-quantize + float32 matmul, the emulation), exact, fp32 fused with
+  lanes = block and lanes = 4, and fixed point of 32/24/20/16/12 total bits, saturate and wrap,
+  with each GEMM's fraction bits from lqer.datapath's rule on its partial-sum range calibrated on
+  ``calib`` windows of the validation split (F = W - 1 - (floor(log2 max|S|) + 1)).
+  A width narrower than one block's integer sum (mxsim.datapath_widths' sum_bits; the low-rank
+  GEMMs are MXINT8 x MXINT8) cannot be built: the row says so (status "refused") instead of a
+  perplexity.
+Per-layer records (fixed point rows): each GEMM's calibrated range, fraction bits, and the
+outputs whose value overflow changed during the evaluation (lqer.datapath.count_overflow).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+SETTINGS = ("W4A8-L2QER", "W8A8-MXINT8")
+BLOCKS = (16, 32)
+FIXED_TOTALS = (32, 24, 20, 16, 12)
+FULL_ACCUMULATORS = ("float", "exact", "fp32", "fp32:4") + tuple(
+    f"fixed:{t}:{ov}" for t in FIXED_TOTALS for ov in ("saturate", "wrap"))
+# the report's default sub-grid: what separates float emulation, fp32 and where fixed point breaks
+SHORT_ACCUMULATORS = ("float", "fp32", "fp32:4", "fixed:24:saturate", "fixed:20:saturate", "fixed:20:wrap")
+TABLE_COLUMNS = ["setting", "block", "accumulator", "status", "ppl", "overflow_rate", "first_overflow_layer",
+                 "worst_layer", "worst_rate", "note", "seconds"]
+LAYER_COLUMNS = ["setting", "block", "accumulator", "layer", "order", "gemm", "max_abs_partial_sum", "frac_bits",
+                 "outputs", "overflowed", "overflow_rate"]
+
+
+def row_config(setting: str, block: int):
+    from lqer.config import QuantConfig
+
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
+    if block not in BLOCKS:
+        raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
+    i8 = f"MXINT8/{block}"
+    if setting == "W4A8-L2QER":
+        return QuantConfig(method="l2qer", w_format=f"MXINT4/{block}", x_format=i8, a_format=i8, b_format=i8,
+                           rank=32, factor_axis="reduction", quantize_lowrank_output=True, svd="full")
+    return QuantConfig(method="plain", w_format=i8, x_format=i8)
+
+
+def parse_accumulator_spec(spec: str):
+    """("float"|"exact"|"fp32[:lanes]") -> (accumulator, None); "fixed:TOTAL:saturate|wrap" ->
+    (None, (TOTAL, overflow)): fixed point whose fraction bits the calibration chooses."""
+    from mxsim.accumulators import OVERFLOW_MODES, parse_accumulator
+
+    parts = str(spec).split(":")
+    if parts[0] == "fixed":
+        if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in OVERFLOW_MODES:
+            raise ValueError(f"accumulator {spec!r}: the table's fixed point is fixed:TOTAL:saturate|wrap (its "
+                             "fraction bits come from the calibrated partial-sum ranges)")
+        return None, (int(parts[1]), parts[2])
+    return parse_accumulator(spec, what="accumulator"), None
+
+
+def run(model_name="smollm2-135m", settings=SETTINGS, blocks=BLOCKS, accumulators=SHORT_ACCUMULATORS, *,
+        windows=2, seq=512, calib=8, range_windows=1, device="cpu", log=print):
+    """Yield (row, layer_records) per (setting, block, accumulator); one model load, one
+    quantization and one partial-sum calibration per (setting, block)."""
+    import copy
+
+    import torch
+    from lqer.data import calibration_batches, load_wikitext, token_windows
+    from lqer.datapath import (calibrate_partial_sums, calibrated_fixed_point, count_overflow, overflow_table,
+                               set_accumulator)
+    from lqer.evaluate import perplexity
+    from lqer.model import load_model
+    from lqer.quantize import collect_shared_stats, quantize_model
+
+    specs = [(a, parse_accumulator_spec(a)) for a in accumulators]
+    cfgs = [(s, b, row_config(s, b)) for s in settings for b in blocks]
+    dev = torch.device(device)
+    base, tok = load_model(model_name, device=dev)
+    win = token_windows(tok, load_wikitext("test"), seq, windows)
+    batches = calibration_batches(tok, calib, seq, seed=0)
+    stats = collect_shared_stats(base, [c for *_, c in cfgs], batches, progress=False)
+    for setting, block, cfg in cfgs:
+        model = copy.deepcopy(base)
+        t0 = time.perf_counter()
+        quantize_model(model, cfg, stats=stats.for_config(cfg), progress=False)
+        ranges = calibrate_partial_sums(model, batches[:range_windows])
+        log(json.dumps({"event": "quantized", "setting": setting, "block": block,
+                        "seconds": round(time.perf_counter() - t0, 1)}))
+        for name, (acc, fixed) in specs:
+            t1 = time.perf_counter()
+            row = {"setting": setting, "block": block, "accumulator": name, "status": "ok", "note": ""}
+            try:
+                per = None
+                if fixed is not None:
+                    per = calibrated_fixed_point(ranges, fixed[0], fixed[1])
+                    acc = next(iter(next(iter(per.values())).values()))  # layer-wide; every MX GEMM overridden
+                set_accumulator(model, acc, per)
+            except ValueError as e:
+                row.update(status="refused", note=str(e).split(": ", 1)[-1])
+                log(json.dumps(row))
+                yield row, []
+                continue
+            with count_overflow(model):
+                row["ppl"] = round(perplexity(model, win, progress=False), 3)
+            layers = []
+            if fixed is not None:
+                tab = overflow_table(model, ranges)
+                tab["frac_bits"] = [per[r.layer][r.gemm].frac_bits for r in tab.itertuples()]
+                n_all, n_bad = int(tab["outputs"].sum()), int(tab["overflowed"].sum())
+                row["overflow_rate"] = n_bad / n_all if n_all else 0.0
+                hit = tab[tab["overflowed"] > 0]
+                row["first_overflow_layer"] = "" if hit.empty else f"{hit.iloc[0]['layer']}:{hit.iloc[0]['gemm']}"
+                if not hit.empty:
+                    w = hit.sort_values("overflow_rate", ascending=False).iloc[0]
+                    row["worst_layer"], row["worst_rate"] = f"{w['layer']}:{w['gemm']}", float(w["overflow_rate"])
+                layers = [{"setting": setting, "block": block, "accumulator": name, **r}
+                          for r in tab.to_dict("records")]
+            row["seconds"] = round(time.perf_counter() - t1, 1)
+            log(json.dumps(row))
+            yield row, layers
+        set_accumulator(model, "float")
+        del model
+
+
+def markdown(rows) -> str:
+    """Perplexity per accumulator (rows) x setting/block (columns); refused cells say why in short."""
+    cols = []
+    for r in rows:
+        c = (r["setting"], r["block"])
+        if c not in cols:
+            cols.append(c)
+    accs = []
+    for r in rows:
+        if r["accumulator"] not in accs:
+            accs.append(r["accumulator"])
+    cell = {(r["setting"], r["block"], r["accumulator"]): r for r in rows}
+    lines = ["| accumulator | " + " | ".join(f"{s} b{b}" for s, b in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for a in accs:
+        vals = []
+        for s, b in cols:
+            r = cell.get((s, b, a))
+            if r is None:
+                vals.append("")
+            elif r["status"] != "ok":
+                vals.append("n/a (narrower than a block sum)" if "narrower" in r.get("note", "") else "n/a")
+            else:
+                ov = r.get("overflow_rate")
+                extra = f" ({ov:.2%} ovf)" if isinstance(ov, float) and ov > 0 else ""
+                vals.append(f"{r['ppl']:.3f}{extra}")
+        lines.append(f"| {a} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def write(out_dir, rows, layers, meta) -> dict:
+    """docs/results-style files: datapath_table.csv, datapath_layers.csv, datapath_table.meta.json
+    (atomic, mxsim.files.atomic_write)."""
+    from pathlib import Path
+
+    import pandas as pd
+    from mxsim.files import atomic_write
+
+    out = Path(out_dir)
+    paths = {"table": out / "datapath_table.csv", "layers": out / "datapath_layers.csv",
+             "meta": out / "datapath_table.meta.json"}
+    with atomic_write(paths["table"]) as tmp:
+        pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS).to_csv(tmp, index=False)
+    with atomic_write(paths["layers"]) as tmp:
+        pd.DataFrame(layers).reindex(columns=LAYER_COLUMNS).to_csv(tmp, index=False)
+    with atomic_write(paths["meta"]) as tmp:
+        Path(tmp).write_text(json.dumps(meta, indent=1) + "\n")
+    return paths
+
+
+def main(argv=None) -> int:
+    import argparse
+    import os
+    import platform
+    import sys
+
+    from mxsim.errors import ArgumentParser, UserError, run_cli, user_input
+    from mxsim.files import check_output
+
+    p = ArgumentParser(prog="python -m experiments.datapath_table", description=__doc__.split("\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--settings", default=",".join(SETTINGS))
+    p.add_argument("--blocks", default=",".join(map(str, BLOCKS)))
+    p.add_argument("--accumulators", default=None, help=f"comma list (default: the short sub-grid "
+                   f"{','.join(SHORT_ACCUMULATORS)}; --full: every accumulator)")
+    p.add_argument("--full", action="store_true", help="the full accumulator list (fixed 32..12, saturate and wrap)")
+    p.add_argument("--windows", type=int, default=2, help="WikiText-2 test windows (0: the whole split)")
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--calib", type=int, default=8, help="validation windows for L2QER's statistics")
+    p.add_argument("--range-windows", type=int, default=1, help="of those, windows for the partial-sum ranges")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="docs/results", help="folder for the CSVs and the meta JSON")
+    args = p.parse_args(argv)
+
+    def body():
+        with user_input("--settings"):
+            settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+            for s in settings:
+                if s not in SETTINGS:
+                    raise ValueError(f"unknown setting {s!r} (allowed: {', '.join(SETTINGS)})")
+        with user_input("--blocks"):
+            blocks = [int(b) for b in args.blocks.split(",")]
+            for b in blocks:
+                row_config(settings[0], b)
+        accs = (args.accumulators.split(",") if args.accumulators else
+                list(FULL_ACCUMULATORS if args.full else SHORT_ACCUMULATORS))
+        with user_input("--accumulators"):
+            for a in accs:
+                parse_accumulator_spec(a)
+        for name, v, lo in (("--windows", args.windows, 0), ("--seq-len", args.seq_len, 2), ("--calib", args.calib, 1),
+                            ("--range-windows", args.range_windows, 1)):
+            if v < lo:
+                raise UserError(f"{name} must be >= {lo}, got {v}")
+        check_output(args.out, "--out", "dir")
+        t0 = time.perf_counter()
+        rows, layers = [], []
+        for r, ls in run(args.model, settings, blocks, accs, windows=args.windows or None, seq=args.seq_len,
+                         calib=args.calib, range_windows=args.range_windows, device=args.device,
+                         log=lambda m: print(m, file=sys.stderr, flush=True)):
+            rows.append(r)
+            layers.extend(ls)
+        import torch
+
+        meta = {"command": "python -m experiments.datapath_table " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "model": args.model, "windows": args.windows or "full", "seq_len": args.seq_len, "calib": args.calib,
+                "range_windows": args.range_windows, "device": args.device, "machine": platform.node(),
+                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                "seconds": round(time.perf_counter() - t0, 1),
+                "fraction_bit_rule": "F = W - 1 - (floor(log2 max|partial sum|) + 1), per layer and GEMM, "
+                                     "calibrated on range_windows validation windows",
+                "overflow_count": "outputs whose value differs from a 64-bit accumulator with the same F"}
+        paths = write(args.out, rows, layers, meta)
+        print(markdown(rows))
+        print(f"# wrote {', '.join(str(v) for v in paths.values())}", file=sys.stderr)
+
+    return run_cli("experiments.datapath_table", body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
