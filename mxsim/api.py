@@ -17,7 +17,7 @@ from .layout import from_blocked_2d, is_integer, normalize_axis, to_blocked_2d
 from .layout import from_numpy as _from_numpy
 from .layout import is_torch as _is_torch
 from .layout import to_numpy as _to_numpy
-from .tensor import MXTensor
+from .tensor import MXTensor, _interpreted
 
 
 def _check_seed(seed) -> int:
@@ -71,6 +71,36 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     return (codes if want_codes else None), scales, (deq if want_deq else None)
 
 
+def _triton_ok() -> bool:
+    try:
+        import triton  # noqa: F401  (installed with torch on CUDA machines; not a dependency)
+    except ImportError:
+        return False
+    return True
+
+
+def _device_route(x, fmt, axis, rounding, seed):
+    """(fmt, axis, rounding, seed) checked, when ``x`` is a CUDA tensor (or a CPU tensor under
+    TRITON_INTERPRET=1) that the Triton kernels take; else None (the numba path, for CUDA
+    input through host memory: BlockFP, or no Triton installed)."""
+    import os
+
+    if not _is_torch(x) or (x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1"):
+        return None
+    fmt = get_format(fmt)
+    from . import gpu as _gpu_probe  # noqa: F401  (import errors surface here, not later)
+
+    if not _gpu_probe.handles(fmt) or not _triton_ok() or x.numel() == 0:
+        return None
+    import torch
+
+    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise ValueError(f"x must be a float16/bfloat16/float32/float64 tensor, got {x.dtype}")
+    if x.dim() == 0:
+        raise ValueError("x must have at least one dimension (blocks run along axis)")
+    return fmt, normalize_axis(axis, x.dim()), check_rounding(rounding), _check_seed(seed)
+
+
 def _prepare(x, fmt, axis, rounding, seed):
     fmt = get_format(fmt)
     rounding = check_rounding(rounding)
@@ -100,15 +130,11 @@ def fake_quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0, per_t
     fmt, nv = _nvfp4_or_check(fmt, per_tensor_scale)
     if nv is not None:
         return nv.fake_quantize(x, fmt, axis=axis, rounding=rounding, per_tensor_scale=per_tensor_scale)
-    if _is_torch(x) and x.device.type != "cpu":
-        # numba runs on the host only. On an accelerator the pure-torch implementation runs in
-        # place instead of a round trip through host memory; the test suite proves the two
-        # paths agree bit for bit (tests/mxsim/test_bitexact*.py).
-        from . import reference
+    dev = _device_route(x, fmt, axis, rounding, seed)
+    if dev is not None:
+        from . import gpu
 
-        fmt = get_format(fmt)
-        rounding = check_rounding(rounding)
-        return reference.fake_quantize(x, fmt, axis=axis, rounding=rounding, seed=seed)
+        return gpu.fake_quantize(x, *dev)
     fmt, a, src, axis, rounding, seed = _prepare(x, fmt, axis, rounding, seed)
     if a.size == 0:
         return _from_numpy(a.copy(), src)
@@ -123,6 +149,13 @@ def quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0, per_tensor
     fmt, nv = _nvfp4_or_check(fmt, per_tensor_scale)
     if nv is not None:
         return nv.quantize(x, fmt, axis=axis, rounding=rounding, per_tensor_scale=per_tensor_scale)
+    dev = _device_route(x, fmt, axis, rounding, seed)
+    if dev is not None:
+        from . import gpu
+
+        codes, scales = gpu.quantize(x, *dev)
+        return MXTensor(codes, scales, dev[0], dev[1], tuple(x.shape), src_torch=True, src_dtype=x.dtype,
+                        src_device=x.device)
     fmt, a, src, axis, rounding, seed = _prepare(x, fmt, axis, rounding, seed)
     x2, inner, moved = to_blocked_2d(a, axis)
     if a.size == 0:
@@ -200,6 +233,15 @@ def matmul(a, b, accumulator=Exact(), lanes=None):
     if b.fmt.block_size != k:
         raise ValueError(f"a and b must share the block size, got {k} and {b.fmt.block_size}")
     lanes = _check_lanes(acc.lanes, k) if isinstance(acc, FP32) else k
+    if (a.device is None) != (b.device is None) or (a.device is not None and a.device != b.device):
+        raise ValueError(f"a and b must be on the same device, got {a.device or 'host'} and {b.device or 'host'}")
+    if a.device is not None:
+        if a.device.type == "cpu" and not _interpreted(a):
+            a, b = a.cpu(), b.cpu()
+        else:
+            from . import gpu
+
+            return gpu.matmul(a, b, acc, lanes)
 
     batch = a.shape[:-1]
     M, N = int(np.prod(batch, dtype=np.int64)), b.shape[1]

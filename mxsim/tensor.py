@@ -13,6 +13,13 @@ from .kernels import pack as _pk
 from .layout import Source, from_blocked_2d, from_numpy, is_integer, normalize_axis, to_blocked_2d
 
 
+def _interpreted(t) -> bool:
+    """Torch CPU codes under TRITON_INTERPRET=1: the Triton kernels run in the interpreter."""
+    import os
+
+    return t.device is not None and os.environ.get("TRITON_INTERPRET") == "1"
+
+
 def _kind_params(fmt):
     """(kind id, ebits, mbits, scale bias, NaN scale code) for the dequant/pack kernels."""
     sc = fmt.scale
@@ -74,11 +81,41 @@ class MXTensor:
         """Spec storage: every element's bits plus one scale per (possibly short) block."""
         return self.numel * self.fmt.element_bits + self.n_blocks * self.fmt.scale_bits
 
+    # -- device placement: codes/scales may be torch tensors on a CUDA device (mxsim.gpu)
+
+    @property
+    def device(self):
+        """Where codes and scales live: None for numpy (host), else the torch device."""
+        return self.codes.device if type(self.codes).__module__.startswith("torch") else None
+
+    def _replace(self, codes, scales):
+        return MXTensor(codes, scales, self.fmt, self.axis, self.shape, src_torch=self.src_torch,
+                        src_dtype=self.src_dtype, src_device=self.src_device)
+
+    def cpu(self) -> "MXTensor":
+        """The same tensor with numpy codes/scales on the host (itself if already there)."""
+        if self.device is None:
+            return self
+        return self._replace(self.codes.cpu().numpy(), self.scales.cpu().numpy())
+
+    def to(self, device) -> "MXTensor":
+        """Codes and scales moved to ``device`` ("cpu" gives numpy arrays, as quantize does)."""
+        import torch
+
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self.cpu()
+        codes = self.codes if self.device is not None else torch.from_numpy(np.ascontiguousarray(self.codes))
+        scales = self.scales if self.device is not None else torch.from_numpy(np.ascontiguousarray(self.scales))
+        return self._replace(codes.to(device), scales.to(device))
+
     def _blocked(self, arr):
         return to_blocked_2d(arr, self.axis)
 
     def int_values(self) -> np.ndarray:
         """int64 integer view: value = int * 2^(scale + quantum_log2) (see the contract)."""
+        if self.device is not None:
+            return self.cpu().int_values()
         kind, eb, mb, _, _ = _kind_params(self.fmt)
         c = np.ascontiguousarray(self.codes)  # elementwise: no need to move the blocked axis
         out = np.empty(c.shape, np.int64)
@@ -88,14 +125,25 @@ class MXTensor:
 
     def scale_exponents(self) -> np.ndarray:
         """Scale exponents (code - bias) as int64; NaN blocks are marked by ``scale_is_nan()``."""
+        if self.device is not None:
+            return self.cpu().scale_exponents()
         _, _, _, bias, _ = _kind_params(self.fmt)
         return self.scales.astype(np.int64) - bias
 
     def scale_is_nan(self) -> np.ndarray:
+        if self.device is not None:
+            return self.cpu().scale_is_nan()
         return self.scales == _kind_params(self.fmt)[4]
 
     def dequantize(self, dtype=None):
-        """Values as the input kind (numpy/torch, device); ``dtype`` overrides the input dtype."""
+        """Values as the input kind (numpy/torch, device); ``dtype`` overrides the input dtype.
+        Device codes (mxsim.gpu) dequantize on their device."""
+        if self.device is not None and self.device.type != "cpu" or _interpreted(self):
+            from . import gpu
+
+            return gpu.dequantize(self, self.src_dtype if dtype is None else _check_dtype(dtype, True))
+        if self.device is not None:
+            return self.cpu().dequantize(dtype)
         kind, eb, mb, bias, nan_code = _kind_params(self.fmt)
         c2, _, moved = self._blocked(self.codes)
         s2, _, _ = self._blocked(self.scales)
@@ -114,6 +162,8 @@ class MXTensor:
     def to_bytes(self) -> bytes:
         """Scale bytes (C order of ``scales``), then the element codes as one little-endian
         bit stream in C order with ``axis`` moved last; the last byte is zero padded."""
+        if self.device is not None:
+            return self.cpu().to_bytes()
         c2, _, _ = self._blocked(self.codes)
         b = self.fmt.element_bits
         stream = np.zeros((c2.size * b + 7) // 8, np.uint8)

@@ -1,0 +1,214 @@
+"""mxsim on CUDA tensors: Triton kernels (quant.py, mm_kernel.py), results stay on the device.
+
+The third implementation of docs/mxsim_semantics.md beside the numba kernels and the torch
+referee; mxsim.fake_quantize / quantize / MXTensor.dequantize / matmul route CUDA tensors
+here. Covered in Triton: MXINT2-8 and every MXFP element format, every rounding mode (the
+stochastic stream is the CPU's: same hash of the same flat index), any block size and axis,
+and matmul for every format pair and accumulator except two cases that run the CPU (numba)
+path on host copies and return to the device: MXFP8_E5M2 operands in matmul (block sums up
+to 2^68.6 need the CPU's split-limb float64 path) and BlockFP quantization (its scale rule
+is torch.log2's float32 rounding, a CPU-defined quirk). Exact-accumulator outputs whose
+float64 running sum became inexact (rare: extreme scale spreads) are recomputed on the CPU.
+
+With TRITON_INTERPRET=1 the same functions run on CPU tensors through Triton's interpreter
+(how tests/mxsim/test_gpu.py checks them where there is no GPU).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from ..accumulators import FP32, Exact
+from ..formats import BlockFP, MXFPFormat, MXIntFormat
+
+BLOCK_ELEMS = 2048  # elements per quantize program (blocks x padded block size)
+
+
+def handles(fmt) -> bool:
+    """Whether the Triton quantize kernels cover ``fmt`` (MXINT and MXFP)."""
+    return isinstance(fmt, (MXIntFormat, MXFPFormat))
+
+
+def _next_pow2(n):
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def _hseed(seed):
+    from ..kernels.quant import seed_hash
+
+    return int(seed_hash(seed))
+
+
+def _blocked(x, axis):
+    """(contiguous (R, L) view with the blocked axis last, inner, moved shape)."""
+    moved = x.movedim(axis, -1)
+    L = moved.shape[-1]
+    R = moved.numel() // L if L else 0
+    inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64)) if axis + 1 < x.dim() else 1
+    return moved.contiguous().reshape(R, L), max(inner, 1), moved.shape
+
+
+def _launch_quant(x2, fmt, rounding, seed, inner, want_codes, want_deq, deq_dtype):
+    from . import quant as Q
+
+    R, L = x2.shape
+    k = fmt.block_size
+    nb = -(-L // k)
+    KP = _next_pow2(k)
+    BR = max(1, BLOCK_ELEMS // KP)
+    dev = x2.device
+    is_fp = isinstance(fmt, MXFPFormat)
+    codes = torch.empty((R, L) if want_codes else (1,), dtype=torch.uint8 if is_fp else torch.int8, device=dev)
+    deq = torch.empty((R, L) if want_deq else (1,), dtype=deq_dtype, device=dev)
+    scales = torch.empty((R, nb), dtype=torch.uint8, device=dev)
+    if R * nb:
+        grid = (triton_cdiv(R * nb, BR),)
+        Q.mx_quant_kernel[grid](
+            x2, codes, scales, deq, R, L, nb, inner, _hseed(seed), K=k, KP=KP, BR=BR, IS_FP=is_fp,
+            BITS=fmt.element_bits, EBITS=getattr(fmt, "exponent_bits", 0), MBITS=getattr(fmt, "mantissa_bits", 0),
+            BIAS=getattr(fmt, "exponent_bias", 0), EMAX=fmt.emax_elem, MAX_NORMAL=float(fmt.element_max),
+            MODE=rounding.kernel_id, WANT_CODES=want_codes, WANT_DEQ=want_deq)
+    return codes, scales, deq
+
+
+def triton_cdiv(a, b):
+    return -(-a // b)
+
+
+def _work_input(x):
+    """float16/bfloat16 are widened to float32 (exact); float32/float64 kept."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def fake_quantize(x, fmt, axis, rounding, seed):
+    """x on the device (MX formats); same dtype, shape and device."""
+    t = _work_input(x.detach())
+    x2, inner, moved = _blocked(t, axis)
+    _, _, deq = _launch_quant(x2, fmt, rounding, seed, inner, False, True, t.dtype)
+    out = deq.reshape(moved).movedim(-1, axis)
+    return out.to(x.dtype).contiguous()
+
+
+def quantize(x, fmt, axis, rounding, seed):
+    """(codes, scales) on the device, laid out as the CPU's MXTensor fields."""
+    t = _work_input(x.detach())
+    x2, inner, moved = _blocked(t, axis)
+    codes2, scales2, _ = _launch_quant(x2, fmt, rounding, seed, inner, True, False, t.dtype)
+    codes = codes2.reshape(moved).movedim(-1, axis).contiguous()
+    scales = scales2.reshape(tuple(moved[:-1]) + (scales2.shape[1],)).movedim(-1, axis).contiguous()
+    return codes, scales
+
+
+@functools.lru_cache(maxsize=None)
+def _lut_cpu(fmt):
+    from ..datapath import int_table
+
+    return torch.from_numpy(int_table(fmt))  # int64: MXFP8_E5M2 integers reach 2^31.8
+
+
+def _lut(fmt, device):
+    return _lut_cpu(fmt).to(device)
+
+
+def dequantize(t, dtype):
+    """Values of an MXTensor whose codes/scales are on the device, as ``dtype`` there."""
+    from . import quant as Q
+
+    fmt = t.fmt
+    k = fmt.block_size
+    c2, _, moved = _blocked(t.codes, t.axis)
+    s2, _, _ = _blocked(t.scales, t.axis)
+    R, L = c2.shape
+    nb = s2.shape[1] if R else 0
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    out = torch.empty((R, L), dtype=work, device=c2.device)
+    if R * L:
+        KP = _next_pow2(k)
+        BR = max(1, BLOCK_ELEMS // KP)
+        neg_zero = (1 << (fmt.exponent_bits + fmt.mantissa_bits)) if isinstance(fmt, MXFPFormat) else 0
+        Q.dequant_kernel[(triton_cdiv(R * nb, BR),)](
+            c2, s2, _lut(fmt, c2.device), out, R, L, nb, fmt.quantum_log2, fmt.scale.bias, fmt.scale.nan_code,
+            K=k, KP=KP, BR=BR, NEG_ZERO_BIT=neg_zero)
+    return out.reshape(moved).movedim(-1, t.axis).to(dtype).contiguous()
+
+
+def _limbs(ints: torch.Tensor, max_int: int) -> torch.Tensor:
+    """(L, ...) int8 sign-magnitude limbs of 7 bits: ints = sum_l limb_l * 2^(7l)."""
+    L = max(1, -(-int(max_int).bit_length() // 7))
+    if L == 1:
+        return ints.to(torch.int8).unsqueeze(0).contiguous()
+    mag, neg = ints.abs(), ints < 0
+    out = []
+    for l in range(L):
+        v = (mag >> (7 * l)) & 127
+        out.append(torch.where(neg, -v, v).to(torch.int8))
+    return torch.stack(out).contiguous()
+
+
+def matmul(a, b, acc, lanes):
+    """a (..., K), b (K, N) MXTensors with device codes; the result on that device."""
+    from . import mm_kernel as MM
+
+    fa, fb = a.fmt, b.fmt
+    k = fa.block_size
+    K = a.shape[-1]
+    batch = a.shape[:-1]
+    M, N = int(np.prod(batch, dtype=np.int64)), b.shape[1]
+    dev = a.codes.device
+    out_dtype = torch.float32 if isinstance(acc, FP32) else torch.float64
+    if any(isinstance(f, MXFPFormat) and f.exponent_bits == 5 for f in (fa, fb)):
+        from ..api import matmul as cpu_matmul  # E5M2 block sums exceed int64: CPU limb path
+
+        out = cpu_matmul(a.cpu(), b.cpu(), acc)
+        return torch.from_numpy(np.ascontiguousarray(out)).to(dev)
+    if M == 0 or N == 0 or K == 0:
+        return torch.zeros(*batch, N, dtype=out_dtype, device=dev)
+    codes_a = a.codes.reshape(M, K)
+    ia = _lut(fa, dev)[codes_a.view(torch.uint8).long()]
+    ib = _lut(fb, dev)[b.codes.view(torch.uint8).long()]
+    A8, B8 = _limbs(ia, fa.max_int), _limbs(ib, fb.max_int)
+    ea = a.scales.reshape(M, -1).to(torch.int32) - fa.scale.bias
+    eb = b.scales.to(torch.int32) - fb.scale.bias
+    nan = (a.scales.reshape(M, -1) == fa.scale.nan_code).any(1)[:, None] | (b.scales == fb.scale.nan_code).any(0)[None, :]
+    step = lanes if isinstance(acc, FP32) else k
+    if step != k:  # fp32 lane steps: each step is a "block" carrying its block's scale
+        blk = torch.arange(0, K, step, device=dev) // k
+        ea, eb = ea[:, blk].contiguous(), eb[blk].contiguous()
+    nsteps = ea.shape[1]
+    qsum = fa.quantum_log2 + fb.quantum_log2
+    if isinstance(acc, Exact):
+        kind, shift, W, sat = 0, qsum, 64, False
+        out = torch.empty((M, N), dtype=torch.float64, device=dev)
+    elif isinstance(acc, FP32):
+        kind, shift, W, sat = 1, qsum, 64, False
+        out = torch.empty((M, N), dtype=torch.float32, device=dev)
+    else:
+        kind, shift, W, sat = 2, qsum + acc.frac_bits, acc.total_bits, acc.saturate
+        out = torch.empty((M, N), dtype=torch.int64, device=dev)
+    flag = torch.zeros((M, N) if kind == 0 else (1,), dtype=torch.int8, device=dev)
+    hi = (1 << (W - 1)) - 1
+    BM, BN = 64, 64
+    grid = (triton_cdiv(M, BM), triton_cdiv(N, BN))
+    MM.mx_matmul_kernel[grid](A8, B8, ea.contiguous(), eb.contiguous(), out, flag, M, N, K, nsteps, shift,
+                              BLK=step, KP=max(16, _next_pow2(step)), LA=A8.shape[0], LB=B8.shape[0], BM=BM,
+                              BN=BN, ACC=kind, W=W, SATURATE=sat, HI=hi, LO=-hi - 1)
+    if kind == 0:
+        rows = torch.nonzero(flag.any(1)).flatten()
+        if rows.numel():  # rare: redo those rows exactly on the CPU (correctly rounded fsum)
+            from ..api import matmul as cpu_matmul
+
+            from ..tensor import MXTensor
+
+            r = rows.cpu().numpy()
+            host = a.cpu()
+            sub = MXTensor(np.ascontiguousarray(host.codes.reshape(M, K)[r]),
+                           np.ascontiguousarray(host.scales.reshape(M, -1)[r]), fa, 1, (r.size, K))
+            redo = cpu_matmul(sub, b.cpu(), acc)
+            out[rows] = torch.from_numpy(np.ascontiguousarray(redo)).to(dev)
+    elif kind == 2:
+        out = out.to(torch.float64) * 2.0 ** -acc.frac_bits  # int64 -> float64 RNE, then exact
+    out = torch.where(nan, torch.full_like(out, float("nan")), out)
+    return out.reshape(*batch, N)

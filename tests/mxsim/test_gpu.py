@@ -1,0 +1,156 @@
+"""The Triton path (mxsim.gpu, CUDA tensors) against the torch referee and the numba path,
+bit for bit: fake_quantize values, codes, scales, dequantize, and matmul for every
+accumulator, on the adversarial batches, random inputs and adversarial code/scale tensors.
+
+Runs on a CUDA device. Without one it runs on CPU tensors through Triton's interpreter when
+TRITON_INTERPRET=1 is set (``TRITON_INTERPRET=1 pytest tests/mxsim/test_gpu.py``: checks the
+kernels' logic on numpy, not their compiled code); otherwise (CI: no GPU, Triton is not a
+dependency of the CPU install) every test skips.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import mxsim
+from mxsim import reference as R
+from mxsim.formats import ROUNDING_MODES
+from mxsim.validate import _bits_equal, adversarial_batches, random_case
+
+triton = pytest.importorskip("triton")
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+if torch.cuda.is_available() and not INTERPRET:
+    DEV = torch.device("cuda")
+elif INTERPRET:
+    DEV = torch.device("cpu")
+else:
+    pytestmark = pytest.mark.skip(reason="needs CUDA (or TRITON_INTERPRET=1 for the interpreter)")
+    DEV = None
+
+from test_bitexact_matmul import ACCS, PAIRS, _random_codes, _scales, _tensor  # noqa: E402
+
+MX_FORMATS = [mxsim.MXINT8, mxsim.MXINT6, mxsim.MXINT4, mxsim.MXINT2, mxsim.MXFP8_E4M3, mxsim.MXFP8_E5M2,
+              mxsim.MXFP6_E3M2, mxsim.MXFP6_E2M3, mxsim.MXFP4_E2M1]
+
+
+def on_dev(q):
+    """q with its codes/scales on the test device (torch CPU tensors for the interpreter)."""
+    if DEV.type != "cpu":
+        return q.to(DEV)
+    host = q.cpu()
+    return host._replace(torch.from_numpy(host.codes), torch.from_numpy(host.scales))
+
+
+def same(a, b):
+    a, b = a.cpu(), b.cpu()
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return bool((_bits_equal(a, b) if a.dtype.is_floating_point else a == b).all())
+
+
+def _grid():
+    out = []
+    for fi, fmt in enumerate(MX_FORMATS):
+        for ri, rounding in enumerate(ROUNDING_MODES):
+            for block in (32, 7) if not INTERPRET else ((16, 7)[(fi + ri) % 2],):
+                out.append(pytest.param(fmt, rounding, block, id=f"{fmt.name}-{rounding}-{block}"))
+    return out
+
+
+@pytest.mark.parametrize("fmt,rounding,block", _grid())
+def test_quantize_matches_referee_and_numba(fmt, rounding, block):
+    f = fmt.with_block_size(block)
+    rng = np.random.default_rng(block)
+    batches = adversarial_batches(f, length=45, seed=1)
+    batches.append(np.concatenate([random_case(rng, 4, 45, k) for k in ("normal", "wide", "heavy")]))
+    for i, arr in enumerate(batches):
+        for axis in (0, 1):
+            x = torch.from_numpy(np.ascontiguousarray(arr.T) if axis == 0 else arr)
+            xd = x.to(DEV)
+            kw = dict(axis=axis, rounding=rounding, seed=i + 3)
+            got = mxsim.fake_quantize(xd, f, **kw)
+            assert got.device == xd.device
+            ref = R.fake_quantize(x, f, **kw)
+            assert same(got, ref), f"fake_quantize batch {i} axis {axis}"
+            assert same(got, torch.from_numpy(mxsim.fake_quantize(x.numpy(), f, **kw)))
+            q = mxsim.quantize(xd, f, **kw)
+            assert q.device == xd.device
+            rc, rs = R.quantize(x, f, **kw)
+            assert same(q.codes, rc) and same(q.scales, rs), f"codes/scales batch {i} axis {axis}"
+            assert same(q.dequantize(), R.dequantize(rc, rs, f, axis=axis)), f"dequantize batch {i}"
+            assert q.to_bytes() == mxsim.quantize(x, f, **kw).to_bytes()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_other_dtypes_and_3d(dtype):
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy(np.clip(random_case(rng, 6 * 5, 9, "scaled_rows"), -6e4, 6e4).reshape(6, 5, 9)).to(dtype)
+    for fmt in (mxsim.MXINT8.with_block_size(4), mxsim.MXFP6_E3M2.with_block_size(4)):
+        for axis in (0, 2, -2):
+            got = mxsim.fake_quantize(x.to(DEV), fmt, axis=axis, rounding="stochastic", seed=7)
+            assert got.dtype == dtype and same(got, R.fake_quantize(x, fmt, axis=axis, rounding="stochastic", seed=7))
+
+
+def test_mxtensor_device_round_trip():
+    x = torch.randn(8, 64)
+    q = mxsim.quantize(x.to(DEV), "MXFP4_E2M1")
+    host = q.cpu()
+    assert isinstance(host.codes, np.ndarray) and host.to_bytes() == q.to_bytes()
+    back = on_dev(host)
+    assert same(back.codes, q.codes) and same(back.dequantize(), q.dequantize())
+    again = mxsim.MXTensor.from_bytes(q.to_bytes(), "MXFP4_E2M1", (8, 64))
+    assert np.array_equal(again.codes, host.codes)
+
+
+def _check_matmul(qa, qb, acc, lanes=None):
+    kw = {} if lanes is None else {"lanes": lanes}
+    got = mxsim.matmul(on_dev(qa), on_dev(qb), acc, **kw)
+    assert isinstance(got, torch.Tensor) and got.device.type == DEV.type
+    racc = acc if not isinstance(acc, tuple) else mxsim.FixedPoint(acc[1], acc[2], acc[3])
+    ref = R.matmul(torch.from_numpy(qa.codes), torch.from_numpy(qa.scales), qa.fmt, torch.from_numpy(qb.codes),
+                   torch.from_numpy(qb.scales), qb.fmt, accumulator=racc, lanes=lanes)
+    assert same(got, ref), f"{qa.fmt.name}x{qb.fmt.name} {acc} lanes={lanes}"
+    assert same(got, torch.from_numpy(np.ascontiguousarray(mxsim.matmul(qa, qb, racc, **kw))))
+
+
+def _accs():
+    return [a if not isinstance(a, tuple) else mxsim.FixedPoint(a[1], a[2], a[3]) for a in ACCS]
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{p[0].name}x{p[1].name}")
+def test_matmul_random_and_adversarial(pair):
+    rng = np.random.default_rng(3)
+    for block in (16, 7) if not INTERPRET else (16,):
+        fa, fb = pair[0].with_block_size(block), pair[1].with_block_size(block)
+        a = np.concatenate([random_case(rng, 2, 50, kind) for kind in ("normal", "scaled_rows", "wide")])
+        b = np.ascontiguousarray(np.concatenate([random_case(rng, 1, 50, k) for k in ("normal", "wide")]).T)
+        qa, qb = mxsim.quantize(a, fa, axis=1), mxsim.quantize(b, fb, axis=0)
+        for acc in _accs():
+            _check_matmul(qa, qb, acc)
+        _check_matmul(qa, qb, "fp32", 1)
+    k = 16
+    fa, fb = pair[0].with_block_size(k), pair[1].with_block_size(k)
+    M, K, N = 4, 3 * k + 5, 3
+    nb = -(-K // k)
+    for regime in ("wide", "high", "low") if not INTERPRET else ("wide",):
+        ac, bc = _random_codes(rng, fa, (M, K)), _random_codes(rng, fb, (K, N))
+        asc, bsc = _scales(rng, fa, (M, nb), regime), _scales(rng, fb, (nb, N), regime)
+        asc[3, 1] = fa.scale.nan_code
+        qa, qb = _tensor(ac, asc, fa, 1), _tensor(bc, bsc, fb, 0)
+        for acc in _accs():
+            _check_matmul(qa, qb, acc)
+        _check_matmul(qa, qb, "fp32", 4)
+
+
+def test_matmul_results_stay_on_device_and_batch():
+    A = torch.randn(2, 3, 64)
+    B = torch.randn(64, 5)
+    a, b = mxsim.quantize(A.to(DEV), "MXINT8"), mxsim.quantize(B.to(DEV), "MXINT8", axis=0)
+    out = mxsim.matmul(a, b)
+    assert out.shape == (2, 3, 5) and out.dtype == torch.float64 and out.device.type == DEV.type
+    want = a.dequantize(torch.float64).cpu() @ b.dequantize(torch.float64).cpu()  # exact here
+    assert torch.equal(out.cpu(), want)
+    with pytest.raises(ValueError, match="same device"):
+        mxsim.matmul(a, b.cpu())
