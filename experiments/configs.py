@@ -66,4 +66,5 @@ def point_config(p: DesignPoint, factor_axis: str | None = None):
         kw["rank"] = p.rank
     if factor_axis:
         kw["factor_axis"] = factor_axis
+    kw["accumulator"] = p.accumulator
     return _preset("W4A8").replace(**kw)

@@ -83,8 +83,13 @@ def pareto_plot(df: pd.DataFrame, path: Path, tech: str | None = None) -> None:
     """Perplexity against area for every successful design point; the Pareto front joined by a line."""
     ok = df[(df["status"] == "ok") & df["area"].notna() & df["perplexity"].notna()]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for m, g in ok.groupby("method", sort=False):
-        ax.scatter(g["area"], g["perplexity"], color=COLORS.get(m), label=m, zorder=3)
+    # colour: method; marker: the datapath's accumulator (the trade-off of issue 15)
+    ok = ok.assign(accumulator=ok["accumulator"].fillna("float") if "accumulator" in ok else "float")
+    accs = list(dict.fromkeys(ok["accumulator"]))
+    markers = dict(zip(accs, "osD^v<>pPX*h"))
+    for (m, a), g in ok.groupby(["method", "accumulator"], sort=False):
+        lab = m if len(accs) == 1 else f"{m}, acc {a}"
+        ax.scatter(g["area"], g["perplexity"], color=COLORS.get(m), marker=markers.get(a, "o"), label=lab, zorder=3)
     front = ok[ok["pareto"]].sort_values("area")
     if len(front):
         ax.plot(front["area"], front["perplexity"], "k--", lw=1, label="Pareto front", zorder=2)

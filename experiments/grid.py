@@ -19,6 +19,8 @@ A grid file has three tables (all optional except ``[grid]`` or ``[[points]]``):
     block = [16]
     rank = [32]
     scale_rule = ["floor", "rceil"]   # MX shared-scale rule (floor = OCP; ceil, even, rceil)
+    accumulator = ["float", "fp32", "fixed:24:8"]   # the MX datapath's accumulator (mxsim spellings;
+                          # float = fake-quantize + float matmul; priced by hwmodel's MX units)
 
     [[points]]            # extra single points (any field missing takes the grid's first value)
     method = "fp"
@@ -34,7 +36,7 @@ from pathlib import Path
 from mxsim.errors import UserError, user_input
 
 ELEMENT_BITS = (2, 8)  # MXINT element bits mxsim implements (mxsim.formats.MXIntFormat)
-GRID_KEYS = ("method", "w_bits", "a_bits", "block", "rank", "scale_rule")
+GRID_KEYS = ("method", "w_bits", "a_bits", "block", "rank", "scale_rule", "accumulator")
 # the MX shared-scale rules (mxsim.ScaleRule, as torchao's ScaleCalculationMode); "floor" is OCP's
 SCALE_RULES = ("floor", "ceil", "even", "rceil")
 
@@ -70,6 +72,7 @@ class DesignPoint:
     block: int | None
     rank: int
     scale_rule: str = "floor"
+    accumulator: str = "float"  # an mxsim accumulator's canonical spelling (str of the typed value)
 
     @property
     def label(self) -> str:
@@ -77,7 +80,8 @@ class DesignPoint:
             return "fp"
         r = f" k={self.rank}" if _low_rank(self.method) else ""
         s = f" @{self.scale_rule}" if self.scale_rule != "floor" else ""
-        return f"{self.method} W{self.w_bits}A{self.a_bits} b{self.block}{r}{s}"
+        a = f" acc={self.accumulator}" if self.accumulator != "float" else ""
+        return f"{self.method} W{self.w_bits}A{self.a_bits} b{self.block}{r}{s}{a}"
 
     def format_suffix(self) -> str:
         """What the point adds to an mxsim format name ("@rceil"; nothing for OCP's floor)."""
@@ -87,16 +91,32 @@ class DesignPoint:
         d = asdict(self)
         if d["scale_rule"] == "floor":
             del d["scale_rule"]  # OCP points keep the cache keys they had before scale rules existed
+        if d["accumulator"] == "float":
+            del d["accumulator"]  # float-emulation points keep theirs from before the accumulator axis
         return d
 
 
-def normalise_point(method, w_bits, a_bits, block, rank, scale_rule="floor") -> DesignPoint:
-    """Drop the fields a method ignores so equal designs hash equally."""
+def normalise_point(method, w_bits, a_bits, block, rank, scale_rule="floor", accumulator="float") -> DesignPoint:
+    """Drop the fields a method ignores so equal designs hash equally; the accumulator in its
+    canonical spelling ("fixed:24:8", not "fixed:24:8:saturate")."""
     if method == "fp":
         return DesignPoint("fp", None, None, None, 0)
     if not _low_rank(method):
         rank = 0
-    return DesignPoint(method, int(w_bits), int(a_bits), int(block), int(rank), str(scale_rule))
+    from mxsim.accumulators import parse_accumulator
+
+    acc = str(parse_accumulator(accumulator, what="accumulator"))
+    return DesignPoint(method, int(w_bits), int(a_bits), int(block), int(rank), str(scale_rule), acc)
+
+
+def _check_accumulators(values, where):
+    from mxsim.accumulators import parse_accumulator
+
+    if not isinstance(values, list) or not values:
+        raise UserError(f"{where}.accumulator must be a non-empty list, got {values!r}")
+    for v in values:
+        with user_input(f"{where}.accumulator"):
+            parse_accumulator(v, what="accumulator")
 
 
 def _check_scale_rules(values, where):
@@ -165,7 +185,8 @@ def check_settings(settings: dict, where: str = "grid") -> None:
 
 
 def _check_formats(p: "DesignPoint", where: str) -> None:
-    """The point's MXINT formats exist in mxsim (element bits and block size as mxsim allows)."""
+    """The point's MXINT formats exist in mxsim (element bits and block size as mxsim allows),
+    and its accumulator can run them (the method's operands are MX, a FixedPoint holds a block sum)."""
     if p.method == "fp":
         return
     from mxsim.formats import MXIntFormat
@@ -173,6 +194,11 @@ def _check_formats(p: "DesignPoint", where: str) -> None:
     for key, bits in (("w_bits", p.w_bits), ("a_bits", p.a_bits)):
         with user_input(f"{where}: point {p.label}: {key}={bits}, block={p.block}, scale_rule={p.scale_rule}"):
             MXIntFormat(bits, block_size=p.block).with_scale_rule(p.scale_rule)
+    if p.accumulator != "float":
+        from .configs import point_config
+
+        with user_input(f"{where}: point {p.label}"):
+            point_config(p)  # QuantConfig checks the accumulator against the method and formats
 
 
 def load_grid(path: str | Path | None) -> tuple[dict, list[DesignPoint]]:
@@ -204,7 +230,8 @@ def parse_grid(data: dict, where: str = "grid") -> tuple[dict, list[DesignPoint]
     bad = set(grid) - set(GRID_KEYS)
     if bad:
         raise UserError(f"{where}: unknown grid key(s) {sorted(bad)} (allowed: {', '.join(GRID_KEYS)})")
-    defaults = {"method": ["plain"], "w_bits": [4], "a_bits": [8], "block": [16], "rank": [32], "scale_rule": ["floor"]}
+    defaults = {"method": ["plain"], "w_bits": [4], "a_bits": [8], "block": [16], "rank": [32], "scale_rule": ["floor"],
+                "accumulator": ["float"]}
     full = {k: grid.get(k, defaults[k]) for k in GRID_KEYS}
     _check_methods(full["method"], "grid")
     _check_int_list("w_bits", full["w_bits"], *ELEMENT_BITS)
@@ -212,6 +239,7 @@ def parse_grid(data: dict, where: str = "grid") -> tuple[dict, list[DesignPoint]
     _check_int_list("block", full["block"], 1, 4096)
     _check_int_list("rank", full["rank"], 1, 1 << 20)
     _check_scale_rules(full["scale_rule"], "grid")
+    _check_accumulators(full["accumulator"], "grid")
 
     points: list[DesignPoint] = []
     if grid:
@@ -226,6 +254,7 @@ def parse_grid(data: dict, where: str = "grid") -> tuple[dict, list[DesignPoint]
         for k, lo, hi in (("w_bits", *ELEMENT_BITS), ("a_bits", *ELEMENT_BITS), ("block", 1, 4096), ("rank", 1, 1 << 20)):
             _check_int_list(k, [vals[k]], lo, hi)
         _check_scale_rules([vals["scale_rule"]], f"points[{i}]")
+        _check_accumulators([vals["accumulator"]], f"points[{i}]")
         points.append(normalise_point(*(vals[k] for k in GRID_KEYS)))
     if not points:
         raise UserError(f"{where}: no design points (give a [grid] table or [[points]])")

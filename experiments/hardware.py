@@ -93,6 +93,10 @@ def method_design(config, shape: str = "smollm2-135m") -> tuple[str, dict]:
     rot = _rotation(config, layers)
     if rot != "none" and design not in ("fp16", "llm.int8", "llm.int4"):
         params = {**params, "input_rotation": rot}
+    if design in ("mxint", "lqer-mxint") and str(config.accumulator) != "float":
+        # the MX units' accumulator (hwmodel.designs.base.mx_gemm); "float" is an emulation with
+        # no hardware of its own: it is priced as the default aligned accumulator
+        params = {**params, "accumulator": str(config.accumulator)}
     return design, params
 
 

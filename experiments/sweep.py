@@ -27,7 +27,7 @@ from .grid import DesignPoint, check_settings, load_grid
 from .util import stable_hash
 
 CACHE_VERSION = 1
-RESULT_COLUMNS = ["key", "label", "method", "w_bits", "a_bits", "block", "rank", "scale_rule", "status",
+RESULT_COLUMNS = ["key", "label", "method", "w_bits", "a_bits", "block", "rank", "scale_rule", "accumulator", "status",
                   "perplexity", "bits_per_weight", "area", "area_unit", "seconds", "error"]
 
 
@@ -40,7 +40,7 @@ def run_point(point_dict: dict, settings: dict, cache_file: str | None, threads:
     t0 = time.perf_counter()
     point = DesignPoint(**point_dict)
     rec = {"key": Path(cache_file).stem if cache_file else None, "label": point.label, **point.to_dict(),
-           "scale_rule": point.scale_rule, "settings": settings, "host": os.uname().nodename, "pid": os.getpid()}
+           "scale_rule": point.scale_rule, "accumulator": point.accumulator, "settings": settings, "host": os.uname().nodename, "pid": os.getpid()}
     try:
         from .util import set_threads
 
@@ -230,6 +230,7 @@ def run_sweep(grid: str | Path | None = None, out: str | Path = "reports/sweep",
         row = {c: rec.get(c) for c in RESULT_COLUMNS}
         row["key"] = point_key(p, settings)
         row["scale_rule"] = p.scale_rule  # records cached before scale rules existed have none
+        row["accumulator"] = p.accumulator  # nor before the accumulator axis
         row["cached"] = rec.get("cached", False)
         rows.append(row)
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS + ["cached"])

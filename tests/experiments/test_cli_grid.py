@@ -185,3 +185,27 @@ def test_grid_scale_rule_axis():
     assert str(cfg.w_format.scale_rule) == "rceil" and str(cfg.x_format.scale_rule) == "rceil"
     with pytest.raises(UserError, match=r"grid.scale_rule: unknown rule 'round' \(allowed: floor, ceil, even, rceil\)"):
         parse_grid({"grid": {"scale_rule": ["round"]}})
+
+
+def test_grid_accumulator_axis_canonical_keys_refusals_and_area():
+    from experiments.hardware import area_for_point
+    from experiments.sweep import point_key
+
+    _, pts = parse_grid({"grid": {"method": ["plain"], "w_bits": [4], "accumulator":
+                                  ["float", "fp32", "fixed:24:8:saturate", "fixed:24:8"]}})
+    assert [p.accumulator for p in pts] == ["float", "fp32", "fixed:24:8"]  # one spelling, deduplicated
+    assert "accumulator" not in pts[0].to_dict() and pts[2].to_dict()["accumulator"] == "fixed:24:8"
+    assert pts[2].label.endswith("acc=fixed:24:8")
+    # float points keep the cache key they had before the axis existed
+    old = DesignPoint("plain", 4, 8, 16, 0)
+    assert point_key(pts[0], {}) == point_key(old, {}) and point_key(pts[1], {}) != point_key(old, {})
+    # W4A8 blocks of 16: one block sum is 11 + 4 = 15 bits, so a 12-bit accumulator is refused up front
+    with pytest.raises(UserError, match=r"accumulator fixed:12:2.*narrower than one block's integer sum"):
+        parse_grid({"grid": {"method": ["plain"], "accumulator": ["fixed:12:2"]}})
+    with pytest.raises(UserError, match=r"grid.accumulator.*must be one of float, exact, fp32"):
+        parse_grid({"grid": {"accumulator": ["fp64"]}})
+    # hwmodel prices each accumulator: float is the default aligned unit; wrap < saturate (no clamp logic)
+    area = {p.accumulator: area_for_point(p, "smollm2-135m", "fpga")[0] for p in pts}
+    wrap = DesignPoint("plain", 4, 8, 16, 0, "floor", "fixed:24:8:wrap")
+    assert area_for_point(wrap, "smollm2-135m", "fpga")[0] < area["fixed:24:8"]
+    assert area["fp32"] > area["float"]
