@@ -223,21 +223,24 @@ def main(argv=None) -> int:
         check_output(args.out, "--out", "dir")
         t0 = time.perf_counter()
         rows, layers = [], []
-        for r, ls in run(args.model, settings, blocks, accs, windows=args.windows or None, seq=args.seq_len,
-                         calib=args.calib, range_windows=args.range_windows, device=args.device,
-                         log=lambda m: print(m, file=sys.stderr, flush=True)):
-            rows.append(r)
-            layers.extend(ls)
         import torch
 
         meta = {"command": "python -m experiments.datapath_table " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "model": args.model, "windows": args.windows or "full", "seq_len": args.seq_len, "calib": args.calib,
                 "range_windows": args.range_windows, "device": args.device, "machine": platform.node(),
                 "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                "seconds": round(time.perf_counter() - t0, 1),
                 "fraction_bit_rule": "F = W - 1 - (floor(log2 max|partial sum|) + 1), per layer and GEMM, "
                                      "calibrated on range_windows validation windows",
                 "overflow_count": "outputs whose value differs from a 64-bit accumulator with the same F"}
+        for r, ls in run(args.model, settings, blocks, accs, windows=args.windows or None, seq=args.seq_len,
+                         calib=args.calib, range_windows=args.range_windows, device=args.device,
+                         log=lambda m: print(m, file=sys.stderr, flush=True)):
+            rows.append(r)
+            layers.extend(ls)
+            # rewritten after every row: an interrupted run keeps what it measured
+            meta.update(seconds=round(time.perf_counter() - t0, 1), rows=len(rows))
+            paths = write(args.out, rows, layers, meta)
+        meta["complete"] = True
         paths = write(args.out, rows, layers, meta)
         print(markdown(rows))
         print(f"# wrote {', '.join(str(v) for v in paths.values())}", file=sys.stderr)

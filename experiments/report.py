@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import analysis, calibration, figures, hardware, models
+from . import analysis, calibration, datapath_table, figures, hardware, models
 from . import configs as presets
 from mxsim.errors import UserError, user_input
 from mxsim.files import atomic_dir, check_output
@@ -345,12 +345,19 @@ def run_report(s: ReportSettings) -> Path:
             for name, df in hw["tables"].items():
                 df.to_csv(out / f"hw_{name}.csv", index=False)
 
+        # 5b. the real datapath (issue 15): short sub-grid by default, every accumulator on --full
+        with timer("datapath accumulators"):
+            dp_rows = datapath_section_rows(s, device)
+            pd.DataFrame(dp_rows).reindex(columns=datapath_table.TABLE_COLUMNS).to_csv(out / "datapath_table.csv",
+                                                                                       index=False)
+
         # 6. validation
         with timer("emulator validation"):
             val = analysis.validation(quick=s.quick)
             val.to_csv(out / "validation.csv", index=False)
 
         sections = _sections(s, device, windows, table, sp, layer, rank_df, layer_df, metric, hw, val)
+        sections.insert(len(sections) - 1, datapath_section(s, dp_rows))
         timing = pd.DataFrame([{"step": k, "seconds": round(v, 1)} for k, v in timer.sections.items()])
         timing.loc[len(timing)] = {"step": "total", "seconds": round(timer.total, 1)}
         timing.to_csv(out / "timings.csv", index=False)
@@ -359,6 +366,41 @@ def run_report(s: ReportSettings) -> Path:
         (out / "settings.json").write_text(json.dumps({**asdict(s), "device_resolved": device}, indent=2))
     _log(f"done in {timer.total:.0f} s: {final / 'report.md'}")
     return final / "report.md"
+
+
+# the report's datapath sub-grid (experiments.datapath_table): plain W8A8 MXINT8, blocks of 32, one
+# window, float emulation vs fused fp32 vs fixed point; --full runs the whole study on its windows
+DATAPATH_SHORT = dict(settings=("W8A8-MXINT8",), blocks=(32,),
+                      accumulators=("float", "fp32", "fixed:24:saturate", "fixed:20:wrap"), windows=1, seq=256)
+
+
+def datapath_section_rows(s: ReportSettings, device) -> list[dict]:
+    """The datapath study's rows for this report ([] with --quick: it is the smoke-test profile)."""
+    if s.quick:
+        return []
+    if s.full:
+        kw = dict(settings=datapath_table.SETTINGS, blocks=datapath_table.BLOCKS,
+                  accumulators=datapath_table.FULL_ACCUMULATORS, windows=None, seq=s.seq_len)
+    else:
+        kw = dict(DATAPATH_SHORT)
+    _log(f"datapath: {len(kw['settings']) * len(kw['blocks']) * len(kw['accumulators'])} rows")
+    return [r for r, _ in datapath_table.run(s.model, kw["settings"], kw["blocks"], kw["accumulators"],
+                                             windows=kw["windows"], seq=kw["seq"], calib=2, device=device,
+                                             log=lambda m: None)]
+
+
+def datapath_section(s: ReportSettings, rows: list[dict]) -> str:
+    head = "## 5b. Accuracy under the real MX datapath (issue 15)\n\n"
+    if not rows:
+        return head + "*Skipped in the --quick profile; `python -m experiments.datapath_table` runs it.*\n"
+    grid = "every setting, block and accumulator" if s.full else \
+        f"the short sub-grid ({DATAPATH_SHORT['windows']} window of {DATAPATH_SHORT['seq']} tokens; --full: all)"
+    return (head + f"*Every quantized GEMM on mxsim.matmul with the accumulator of the row ({grid}); fixed point "
+            "with per-layer fraction bits from the calibrated partial-sum range "
+            "(F = W - 1 - (floor(log2 max|S|) + 1)); 'ovf' = outputs that overflow changed. Look for fp32 matching "
+            "the float emulation and for the fixed-point width where perplexity leaves it.* "
+            "Data: [datapath_table.csv](datapath_table.csv); the full study: docs/results/datapath_table.csv.\n\n"
+            + datapath_table.markdown(rows) + "\n")
 
 
 def rank_sweep(model, windows, stats, s: ReportSettings, table: pd.DataFrame) -> pd.DataFrame:

@@ -209,3 +209,17 @@ def test_grid_accumulator_axis_canonical_keys_refusals_and_area():
     wrap = DesignPoint("plain", 4, 8, 16, 0, "floor", "fixed:24:8:wrap")
     assert area_for_point(wrap, "smollm2-135m", "fpga")[0] < area["fixed:24:8"]
     assert area["fp32"] > area["float"]
+
+
+def test_report_datapath_section_formats_rows_and_skips_in_quick():
+    from experiments.report import ReportSettings, datapath_section
+
+    rows = [{"setting": "W8A8-MXINT8", "block": 32, "accumulator": "float", "status": "ok", "ppl": 20.0},
+            {"setting": "W8A8-MXINT8", "block": 32, "accumulator": "fixed:20:wrap", "status": "ok", "ppl": 90.5,
+             "overflow_rate": 0.0125},
+            {"setting": "W8A8-MXINT8", "block": 32, "accumulator": "fixed:12:saturate", "status": "refused",
+             "note": "total_bits 12 is narrower than one block's integer sum"}]
+    text = datapath_section(ReportSettings(), rows)
+    assert "| fixed:20:wrap | 90.500 (1.25% ovf) |" in text
+    assert "| fixed:12:saturate | n/a (narrower than a block sum) |" in text
+    assert "Skipped in the --quick profile" in datapath_section(ReportSettings(quick=True), [])

@@ -1,0 +1,76 @@
+"""Whole-model forward on mxsim's integer datapath vs the float emulation, timed in the same run.
+
+    python benchmarks/bench_datapath.py [--batch 4 --seq 512] [--method plain] [--threads N]
+
+Issue 15's targets (CPU, 2 cores): a SmolLM2 forward over 4 x 512 tokens with accumulator
+"fp32" at most 3x the same forward with "float" (fake-quantize + float32 matmul), FixedPoint at
+most 4x. One model is quantized once (config W4A8: MXINT4/16 weights, MXINT8/16 activations);
+each accumulator is set on every layer (lqer.datapath.set_accumulator) and the forward is
+timed ``--repeat`` times after one warm-up (numba compilation), best time kept. Prints the
+machine, the threads and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--config", default="W4A8")
+    p.add_argument("--method", default="plain")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seq", type=int, default=512)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch/numba threads (default: as found)")
+    p.add_argument("--accumulators", default="float,fp32,fp32:4,fixed:32:16")
+    args = p.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from lqer.config import load_config
+    from lqer.data import load_wikitext, token_windows
+    from lqer.datapath import set_accumulator
+    from lqer.model import load_model
+    from lqer.quantize import quantize_model
+
+    model, tok = load_model(args.model)
+    ids = token_windows(tok, load_wikitext("test"), args.seq, args.batch)
+    quantize_model(model, load_config(args.config, method=args.method), progress=False)
+    times = {}
+    for acc in args.accumulators.split(","):
+        set_accumulator(model, acc)
+        with torch.no_grad():
+            model(ids[:1, :16])  # warm-up: numba compiles (cached) and the layers build W^T once
+            best = float("inf")
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                model(ids)
+                best = min(best, time.perf_counter() - t)
+        times[acc] = best
+        print(json.dumps({"accumulator": acc, "seconds": round(best, 2)}), flush=True)
+    base = times.get("float")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# {platform.node()}: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+          f"load average {load:.1f}; {args.batch} x {args.seq} tokens, {args.config} {args.method}")
+    for acc, t in times.items():
+        if base:
+            target = {"fp32": 3.0, "fixed": 4.0}.get(acc.split(":")[0])
+            goal = f" (target <= {target:g}x)" if target else ""
+            print(f"{acc:>14}: {t:8.2f} s  {t / base:6.2f}x float{goal}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
