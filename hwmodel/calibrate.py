@@ -18,7 +18,7 @@ from pathlib import Path
 from mxsim.errors import ArgumentParser, run_cli
 from mxsim.files import atomic_write, check_output
 
-from . import synth
+from . import sky130, synth
 
 COSTS_DIR = Path(__file__).resolve().parent / "costs"
 MUL_WIDTHS = (2, 3, 4, 6, 8, 12, 16)
@@ -61,6 +61,10 @@ def calibrate(tech: str, out: Path | None = None, mul_widths=MUL_WIDTHS, add_wid
         if w < 1:
             raise ValueError(f"widths must be >= 1, got {w}")
     out = Path(out) if out is not None else COSTS_DIR / f"yosys_{tech}.csv"
+    if tech == "sky130":   # the Liberty is derived from the PDK package each time (PDKError if it is missing)
+        lib = sky130.write_liberty()
+        if log:
+            log(f"sky130 Liberty {lib.name}: {sky130.PDK_PACKAGE} {sky130.pdk_version()}, areas from LEF SIZE")
     rows = []
     for comp, a, b, module, params, div in sweep(mul_widths, add_widths):
         res = synth.synthesize(module, params, tech, use_cache=use_cache)
@@ -81,7 +85,7 @@ def calibrate(tech: str, out: Path | None = None, mul_widths=MUL_WIDTHS, add_wid
             w = csv.writer(f)
             w.writerow(["component", "a", "b", "cost", "unit", "source"])
             for r in rows:
-                w.writerow([r[0], r[1], r[2], f"{r[3]:g}", r[4], r[5]])
+                w.writerow([r[0], r[1], r[2], f"{r[3]:.10g}", r[4], r[5]])  # µm² need more than 6 digits
     return out
 
 
@@ -98,7 +102,7 @@ def _widths(text: str) -> tuple[int, ...]:
 def main(argv=None) -> int:
     p = ArgumentParser(prog="hwmodel calibrate",
                                 description="Synthesize unit components with Yosys and write a unit-cost table.")
-    p.add_argument("--tech", required=True, help="xilinx | ecp5 | cmos")
+    p.add_argument("--tech", required=True, help="xilinx | ecp5 | cmos | sky130 (µm², needs the sky130 PDK package)")
     p.add_argument("--out", type=Path, default=None, help="output CSV (default hwmodel/costs/yosys_<tech>.csv)")
     p.add_argument("--widths", type=_widths, default=None,
                    help="comma-separated widths for multiplier pairs and adders (default: the built-in sweep)")
@@ -119,6 +123,9 @@ def main(argv=None) -> int:
         except synth.SynthError as exc:
             print(f"hwmodel calibrate: {exc}", file=sys.stderr)
             return 1
+        except (sky130.PDKError, sky130.CellError) as exc:   # what is missing and how to install it
+            print(f"hwmodel calibrate: error: {exc}", file=sys.stderr)
+            return 2
         print(f"wrote {out}")
         return 0
 

@@ -86,6 +86,7 @@ TECHS = {
     "xilinx": "yosys_xilinx.csv",
     "ecp5": "yosys_ecp5.csv",
     "cmos": "yosys_cmos.csv",
+    "sky130": "yosys_sky130.csv",
 }
 
 

