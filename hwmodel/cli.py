@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_components)
     sub.add_parser("calibrate", help="Yosys-calibrated unit costs (forwards all arguments to hwmodel.calibrate)",
                    add_help=False)
+    sub.add_parser("verify", help="simulate the RTL with cocotb + Icarus against mxsim/numpy (hwmodel.verify)",
+                   add_help=False)
+    sub.add_parser("lint", help="verilator --lint-only -Wall on every RTL module (hwmodel.lint)", add_help=False)
     return p
 
 
@@ -164,6 +167,10 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "calibrate":
         return _calibrate(argv[1:])
+    if argv and argv[0] in ("verify", "lint"):   # RTL simulation / Verilator lint, own argument parsers
+        from . import lint, verify
+
+        return {"verify": verify.main, "lint": lint.main}[argv[0]](argv[1:])
     p = build_parser()
     a = p.parse_args(argv)
     return run_cli(f"hwmodel {a.cmd}", lambda: a.func(a))

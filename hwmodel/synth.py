@@ -11,6 +11,8 @@ technology's unit:
   carry cell is two LUT4s); PFUMX/L6MUX21 are slice muxes and cost nothing extra.
 * ``cmos``: ``synth -flatten; abc -g cmos2; stat -tech cmos``: Yosys's transistor estimate,
   an ASIC proxy.
+* ``sky130``: ``synth -flatten; dfflibmap -liberty L; abc -liberty L; stat -liberty L`` with L the
+  area-only Liberty of SkyWater 130 nm sky130_fd_sc_hd (``hwmodel.sky130``): area in µm².
 
 Results are cached in ``hwmodel/rtl/synth_cache.json`` keyed by a hash of the Verilog
 sources the module needs, the module, its parameters, the technology and the Yosys version,
@@ -50,12 +52,32 @@ TECHS = {
         "stat": "stat -tech cmos",
         "unit": "transistor",
     },
+    "sky130": {
+        "synth": "synth -flatten -top {top}; dfflibmap -liberty {lib}; abc -liberty {lib}; opt_clean",
+        "stat": "stat -liberty {lib}",
+        "unit": "um^2",
+        "liberty": "sky130_fd_sc_hd_area.lib",
+    },
 }
+COSTS_DIR = Path(__file__).resolve().parent / "costs"
+
+
+def tech_files(tech: str) -> list[Path]:
+    """Files a technology's flow reads besides the Verilog (the Liberty), part of the cache key."""
+    lib = TECHS[tech].get("liberty")
+    if lib is None:
+        return []
+    path = COSTS_DIR / lib
+    if not path.is_file():
+        raise SynthError(f"the {tech} Liberty {path} is missing: regenerate it with "
+                         f"`hwmodel calibrate --tech {tech}` (needs the PDK package)")
+    return [path]
 
 # Which source files each module needs (module -> files, in read order).
 _INT = ["int_units.v"]
 _FP = ["int_units.v", "fp_units.v"]
 _MX = ["int_units.v", "fp_units.v", "mx_units.v"]
+_MX_PIPE = ["int_units.v", "fp_units.v", "mx_units.v", "mx_pipe.v"]
 _PAPER_FP = ["int_units.v", "fp_units.v", "paper_fp.v"]
 _PAPER_MX = ["int_units.v", "fp_units.v", "mx_units.v", "paper_mx.v"]
 MODULE_FILES = {
@@ -63,8 +85,9 @@ MODULE_FILES = {
                          "max_tree", "adder_tree", "fixed_acc", "reg_bits")},
     **{m: _FP for m in ("fp_round_pack", "fp_add_exact", "fp_add", "fp16_add", "fp32_add", "fp16_mul",
                         "fp16_div", "int_to_fp16", "fp16_to_int", "fp16_mac")},
-    **{m: _MX for m in ("mx_dot", "mx_acc_fixed", "mx_acc_fp32", "shared_exp", "llm_int8_path",
-                        "mx_dot_acc_fixed")},
+    **{m: _MX for m in ("mx_dot", "mx_acc_fixed", "mx_align_fixed", "mx_add_fixed", "mx_acc_fp32",
+                        "shared_exp", "llm_int8_path", "mx_dot_acc_fixed")},
+    **{m: _MX_PIPE for m in ("pipe_delay", "mx_dot_pipe", "mx_acc_pipe", "mx_dot_accs_pipe")},
     **{m: _PAPER_FP for m in ("fp16_add_tree", "fp16_gemm16", "int_gemm16", "paper_fp16", "paper_llm_int",
                               "paper_awq", "paper_lqer_int")},
     **{m: _PAPER_MX for m in ("paper_mx_main", "mx_cast16", "paper_lqer_mxint")},
@@ -136,7 +159,8 @@ def check_params(params: dict | None) -> dict:
     for name, value in params.items():
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"parameter {name} must be an integer, got {value!r}")
-        if value < 1 and name not in ("QSUM", "SAT", "F"):
+        if value < 1 and name not in ("QSUM", "SAT", "SAT0", "SAT1", "F", "F0", "F1", "FP32", "STAGES",
+                                      "DOT_STAGES", "ACC_STAGES"):
             raise ValueError(f"parameter {name} (a width or count) must be >= 1, got {value}")
     return params
 
@@ -167,8 +191,9 @@ def cache_key(module: str, params: dict, tech: str, paths: list[Path], version: 
 
 
 def yosys_script(module: str, params: dict, tech: str, paths: list[Path], hierarchical: bool = False) -> str:
-    spec = TECHS[tech]
-    parts = [f"read_verilog {' '.join(p.name for p in paths)}"]
+    spec = {k: (v.replace("{lib}", TECHS[tech].get("liberty", "")) if isinstance(v, str) else v)
+            for k, v in TECHS[tech].items()}
+    parts = [f"read_verilog {' '.join(p.name for p in paths if p.suffix == '.v')}"]
     if params:
         sets = " ".join(f"-set {k} {v}" for k, v in sorted(params.items()))
         parts.append(f"chparam {sets} {module}")
@@ -201,6 +226,14 @@ def parse_stat(text: str, tech: str) -> tuple[dict, float]:
         cost = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
     elif tech == "ecp5":
         cost = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
+    elif tech == "sky130":
+        areas = re.findall(r"Chip area for (?:top )?module '[^']*':\s+([0-9.]+)", text)
+        if not areas:
+            raise SynthError("no 'Chip area' in 'stat -liberty' output")
+        unmapped = [k for k in cells if k.startswith("$")]
+        if unmapped:
+            raise SynthError(f"cells left unmapped to the Liberty (no area): {unmapped}")
+        cost = float(areas[-1])
     else:
         m = re.search(r"Estimated number of transistors:\s+(\d+)", text)
         if not m:
@@ -242,7 +275,7 @@ def synthesize(module: str, params: dict | None = None, tech: str = "xilinx", *,
     (minutes instead of an hour), at the price of no optimization across module boundaries."""
     check_tech(tech)
     params = check_params(params)
-    paths = module_files(module, files)
+    paths = module_files(module, files) + tech_files(tech)
     version = yosys_version()
     key = cache_key(module, params, tech, paths, version, hierarchical)
     if use_cache:

@@ -2,57 +2,79 @@
 // Rounding: round to nearest, ties to even, everywhere. Subnormal inputs and outputs are
 // handled in full (no flush to zero). Overflow rounds to +-Inf. NaN outputs are the
 // canonical quiet NaN (0x7E00 for FP16, 0x7FC00000 for FP32); the NaN payload is not kept.
+`default_nettype none
+// one file holds a family of modules, not one module named after the file:
+/* verilator lint_off DECLFILENAME */
+
 
 // Round an exact value  (-1)^sgn * mag * 2^ex  to an IEEE format with EW exponent bits and
 // MW fraction bits (RNE, gradual underflow, overflow to Inf). mag == 0 gives a signed zero.
 module fp_round_pack #(parameter W = 24, parameter EW = 5, parameter MW = 10, parameter XW = 12) (
-    input                  sgn,
-    input      [W-1:0]     mag,
-    input signed [XW-1:0]  ex,
-    output     [EW+MW:0]   y
+    input wire sgn,
+    input wire [W-1:0]     mag,
+    input wire signed [XW-1:0]  ex,
+    output wire [EW+MW:0]   y
 );
     localparam BIAS = (1 << (EW - 1)) - 1;
     localparam EMIN = 1 - BIAS;
     localparam WP = (W > MW + 1) ? W : MW + 1;   // magnitude width, at least MW+1
     localparam IX = XW + 3;                      // internal exponent width
     localparam LW = $clog2(WP + 1);
+    // the constants below at the width they are used with
+    // (a part-select of an integer localparam sizes a constant without a width warning)
+    localparam integer WP_I = WP, WP_M1_I = WP - 1, WP_P1_I = WP + 1, EMIN_I = EMIN, MW_I = MW,
+                       MW_BIAS_I = MW + BIAS, EXP_INF_I = (1 << EW) - 1;
+    localparam [LW-1:0]        LZ_NONE = WP_I[LW-1:0];
+    localparam [LW-1:0]        LZ_TOP  = WP_M1_I[LW-1:0];
+    localparam signed [IX-1:0] WP_M1   = WP_M1_I[IX-1:0];
+    localparam signed [IX-1:0] WP_P1   = WP_P1_I[IX-1:0];
+    localparam signed [IX-1:0] EMIN_X  = EMIN_I[IX-1:0];
+    localparam signed [IX-1:0] MW_X    = MW_I[IX-1:0];
+    localparam signed [IX-1:0] MW_BIAS = MW_BIAS_I[IX-1:0];
+    localparam signed [IX-1:0] EXP_INF = EXP_INF_I[IX-1:0];
 
-    wire [WP-1:0] magx = mag;
+    wire [WP-1:0] magx;
+    generate
+        if (WP > W) begin : g_pad
+            assign magx = {{(WP - W){1'b0}}, mag};
+        end else begin : g_same
+            assign magx = mag;
+        end
+    endgenerate
 
     // leading-zero count
     reg [LW-1:0] lz;
     integer i;
     always @* begin
-        lz = WP;
+        lz = LZ_NONE;
         for (i = 0; i < WP; i = i + 1)
-            if (magx[i]) lz = WP - 1 - i;
+            if (magx[i]) lz = LZ_TOP - i[LW-1:0];
     end
 
-    wire signed [IX-1:0] exw   = ex;
-    wire signed [IX-1:0] lzs   = {1'b0, lz};
-    wire signed [IX-1:0] e_msb = exw + (WP - 1) - lzs;          // exponent of the leading one
-    wire signed [IX-1:0] emin  = EMIN;
-    wire signed [IX-1:0] t     = ((e_msb < emin) ? emin : e_msb) - MW;   // exponent of the result lsb
+    wire signed [IX-1:0] exw   = {{3{ex[XW-1]}}, ex};
+    wire signed [IX-1:0] lzs   = {{(IX - LW){1'b0}}, lz};
+    wire signed [IX-1:0] e_msb = exw + WP_M1 - lzs;              // exponent of the leading one
+    wire signed [IX-1:0] t     = ((e_msb < EMIN_X) ? EMIN_X : e_msb) - MW_X;   // exponent of the result lsb
     wire signed [IX-1:0] r     = t - exw;                        // right-shift amount
 
-    // r <= 0: exact left shift (at most MW places)
+    // r <= 0: exact left shift; the leading one then sits at or below bit MW, so MW+1 bits suffice
     wire [IX-1:0]      lsh = -r;
-    wire [WP+MW-1:0]   ml  = {{MW{1'b0}}, magx} << lsh;
+    wire [MW:0]        ml  = magx[MW:0] << lsh;
     // r > 0: right shift with guard and sticky
     wire               rpos = (r > 0);
-    wire [IX-1:0]      rc   = (r > WP + 1) ? (WP + 1) : r;
+    wire [IX-1:0]      rc   = (r > WP_P1) ? WP_P1 : r;
     wire [2*WP:0]      sh   = {magx, {(WP + 1){1'b0}}} >> rc;
-    wire [MW:0]        m    = rpos ? sh[WP + 1 + MW:WP + 1] : ml[MW:0];
+    wire [MW:0]        m    = rpos ? sh[WP + 1 + MW:WP + 1] : ml;
     wire               g    = rpos & sh[WP];
     wire               st   = rpos & (|sh[WP-1:0]);
     wire               inc  = g & (st | m[0]);
-    wire [MW+1:0]      m2   = {1'b0, m} + inc;
+    wire [MW+1:0]      m2   = {1'b0, m} + {{(MW + 1){1'b0}}, inc};
     wire               ovf  = m2[MW+1];
     wire [MW:0]        mf   = ovf ? m2[MW+1:1] : m2[MW:0];
-    wire signed [IX-1:0] tf = t + ovf;
+    wire signed [IX-1:0] tf = t + {{(IX - 1){1'b0}}, ovf};
     wire               normal = mf[MW];
-    wire signed [IX-1:0] bexp = tf + MW + BIAS;
-    wire               is_inf = normal & (bexp >= ((1 << EW) - 1));
+    wire signed [IX-1:0] bexp = tf + MW_BIAS;
+    wire               is_inf = normal & (bexp >= EXP_INF);
     assign y = is_inf ? {sgn, {EW{1'b1}}, {MW{1'b0}}}
                       : {sgn, (normal ? bexp[EW-1:0] : {EW{1'b0}}), mf[MW-1:0]};
 endmodule
@@ -64,23 +86,27 @@ endmodule
 // the lsb of the window (a sticky bit with its sign), which rounds identically.
 // A zero result of non-zero operands is +0; 0 + 0 gives -0 only when both are -0.
 module fp_add_exact #(parameter MB = 24, parameter EW = 8, parameter MW = 23, parameter XW = 12) (
-    input                 sx,
-    input      [MB-1:0]   mx,
-    input signed [XW-1:0] ex,
-    input                 sy,
-    input      [MB-1:0]   my,
-    input signed [XW-1:0] ey,
-    output     [EW+MW:0]  y
+    input wire sx,
+    input wire [MB-1:0]   mx,
+    input wire signed [XW-1:0] ex,
+    input wire sy,
+    input wire [MB-1:0]   my,
+    input wire signed [XW-1:0] ey,
+    output wire [EW+MW:0]  y
 );
     localparam D  = MB + MW + 2;
     localparam WW = MB + D + 2;
     localparam DW = $clog2(D + 2) + 1;
+    localparam integer E_NONE_I = -(1 <<< (XW - 1)), D_I = D, D_FAR_I = D + 1;
+    localparam signed [XW:0]   E_NONE = E_NONE_I[XW:0];   // below any operand's exponent
+    localparam signed [XW+1:0] D_X    = D_I[XW+1:0];
+    localparam [DW-1:0]        D_FAR  = D_FAR_I[DW-1:0];
 
     wire xz = (mx == 0);
     wire yz = (my == 0);
     // a zero operand never sets the alignment
-    wire signed [XW:0] exe = xz ? -(1 <<< (XW - 1)) : ex;
-    wire signed [XW:0] eye = yz ? -(1 <<< (XW - 1)) : ey;
+    wire signed [XW:0] exe = xz ? E_NONE : {ex[XW-1], ex};
+    wire signed [XW:0] eye = yz ? E_NONE : {ey[XW-1], ey};
     wire x_big = (exe >= eye);
     wire          sb = x_big ? sx  : sy;
     wire [MB-1:0] mb = x_big ? mx  : my;
@@ -89,9 +115,9 @@ module fp_add_exact #(parameter MB = 24, parameter EW = 8, parameter MW = 23, pa
     wire [MB-1:0] ms = x_big ? my  : mx;
     wire signed [XW:0] es = x_big ? eye : exe;
 
-    wire signed [XW+1:0] d = eb - es;                  // >= 0
-    wire far = (d > D);
-    wire [DW-1:0] dd = far ? (D + 1) : d[DW-1:0];
+    wire signed [XW+1:0] d = {eb[XW], eb} - {es[XW], es};   // >= 0
+    wire far = (d > D_X);
+    wire [DW-1:0] dd = far ? D_FAR : d[DW-1:0];
     wire [WW-1:0] big_al   = {{(WW - MB){1'b0}}, mb} << dd;
     wire [WW-1:0] small_al = far ? {{(WW - 1){1'b0}}, (ms != 0)} : {{(WW - MB){1'b0}}, ms};
     wire eff_sub = sb ^ ss;
@@ -101,7 +127,7 @@ module fp_add_exact #(parameter MB = 24, parameter EW = 8, parameter MW = 23, pa
     wire [WW-1:0] mag = neg ? (~sum[WW-1:0] + 1'b1) : sum[WW-1:0];
     wire is_zero = (mag == 0);
     wire sgn = is_zero ? (xz & yz & sx & sy) : (sb ^ neg);
-    wire signed [XW+1:0] eo = eb - $signed({1'b0, dd});
+    wire signed [XW+1:0] eo = {eb[XW], eb} - $signed({{(XW + 1 - DW){1'b0}}, dd});
 
     fp_round_pack #(.W(WW), .EW(EW), .MW(MW), .XW(XW + 2)) rp (
         .sgn(sgn), .mag(mag), .ex(eo), .y(y));
@@ -113,9 +139,9 @@ endmodule
 // rounded: bits are lost to the sticky only when the exponent difference is >= 2, where
 // cancellation removes at most one leading bit. Inf/NaN per IEEE; canonical quiet NaN.
 module fp_add #(parameter EW = 5, parameter MW = 10) (
-    input  [EW+MW:0] a,
-    input  [EW+MW:0] b,
-    output [EW+MW:0] y
+    input wire [EW+MW:0] a,
+    input wire [EW+MW:0] b,
+    output wire [EW+MW:0] y
 );
     localparam BIAS = (1 << (EW - 1)) - 1;
     localparam XW = EW + 3;
@@ -152,27 +178,27 @@ endmodule
 
 // FP16 adder (RNE, subnormals, Inf/NaN per IEEE; canonical NaN 0x7E00).
 module fp16_add (
-    input  [15:0] a,
-    input  [15:0] b,
-    output [15:0] y
+    input wire [15:0] a,
+    input wire [15:0] b,
+    output wire [15:0] y
 );
     fp_add #(.EW(5), .MW(10)) u (.a(a), .b(b), .y(y));
 endmodule
 
 // FP32 adder (RNE, subnormals, Inf/NaN per IEEE; canonical NaN 0x7FC00000).
 module fp32_add (
-    input  [31:0] a,
-    input  [31:0] b,
-    output [31:0] y
+    input wire [31:0] a,
+    input wire [31:0] b,
+    output wire [31:0] y
 );
     fp_add #(.EW(8), .MW(23)) u (.a(a), .b(b), .y(y));
 endmodule
 
 // FP16 multiplier (exact 11x11 significand product, one RNE rounding).
 module fp16_mul (
-    input  [15:0] a,
-    input  [15:0] b,
-    output [15:0] y
+    input wire [15:0] a,
+    input wire [15:0] b,
+    output wire [15:0] y
 );
     wire [4:0] ea = a[14:10], eb = b[14:10];
     wire a_nan = (ea == 5'h1f) & (a[9:0] != 0);
@@ -197,9 +223,9 @@ endmodule
 // FP16 divider a / b: both significands normalized, restoring division to 14 quotient bits
 // plus a sticky remainder bit, one RNE rounding. x/0 = Inf (x != 0), 0/0 and Inf/Inf = NaN.
 module fp16_div (
-    input  [15:0] a,
-    input  [15:0] b,
-    output [15:0] y
+    input wire [15:0] a,
+    input wire [15:0] b,
+    output wire [15:0] y
 );
     wire [4:0] ea = a[14:10], eb = b[14:10];
     wire a_nan = (ea == 5'h1f) & (a[9:0] != 0);
@@ -216,10 +242,10 @@ module fp16_div (
     reg [3:0] lza, lzb;
     integer i;
     always @* begin
-        lza = 11; lzb = 11;
+        lza = 4'd11; lzb = 4'd11;
         for (i = 0; i < 11; i = i + 1) begin
-            if (ma[i]) lza = 10 - i;
-            if (mb[i]) lzb = 10 - i;
+            if (ma[i]) lza = 4'd10 - i[3:0];
+            if (mb[i]) lzb = 4'd10 - i[3:0];
         end
     end
     wire [10:0] man = ma << lza;
@@ -250,8 +276,8 @@ endmodule
 
 // Signed A-bit integer to FP16 (RNE; magnitudes above 65504 round to Inf).
 module int_to_fp16 #(parameter A = 16) (
-    input signed [A-1:0] x,
-    output       [15:0]  y
+    input wire signed [A-1:0] x,
+    output wire [15:0]  y
 );
     wire s = x[A-1];
     wire [A-1:0] mag = s ? -x : x;
@@ -261,8 +287,8 @@ endmodule
 // FP16 to signed A-bit integer: round to nearest even, saturate to +-(2^(A-1)-1)
 // (symmetric, as MXINT/LLM.int8() codes), NaN gives 0, +-Inf saturates.
 module fp16_to_int #(parameter A = 8) (
-    input         [15:0]  x,
-    output signed [A-1:0] y
+    input wire [15:0]  x,
+    output wire signed [A-1:0] y
 );
     localparam [A-1:0] MAXV = (1 << (A - 1)) - 1;
     wire [4:0] e = x[14:10];
@@ -279,20 +305,22 @@ module fp16_to_int #(parameter A = 8) (
     wire [10:0] qi = sh[35:25];
     wire g = sh[24];
     wire st = |sh[23:0];
-    wire [11:0] qr = qi + (g & (st | qi[0]));
+    wire [11:0] qr = {1'b0, qi} + {11'b0, g & (st | qi[0])};
     wire [16:0] mag = left ? vl : {5'b0, qr};
-    wire [A+16:0] magw = mag;
-    wire sat = is_inf | (magw > MAXV);
+    // saturate: compare the 17-bit magnitude with MAXV at a common width of A + 17 bits
+    wire [A+16:0] magw = {{A{1'b0}}, mag};
+    wire [A+16:0] maxw = {17'b0, MAXV};
+    wire sat = is_inf | (magw > maxw);
     wire [A-1:0] magc = sat ? MAXV : magw[A-1:0];
     assign y = is_nan ? {A{1'b0}} : (x[15] ? -magc : magc);
 endmodule
 
 // FP16 multiply-accumulate: acc <= acc + a*b (two roundings: product, then sum).
 module fp16_mac (
-    input             clk,
-    input             rst,
-    input      [15:0] a,
-    input      [15:0] b,
+    input wire clk,
+    input wire rst,
+    input wire [15:0] a,
+    input wire [15:0] b,
     output reg [15:0] acc
 );
     wire [15:0] p, s;
@@ -303,3 +331,5 @@ module fp16_mac (
         else     acc <= s;
     end
 endmodule
+
+`default_nettype wire

@@ -7,31 +7,51 @@
 // HLS instantiates a full half-precision divider/multiplier core for them.
 // This file: the FP16, LLM.int, GPTQ/AWQ and LQER-int designs; needs int_units.v, fp_units.v.
 // The LQER-MXINT designs are in paper_mx.v.
+`default_nettype none
+// one file holds a family of modules, not one module named after the file:
+/* verilator lint_off DECLFILENAME */
 
-// Balanced tree of FP16 adders over N inputs (N-1 adders).
+
+// Tree of FP16 adders over N inputs (N-1 adders), level by level: neighbours are paired, an
+// odd one out passes to the next level (as max_tree in int_units.v).
 module fp16_add_tree #(parameter N = 16) (
-    input  [N*16-1:0] x,
-    output [15:0]     y
+    input wire [N*16-1:0] x,
+    output wire [15:0]    y
 );
+    localparam L = $clog2(N);
+    genvar l, i;
     generate
         if (N == 1) begin : g_leaf
             assign y = x;
-        end else begin : g_node
-            localparam NL = N / 2;
-            wire [15:0] yl, yh;
-            fp16_add_tree #(.N(NL))     lo (.x(x[NL*16-1:0]), .y(yl));
-            fp16_add_tree #(.N(N - NL)) hi (.x(x[N*16-1:NL*16]), .y(yh));
-            fp16_add add (.a(yl), .b(yh), .y(y));
+        end else begin : g_tree
+            for (l = 0; l <= L; l = l + 1) begin : g_lvl
+                localparam CNT = (N + (1 << l) - 1) >> l;
+                wire [CNT*16-1:0] v;
+                if (l == 0) begin : g_in
+                    assign v = x;
+                end else begin : g_node
+                    localparam PC = (N + (1 << (l - 1)) - 1) >> (l - 1);
+                    for (i = 0; i < CNT; i = i + 1) begin : g_i
+                        if (2 * i + 1 < PC) begin : g_add
+                            fp16_add add (.a(g_lvl[l-1].v[2*i*16 +: 16]), .b(g_lvl[l-1].v[(2*i+1)*16 +: 16]),
+                                          .y(v[i*16 +: 16]));
+                        end else begin : g_pass
+                            assign v[i*16 +: 16] = g_lvl[l-1].v[2*i*16 +: 16];
+                        end
+                    end
+                end
+            end
+            assign y = g_lvl[L].v;
         end
     endgenerate
 endmodule
 
 // FP16 GEMM unit: 16 FP16 multipliers, 15-adder FP16 tree, FP16 accumulator.
 module fp16_gemm16 (
-    input             clk,
-    input             rst,
-    input  [255:0]    x,
-    input  [255:0]    w,
+    input wire clk,
+    input wire rst,
+    input wire [255:0]    x,
+    input wire [255:0]    w,
     output reg [15:0] acc
 );
     wire [255:0] p;
@@ -49,10 +69,10 @@ endmodule
 
 // Integer GEMM unit: 16 A x B multipliers, adder tree, W-bit accumulator (truncating).
 module int_gemm16 #(parameter A = 8, parameter B = 8, parameter W = 32) (
-    input                    clk,
-    input                    rst,
-    input  [16*A-1:0]        x,
-    input  [16*B-1:0]        w,
+    input wire clk,
+    input wire rst,
+    input wire [16*A-1:0]        x,
+    input wire [16*B-1:0]        w,
     output reg signed [W-1:0] acc
 );
     localparam PW = A + B;
@@ -65,15 +85,27 @@ module int_gemm16 #(parameter A = 8, parameter B = 8, parameter W = 32) (
         end
     endgenerate
     adder_tree #(.W(PW), .N(16)) tree (.x(p), .y(s));
+    // the accumulator truncates (or sign-extends) the tree's sum to W bits, as the HLS code
+    wire signed [W-1:0] sw;
+    generate
+        if (W > PW + 4) begin : g_ext
+            assign sw = {{(W - PW - 4){s[PW+3]}}, s};
+        end else begin : g_trunc
+            /* verilator lint_off UNUSEDSIGNAL */
+            wire signed [PW+3:0] st = s;
+            /* verilator lint_on UNUSEDSIGNAL */
+            assign sw = st[W-1:0];
+        end
+    endgenerate
     always @(posedge clk) begin
         if (rst) acc <= {W{1'b0}};
-        else     acc <= acc + s;
+        else     acc <= acc + sw;
     end
 endmodule
 
 // FP16 baseline: one 16-lane FP16 GEMM unit.
 module paper_fp16 (
-    input clk, input rst, input [255:0] x, input [255:0] w, output [15:0] y
+    input wire clk, input wire rst, input wire [255:0] x, input wire [255:0] w, output wire [15:0] y
 );
     fp16_gemm16 u (.clk(clk), .rst(rst), .x(x), .w(w), .acc(y));
 endmodule
@@ -83,17 +115,17 @@ endmodule
 // quantizes 16 x and 16 w per cycle (FP16 x 127, / scale, to int), 16 LB x LB products and
 // an adder tree, and the gather (int to FP16, x two scales, / 127^2, FP16 add).
 module paper_llm_int #(parameter LB = 4) (
-    input             clk,
-    input             rst,
-    input  [255:0]    x,
-    input  [255:0]    w_lo,
-    input  [255:0]    w_hi,
-    input  [14:0]     thr,
-    input  [15:0]     c127,
-    input  [15:0]     c127sq,
-    input  [15:0]     sx,
-    input  [15:0]     sw,
-    output [15:0]     y
+    input wire clk,
+    input wire rst,
+    input wire [255:0]    x,
+    input wire [255:0]    w_lo,
+    input wire [255:0]    w_hi,
+    input wire [14:0]     thr,
+    input wire [15:0]     c127,
+    input wire [15:0]     c127sq,
+    input wire [15:0]     sx,
+    input wire [15:0]     sw,
+    output wire [15:0]     y
 );
     wire [255:0] lo_x, hi_x;
     wire [15:0] outl;
@@ -133,14 +165,14 @@ endmodule
 // GPTQ/AWQ (awq.cpp): dequantize 16 weights per cycle (int to FP16, x constant, / 127,
 // x group scale), then a 16-lane FP16 GEMM.
 module paper_awq #(parameter WB = 4) (
-    input             clk,
-    input             rst,
-    input  [255:0]    x,
-    input  [16*WB-1:0] wq,
-    input  [15:0]     cmul,
-    input  [15:0]     c127,
-    input  [15:0]     gscale,
-    output [15:0]     y
+    input wire clk,
+    input wire rst,
+    input wire [255:0]    x,
+    input wire [16*WB-1:0] wq,
+    input wire [15:0]     cmul,
+    input wire [15:0]     c127,
+    input wire [15:0]     gscale,
+    output wire [15:0]     y
 );
     wire [255:0] wd;
     genvar i;
@@ -159,19 +191,19 @@ endmodule
 // LQER with fixed point (bl_int.cpp): mm1 16-bit x times 4-bit W, mm2 x times A (16 x 16),
 // mm3 (xA) times B (16 x 16), 16-bit truncating accumulators, and 16 16-bit adders.
 module paper_lqer_int (
-    input          clk,
-    input          rst,
-    input  [255:0] x,
-    input  [63:0]  w,
-    input  [255:0] a,
-    input  [255:0] xa,
-    input  [255:0] b,
-    input  [255:0] add_a,
-    input  [255:0] add_b,
-    output [15:0]  y1,
-    output [15:0]  y2,
-    output [15:0]  y3,
-    output [271:0] ysum
+    input wire clk,
+    input wire rst,
+    input wire [255:0] x,
+    input wire [63:0]  w,
+    input wire [255:0] a,
+    input wire [255:0] xa,
+    input wire [255:0] b,
+    input wire [255:0] add_a,
+    input wire [255:0] add_b,
+    output wire [15:0]  y1,
+    output wire [15:0]  y2,
+    output wire [15:0]  y3,
+    output wire [271:0] ysum
 );
     int_gemm16 #(.A(16), .B(4), .W(16))  mm1 (.clk(clk), .rst(rst), .x(x),  .w(w), .acc(y1));
     int_gemm16 #(.A(16), .B(16), .W(16)) mm2 (.clk(clk), .rst(rst), .x(x),  .w(a), .acc(y2));
@@ -184,3 +216,4 @@ module paper_lqer_int (
     endgenerate
 endmodule
 
+`default_nettype wire

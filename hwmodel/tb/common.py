@@ -1,0 +1,41 @@
+"""What every testbench shares: its inputs, its summary, the reference comparisons."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def load():
+    d = Path(os.environ["HWMODEL_TB_DIR"])
+    data = np.load(d / "vectors.npz")
+    return {k: data[k] for k in data.files}, json.loads((d / "meta.json").read_text())
+
+
+def write_summary(summary: dict) -> None:
+    (Path(os.environ["HWMODEL_TB_DIR"]) / "summary.json").write_text(json.dumps(summary))
+
+
+def same(got: np.ndarray, exp: np.ndarray, mode: str) -> np.ndarray:
+    """Bitwise equality; for 'fp16'/'fp32' any NaN equals any NaN (payloads are not kept)."""
+    got = np.asarray(got, dtype=np.uint64)
+    exp = np.asarray(exp, dtype=np.uint64)
+    ok = got == exp
+    if mode in ("fp16", "fp32"):
+        ut, ft = (np.uint16, np.float16) if mode == "fp16" else (np.uint32, np.float32)
+        gn = np.isnan(got.astype(ut).view(ft))
+        en = np.isnan(exp.astype(ut).view(ft))
+        ok |= gn & en
+    return ok
+
+
+def read(handle) -> int:
+    """The port's value as an unsigned int; -1 for x/z bits (never equal to a reference)."""
+    v = handle.value
+    try:
+        return int(v.to_unsigned()) if hasattr(v, "to_unsigned") else int(v)   # LogicArray / Logic
+    except ValueError:
+        return -1
