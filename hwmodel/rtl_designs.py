@@ -11,14 +11,11 @@ entries whose key (source hash + parameters + tech + Yosys version) is missing.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
-from pathlib import Path
 
 from . import synth
 
-COSTS_DIR = Path(__file__).resolve().parent / "costs"
 FP16_PAPER_LUT = 6125.0
 
 # name, main module + params, optional whole-design module + params (the sheet's
@@ -37,13 +34,14 @@ PAPER_DESIGNS = [
 ]
 
 
-def paper_luts(use_cache: bool = True, cached_only: bool = False, log=print) -> list[dict]:
-    """Synthesize (or read from the cache) every paper design; LUTs per design."""
+def paper_luts(use_cache: bool = True, cached_only: bool = False, log=print, tech: str = "xilinx") -> list[dict]:
+    """Synthesize (or read from the cache) every paper design; area per design in ``tech``'s unit
+    (LUT for xilinx, um^2 for sky130; the key stays "lut")."""
     rows = []
     for name, main, whole, paper in PAPER_DESIGNS:
-        res_m = _get(main, "xilinx", use_cache, cached_only, hierarchical=True)
+        res_m = _get(main, tech, use_cache, cached_only, hierarchical=True)
         if whole is not None:
-            res_t = _get(whole, "xilinx", use_cache, cached_only, hierarchical=True)
+            res_t = _get(whole, tech, use_cache, cached_only, hierarchical=True)
             lut = res_m.cost + (res_t.cost - res_m.cost) / 16
             how = f"M + (T - M)/16, M = {res_m.cost:g}, T = {res_t.cost:g}"
         else:
@@ -51,7 +49,7 @@ def paper_luts(use_cache: bool = True, cached_only: bool = False, log=print) -> 
             how = "whole design (hierarchical)"
         rows.append({"design": name, "lut": lut, "how": how, "paper_lut": paper})
         if log:
-            log(f"{name:18s} {lut:10.1f} LUT  ({how})")
+            log(f"{name:18s} {lut:10.1f} {res_m.unit}  ({how})")
     fp16 = rows[0]["lut"]
     for r in rows:
         r["ratio"] = r["lut"] / fp16
@@ -82,7 +80,7 @@ def add_model_ratios(rows) -> None:
 def _get(spec, tech, use_cache, cached_only, hierarchical=False):
     module, params = spec
     if cached_only:
-        paths = synth.module_files(module)
+        paths = synth.module_files(module) + synth.tech_files(tech)
         key = synth.cache_key(module, synth.check_params(params), tech, paths, synth.yosys_version_or_cached(),
                               hierarchical)
         entry = synth.load_cache().get(key)
@@ -94,93 +92,78 @@ def _get(spec, tech, use_cache, cached_only, hierarchical=False):
 
 
 # ---------------------------------------------------------------- composite check
+#
+# The analytical side is the model that prints the areas: Counts built with hwmodel.designs'
+# own builders (mx_gemm, fp16_gemm, llm_int8's scatter), priced by Counts.breakdown(tech), i.e.
+# UnitCostTable's lookup and scaling laws on the calibrated table of the same technology.
 
-def load_table(tech: str) -> dict:
-    path = COSTS_DIR / f"yosys_{tech}.csv"
-    table = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            table[(row["component"], int(row["a"]), int(row["b"]))] = float(row["cost"])
-    return table
+def _mx_dot_counts(a: int, b: int, k: int):
+    """The designs' MX GEMM unit (mx_gemm, lanes = block = k) restricted to what the RTL mx_dot
+    holds: the k multipliers, the adder tree and the shared-exponent adder. mx_gemm counts two
+    exp_add per block (shared-exponent sum, then exponent difference); the second one, and the
+    comparator, shifter, mux, accumulator and exponent register, belong to the cross-block
+    accumulator (mx_acc_fixed in the RTL), not to mx_dot."""
+    from mxsim.formats import get_format
 
+    from .designs.base import Counts, Layer, mx_gemm
 
-def _interp(table, comp, a, b=0):
-    """Unit cost, linearly interpolated in a between swept widths (exact when swept)."""
-    if (comp, a, b) in table:
-        return table[(comp, a, b)]
-    pts = sorted((k[1], v) for k, v in table.items() if k[0] == comp and k[2] == b)
-    if not pts:
-        raise KeyError(f"no {comp} rows with b={b} in the table")
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        if x0 <= a <= x1:
-            return y0 + (y1 - y0) * (a - x0) / (x1 - x0)
-    (x0, y0), (x1, y1) = (pts[0], pts[1]) if a < pts[0][0] else (pts[-2], pts[-1])
-    return y0 + (y1 - y0) * (a - x0) / (x1 - x0)
-
-
-def _c(table, comp, a, b=0):
-    """Unit cost from this module's table dict, or from a lookup callable (e.g. hwmodel.units)."""
-    if callable(table):
-        return table(comp, a, b)
-    return _interp(table, comp, a, b)
+    full = Counts("mx_gemm", Layer(1, k, 1))
+    mx_gemm(full, "mx_dot", 1, k, 1, k, get_format(f"MXINT{a}/{k}"), get_format(f"MXINT{b}/{k}"))
+    dot = Counts(f"mx_dot {a}x{b} k={k}", full.layer)
+    exp_adds = [it for it in full.items if it[1] == "exp_add"]
+    for it in full.items:
+        if it[1] in ("int_mul", "int_add"):
+            dot.add(*it)
+    dot.add(*exp_adds[0])
+    return dot
 
 
-def analytical_mx_dot(table, a, b, k):
-    """k multipliers (a x b), adder tree (k/2^l adders of width a+b-1+l-1 at level l),
-    one exponent adder (8 bits)."""
-    pw = a + b - 1
-    cost = k * _c(table, "int_mul", a, b)
-    n, w = k, pw
-    while n > 1:
-        cost += (n // 2) * _c(table, "int_add", w)
-        n = n - n // 2
-        w += 1
-    cost += _c(table, "exp_add", 8)
-    return cost
+def _llm_int8_path_counts(k: int = 16):
+    """llm_int8's scatter unit at k lanes (a 15-bit comparator and two 16-bit muxes per column)
+    plus the gather mux per column that the RTL path has; the design's two write-address
+    counters are not in the RTL path and are left out."""
+    from .designs.base import Counts, Layer
+    from .designs.llm_int8 import llm_int8
+
+    full = llm_int8(Layer(1, k, k), outliers=0, scatter_lanes=k)
+    path = Counts(f"llm.int8 scatter/gather k={k}", full.layer)
+    for it in full.items:
+        if it[0] == "scatter" and it[1] in ("comparator", "mux2"):
+            path.add(*it)
+    path.add("gather", "mux2", 16, 0, k)
+    return path
 
 
-def analytical_llm_int8_path(table, k=16):
-    """Per column: a 15-bit comparator, two scatter muxes and a gather mux (16 bits)."""
-    return k * (_c(table, "comparator", 15) + 3 * _c(table, "mux2", 16))
+def _fp16_mac_counts():
+    """fp16_gemm at one lane: one fp16_mul, the accumulate fp16_add and the 16-bit accumulator register."""
+    from .designs.base import Counts, Layer, fp16_gemm
+
+    c = Counts("fp16 mac", Layer(1, 1, 1))
+    fp16_gemm(c, "mac", 1, 1, 1, 1)
+    return c
 
 
-def analytical_fp16_mac(table):
-    return _c(table, "fp16_mul", 0, 0) + _c(table, "fp16_add", 0, 0) + 16 * _c(table, "register_bit", 1, 0)
+def analytical_area(counts, tech: str) -> float:
+    """Σ count × unit cost of ``counts`` on the calibrated table of ``tech`` (hwmodel.units lookup)."""
+    return float(counts.breakdown(tech)["area"].sum())
 
 
 COMPOSITES = (
     [(f"MX dot k={k} {a}x{b}", ("mx_dot", {"A": a, "B": b, "K": k}),
-      (lambda t, a=a, b=b, k=k: analytical_mx_dot(t, a, b, k)))
+      (lambda a=a, b=b, k=k: _mx_dot_counts(a, b, k)))
      for k in (16, 32) for a, b in ((4, 8), (6, 8), (8, 8))]
-    + [("LLM.int8() scatter/gather k=16", ("llm_int8_path", {"K": 16}), lambda t: analytical_llm_int8_path(t, 16)),
-       ("FP16 MAC", ("fp16_mac", {}), analytical_fp16_mac)]
+    + [("LLM.int8() scatter/gather k=16", ("llm_int8_path", {"K": 16}), lambda: _llm_int8_path_counts(16)),
+       ("FP16 MAC", ("fp16_mac", {}), _fp16_mac_counts)]
 )
 
 
 def composite_check(tech: str = "xilinx", use_cache: bool = True, cached_only: bool = False, log=print):
-    table = load_table(tech)
-    try:   # the analytical model's own lookup (hwmodel.units) on the same table, when present
-        from . import units
-
-        ut = units.load_table(tech)
-
-        def lookup(comp, a, b=0):
-            return float(ut.cost(comp, a, b)[0])
-    except Exception:
-        lookup = None
     rows = []
-    for name, spec, fn in COMPOSITES:
+    for name, spec, counts_fn in COMPOSITES:
         res = _get(spec, tech, use_cache, cached_only)
-        ana = fn(table)
-        row = {"composite": name, "tech": tech, "analytical": ana, "synthesized": res.cost,
-               "unit": res.unit, "diff_pct": 100.0 * (ana - res.cost) / res.cost}
-        if lookup is not None:
-            try:
-                row["units_py"] = fn(lookup)
-                row["units_diff_pct"] = 100.0 * (row["units_py"] - res.cost) / res.cost
-            except Exception:
-                pass
-        rows.append(row)
+        ana = analytical_area(counts_fn(), synth.check_tech(tech))
+        rows.append({"composite": name, "tech": tech, "analytical": ana, "synthesized": res.cost,
+                     "unit": res.unit, "diff_pct": 100.0 * (ana - res.cost) / res.cost})
         if log:
             log(f"{name:32s} {tech:6s} analytical {ana:9.1f}  synthesized {res.cost:9.1f}  "
                 f"diff {rows[-1]['diff_pct']:+6.1f}%")
@@ -211,20 +194,21 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         if args.what == "paper":
-            rows = paper_luts(cached_only=args.cached_only, log=None)
+            tech = synth.check_tech(args.tech)
+            rows = paper_luts(cached_only=args.cached_only, log=None, tech=tech)
             add_model_ratios(rows)
             for r in rows:
                 pr = r.get("paper_ratio")
                 r["diff_pct"] = None if pr is None else 100.0 * (r["ratio"] - pr) / pr
+            unit = synth.TECHS[tech]["unit"]
             print(markdown(rows, ["design", "lut", "ratio", "paper_lut", "paper_ratio", "diff_pct", "model_ratio", "how"],
-                           ["design", "Yosys LUT", "ratio to FP16", "paper LUT", "paper ratio",
+                           ["design", f"Yosys {tech} ({unit})", "ratio to FP16", "paper LUT", "paper ratio",
                             "ratio diff % (Yosys vs paper)", "analytical model ratio", "how"]))
         else:
             rows = composite_check(synth.check_tech(args.tech), cached_only=args.cached_only, log=None)
-            print(markdown(rows, ["composite", "tech", "analytical", "synthesized", "unit", "diff_pct",
-                                  "units_py", "units_diff_pct"],
-                           ["composite", "tech", "analytical (table sum)", "synthesized whole", "unit", "diff %",
-                            "hwmodel.units on the same table", "its diff %"]))
+            print(markdown(rows, ["composite", "tech", "analytical", "synthesized", "unit", "diff_pct"],
+                           ["composite", "tech", "analytical (designs x unit-cost table)", "synthesized whole",
+                            "unit", "diff %"]))
     except synth.SynthError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
