@@ -1,9 +1,14 @@
-"""fake_quantize throughput: numba path vs the torch reference vs a plain numpy copy.
+"""fake_quantize throughput against references timed in the same run (issue 14).
 
-    python benchmarks/bench_quantize.py [--size 4096] [--repeat 5]
+    python benchmarks/bench_quantize.py [--size 4096] [--repeat 5] [--device cpu|cuda]
 
-Ratios are measured in this run (targets: >= 20x the reference, >= 0.5x the copy). Also
-times the numba compile on first use (fresh cache dir) and in a second process (cache hit).
+CPU: every format (nearest_even) and MXINT8 in every rounding, as a fraction of a numpy
+copy of the same array (target >= 0.8x) and as a multiple of the torch referee. Also times
+the numba compile on first use (fresh cache dir) and in a second process (cache hit).
+CUDA (--device cuda, default 8192^2): MXINT8 / MXFP8_E4M3 / MXFP4_E2M1 on float32 and
+bfloat16 as a fraction of torch clone()'s bandwidth (target >= 70%) and, when torchao is
+installed (optional import of this script only), against its to_mx cast under torch.compile
+(target >= 1.5x).
 """
 
 import argparse
@@ -21,7 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 import mxsim  # noqa: E402
 
-FORMATS = ["MXINT8", "MXINT4"]
+FORMATS = ["MXINT8", "MXINT6", "MXINT4", "MXINT2", "MXFP8_E4M3", "MXFP8_E5M2", "MXFP6_E3M2", "MXFP6_E2M3",
+           "MXFP4_E2M1", "BlockFP4", "BlockFP8"]
+ROUNDINGS = ["nearest_even", "nearest_away", "floor", "stochastic"]
 _FIRST_CALL = """
 import time
 t = time.perf_counter()
@@ -53,13 +60,64 @@ def compile_times():
     return out
 
 
+def cuda_main(args):
+    import torch
+
+    n = args.size or 8192
+    sync = torch.cuda.synchronize
+
+    def timed(fn):
+        fn()
+        sync()
+        best = float("inf")
+        for _ in range(args.repeat):
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    try:
+        from torchao.prototype.mx_formats.mx_tensor import to_mx  # optional, benchmark only
+
+        ao = {"MXFP8_E4M3": torch.float8_e4m3fn, "MXFP4_E2M1": torch.float4_e2m1fn_x2}
+        cast = torch.compile(lambda x, dt: to_mx(x, dt, 32))
+    except Exception as e:  # noqa: BLE001  (torchao is not a dependency)
+        ao, cast = {}, None
+        print(f"torchao unavailable ({type(e).__name__}); its ratio is skipped")
+    print(f"x: {n}x{n} on {torch.cuda.get_device_name()}, block 32")
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.randn(n, n, device="cuda").to(dtype)
+        clone = timed(lambda: x.clone())
+        gbs = 2 * x.numel() * x.element_size() / clone / 1e9
+        print(f"{str(dtype):<16} clone() {gbs:8.1f} GB/s")
+        for name in ("MXINT8", "MXFP8_E4M3", "MXFP4_E2M1"):
+            s = timed(lambda: mxsim.fake_quantize(x, name))
+            line = f"  {name:<12} fake_quantize {s * 1e3:8.2f} ms  {clone / s:6.1%} of clone bandwidth (target >= 70%)"
+            if name in ao:
+                try:
+                    t_ao = timed(lambda: cast(x, ao[name]))
+                    line += f"   torchao to_mx compiled {t_ao * 1e3:7.2f} ms: mxsim {t_ao / s:5.2f}x (target >= 1.5x)"
+                except Exception as e:  # noqa: BLE001
+                    line += f"   torchao failed ({type(e).__name__})"
+            print(line)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=4096)
+    p.add_argument("--size", type=int, default=None, help="square size (default 4096 on CPU, 8192 on CUDA)")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--no-compile", action="store_true", help="skip the compile-time subprocesses")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = p.parse_args()
-    n = args.size
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device cuda: no CUDA device is available")
+        return cuda_main(args)
+    n = args.size or 4096
     x = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     try:
         import torch
@@ -72,25 +130,25 @@ def main():
 
     print(f"x: {n}x{n} float32, block 32; numba threads: {numba.get_num_threads()}")
     # interleave the candidates so that load from other processes hits them alike
+    cases = [(f, "nearest_even") for f in FORMATS] + [("MXINT8", r) for r in ROUNDINGS[1:]]
     cands = {"numpy copy": lambda: x.copy()}
-    for name in FORMATS:
-        mxsim.fake_quantize(x[:2], name)  # compile / load the cache outside the timing
-        cands[name] = (lambda f: lambda: mxsim.fake_quantize(x, f))(name)
+    for name, rd in cases:
+        mxsim.fake_quantize(x[:2], name, rounding=rd)  # compile / load the cache outside the timing
+        cands[(name, rd)] = (lambda f, r: lambda: mxsim.fake_quantize(x, f, rounding=r))(name, rd)
     best = dict.fromkeys(cands, float("inf"))
     for _ in range(args.repeat):
         for key, fn in cands.items():
             best[key] = min(best[key], best_of(fn, 1))
     copy_rate = x.size / best["numpy copy"] / 1e6
-    print(f"{'numpy copy':<22}{copy_rate:10.1f} Melem/s")
-    for name in FORMATS:
-        s = best[name]
+    print(f"{'numpy copy':<28}{copy_rate:10.1f} Melem/s")
+    for name, rd in cases:
+        s = best[(name, rd)]
         rate = x.size / s / 1e6
-        line = f"{name + ' numba':<22}{rate:10.1f} Melem/s   {rate / copy_rate:5.2f}x copy"
+        line = f"{name + ' ' + rd:<28}{rate:10.1f} Melem/s   {rate / copy_rate:5.2f}x copy (target >= 0.8x)"
         if ref_fq is not None:
             xt = torch.from_numpy(x)
-            ref_fq(xt[:2], name)
-            rs = best_of(lambda: ref_fq(xt, name), max(1, args.repeat // 2))
-            line += f"   reference {x.size / rs / 1e6:8.1f} Melem/s   numba/reference {rs / s:6.1f}x"
+            rs = best_of(lambda: ref_fq(xt, name, rounding=rd), 1)
+            line += f"   referee {x.size / rs / 1e6:8.1f} Melem/s: numba {rs / s:6.1f}x"
         else:
             line += "   reference unavailable"
         print(line)

@@ -25,11 +25,15 @@ from ..accumulators import FP32, Exact
 from ..formats import BlockFP, MXFPFormat, MXIntFormat
 
 BLOCK_ELEMS = 2048  # elements per quantize program (blocks x padded block size)
+MM_TILE = 64  # output tile (rows and columns) of one matmul program; int8 dots need K >= 32
 
 
 def handles(fmt) -> bool:
-    """Whether the Triton quantize kernels cover ``fmt`` (MXINT and MXFP)."""
-    return isinstance(fmt, (MXIntFormat, MXFPFormat))
+    """Whether the Triton kernels cover ``fmt``: MXINT and MXFP with the OCP E8M0 scale (floor
+    rule, bias 127, NaN 0xFF); other scale encodings/rules take the numba path."""
+    from ..formats import E8M0
+
+    return isinstance(fmt, (MXIntFormat, MXFPFormat)) and fmt.scale == E8M0
 
 
 def _next_pow2(n):
@@ -190,10 +194,10 @@ def matmul(a, b, acc, lanes):
         out = torch.empty((M, N), dtype=torch.int64, device=dev)
     flag = torch.zeros((M, N) if kind == 0 else (1,), dtype=torch.int8, device=dev)
     hi = (1 << (W - 1)) - 1
-    BM, BN = 64, 64
+    BM, BN = MM_TILE, MM_TILE
     grid = (triton_cdiv(M, BM), triton_cdiv(N, BN))
     MM.mx_matmul_kernel[grid](A8, B8, ea.contiguous(), eb.contiguous(), out, flag, M, N, K, nsteps, shift,
-                              BLK=step, KP=max(16, _next_pow2(step)), LA=A8.shape[0], LB=B8.shape[0], BM=BM,
+                              BLK=step, KP=max(32, _next_pow2(step)), LA=A8.shape[0], LB=B8.shape[0], BM=BM,
                               BN=BN, ACC=kind, W=W, SATURATE=sat, HI=hi, LO=-hi - 1)
     if kind == 0:
         rows = torch.nonzero(flag.any(1)).flatten()
