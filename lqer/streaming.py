@@ -421,7 +421,10 @@ def quantize_streaming(model, config, calibration_batches=None, out_dir="quantiz
     start = len(done)
     if start:
         say(f"stream: resuming at layer {start} ({start} finished in {out})")
+    from .datapath import check_config_accumulator
     from .quantize import _release_freed_memory
+
+    check_config_accumulator(config)  # before any work, as quantize_model
     from .calibrate import conv1d_to_linear
 
     factory = None if method.observer is None else (lambda name, module: method.observer(name, module, config))
@@ -436,7 +439,8 @@ def quantize_streaming(model, config, calibration_batches=None, out_dir="quantiz
                 say(f"stream: no usable {CARRY}; recomputing the activations of layers 0..{start - 1}")
                 carry = captured
                 for i in range(start):
-                    lay = sm.layer(i) if calibration_input == "fp_prefix" else _load_quantized_layer(sm, out, i)
+                    lay = (sm.layer(i) if calibration_input == "fp_prefix"
+                           else _load_quantized_layer(sm, out, i, config.accumulator))
                     carry = [(_run_layer(lay, h, kw), kw) for h, kw in carry]
                     del lay
         del captured
@@ -476,7 +480,9 @@ def quantize_streaming(model, config, calibration_batches=None, out_dir="quantiz
                         new, info[full(leaf)] = _quantize_linear(method, full(leaf), layer, leaf, stats[leaf], config)
                         _set_module(layer, leaf, new)
                     del stats
+                _apply_accumulator(layer, config.accumulator)
                 carry = [(_run_layer(layer, h, kw), kw) for h, kw in carry]
+            _apply_accumulator(layer, config.accumulator)  # as quantize_model; the files do not hold it
             t_q = time.perf_counter() - t0
             _save_layer(sm, out, i, layer, config, info)
             del layer
@@ -520,7 +526,21 @@ def _save_layer(sm, out: Path, i: int, layer, config, info):
         sm.set_layer(i, None)
 
 
-def _load_quantized_layer(sm, out: Path, i: int):
+def _apply_accumulator(layer, accumulator):
+    from mxsim.accumulators import Float
+
+    if accumulator is not None and not isinstance(accumulator, Float):
+        from .datapath import set_accumulator
+
+        set_accumulator(layer, accumulator)
+
+
+def _manifest_accumulator(out: Path):
+    m = _read_manifest(Path(out))
+    return None if m is None else QuantConfig.from_dict(m["settings"]["config"]).accumulator
+
+
+def _load_quantized_layer(sm, out: Path, i: int, accumulator=None):
     """Decoder layer i with its linear layers from ``out``'s layer file (the rest from the checkpoint)."""
     from safetensors import safe_open
 
@@ -542,6 +562,7 @@ def _load_quantized_layer(sm, out: Path, i: int):
     left = [n for n, t in list(layer.named_parameters()) + list(layer.named_buffers()) if t.is_meta]
     if left:
         raise UserError(f"{str(f)!r} lacks quantized modules for {left[:3]} of layer {i}")
+    _apply_accumulator(layer, accumulator)
     return layer.to(sm.device)
 
 
@@ -570,6 +591,7 @@ def perplexity_streaming(model, windows: torch.Tensor, quantized=None, *, dtype=
                              f"finish the run (re-run quantize_streaming) first")
         if m["settings"]["checkpoint"]["files"] != sm.ckpt.fingerprint()["files"]:
             raise UserError(f"{str(quantized)!r} was quantized from another checkpoint than {str(sm.ckpt.path)!r}")
+    acc = None if quantized is None else _manifest_accumulator(Path(quantized))
     chunks = [windows[s: s + batch_size] for s in range(0, windows.shape[0], batch_size)]
     carry = sm.embed(chunks)
     it = range(sm.n_layers)
@@ -578,7 +600,7 @@ def perplexity_streaming(model, windows: torch.Tensor, quantized=None, *, dtype=
 
         it = tqdm(it, desc="ppl (streamed)", unit="layer", leave=False)
     for i in it:
-        layer = sm.layer(i) if quantized is None else _load_quantized_layer(sm, Path(quantized), i)
+        layer = sm.layer(i) if quantized is None else _load_quantized_layer(sm, Path(quantized), i, acc)
         carry = [(_run_layer(layer, h, kw), kw) for h, kw in carry]
         del layer
     head = sm.logits_fn()
@@ -600,4 +622,5 @@ def load_streamed(model, out_dir):
     m = read_manifest(out_dir)
     for rec in m["layers"]:
         load_quantized(model, Path(out_dir) / rec["file"])
+    _apply_accumulator(model, _manifest_accumulator(Path(out_dir)))
     return model
