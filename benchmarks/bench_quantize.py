@@ -27,7 +27,9 @@ sys.path.insert(0, str(ROOT))
 import mxsim  # noqa: E402
 
 FORMATS = ["MXINT8", "MXINT6", "MXINT4", "MXINT2", "MXFP8_E4M3", "MXFP8_E5M2", "MXFP6_E3M2", "MXFP6_E2M3",
-           "MXFP4_E2M1", "BlockFP4", "BlockFP8"]
+           "MXFP4_E2M1", "BlockFP4", "BlockFP8",
+           # issue 16: the non-OCP scale rules and NVFP4 (single and two level), same targets
+           "MXINT8/32@rceil", "MXFP8_E4M3/32@rceil", "MXFP4_E2M1/32@even", "NVFP4", "NVFP4_2L"]
 ROUNDINGS = ["nearest_even", "nearest_away", "floor", "stochastic"]
 _FIRST_CALL = """
 import time
@@ -122,7 +124,13 @@ def main():
     try:
         import torch
 
-        from mxsim.reference import fake_quantize as ref_fq
+        from mxsim.reference import fake_quantize as ref_mx
+        from mxsim.reference_nvfp4 import fake_quantize as ref_nv
+
+        def ref_fq(t, name, rounding):
+            """The format's own referee (NVFP4 has a separate one)."""
+            nv = isinstance(mxsim.get_format(name), mxsim.NVFP4Format)
+            return ref_nv(t, name) if nv else ref_mx(t, name, rounding=rounding)
     except Exception as e:  # the reference is written independently; it may not exist yet
         ref_fq = None
         print(f"reference unavailable ({type(e).__name__}: {e})")

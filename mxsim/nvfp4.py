@@ -153,8 +153,11 @@ def _prepare(x, fmt, axis, rounding, per_tensor_scale):
     with np.errstate(over="ignore"):  # beyond float32: Inf, a NaN block (contract)
         a32 = a.astype(np.float32, copy=False)
     if p is None and fmt.two_level:
-        fin = np.abs(a32[np.isfinite(a32)])
-        p = tensor_scale_from_amax(float(fin.max()) if fin.size else 0.0)
+        amax = float(np.max(np.abs(a32), initial=0.0))
+        if not np.isfinite(amax):  # the max over the finite elements only (one more pass, rare)
+            fin = np.abs(a32[np.isfinite(a32)])
+            amax = float(fin.max()) if fin.size else 0.0
+        p = tensor_scale_from_amax(amax)
     return a32, src, axis, p
 
 
