@@ -189,13 +189,16 @@ def datapath_widths(fmt_a, fmt_b, lanes=None) -> dict:
     if fa.block_size != fb.block_size:
         raise ValueError(f"fmt_a and fmt_b must have the same block size, got {fa.block_size} and {fb.block_size}")
     lanes = _check_lanes(lanes, fa.block_size)
-    if isinstance(fa, MXFPFormat) or isinstance(fb, MXFPFormat):
+    nv = isinstance(fa, NVFP4Format), isinstance(fb, NVFP4Format)
+    if any(nv) and not all(nv):
+        raise ValueError(f"NVFP4 multiplies only with NVFP4 (its E4M3 scales multiply), got {fa.name} x {fb.name}")
+    if isinstance(fa, (MXFPFormat, NVFP4Format)) or isinstance(fb, (MXFPFormat, NVFP4Format)):
         product = (fa.max_int * fb.max_int).bit_length() + 1  # signed magnitude of the largest product
     else:
         product = fa.element_bits + fb.element_bits - 1
     levels = (lanes - 1).bit_length()  # ceil(log2 lanes)
     widths = [product + i for i in range(1, levels + 1)]
-    return {
+    out = {
         # two's complement width of each operand's integer view (MXINT/BlockFP: the element bits)
         "operand_bits": [fa.max_int.bit_length() + 1, fb.max_int.bit_length() + 1],
         "product_bits": product,
@@ -205,6 +208,15 @@ def datapath_widths(fmt_a, fmt_b, lanes=None) -> dict:
         "exponent_adder_bits": max(fa.scale_bits, fb.scale_bits) + 1,
         "lanes": lanes,
     }
+    if all(nv):
+        # E4M3 x E4M3 block scales (contract, matmul, NVFP4): the 4-bit significands (implicit 1)
+        # multiply into an 8-bit product, the 4-bit exponents add (5 bits); the block sum is then
+        # multiplied by that 8-bit product (sum_bits x 8) instead of only being shifted
+        out["exponent_adder_bits"] = 5
+        out["scale_multiplier_bits"] = [4, 4]
+        out["scale_product_bits"] = 8
+        out["scaled_sum_bits"] = out["sum_bits"] + 8
+    return out
 
 
 def matmul(a, b, accumulator=Exact(), lanes=None):

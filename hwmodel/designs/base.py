@@ -263,9 +263,12 @@ def mx_gemm(c: Counts, path: str, tokens, k, n, lanes, x_fmt, w_fmt, acc_bits=No
     if lanes % bs and bs % lanes:
         raise ValueError(f"block_size {bs} and lanes {lanes} must divide one another")
     acc_obj = _accumulator(accumulator, x_fmt, w_fmt, path)
-    if isinstance(acc_obj, (FP32, FixedPoint)):
-        return _mx_gemm_typed(c, path, tokens, k, n, lanes, x_fmt, w_fmt, acc_obj)
     wd = mx_widths(x_fmt, w_fmt)
+    nvfp4 = "scale_product_bits" in wd  # E4M3 block scales: they multiply (mxsim contract, NVFP4)
+    if isinstance(acc_obj, (FP32, FixedPoint)):
+        if nvfp4:
+            raise ValueError("accumulator: the NVFP4 unit is modelled with the default aligned accumulator only")
+        return _mx_gemm_typed(c, path, tokens, k, n, lanes, x_fmt, w_fmt, acc_obj)
     ea, eb = wd["operand_bits"]
     e = wd["exponent_adder_bits"]
     block_sum = wd["sum_bits"]
@@ -279,6 +282,11 @@ def mx_gemm(c: Counts, path: str, tokens, k, n, lanes, x_fmt, w_fmt, acc_bits=No
         g = 1
         mx_adder_tree(c, path, lanes, x_fmt, w_fmt)
         c.add(path, "fixed_acc", block_sum, 0, 1)  # integer sum of one block over bs/lanes cycles
+    if nvfp4:
+        # instead of adding two E8M0 exponents: multiply the two E4M3 scales (4x4-bit
+        # significand product, 5-bit exponent add below) and the block sum by that product
+        c.add(path, "int_mul", *wd["scale_multiplier_bits"], g)
+        c.add(path, "int_mul", block_sum, wd["scale_product_bits"], g)
     c.add(path, "exp_add", e, 0, g)  # x exponent + w exponent
     c.add(path, "comparator", e, 0, g)  # which exponent is larger (block vs accumulator)
     c.add(path, "exp_add", e, 0, g)  # exponent difference = shift amount
@@ -368,7 +376,8 @@ def mx_acc_bits(k, x_fmt, w_fmt) -> int:
     """Accumulator width of an MX unit: the block sum (mxsim.datapath_widths' sum_bits: product
     bits + log2(block)) + log2(#blocks) + 1 guard bit."""
     bs = x_fmt.block_size
-    return mx_widths(x_fmt, w_fmt)["sum_bits"] + clog2(max(1, math.ceil(k / bs))) + 1
+    wd = mx_widths(x_fmt, w_fmt)
+    return wd.get("scaled_sum_bits", wd["sum_bits"]) + clog2(max(1, math.ceil(k / bs))) + 1
 
 
 def mx_cast(c: Counts, path: str, fmt, lanes: int, in_bits: int) -> None:

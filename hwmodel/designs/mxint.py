@@ -56,6 +56,10 @@ def mxint(layer: Layer, w_fmt=MXIntFormat(4, 16), x_fmt=MXIntFormat(8, 16), lane
     T, K, N = layer.tokens, layer.in_features, layer.out_features
     rot = rotate_and_quantize(c, T, K, x_fmt, input_rotation, rotation_lanes, lanes)
     cyc = rot + mx_gemm(c, "gemm", T, K, N, lanes, x_fmt, w_fmt, accumulator=accumulator)
+    if getattr(w_fmt, "two_level", False) or getattr(x_fmt, "two_level", False):
+        # NVFP4 two level: the per-tensor scales' product alpha (one FP32 constant per GEMM)
+        # multiplies every output once, as cuBLAS applies alpha
+        c.add("tensor_scale", "fp32_mul", 0, 0, cast_lanes)
     mx_cast(c, "out_cast", out_fmt, cast_lanes, mx_out_bits(K, x_fmt, w_fmt, accumulator))
     we, ws = mx_storage_bits(N, K, w_fmt)
     c.mem("weights", we)
