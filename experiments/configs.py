@@ -38,11 +38,12 @@ def describe_preset(name: str) -> str:
             f"/{format_to_str(c.b_format)} (factor blocks along the {c.factor_axis} dim), k={c.rank}")
 
 
-def config_rank(name: str, method: str) -> int:
-    """The absolute rank of ``method`` at preset ``name`` (0 for methods without a low-rank part)."""
+def config_rank(name: str, method: str):
+    """The rank of ``method`` at preset ``name`` for tables: the integer of an absolute rank, the
+    fraction of a fractional one (mxsim.Rank.value), 0 for methods without a low-rank part."""
     from lqer.methods import get_method
 
-    return int(_preset(name).rank.value) if get_method(method).low_rank else 0
+    return _preset(name).rank.value if get_method(method).low_rank else 0
 
 
 def make_config(preset: str, method: str, rank: int | None = None):
