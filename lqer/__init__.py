@@ -1,4 +1,4 @@
-"""lqer: low-rank quantization-error corrections (LQER, L2QER, QERA; LRC by its own modules)
+"""lqer: low-rank quantization-error corrections (LQER, L2QER, QERA), GPTQ and LRC
 on real Hugging Face causal LMs, with every quantization done by mxsim."""
 import os
 
@@ -12,7 +12,7 @@ from .calibrate import (AbsMeanMax, OutlierColumns, SecondMoment, input_groups, 
                         run_calibration)
 from .linear import QuantLinear  # noqa: E402
 from .methods import METHODS, Method, get_method, register_method  # noqa: E402
-from .options import (FPOptions, GPTQOptions, LLMIntOptions, LowRankOptions, LRCOptions,  # noqa: E402
+from .options import (FPOptions, GPTQOptions, GPTQStepOptions, LLMIntOptions, LowRankOptions, LRCOptions,  # noqa: E402
                       MethodOptions, RotationOptions)
 from .quantize import load_quantized, quantize_model, save_quantized  # noqa: E402
 

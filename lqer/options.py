@@ -114,21 +114,31 @@ class LLMIntOptions(MethodOptions):
 
 
 @dataclass(frozen=True)
-class GPTQOptions(RotationOptions):
-    """GPTQ onto the weight format (lqer.gptq). gptq_hessian: "x" (classic, Sigma_x), "y"
-    (Sigma_y of the quantized inputs) or "xy" (target W Sigma_xy Sigma_y^-1, Hessian Sigma_y)."""
+class GPTQStepOptions(RotationOptions):
+    """The GPTQ solve that GPTQ and LRC's W-step share (lqer.gptq): damping lambda = damp *
+    mean(diag H), lazy-update batch width, column order by decreasing diag(H)."""
 
     damp: float = 0.01
     gptq_block: int = 128
     act_order: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_nonneg("options", "damp", self.damp)
+        _check_int("options", "gptq_block", self.gptq_block, 1)
+        if not isinstance(self.act_order, bool):
+            raise ValueError(f"options.act_order must be true or false, got {self.act_order!r}")
+
+
+@dataclass(frozen=True)
+class GPTQOptions(GPTQStepOptions):
+    """GPTQ onto the weight format. gptq_hessian: "x" (classic, Sigma_x), "y" (Sigma_y of the
+    quantized inputs) or "xy" (target W Sigma_xy Sigma_y^-1, Hessian Sigma_y)."""
+
     gptq_hessian: str = "x"
 
     def __post_init__(self):
         super().__post_init__()
-        _check_nonneg("gptq", "damp", self.damp)
-        _check_int("gptq", "gptq_block", self.gptq_block, 1)
-        if not isinstance(self.act_order, bool):
-            raise ValueError(f"gptq.act_order must be true or false, got {self.act_order!r}")
         _check_choice("gptq", "gptq_hessian", self.gptq_hessian, GPTQ_HESSIANS)
 
 
@@ -148,27 +158,20 @@ def parse_lowrank_format(v):
 
 
 @dataclass(frozen=True)
-class LRCOptions(RotationOptions):
+class LRCOptions(GPTQStepOptions):
     """Low-Rank Correction (lqer.lrc.lrc): iterations of (W-step, UV-step) after ``init``;
-    factors U, V in ``lowrank_format`` on the unquantized input."""
+    factors U, V in ``lowrank_format`` on the unquantized input; eigen ``solver``."""
 
     iterations: int = 1
     init: str = "closed_form"
-    damp: float = 0.01
     lowrank_format: object = "fp16"
-    gptq_block: int = 128
-    act_order: bool = False
     solver: str = "auto"
 
     def __post_init__(self):
         super().__post_init__()
         _check_int("lrc", "iterations", self.iterations, 1)
         _check_choice("lrc", "init", self.init, LRC_INITS)
-        _check_nonneg("lrc", "damp", self.damp)
         object.__setattr__(self, "lowrank_format", parse_lowrank_format(self.lowrank_format))
-        _check_int("lrc", "gptq_block", self.gptq_block, 1)
-        if not isinstance(self.act_order, bool):
-            raise ValueError(f"lrc.act_order must be true or false, got {self.act_order!r}")
         _check_choice("lrc", "solver", self.solver, EIGEN_SOLVERS)
 
     def to_dict(self) -> dict:
