@@ -204,6 +204,9 @@ def reproduce(names, out: Path = RESULTS_DIR, rerun: bool = False, log=print) ->
     unknown = [n for n in names if n not in RESULTS]
     if unknown:
         raise UserError(f"unknown result(s) {unknown}; known: {', '.join(RESULTS)}")
+    from mxsim.files import check_output
+
+    check_output(Path(out), "--out", "dir")  # before re-measuring anything
     done = []
     for n in names:
         r = RESULTS[n]

@@ -213,9 +213,9 @@ def outlier_counts_json(stats: dict, path=None) -> str:
             d[name] = o.count
     text = json.dumps(d, indent=1)
     if path is not None:
-        from pathlib import Path
+        from mxsim.files import write_text
 
-        Path(path).write_text(text)
+        write_text(path, text)
     return text
 
 

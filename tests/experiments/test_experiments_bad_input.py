@@ -68,6 +68,8 @@ CLI_CASES = [
     (["sweep", "--model", "/nonexistent/model"], ["settings.model", "--model", "does not exist"]),
     (["sweep", "--device", "tpu"], ["settings.device", "cuda"]),
     (["sweep", "--workers", "0"], ["--workers"]),
+    (["reproduce", "--out", "{in}/notes.txt/results"], ["--out", "not a directory"]),
+    (["reproduce", "no_such_result"], ["no_such_result"]),
 ]
 
 
