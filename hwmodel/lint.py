@@ -84,6 +84,10 @@ def lint_all(log=print) -> int:
 
 
 def main(argv=None) -> int:
+    from mxsim.errors import ArgumentParser
+
+    ArgumentParser(prog="hwmodel lint", description="verilator --lint-only -Wall on every module of "
+                   "hwmodel/rtl at the parameter sets it is used with").parse_args(argv)
     try:
         lint_all()
     except LintError as exc:

@@ -9,7 +9,6 @@ Each check returns the testbench summary (vectors, mismatches, latencies) and ra
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -326,7 +325,9 @@ def all_checks(n: int):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="hwmodel verify",
+    from mxsim.errors import ArgumentParser   # one-line usage errors, exit 2 (as every CLI here)
+
+    p = ArgumentParser(prog="hwmodel verify",
                                 description="Simulate the RTL (cocotb + Icarus) against mxsim and numpy.")
     p.add_argument("--vectors", type=int, default=10_000, help="vectors per configuration (default 10000)")
     p.add_argument("--only", default=None, help="run only the checks whose name contains this text")

@@ -45,3 +45,12 @@ def test_missing_verilator_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(lint.shutil, "which", lambda name: None)
     with pytest.raises(lint.LintError, match="apt-get install -y --no-install-recommends verilator"):
         lint.verilator_path()
+
+
+def test_cli_lint_and_verify_bad_input(capsys):
+    from hwmodel import cli
+
+    assert cli.main(["lint"]) == 0
+    with pytest.raises(SystemExit) as e:
+        cli.main(["verify", "--vectors", "0"])
+    assert e.value.code == 2 and "--vectors must be >= 1" in capsys.readouterr().err
