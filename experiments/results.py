@@ -176,6 +176,23 @@ def _cpu_report(out: Path, rerun: bool) -> None:
         "configs": _table_configs_meta(settings["configs"], TABLE_METHODS)})
 
 
+# the datapath study's short CPU run (README 'Accuracy under the real MX datapath'); the lead's GPU
+# full-split command is in docs/results/datapath_table.meta.json
+DATAPATH_ARGS = ["--windows", "1", "--seq-len", "128", "--calib", "2", "--accumulators",
+                 "float,fixed:16:saturate,fixed:12:saturate,fp32,fixed:24:saturate,fixed:20:saturate,fixed:20:wrap,"
+                 "fp32:4,fixed:32:saturate,exact"]
+
+
+def _datapath(out: Path, rerun: bool) -> None:
+    from . import datapath_table
+
+    if not rerun:
+        raise RuntimeError("needs --rerun (every GEMM of SmolLM2 on mxsim.matmul: about an hour on a busy 2-core CPU)")
+    rc = datapath_table.main(DATAPATH_ARGS + ["--out", str(out)])
+    if rc:
+        raise RuntimeError(f"experiments.datapath_table exited {rc}")
+
+
 RESULTS = {r.name: r for r in (
     Result("lrc_table", ("lrc_table.csv", "lrc_table.meta.json"),
            "README 'LRC vs the LQER family' and docs/lrc.md results table",
@@ -194,6 +211,11 @@ RESULTS = {r.name: r for r in (
            "README 'Results on a real model' W4A8/W3A8 table and the W3A8 rank sweep",
            "bash scripts/main (mxlab report, default profile), sections 2 and 4",
            "svd: the presets' 'full' -> 'randomized'", False, _cpu_report),
+    Result("datapath_table", ("datapath_table.csv", "datapath_layers.csv", "datapath_table.meta.json"),
+           "README 'Accuracy under the real MX datapath' table and per-layer overflow counts",
+           "python -m experiments.datapath_table " + " ".join(DATAPATH_ARGS),
+           "W4A8-L2QER: factors blocked along the reduction (both low-rank GEMMs on the datapath), full SVD; "
+           "1 window of 128 tokens", False, _datapath),
 )}
 
 
