@@ -137,6 +137,8 @@ def markdown(rows) -> str:
     for r in rows:
         if r["accumulator"] not in accs:
             accs.append(r["accumulator"])
+    order = {a: i for i, a in enumerate(FULL_ACCUMULATORS)}
+    accs.sort(key=lambda a: order.get(a, len(order)))
     cell = {(r["setting"], r["block"], r["accumulator"]): r for r in rows}
     lines = ["| accumulator | " + " | ".join(f"{s} b{b}" for s, b in cols) + " |",
              "|---|" + "---|" * len(cols)]
@@ -150,7 +152,7 @@ def markdown(rows) -> str:
                 vals.append("n/a (narrower than a block sum)" if "narrower" in r.get("note", "") else "n/a")
             else:
                 ov = r.get("overflow_rate")
-                extra = f" ({ov:.2%} ovf)" if isinstance(ov, float) and ov > 0 else ""
+                extra = f" (ovf {ov:.1e})" if isinstance(ov, float) and ov > 0 else ""
                 vals.append(f"{r['ppl']:.3f}{extra}")
         lines.append(f"| {a} | " + " | ".join(vals) + " |")
     return "\n".join(lines)

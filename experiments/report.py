@@ -397,7 +397,7 @@ def datapath_section(s: ReportSettings, rows: list[dict]) -> str:
         f"the short sub-grid ({DATAPATH_SHORT['windows']} window of {DATAPATH_SHORT['seq']} tokens; --full: all)"
     return (head + f"*Every quantized GEMM on mxsim.matmul with the accumulator of the row ({grid}); fixed point "
             "with per-layer fraction bits from the calibrated partial-sum range "
-            "(F = W - 1 - (floor(log2 max|S|) + 1)); 'ovf' = outputs that overflow changed. Look for fp32 matching "
+            "(F = W - 1 - (floor(log2 max|S|) + 1)); 'ovf' = the fraction of outputs that overflow changed. Look for fp32 matching "
             "the float emulation and for the fixed-point width where perplexity leaves it.* "
             "Data: [datapath_table.csv](datapath_table.csv); the full study: docs/results/datapath_table.csv.\n\n"
             + datapath_table.markdown(rows) + "\n")

@@ -33,6 +33,7 @@ import mxsim
 from mxsim.accumulators import FixedPoint, Float, check_accumulator_fits, parse_accumulator
 
 from .linear import QuantLinear
+from .llm_int8 import LLMInt8Linear
 
 GEMMS = ("main", "lowrank_in", "lowrank_out")
 
@@ -73,8 +74,7 @@ def set_accumulator(model, accumulator, per_layer: dict | None = None) -> dict:
     if unknown:
         raise ValueError(f"per_layer names layers that are not QuantLinear layers of the model: {unknown[:5]}")
     if not isinstance(acc, Float):
-        non_mx = [n for n, m in model.named_modules() if n and not isinstance(m, QuantLinear)
-                  and type(m).__name__ == "LLMInt8Linear"]
+        non_mx = [n for n, m in model.named_modules() if isinstance(m, LLMInt8Linear)]
         if non_mx:
             raise ValueError(f"accumulator {acc} needs MX operands, but {non_mx[0]} is an LLM.int8 layer; "
                              "allowed for it: float")
