@@ -41,6 +41,9 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     # the fast kernel's power-of-two table covers scale exponents within +-190 (E8M0: +-127)
     fast = (isinstance(fmt, MXIntFormat) and x2.dtype == np.float32 and rounding is not Rounding.STOCHASTIC
             and -190 <= sc.exp_min and sc.exp_max <= 190)
+    fast_fp = (isinstance(fmt, MXFPFormat) and x2.dtype == np.float32 and rounding is not Rounding.STOCHASTIC
+               and sc.rule.kernel_id == _q.SR_FLOOR and -190 <= sc.exp_min and sc.exp_max <= 190)
+    fast = fast or fast_fp
     if isinstance(fmt, BlockFP):
         with np.errstate(over="ignore"):  # |x| > float32 max becomes Inf: a NaN block (contract)
             x2 = x2.astype(np.float32, copy=False)
@@ -58,9 +61,14 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
                             want_deq, codes, scales, deq)
     elif isinstance(fmt, MXFPFormat):
         codes = np.empty((R, L), np.uint8) if want_codes else np.empty((1, 1), np.uint8)
-        _q.mxfp_kernel(x2, k, fmt.exponent_bits, fmt.mantissa_bits, fmt.exponent_bias, float(fmt.max_normal),
-                       fmt.emax_elem, *scale_args, *rule_args, mode, seed, inner, want_codes, want_deq, codes, scales,
-                       deq)
+        if fast_fp:
+            _q.mxfp_f32_fast(x2, x2.view(np.int32), k, fmt.exponent_bits, fmt.mantissa_bits, fmt.exponent_bias,
+                             float(fmt.max_normal), fmt.emax_elem, *scale_args, mode, want_codes, want_deq, codes,
+                             scales, deq)
+        else:
+            _q.mxfp_kernel(x2, k, fmt.exponent_bits, fmt.mantissa_bits, fmt.exponent_bias, float(fmt.max_normal),
+                           fmt.emax_elem, *scale_args, *rule_args, mode, seed, inner, want_codes, want_deq, codes,
+                           scales, deq)
     else:
         codes = np.empty((R, L), np.int8) if want_codes else np.empty((1, 1), np.int8)
         _q.bfp_kernel(x2, k, fmt.width, sc.exp_min, sc.exp_max, sc.nan_code, sc.bias,

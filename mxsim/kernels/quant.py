@@ -404,3 +404,103 @@ def bfp_exponents(amax, out):
     """bfp_exponent over an array (used by the exhaustive test against torch.log2)."""
     for i in range(amax.size):
         out[i] = bfp_exponent(amax[i])
+
+
+@njit(cache=True, inline="always")
+def _mxfp_element_exact(xv, down, emin, mbits, bias, max_normal, qlog, mode):
+    """(code without sign, magnitude) of one element: the generic kernel's arithmetic, for
+    blocks the fast kernel cannot decode from bits (float32 subnormal elements)."""
+    av = abs(xv) * down
+    mag = 0.0
+    code = 0
+    if av > 0.0:
+        e = max(floor_log2(av), emin)
+        n = round_mag(math.ldexp(av, mbits - e), mode, 0.0)
+        mag = min(math.ldexp(n, e - mbits), max_normal)
+        if mag > 0.0:
+            nint = int(math.ldexp(mag, -qlog))
+            if nint < (1 << mbits):
+                code = nint
+            else:
+                e2 = floor_log2(mag)
+                code = ((e2 + bias) << mbits) | (int(math.ldexp(mag, mbits - e2)) - (1 << mbits))
+    return code, mag
+
+
+@njit(cache=True, parallel=True)
+def mxfp_f32_fast(x, xbits, k, ebits, mbits, bias, max_normal, emax_elem, smin, smax, sbias, snan, mode,
+                  want_codes, want_deq, codes, scales, deq):
+    """MXFP for float32 input, the floor scale rule and the non-stochastic modes, written to
+    vectorize: amax, NaN/Inf and each element's binary exponent come from the float32 bit
+    patterns, powers of two from a table, rounding by exact float64 arithmetic. A block
+    holding a float32 subnormal (exponent field 0, not zero) takes the generic arithmetic."""
+    R, L = x.shape
+    nb = (L + k - 1) // k
+    emin = 1 - bias
+    qlog = emin - mbits
+    sign_bit = 1 << (ebits + mbits)
+    e_mx = floor_log2(max_normal)
+    max_code = ((e_mx + bias) << mbits) | (int(math.ldexp(max_normal, mbits - e_mx)) - (1 << mbits))
+    one = 1 << mbits
+    msk = np.int32(0x7FFFFFFF)
+    for t in prange(R * nb):
+        r = t // nb
+        b = t - r * nb
+        j0 = b * k
+        j1 = min(j0 + k, L)
+        xr = x[r]
+        xbr = xbits[r]
+        m = np.int32(0)
+        sub = 0
+        for j in range(j0, j1):
+            a = np.int32(xbr[j] & msk)
+            m = np.int32(max(a, m))
+            sub |= (a < 0x00800000) & (a != 0)
+        if m >= 0x7F800000:
+            scales[r, b] = snan
+            fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
+            continue
+        if m == 0:
+            scales[r, b] = smin + sbias
+            fill_block(codes, deq, r, j0, j1, 0.0, want_codes, want_deq)
+            continue
+        fl = int(m >> 23) - F32_EXP_BIAS if m >= 0x00800000 else floor_log2(m * 2.0**-149)
+        s = min(max(fl - emax_elem, smin), smax)
+        scales[r, b] = s + sbias
+        down = _POW2[200 - s]
+        up = _POW2[200 + s]
+        cr = codes[r]
+        dr = deq[r]
+        if sub:
+            for j in range(j0, j1):
+                code, mag = _mxfp_element_exact(float(xr[j]), down, emin, mbits, bias, max_normal, qlog, mode)
+                if xbr[j] < 0:
+                    code |= sign_bit
+                    mag = -mag
+                if want_codes:
+                    cr[j] = np.uint8(code)
+                if want_deq:
+                    dr[j] = mag * up
+            continue
+        for j in range(j0, j1):
+            xb = xbr[j]
+            av = abs(float(xr[j])) * down
+            e = max(int((xb >> 23) & 0xFF) - F32_EXP_BIAS - s, emin)  # zero: clamps to emin, av = 0
+            tt = av * _POW2[200 + mbits - e]
+            if mode == RN_EVEN:
+                n = (tt + _MAGIC) - _MAGIC
+            elif mode == RN_AWAY:
+                n = np.floor(tt + 0.5)
+            else:
+                n = np.floor(tt)
+            mag = min(n * _POW2[200 + e - mbits], max_normal)
+            ni = int(n)
+            carry = 1 if ni >= 2 * one else 0
+            code = ((e + carry + bias) << mbits) | ((ni >> carry) - one)
+            code = ni if (e == emin and ni < one) else code
+            code = max_code if mag == max_normal else code
+            neg = xb < 0
+            if want_codes:
+                cr[j] = np.uint8(code | sign_bit if neg else code)
+            if want_deq:
+                dr[j] = -mag * up if neg else mag * up
