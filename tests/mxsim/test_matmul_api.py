@@ -167,3 +167,18 @@ def test_bad_matmul_input():
     for call, match in cases:
         with pytest.raises(ValueError, match=match):
             call()
+
+
+def test_limb_plan_and_split_by_hand():
+    from mxsim.datapath import limb_plan, split_limbs
+
+    # MXINT8 block of 32: 127 * 127 * 32 = 516128 < 2^24 -> float32 GEMM
+    assert limb_plan(127, 127, 32) == (np.float32, 1, 0)
+    # E4M3 x E4M3: 229376^2 * 32 ~ 2^40.6 < 2^53 -> float64, one limb
+    assert limb_plan(229376, 229376, 32) == (np.float64, 1, 0)
+    # E5M2 x E5M2: max int 7 * 2^29; 7 * 2^29 * 32 has 37 bits -> limbs of 53 - 37 = 16 bits, 2 of them
+    e5 = 7 * 2**29
+    assert mxsim.MXFP8_E5M2.max_int == e5
+    assert limb_plan(e5, e5, 32) == (np.float64, 2, 16)
+    # -70000 = -(1 * 2^16 + 4464): sign-magnitude limbs
+    assert split_limbs(np.array([[-70000, 5]]), 2, 16).tolist() == [[[-4464, 5]], [[-1, 0]]]
