@@ -36,6 +36,10 @@ def handles(fmt) -> bool:
     return isinstance(fmt, (MXIntFormat, MXFPFormat)) and fmt.scale == E8M0
 
 
+def triton_cdiv(a, b):
+    return -(-a // b)
+
+
 def _next_pow2(n):
     return 1 << max(0, (int(n) - 1).bit_length())
 
@@ -76,10 +80,6 @@ def _launch_quant(x2, fmt, rounding, seed, inner, want_codes, want_deq, deq_dtyp
             BIAS=getattr(fmt, "exponent_bias", 0), EMAX=fmt.emax_elem, MAX_NORMAL=float(fmt.element_max),
             MODE=rounding.kernel_id, WANT_CODES=want_codes, WANT_DEQ=want_deq)
     return codes, scales, deq
-
-
-def triton_cdiv(a, b):
-    return -(-a // b)
 
 
 def _work_input(x):

@@ -117,7 +117,10 @@ def mx_quant_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, hsee
         val = code.to(tl.float64) * pow2(s2 + Q) + 0.0  # code 0 gives +0.0
     val = tl.where(bad[:, None], float("nan"), val)
     if WANT_CODES:
-        tl.store(codes_ptr + off, code.to(tl.int8) if not IS_FP else code.to(tl.uint8), mask=m)
+        if IS_FP:
+            tl.store(codes_ptr + off, code.to(tl.uint8), mask=m)
+        else:
+            tl.store(codes_ptr + off, code.to(tl.int8), mask=m)
     if WANT_DEQ:
         tl.store(deq_ptr + off, val.to(deq_ptr.dtype.element_ty), mask=m)
     sc = tl.where(bad, 0xFF, s + 127)
