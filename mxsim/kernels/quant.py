@@ -485,7 +485,8 @@ def mxfp_f32_fast(x, xbits, k, ebits, mbits, bias, max_normal, emax_elem, smin, 
         for j in range(j0, j1):
             xb = xbr[j]
             av = abs(float(xr[j])) * down
-            e = max(int((xb >> 23) & 0xFF) - F32_EXP_BIAS - s, emin)  # zero: clamps to emin, av = 0
+            fld = int((xb >> 23) & 0xFF)  # 0 only for +-0 here (subnormal blocks went above)
+            e = max(fld - F32_EXP_BIAS - s, emin) if fld != 0 else emin
             tt = av * _POW2[200 + mbits - e]
             if mode == RN_EVEN:
                 n = (tt + _MAGIC) - _MAGIC

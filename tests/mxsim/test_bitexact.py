@@ -137,3 +137,13 @@ def test_run_validation_counts():
     df = run_validation(n_random=1, formats=["MXINT4"], roundings=("nearest_even",), blocks=(7,), axes=(1,), matmul=False)
     assert set(df.check) == {"fake_quantize", "codes", "scales"}
     assert (df.n_values > 0).all() and int(df.n_mismatch.sum()) == 0, df.first_mismatch.dropna().tolist()
+
+
+@pytest.mark.parametrize("fmt", [mxsim.MXFP8_E5M2, mxsim.MXFP8_E4M3, mxsim.MXFP4_E2M1], ids=_fid)
+def test_mxfp_zeros_beside_tiny_values(fmt):
+    # found by hypothesis: +-0 in a block whose scale is near the bottom of E8M0 (amax ~2^-111)
+    # must code 0 / the sign bit (the float32 fast kernel once derived a wrong element
+    # exponent for them); also a float32 subnormal element (the generic-arithmetic block)
+    x = torch.tensor([[0.0, 3.4665746257256777e-34, -0.0], [-0.0, 2.0**-140, 2.0**-126]], dtype=torch.float32)
+    for rounding in ("nearest_even", "nearest_away", "floor"):
+        assert_same(compare_quantize(x, fmt.with_block_size(3), axis=1, rounding=rounding), f"{fmt} {rounding}")
