@@ -13,7 +13,7 @@ from .formats import BlockFP, MXFPFormat, MXIntFormat, NVFP4Format, check_roundi
 from .rounding import Rounding
 from .datapath import matmul_cpu
 from .kernels import quant as _q
-from .layout import from_blocked_2d, is_integer, normalize_axis, to_blocked_2d
+from .layout import from_blocked_2d, is_integer, matmul_operands, normalize_axis, to_blocked_2d
 from .layout import from_numpy as _from_numpy
 from .layout import is_torch as _is_torch
 from .layout import to_numpy as _to_numpy
@@ -242,16 +242,7 @@ def matmul(a, b, accumulator=Exact(), lanes=None):
     acc = datapath_accumulator(accumulator, lanes)
     if not isinstance(a, MXTensor) or not isinstance(b, MXTensor):
         raise ValueError("a and b must be MXTensor (use mxsim.quantize)")
-    if a.axis != len(a.shape) - 1:
-        raise ValueError(f"a must be blocked along its last axis (K), got axis {a.axis}")
-    if len(b.shape) != 2 or b.axis != 0:
-        raise ValueError(f"b must be 2-D (K, N) blocked along axis 0, got shape {b.shape} axis {b.axis}")
-    K = a.shape[-1]
-    if b.shape[0] != K:
-        raise ValueError(f"a's K ({K}) and b's K ({b.shape[0]}) differ")
-    k = a.fmt.block_size
-    if b.fmt.block_size != k:
-        raise ValueError(f"a and b must share the block size, got {k} and {b.fmt.block_size}")
+    K, k = matmul_operands(a, b)
     lanes = _check_lanes(acc.lanes, k) if isinstance(acc, FP32) else k
     if (a.device is None) != (b.device is None) or (a.device is not None and a.device != b.device):
         raise ValueError(f"a and b must be on the same device, got {a.device or 'host'} and {b.device or 'host'}")

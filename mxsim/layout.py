@@ -7,7 +7,9 @@ Two concerns, both about how an array reaches a kernel and comes back, neither a
   to that kind, dtype and device;
 * the blocked layout: ``to_blocked_2d`` moves the blocked axis last and flattens the rest, so
   each block is a contiguous run of a row of an (R, L) array (what every kernel takes);
-  ``from_blocked_2d`` undoes it; ``normalize_axis`` checks an axis argument.
+  ``from_blocked_2d`` undoes it; ``normalize_axis`` checks an axis argument;
+  ``stored_layout`` is the layout of a tensor read back from bytes, ``matmul_operands`` the
+  layout every matmul (MX, NVFP4, the partial-sum range) takes.
 """
 
 from __future__ import annotations
@@ -93,3 +95,35 @@ def to_blocked_2d(a: np.ndarray, axis: int):
 
 def from_blocked_2d(y2: np.ndarray, moved_shape, axis: int) -> np.ndarray:
     return np.moveaxis(y2.reshape(moved_shape), -1, axis)
+
+
+def stored_layout(shape, axis, block_size: int):
+    """(shape, axis, scale shape, number of scales, number of elements) of a blocked tensor of
+    ``shape`` read back from bytes; ``shape`` must be integer sizes (numpy integers too)."""
+    if is_integer(shape):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not all(is_integer(d) for d in shape):
+        raise ValueError(f"shape must be a tuple of integer sizes, got {shape!r}")
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 0 or any(d < 0 for d in shape):
+        raise ValueError(f"shape must be a non-empty tuple of sizes >= 0, got {shape!r}")
+    axis = normalize_axis(axis, len(shape))
+    nb = -(-shape[axis] // block_size)
+    sshape = shape[:axis] + (nb,) + shape[axis + 1:]
+    return shape, axis, sshape, int(np.prod(sshape, dtype=np.int64)), int(np.prod(shape, dtype=np.int64))
+
+
+def matmul_operands(a, b):
+    """(K, block size) of ``a (..., K) @ b (K, N)``: a blocked along its last axis, b 2-D blocked
+    along axis 0, both with one block size (the layout of every mxsim matmul)."""
+    if a.axis != len(a.shape) - 1:
+        raise ValueError(f"a must be blocked along its last axis (K), got axis {a.axis}")
+    if len(b.shape) != 2 or b.axis != 0:
+        raise ValueError(f"b must be 2-D (K, N) blocked along axis 0, got shape {b.shape} axis {b.axis}")
+    K = a.shape[-1]
+    if b.shape[0] != K:
+        raise ValueError(f"a's K ({K}) and b's K ({b.shape[0]}) differ")
+    k = a.fmt.block_size
+    if b.fmt.block_size != k:
+        raise ValueError(f"a and b must share the block size, got {k} and {b.fmt.block_size}")
+    return K, k

@@ -21,7 +21,8 @@ from .formats import NVFP4Format, get_format
 from .kernels import nvfp4 as _k
 from .kernels import pack as _pk
 from .kernels.dequant import KIND_MXFP
-from .layout import Source, from_blocked_2d, from_numpy, is_torch, normalize_axis, to_blocked_2d, to_numpy
+from .layout import (Source, from_blocked_2d, from_numpy, is_torch, matmul_operands, normalize_axis, stored_layout,
+                     to_blocked_2d, to_numpy)
 from .tensor import MXTensor
 
 PTS_MIN = 2.0**-120  # smallest per-tensor scale: keeps fl32(1/p) / 2^-6 finite
@@ -113,14 +114,7 @@ class NVFP4Tensor(MXTensor):
         fmt = get_format(fmt)
         if not isinstance(fmt, NVFP4Format):
             raise ValueError(f"fmt must be an NVFP4 format here, got {fmt.name}")
-        shape = tuple(int(d) for d in shape)
-        if len(shape) == 0 or any(d < 0 for d in shape):
-            raise ValueError(f"shape must be a non-empty tuple of sizes >= 0, got {shape!r}")
-        axis = normalize_axis(axis, len(shape))
-        nb = -(-shape[axis] // fmt.block_size)
-        sshape = shape[:axis] + (nb,) + shape[axis + 1:]
-        n_scales = int(np.prod(sshape, dtype=np.int64))
-        numel = int(np.prod(shape, dtype=np.int64))
+        shape, axis, sshape, n_scales, numel = stored_layout(shape, axis, fmt.block_size)
         head = 4 if fmt.two_level else 0
         expected = head + n_scales + (numel * 4 + 7) // 8
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -217,16 +211,7 @@ def matmul(a: NVFP4Tensor, b: NVFP4Tensor, accumulator=Exact(), lanes=None) -> n
     for t, name in ((a, "a"), (b, "b")):
         if not isinstance(t, NVFP4Tensor):
             raise ValueError(f"{name}: NVFP4 matmul needs both operands in NVFP4, got {t.fmt.name}")
-    if a.axis != len(a.shape) - 1:
-        raise ValueError(f"a must be blocked along its last axis (K), got axis {a.axis}")
-    if len(b.shape) != 2 or b.axis != 0:
-        raise ValueError(f"b must be 2-D (K, N) blocked along axis 0, got shape {b.shape} axis {b.axis}")
-    K = a.shape[-1]
-    if b.shape[0] != K:
-        raise ValueError(f"a's K ({K}) and b's K ({b.shape[0]}) differ")
-    k = a.fmt.block_size
-    if b.fmt.block_size != k:
-        raise ValueError(f"a and b must share the block size, got {k} and {b.fmt.block_size}")
+    K, k = matmul_operands(a, b)
     if isinstance(acc, FP32):
         lanes = k if acc.lanes is None else acc.lanes
         if lanes < 1 or k % lanes:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .formats import MXFPFormat
+from .layout import matmul_operands
 from .tensor import MXTensor
 
 _CHUNK_ELEMENTS = 1 << 23  # bounds the (blocks x rows x N) float64 work arrays (64 MiB)
@@ -30,13 +31,7 @@ def partial_sum_range(a: MXTensor, b: MXTensor) -> dict:
     blocked along axis 0, the same block size)."""
     if not isinstance(a, MXTensor) or not isinstance(b, MXTensor):
         raise ValueError("a and b must be MXTensor (use mxsim.quantize)")
-    if a.axis != len(a.shape) - 1:
-        raise ValueError(f"a must be blocked along its last axis (K), got axis {a.axis}")
-    if len(b.shape) != 2 or b.axis != 0:
-        raise ValueError(f"b must be 2-D (K, N) blocked along axis 0, got shape {b.shape} axis {b.axis}")
-    K, k = a.shape[-1], a.fmt.block_size
-    if b.shape[0] != K or b.fmt.block_size != k:
-        raise ValueError(f"a (K={K}, block {k}) and b (K={b.shape[0]}, block {b.fmt.block_size}) do not match")
+    K, k = matmul_operands(a, b)
     for name, f in (("a", a.fmt), ("b", b.fmt)):
         if isinstance(f, MXFPFormat) and f.exponent_bits == 5:
             raise ValueError(f"{name}: MXFP8_E5M2 products do not fit the int64 adder (as mxsim.matmul)")

@@ -10,7 +10,7 @@ import numpy as np
 from .formats import BlockFP, MXFPFormat, get_format
 from .kernels import dequant as _dq
 from .kernels import pack as _pk
-from .layout import Source, from_blocked_2d, from_numpy, is_integer, normalize_axis, to_blocked_2d
+from .layout import Source, from_blocked_2d, from_numpy, stored_layout, to_blocked_2d
 
 
 def _interpreted(t) -> bool:
@@ -178,18 +178,7 @@ class MXTensor:
             from .nvfp4 import NVFP4Tensor
 
             return NVFP4Tensor.from_bytes(data, fmt, shape, axis)
-        if is_integer(shape):
-            shape = (shape,)
-        if not isinstance(shape, (tuple, list)) or not all(is_integer(d) for d in shape):
-            raise ValueError(f"shape must be a tuple of integer sizes, got {shape!r}")
-        shape = tuple(int(d) for d in shape)
-        if len(shape) == 0 or any(d < 0 for d in shape):
-            raise ValueError(f"shape must be a non-empty tuple of sizes >= 0, got {shape!r}")
-        axis = normalize_axis(axis, len(shape))
-        nb = -(-shape[axis] // fmt.block_size)
-        sshape = shape[:axis] + (nb,) + shape[axis + 1:]
-        n_scales = int(np.prod(sshape, dtype=np.int64))
-        numel = int(np.prod(shape, dtype=np.int64))
+        shape, axis, sshape, n_scales, numel = stored_layout(shape, axis, fmt.block_size)
         b = fmt.element_bits
         expected = n_scales + (numel * b + 7) // 8
         if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -173,3 +173,11 @@ def test_dequantize_float_dtypes_still_work():
     assert q.dequantize(dtype="float16").dtype == np.float16
     t = mxsim.quantize(torch.ones(2, 32), "MXINT8")
     assert t.dequantize(dtype=torch.bfloat16).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("shape", [(16.0,), 16.5, ("16",)])
+def test_nvfp4_from_bytes_refuses_non_integer_shapes(shape):
+    # an NVFP4 tensor of 16 elements is 1 E4M3 scale + 16 x 4 bits = 9 bytes; a float
+    # shape must be refused as for the MX formats, not truncated by int()
+    with pytest.raises(ValueError, match="shape"):
+        mxsim.MXTensor.from_bytes(bytes(9), "NVFP4", shape)
