@@ -118,6 +118,7 @@ class ReportSettings:
         check_output(Path(self.reports_dir), "--reports-dir", "dir")
         check_output(Path(self.reports_dir) / self.name, "--name (reports/<name>)", "dir")
         check_model(self.model)
+        check_data_files()
         resolve_device(self.device)
         if self.rank_config not in self.configs:
             raise UserError(f"the rank sweep runs at {self.rank_config}; keep it in --configs (got {self.configs})")
@@ -154,6 +155,14 @@ def model_description(model) -> str:
     if p.suffix.lower() == ".gguf":
         return f"`{p.name}` dequantized from its GGUF"
     return f"the Hugging Face model in `{p}`, as stored"
+
+
+def check_data_files() -> None:
+    """WikiText-2's files exist ($MXLAB_DATA or ../shared/data) before the model loads."""
+    from lqer.data import check_data
+
+    with user_input("$MXLAB_DATA"):
+        check_data()
 
 
 def check_model(model) -> None:
@@ -238,6 +247,7 @@ def check_table_args(args) -> None:
         raise UserError("--full evaluates the whole test split; do not combine it with --windows")
     check_output(Path(args.out), "--out", "dir")
     check_model(args.model)
+    check_data_files()
     resolve_device(args.device)
     _check_methods(args.methods or TABLE_METHODS)
     for c in args.configs:

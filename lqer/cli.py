@@ -195,6 +195,11 @@ def check_args(args, configs, methods) -> None:
                 load_config(c, **_overrides(args, m))
     with user_input("--model"):
         resolve_model_path(args.model)
+    if args.cmd in ("eval", "table", "stream"):
+        from .data import check_data
+
+        with user_input("$MXLAB_DATA"):
+            check_data()
     if getattr(args, "csv", None):
         check_output(args.csv, "--csv", "file")
     if args.cmd == "stream":

@@ -18,13 +18,24 @@ def data_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
-def load_wikitext(split: str = "test") -> str:
+def _split_path(split: str) -> Path:
     if split not in SPLITS:
         raise ValueError(f"unknown wikitext-2 split {split!r}; allowed: valid, test")
     path = data_dir() / "wikitext-2" / SPLITS[split]
     if not path.is_file():
-        raise ValueError(f"wikitext-2 {split} split not found at {str(path)!r} (set $MXLAB_DATA)")
-    return path.read_text(encoding="utf-8")
+        raise ValueError(f"wikitext-2 {split} split not found at {str(path)!r} (set $MXLAB_DATA to the folder "
+                         "holding wikitext-2/test.txt and valid.txt)")
+    return path
+
+
+def check_data(splits=("valid", "test")) -> None:
+    """The text files a run will read exist: called by the CLIs before the model is loaded."""
+    for split in splits:
+        _split_path(split)
+
+
+def load_wikitext(split: str = "test") -> str:
+    return _split_path(split).read_text(encoding="utf-8")
 
 
 def _encode(tokenizer, text: str) -> torch.Tensor:

@@ -185,3 +185,15 @@ def test_spectrum_layer_is_checked_right_after_loading(tiny_model):
     assert "model.layers.0.self_attn.q_proj" in str(e.value)  # an example of a valid name
     check_spectrum_layer(tiny_model, "model.layers.1.mlp.down_proj")
     check_spectrum_layer(tiny_model, None)
+
+
+@pytest.mark.parametrize("cmd", [["report"], ["table", "--configs", "W4A8"]])
+def test_missing_wikitext_is_one_line_before_the_model_loads(cmd, tmp_path, monkeypatch, capsys, no_work):
+    # it used to load the model, then die with a ValueError traceback inside get_windows
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MXLAB_DATA", str(tmp_path / "no_data_here"))
+    rc, lines = _run(cmd, capsys)
+    assert rc == 2
+    assert len(lines) == 1 and lines[0].startswith(f"mxlab {cmd[0]}: error: $MXLAB_DATA"), lines
+    assert "wikitext-2" in lines[0] and "test.txt" in lines[0]
+    assert list(tmp_path.iterdir()) == []
