@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from mxsim.errors import ArgumentParser, run_cli
+from mxsim.errors import ArgumentParser, int_at_least, run_cli
 
 
 def _int_list(text: str) -> list[int]:
@@ -36,29 +36,19 @@ def _str_list(text: str) -> list[str]:
     return vals
 
 
-def _pos_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
 def _add_eval_args(p, windows_default=None):
     p.add_argument("--model", default="smollm2-135m",
                    help="'smollm2-135m' (default, the bundled GGUF), a .gguf file or a local HF model directory")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--windows", type=_pos_int, default=windows_default,
+    p.add_argument("--windows", type=int_at_least(1), default=windows_default,
                    help="number of WikiText-2 test windows for perplexity")
-    p.add_argument("--seq-len", type=_pos_int, default=None, help="tokens per perplexity window")
+    p.add_argument("--seq-len", type=int_at_least(1), default=None, help="tokens per perplexity window")
     p.add_argument("--full", action="store_true", help="evaluate on the whole WikiText-2 test split")
-    p.add_argument("--calib-samples", type=_pos_int, default=None, help="calibration windows from the valid split")
-    p.add_argument("--calib-seq-len", type=_pos_int, default=None, help="tokens per calibration window")
+    p.add_argument("--calib-samples", type=int_at_least(1), default=None, help="calibration windows from the valid split")
+    p.add_argument("--calib-seq-len", type=int_at_least(1), default=None, help="tokens per calibration window")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--torch-threads", type=_pos_int, default=None,
+    p.add_argument("--torch-threads", type=int_at_least(1), default=None,
                    help="torch intra-op threads (default: all cores, or 1 when the machine is already busy)")
 
 
@@ -79,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--spectrum-layer", default=None, help="linear layer for the spectrum figure (a module name)")
     r.add_argument("--svd", default=None, choices=["full", "randomized"],
                    help="lqer SVD for the quantized models (default randomized; full with --full)")
-    r.add_argument("--max-blocks", type=_pos_int, default=None,
+    r.add_argument("--max-blocks", type=int_at_least(1), default=None,
                    help="quantize only the first N decoder blocks (smoke tests; the rest stays full precision)")
     r.add_argument("--quick", action="store_true", help="tiny settings (a couple of minutes), for smoke tests")
 
@@ -87,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grid", default=None, help="grid TOML file (default: experiments/grids/default.toml)")
     s.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:8786)")
     s.add_argument("--out", default="reports/sweep", help="output directory (per-point cache in <out>/points)")
-    s.add_argument("--workers", type=_pos_int, default=1, help="LocalCluster worker processes (ignored with --scheduler)")
+    s.add_argument("--workers", type=int_at_least(1), default=1, help="LocalCluster worker processes (ignored with --scheduler)")
     s.add_argument("--threads", action="store_true", help="LocalCluster with threads in this process (processes=False)")
     s.add_argument("--retry-failed", action="store_true", help="re-run points whose cached record is a failure")
     s.add_argument("--model", default=None, help="override the grid's settings.model")

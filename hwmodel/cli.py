@@ -5,24 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mxsim.errors import ArgumentParser, UserError, run_cli, user_input
+from mxsim.errors import ArgumentParser, UserError, int_at_least, run_cli, user_input
 
 from . import report as rep
 from .designs import LOWRANK_DESIGNS
 from .shapes import get_model as get_shape
-
-
-def _int_at_least(lo: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {v}")
-        return v
-
-    return parse
 
 
 def _check_tech(tech) -> None:
@@ -137,12 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tech", default="fpga", help="fpga | asic | xilinx | ecp5 | cmos | path/to/table.csv")
     r.add_argument("--format", default="md", choices=["md", "csv"])
     r.add_argument("--layer", default="all", choices=["all", "mlp", "attn"])
-    r.add_argument("--tokens", type=_int_at_least(1), default=1, help="tokens sharing one weight read (default 1)")
-    r.add_argument("--outliers", type=_int_at_least(0), default=None, help="outlier columns for every layer (LLM.int8/int4)")
+    r.add_argument("--tokens", type=int_at_least(1), default=1, help="tokens sharing one weight read (default 1)")
+    r.add_argument("--outliers", type=int_at_least(0), default=None, help="outlier columns for every layer (LLM.int8/int4)")
     r.add_argument("--outliers-file", default=None, help="JSON {layer_name: n_outlier_columns}")
-    r.add_argument("--lanes", type=_int_at_least(1), default=None, help="lanes per GEMM unit (default 16)")
-    r.add_argument("--lowrank-lanes", type=_int_at_least(1), default=None, help="lanes of the low-rank units (1 = the paper's fold)")
-    r.add_argument("--rank", type=_int_at_least(1), default=None, help="low-rank rank (LQER default 32)")
+    r.add_argument("--lanes", type=int_at_least(1), default=None, help="lanes per GEMM unit (default 16)")
+    r.add_argument("--lowrank-lanes", type=int_at_least(1), default=None, help="lanes of the low-rank units (1 = the paper's fold)")
+    r.add_argument("--rank", type=int_at_least(1), default=None, help="low-rank rank (LQER default 32)")
     r.add_argument("--breakdown", action="store_true", help="print (md) or emit (csv) the per-component breakdown")
     r.add_argument("--plot", default=None, help="write a stacked area breakdown PNG here")
     r.set_defaults(func=_report)

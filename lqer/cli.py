@@ -7,22 +7,8 @@ import json
 import sys
 import time
 
-from mxsim.errors import ArgumentParser, UserError, run_cli, user_input
+from mxsim.errors import ArgumentParser, UserError, int_at_least, run_cli, user_input
 from mxsim.files import atomic_write, check_output
-
-
-def _int_at_least(lo: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {v}")
-        return v
-
-    parse.__name__ = f"integer >= {lo}"
-    return parse
 
 
 def _accumulator(text: str):
@@ -39,13 +25,13 @@ _accumulator.__name__ = "accumulator"
 
 def _common(p):
     p.add_argument("--model", default="smollm2-135m", help="model name, .gguf file or HF model directory")
-    p.add_argument("--seq-len", type=_int_at_least(2), default=1024, help="evaluation window length in tokens")
-    p.add_argument("--windows", type=_int_at_least(1), default=8, help="number of WikiText-2 test windows")
+    p.add_argument("--seq-len", type=int_at_least(2), default=1024, help="evaluation window length in tokens")
+    p.add_argument("--windows", type=int_at_least(1), default=8, help="number of WikiText-2 test windows")
     p.add_argument("--full", action="store_true", help="evaluate on the whole test split")
-    p.add_argument("--calib-samples", type=_int_at_least(1), default=16, help="calibration windows from valid.txt")
-    p.add_argument("--calib-seq-len", type=_int_at_least(2), default=512, help="calibration window length")
+    p.add_argument("--calib-samples", type=int_at_least(1), default=16, help="calibration windows from valid.txt")
+    p.add_argument("--calib-seq-len", type=int_at_least(2), default=512, help="calibration window length")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rank", type=_int_at_least(1), default=None, help="override the config's rank")
+    p.add_argument("--rank", type=int_at_least(1), default=None, help="override the config's rank")
     p.add_argument("--svd", choices=["full", "randomized"], default=None)
     p.add_argument("--factor-axis", choices=["last", "reduction"], default=None)
     p.add_argument("--accumulator", type=_accumulator, default=None, metavar="float|exact|fp32[:lanes]|fixed:TOTAL:FRAC[:wrap]",

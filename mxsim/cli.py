@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from .errors import ArgumentParser, run_cli
+from .errors import ArgumentParser, int_at_least, run_cli
 
 
 def _demo_table(rows, cols, seed, dist, rounding):
@@ -35,16 +35,6 @@ def _demo_table(rows, cols, seed, dist, rounding):
     return pd.DataFrame.from_records(recs)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
 def _rounding(text: str) -> str:
     from .formats import ROUNDING_MODES
 
@@ -57,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="mxsim", description="Bit-exact MX number-format emulator.")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="quantize a random tensor to every format; print error and storage")
-    d.add_argument("--rows", type=_positive_int, default=256)
-    d.add_argument("--cols", type=_positive_int, default=1024)
+    d.add_argument("--rows", type=int_at_least(1), default=256)
+    d.add_argument("--cols", type=int_at_least(1), default=1024)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--dist", choices=("normal", "laplace"), default="normal")
     d.add_argument("--rounding", type=_rounding, default="nearest_even",

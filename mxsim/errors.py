@@ -38,6 +38,23 @@ def user_input(what: str):
         raise UserError(f"{what}: {msg}") from None
 
 
+def int_at_least(lo: int):
+    """An argparse ``type=``: an integer >= ``lo`` (every CLI's counts, sizes and ranks)."""
+    want = "a positive integer" if lo == 1 else f"an integer >= {lo}"
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {v}")
+        return v
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
 def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
