@@ -10,7 +10,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import Timer
 
-from hwmodel.tb.common import load, read, same, write_summary
+from hwmodel.tb.common import load, read, score, write_summary
 
 
 @cocotb.test()
@@ -26,15 +26,6 @@ async def comb_scoreboard(dut):
         await Timer(1, "ns")
         for p, h in outs:
             got[p][i] = read(h)
-    bad, first = 0, None
-    for p, mode in meta["outputs"].items():
-        g = got[p]
-        ok = (g >= 0) & same(np.where(g < 0, 0, g), data[f"exp_{p}"], mode)
-        bad += int((~ok).sum())
-        if first is None and not ok.all():
-            i = int(np.flatnonzero(~ok)[0])
-            first = {"vector": i, "port": p, "rtl": hex(int(g[i])) if g[i] >= 0 else "x/z",
-                     "reference": hex(int(data[f"exp_{p}"][i])),
-                     "inputs": {q: hex(int(data[q][i])) for q in meta["inputs"]}}
+    bad, first = score(got, data, meta["outputs"], meta["inputs"])
     write_summary({"vectors": n, "mismatches": bad, "first_mismatch": first})
     assert bad == 0, f"{bad} mismatches, first {first}"

@@ -32,6 +32,29 @@ def same(got: np.ndarray, exp: np.ndarray, mode: str) -> np.ndarray:
     return ok
 
 
+def matches(got: np.ndarray, exp: np.ndarray, mode: str) -> np.ndarray:
+    """Per vector: the RTL drove a value (no x/z, see ``read``) and it equals the reference."""
+    got = np.asarray(got)
+    return (got >= 0) & same(np.where(got < 0, 0, got), exp, mode)
+
+
+def score(got: dict, data: dict, outputs: dict, inputs=()):
+    """(mismatch count, first mismatch) over every output port ``outputs`` {port: mode}; the
+    first mismatch names its vector, port, both values and the vector's ``inputs`` ports."""
+    bad, first = 0, None
+    for p, mode in outputs.items():
+        g, e = got[p], data[f"exp_{p}"]
+        ok = matches(g, e, mode)
+        bad += int((~ok).sum())
+        if first is None and not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            first = {"vector": i, "port": p, "rtl": hex(int(g[i])) if g[i] >= 0 else "x/z",
+                     "reference": hex(int(e[i]))}
+            if inputs:
+                first["inputs"] = {q: hex(int(data[q][i])) for q in inputs}
+    return bad, first
+
+
 def read(handle) -> int:
     """The port's value as an unsigned int; -1 for x/z bits (never equal to a reference)."""
     v = handle.value

@@ -14,7 +14,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from hwmodel.tb.common import load, read, same, write_summary
+from hwmodel.tb.common import load, read, score, write_summary
 
 
 def _pack(lanes: np.ndarray, bits: int) -> list:
@@ -53,14 +53,6 @@ async def stream_scoreboard(dut):
             dut.rst.value = 0
             for p, words in streams.items():
                 getattr(dut, p).value = words[vec * T + t]
-    bad, first = 0, None
-    for p, mode in meta["outputs"].items():
-        g = got[p]
-        ok = (g >= 0) & same(np.where(g < 0, 0, g), data[f"exp_{p}"], mode)
-        bad += int((~ok).sum())
-        if first is None and not ok.all():
-            i = int(np.flatnonzero(~ok)[0])
-            first = {"vector": i, "port": p, "rtl": hex(int(g[i])) if g[i] >= 0 else "x/z",
-                     "model": hex(int(data[f"exp_{p}"][i]))}
+    bad, first = score(got, data, meta["outputs"])
     write_summary({"vectors": V, "cycles": V * (T + 1), "mismatches": bad, "first_mismatch": first})
     assert bad == 0, f"{bad} mismatches, first {first}"
