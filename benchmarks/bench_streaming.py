@@ -95,12 +95,14 @@ def child(args):
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
-    marks = []  # after each layer: (peak RSS so far, process CPU seconds so far)
+    marks = []  # after each layer: (peak RSS so far, process CPU seconds so far, 1-min load average)
 
     def log(s):
         u = resource.getrusage(resource.RUSAGE_SELF)
-        marks.append((u.ru_maxrss * 1024, u.ru_utime + u.ru_stime))
-        print(f"{s}; peak RSS so far {marks[-1][0] / GiB:.2f} GiB", file=sys.stderr, flush=True)
+        if s.startswith("stream: layer "):
+            marks.append((u.ru_maxrss * 1024, u.ru_utime + u.ru_stime, os.getloadavg()[0]))
+        print(f"{s}; peak RSS so far {u.ru_maxrss * 1024 / GiB:.2f} GiB; load {os.getloadavg()[0]:.1f}",
+              file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -117,7 +119,38 @@ def child(args):
         gpu_peak = torch.cuda.max_memory_allocated()
     print(json.dumps({"layers": len(per), "total_s": total, "per_layer_s": per, "peak_rss": rss, "per_layer_cpu_s": cpu,
                       "peak_rss_after_layer": [m[0] for m in marks], "model_layers": man["n_layers"],
+                      "load_after_layer": [m[2] for m in marks],
                       "gpu_peak_alloc": gpu_peak, "bits_per_weight": man["avg_bits_per_weight"]}))
+
+
+def _commit() -> str | None:
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+CSV_COLUMNS = ("model layers", "quantized", "peak_rss_GiB", "target_GiB", "rss/target",
+               "peak after each layer (GiB)", "wall s/layer(mean)", "wall s/layer(min)", "cpu s/layer(mean)",
+               "load(mean)", "load(min)", "load(max)", "bits/w")
+
+
+def _write_results(path: Path, rows, meta) -> None:
+    """The table (CSV, fixed columns, 4 significant digits) and its meta JSON, each written atomically."""
+    import pandas as pd
+
+    from mxsim.files import atomic_write
+
+    df = pd.DataFrame(rows)
+    cols = list(CSV_COLUMNS) + [c for c in df.columns if c not in CSV_COLUMNS]
+    with atomic_write(path) as tmp:
+        df[cols].to_csv(tmp, index=False, float_format="%.4g")
+    with atomic_write(path.with_suffix(".meta.json")) as tmp:
+        Path(tmp).write_text(json.dumps(meta, indent=1) + "\n")
 
 
 def main(argv=None):
@@ -143,6 +176,9 @@ def main(argv=None):
                     help="quantize only the first K layers of each model (default: all; K x time per layer)")
     ap.add_argument("--work", default="/tmp/mxlab-bench-streaming", help="directory for the checkpoint + outputs")
     ap.add_argument("--cleanup", action="store_true", help="delete --work at the end")
+    ap.add_argument("--csv", default=None,
+                    help="also write the table to this CSV (atomically, after each run) and its settings, "
+                         "machine, load and commit to the same name with .meta.json")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -151,6 +187,13 @@ def main(argv=None):
         return child(args)
     if max(args.layers) > args.total_layers or min(args.layers) < 1:
         ap.error(f"--layers must be in 1..--total-layers ({args.total_layers})")
+    if args.csv:
+        from mxsim.files import check_output
+
+        try:
+            check_output(args.csv, "--csv")
+        except ValueError as e:
+            ap.error(str(e))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     shapes = dict(hidden_size=args.hidden, intermediate_size=args.mlp, num_attention_heads=args.heads,
@@ -169,6 +212,18 @@ def main(argv=None):
           f"= target {target / GiB:.2f} GiB")
     print(f"# load average at start: {os.getloadavg()[0]:.1f} (wall time per layer grows with it; CPU time less)")
     rows = []
+    meta = {"command": "benchmarks/bench_streaming.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "commit": _commit(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": args.threads,
+                        "device": args.device, "load_average_at_start": list(os.getloadavg())},
+            "model": {"synthetic": "lqer.synthetic.write_synthetic_llama", **shapes, "stored_dtype": "bfloat16",
+                      "weights": "N(0, 0.02^2), seed 0"},
+            "method": {"method": args.method, "config": args.config, "rank": args.rank, "svd": args.svd,
+                       "dtype": args.dtype, "calibration_input": args.calibration_input},
+            "calibration": {"samples": args.calib_samples, "seq_len": args.calib_seq_len, "tokens": tokens,
+                            "ids": "torch.randint(0, vocab, generator seed 0)"},
+            "target": {"formula": "one decoder layer fp32 + calibration activations + 2 GiB",
+                       "layer_fp32_GiB": layer_fp32 / GiB, "activations_GiB": acts / GiB, "target_GiB": target / GiB}}
     try:
         for n in args.layers:
             ck = make_checkpoint(work, n, shapes)
@@ -192,8 +247,13 @@ def main(argv=None):
                    "cpu s/layer(mean)": sum(cpu) / len(cpu), "bits/w": r["bits_per_weight"]}
             if r["gpu_peak_alloc"] is not None:
                 row["gpu_peak_GiB"] = r["gpu_peak_alloc"] / GiB
+            loads = r["load_after_layer"]
+            row.update({"load(mean)": sum(loads) / len(loads), "load(min)": min(loads), "load(max)": max(loads)})
             rows.append(row)
             print(json.dumps(row), flush=True)
+            if args.csv:
+                _write_results(Path(args.csv), rows, {**meta, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                        time.gmtime())})
             shutil.rmtree(work / f"q-{n}L", ignore_errors=True)
     finally:
         if args.cleanup:
