@@ -1,12 +1,14 @@
 """mxsim.matmul speed against references timed in the same run (issue 14's matmul rows).
 
-    python benchmarks/bench_matmul.py [--size 2048] [--repeat 3] [--device cpu|cuda] [--quick]
+    python benchmarks/bench_matmul.py [--size 2048] [--repeat 3] [--device cpu|cuda] [--out docs/results]
 
 CPU rows: MXINT8 size^3 "exact" and "fp32" (fused, per block) vs torch float32 matmul
 (targets <= 2x and <= 3x), FixedPoint(32,16) / (24,8) at the SmolLM2 MLP shape
 2048x576x1536 (target <= 3x). CUDA rows (--device cuda): the same accumulators at 8192^3 vs
 torch._int_mm on int8 (targets: fp32 and FixedPoint >= 30% of its throughput, exact >= 10%).
 Every ratio is a best-of-``repeat`` wall time against a reference timed in this process.
+``--out DIR`` also writes the printed rows (same rounding) to DIR/bench_matmul_{cpu,cuda}.csv and
+the machine, threads, commit and command to its .meta.json (experiments.provenance).
 """
 
 import argparse
@@ -22,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import mxsim  # noqa: E402
+from experiments.provenance import check_out_dir, run_meta, write_table  # noqa: E402
 
 
 CPU_TIMES = {}  # best process CPU seconds per timed function (reported beside wall time)
@@ -139,6 +142,7 @@ def main():
     p.add_argument("--size", type=int, default=None, help="square size (default 2048 on CPU, 8192 on CUDA)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--out", default=None, help="also write bench_matmul_DEVICE.csv + .meta.json into this folder")
     args = p.parse_args()
     if args.size is None:
         args.size = 8192 if args.device == "cuda" else 2048
@@ -149,6 +153,7 @@ def main():
 
         if not torch.cuda.is_available():
             p.error("--device cuda: no CUDA device is available")
+    out = check_out_dir(p, args.out)
     print(machine_line(args.device))
     rows = cuda_rows(args) if args.device == "cuda" else cpu_rows(args)
     for name, s, ratio, target, cpu in rows:
@@ -158,6 +163,22 @@ def main():
             if cpu is not None:
                 line += f"   CPU-time ratio {cpu:5.2f}x"
         print(line)
+    if out is not None:
+        write_table(out, f"bench_matmul_{args.device}", [csv_row(*r) for r in rows], CSV_COLUMNS,
+                    run_meta(f"bench_matmul_{args.device}", "benchmarks/bench_matmul.py", device=args.device,
+                             ratio=RATIO[args.device]))
+        print(f"wrote {out / f'bench_matmul_{args.device}.csv'} and its .meta.json")
+
+
+# the CSV: one row per printed line, the values rounded as printed
+CSV_COLUMNS = ["benchmark", "ms", "ratio", "target", "cpu_time_ratio"]
+RATIO = {"cpu": "mxsim time / the torch float32 matmul above it (wall); cpu_time_ratio: the same in process CPU time",
+         "cuda": "throughput as a fraction of torch._int_mm above it"}
+
+
+def csv_row(name, s, ratio, target, cpu):
+    return {"benchmark": name, "ms": round(s * 1e3, 1), "ratio": None if ratio is None else round(ratio, 2),
+            "target": target, "cpu_time_ratio": None if cpu is None or ratio is None else round(cpu, 2)}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ the numba compile on first use (fresh cache dir) and in a second process (cache 
 CUDA (--device cuda, default 8192^2): MXINT8 / MXFP8_E4M3 / MXFP4_E2M1 on float32 and
 bfloat16 as a fraction of torch clone()'s bandwidth (target >= 70%) and, when torchao is
 installed (optional import of this script only), against its to_mx cast under torch.compile
-(target >= 1.5x).
+(target >= 1.5x). ``--out DIR`` also writes the CPU rows (rounded as printed) to
+DIR/bench_quantize_cpu.csv and the machine, threads, commit, command and compile times to its
+.meta.json (experiments.provenance).
 """
 
 import argparse
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import mxsim  # noqa: E402
+from experiments.provenance import check_out_dir, run_meta, write_table  # noqa: E402
 
 FORMATS = ["MXINT8", "MXINT6", "MXINT4", "MXINT2", "MXFP8_E4M3", "MXFP8_E5M2", "MXFP6_E3M2", "MXFP6_E2M3",
            "MXFP4_E2M1", "BlockFP4", "BlockFP8",
@@ -112,7 +115,9 @@ def main():
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--no-compile", action="store_true", help="skip the compile-time subprocesses")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--out", default=None, help="also write bench_quantize_cpu.csv + .meta.json into this folder (CPU)")
     args = p.parse_args()
+    out = check_out_dir(p, args.out)
     if args.device == "cuda":
         import torch
 
@@ -149,6 +154,7 @@ def main():
             best[key] = min(best[key], best_of(fn, 1))
     copy_rate = x.size / best["numpy copy"] / 1e6
     print(f"{'numpy copy':<28}{copy_rate:10.1f} Melem/s")
+    records = [csv_row("numpy copy", "", copy_rate)]
     for name, rd in cases:
         s = best[(name, rd)]
         rate = x.size / s / 1e6
@@ -157,13 +163,39 @@ def main():
             xt = torch.from_numpy(x)
             rs = best_of(lambda: ref_fq(xt, name, rounding=rd), 1)
             line += f"   referee {x.size / rs / 1e6:8.1f} Melem/s: numba {rs / s:6.1f}x"
+            records.append(csv_row(name, rd, rate, copy_rate, x.size / rs / 1e6, rs / s))
         else:
             line += "   reference unavailable"
+            records.append(csv_row(name, rd, rate, copy_rate))
         print(line)
+    compile_s = None
     if not args.no_compile:
         (imp1, c1), (imp2, c2) = compile_times()
         print(f"numba compile, empty cache: import {imp1:.2f} s, first call {c1:.2f} s")
         print(f"second process, cache hit:  import {imp2:.2f} s, first call {c2:.2f} s")
+        compile_s = {"empty_cache": {"import": round(imp1, 2), "first_call": round(c1, 2)},
+                     "cache_hit": {"import": round(imp2, 2), "first_call": round(c2, 2)}}
+    if out is not None:
+        threads = numba.get_num_threads()
+        for r in records:
+            r["threads"] = threads
+        write_table(out, "bench_quantize_cpu", records, CSV_COLUMNS,
+                    run_meta("bench_quantize_cpu", "benchmarks/bench_quantize.py", size=[n, n], dtype="float32",
+                             block=32, numba_compile_s=compile_s))
+        print(f"wrote {out / 'bench_quantize_cpu.csv'} and its .meta.json")
+
+
+# the CSV: one row per printed line, the values rounded as printed (threads: numba's)
+CSV_COLUMNS = ["format", "rounding", "threads", "melem_per_s", "x_copy", "target", "referee_melem_per_s",
+               "x_referee"]
+
+
+def csv_row(fmt, rounding, rate, copy_rate=None, referee_rate=None, x_referee=None):
+    return {"format": fmt, "rounding": rounding, "melem_per_s": round(rate, 1),
+            "x_copy": None if copy_rate is None else round(rate / copy_rate, 2),
+            "target": None if copy_rate is None else ">= 0.8x",
+            "referee_melem_per_s": None if referee_rate is None else round(referee_rate, 1),
+            "x_referee": None if x_referee is None else round(x_referee, 1)}
 
 
 if __name__ == "__main__":
