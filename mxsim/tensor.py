@@ -70,7 +70,7 @@ class MXTensor:
 
     @property
     def n_blocks(self) -> int:
-        return int(self.scales.size)
+        return int(np.prod(self.scales.shape, dtype=np.int64))  # numpy or device (torch) scales
 
     @property
     def numel(self) -> int:

@@ -104,7 +104,9 @@ def mx_quant_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, hsee
         code = tl.where(nint < (1 << MBITS), nint, normal_code)
         code = tl.where(pos & (mag > 0.0), code, 0)
         code = tl.where(neg, code | (1 << (EBITS + MBITS)), code)
-        val = tl.where(neg, -mag, mag) * pow2(s2)
+        # the sign by a multiply: Triton lowers unary minus to 0 - x, which gives +0.0 for a
+        # negative value that rounds to zero (the contract keeps -0.0, as ml_dtypes does)
+        val = mag * tl.where(neg, -1.0, 1.0) * pow2(s2)
         val = tl.where(zero[:, None], 0.0, val)
         code = tl.where(zero[:, None] | bad[:, None], 0, code)
     else:

@@ -159,3 +159,14 @@ def test_quantize_empty_blocked_axis():
     assert q.codes.shape == (3, 0) and q.scales.shape == (3, 0)
     assert q.nbits == 0
     assert tuple(q.dequantize().shape) == (3, 0)
+
+
+def test_storage_bits_of_device_codes():
+    """An MXTensor holding torch codes/scales (what the CUDA path returns) counts its storage as
+    the numpy one does: (4 x 64) MXINT8, blocks of 32 -> 256 elements x 8 bits + 8 scales x 8
+    bits = 2112 (by hand). It raised a TypeError (torch's .size is a method) in whole-model runs
+    on CUDA."""
+    q = mxsim.quantize(np.ones((4, 64), np.float32), mxsim.MXINT8, axis=1)
+    on_torch = q._replace(torch.from_numpy(q.codes), torch.from_numpy(q.scales))
+    assert q.nbits == on_torch.nbits == 4 * 64 * 8 + 4 * 2 * 8
+    assert on_torch.n_blocks == 8
