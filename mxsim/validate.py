@@ -21,6 +21,7 @@ from .formats import (
     ROUNDING_MODES,
     BlockFP,
     MXFPFormat,
+    MXIntFormat,
     get_format,
 )
 from .rounding import Rounding
@@ -180,6 +181,31 @@ def random_case(rng, rows, length, kind):
 
 
 RANDOM_KINDS = ("normal", "scaled_rows", "heavy", "uniform_int", "wide")
+
+
+def scale_rule_batch(fmt, rng):
+    """float32 blocks of 32 whose amax sits on every scale rule's decision points (MXINT/MXFP):
+    powers of two, the "even" threshold, max_pos * 2^k (rceil), each with its float32
+    neighbours, in binades 2^-30 .. 2^30, and max_pos * 2^-127..-125 (where the float32 quotient
+    of rceil rounds to a subnormal); the amax element's sign is random."""
+    fmt = get_format(fmt)
+    if isinstance(fmt, MXIntFormat):
+        mbits, max_pos = fmt.element_bits - 2, fmt.max_code * 2.0**fmt.quantum_log2
+    else:
+        mbits, max_pos = fmt.mantissa_bits, fmt.max_normal
+    pts = []
+    for k in range(-30, 31, 3):
+        for base in (2.0**k, (2 - 2.0 ** -(mbits + 1)) * 2.0**k, max_pos * 2.0**k):
+            b = np.float32(base)
+            pts += [b, np.nextafter(b, np.float32(np.inf)), np.nextafter(b, np.float32(0))]
+    for k in (-127, -126, -125):  # rceil quotients in float32's subnormal range: there its rounding matters
+        b = np.float32(max_pos * 2.0**k)
+        pts += [b, np.nextafter(b, np.float32(np.inf)), np.nextafter(b, np.float32(0))]
+    amax = np.array(pts, np.float32)
+    rows = random_case(rng, amax.size, 32, "normal")
+    rows = rows / np.abs(rows).max(axis=1, keepdims=True) * amax[:, None] * np.float32(0.999)
+    rows[:, 0] = amax * np.where(rng.random(amax.size) < 0.5, -1, 1)
+    return rows.astype(np.float32)
 
 # ----------------------------------------------------------------------------------------
 # comparisons

@@ -2,8 +2,8 @@
 
 The third implementation of docs/mxsim_semantics.md beside the numba kernels and the torch
 referee; mxsim.fake_quantize / quantize / MXTensor.dequantize / matmul route CUDA tensors
-here. Covered in Triton: MXINT2-8 and every MXFP element format, every rounding mode (the
-stochastic stream is the CPU's: same hash of the same flat index), any block size and axis,
+here. Covered in Triton: MXINT2-8 and every MXFP element format, every scale rule, every
+rounding mode (the stochastic stream is the CPU's: same hash of the same flat index), any block size and axis,
 and matmul for every format pair and accumulator except two cases that run the CPU (numba)
 path on host copies and return to the device: MXFP8_E5M2 operands in matmul (block sums up
 to 2^68.6 need the CPU's split-limb float64 path) and BlockFP quantization (its scale rule
@@ -29,11 +29,12 @@ MM_TILE = 64  # output tile (rows and columns) of one matmul program; int8 dots 
 
 
 def handles(fmt) -> bool:
-    """Whether the Triton kernels cover ``fmt``: MXINT and MXFP with the OCP E8M0 scale (floor
-    rule, bias 127, NaN 0xFF); other scale encodings/rules take the numba path."""
+    """Whether the Triton kernels cover ``fmt``: MXINT and MXFP with the OCP E8M0 scale encoding
+    (bias 127, NaN 0xFF) and any of its scale rules; other encodings take the numba path."""
     from ..formats import E8M0
 
-    return isinstance(fmt, (MXIntFormat, MXFPFormat)) and fmt.scale == E8M0
+    return (isinstance(fmt, (MXIntFormat, MXFPFormat))
+            and (fmt.scale.bits, fmt.scale.bias) == (E8M0.bits, E8M0.bias))
 
 
 def triton_cdiv(a, b):
@@ -78,7 +79,9 @@ def _launch_quant(x2, fmt, rounding, seed, inner, want_codes, want_deq, deq_dtyp
             x2, codes, scales, deq, R, L, nb, inner, _hseed(seed), K=k, KP=KP, BR=BR, IS_FP=is_fp,
             BITS=fmt.element_bits, EBITS=getattr(fmt, "exponent_bits", 0), MBITS=getattr(fmt, "mantissa_bits", 0),
             BIAS=getattr(fmt, "exponent_bias", 0), EMAX=fmt.emax_elem, MAX_NORMAL=float(fmt.element_max),
-            MODE=rounding.kernel_id, WANT_CODES=want_codes, WANT_DEQ=want_deq)
+            MODE=rounding.kernel_id, RULE=fmt.scale.rule.kernel_id,
+            RMBITS=getattr(fmt, "mantissa_bits", fmt.element_bits - 2), F32_IN=x2.dtype != torch.float64,
+            WANT_CODES=want_codes, WANT_DEQ=want_deq)
     return codes, scales, deq
 
 

@@ -6,15 +6,22 @@ for bit in tests/mxsim/test_gpu.py. Inputs arrive as (R, L) with the blocked axi
 
 Every value is handled in float64 (exact for the float32/float64 inputs, as the contract
 says); powers of two are built from their bit patterns (never a device exp2/log2), and
-floor(log2|x|) comes from the float64 exponent field. Stochastic rounding uses the
-contract's lowbias32 hash of the element's flat index in the original tensor, in uint32
+floor(log2|x|) comes from the float64 exponent field (ceil and the "even" rule's rounding from
+its fraction field; rceil's quotient is one correctly rounded float64 division). Stochastic
+rounding uses the contract's lowbias32 hash of the element's flat index in the original tensor, in uint32
 arithmetic, so the GPU stream is the CPU's stream: same seed and input, same bits.
 """
 
 import triton
 import triton.language as tl
 
+from ..formats import ScaleRule
+
 RN_EVEN, RN_AWAY, RN_FLOOR, RN_STOCH = 0, 1, 2, 3
+SR_CEIL = tl.constexpr(ScaleRule.CEIL.kernel_id)
+SR_EVEN = tl.constexpr(ScaleRule.EVEN.kernel_id)
+SR_RCEIL = tl.constexpr(ScaleRule.RCEIL.kernel_id)
+FRAC = tl.constexpr((1 << 52) - 1)  # the float64 fraction field
 
 
 @triton.jit
@@ -27,6 +34,36 @@ def pow2(e):
 def floor_log2(a):
     """floor(log2(a)) for positive finite float64 a >= 2^-1022 (the exponent field)."""
     return ((a.to(tl.int64, bitcast=True) >> 52) & 0x7FF) - 1023
+
+
+@triton.jit
+def ceil_log2(a):
+    """ceil(log2(a)) for positive finite float64 a >= 2^-1022: floor, plus one unless a is a
+    power of two (fraction field zero)."""
+    bits = a.to(tl.int64, bitcast=True)
+    return ((bits >> 52) & 0x7FF) - 1023 + ((bits & FRAC) != 0).to(tl.int64)
+
+
+@triton.jit
+def rule_exponent(amax, RULE: tl.constexpr, EMAX: tl.constexpr, RMBITS: tl.constexpr, MAX_POS: tl.constexpr,
+                  F32_IN: tl.constexpr):
+    """Unclamped shared exponent of blocks with finite amax > 0 (float64) under the scale rule
+    (docs/mxsim_semantics.md, "Scale rules"; the numba kernels' rule_exponent)."""
+    if RULE == SR_CEIL:
+        s = ceil_log2(amax) - EMAX
+    elif RULE == SR_EVEN:
+        # amax rounded half up to RMBITS fraction bits leaves its binade iff its significand
+        # 1.f >= 2 - 2^-(RMBITS+1), i.e. the 52-bit fraction field >= 2^52 - 2^(51-RMBITS)
+        up = ((amax.to(tl.int64, bitcast=True) & FRAC) >= (1 << 52) - (1 << (51 - RMBITS))).to(tl.int64)
+        s = floor_log2(amax) + up - EMAX
+    elif RULE == SR_RCEIL:
+        d = amax / MAX_POS  # float64 division: IEEE correctly rounded (div.rn.f64 on NVPTX)
+        if F32_IN:
+            d = d.to(tl.float32).to(tl.float64)  # the float32 quotient, as for the numba path
+        s = tl.where(d > 0.0, ceil_log2(tl.where(d > 0.0, d, 1.0)), -1023)  # underflow: clamps to the minimum
+    else:  # floor (OCP)
+        s = floor_log2(amax) - EMAX
+    return s
 
 
 @triton.jit
@@ -62,6 +99,7 @@ def mx_quant_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, hsee
                     K: tl.constexpr, KP: tl.constexpr, BR: tl.constexpr, IS_FP: tl.constexpr,
                     BITS: tl.constexpr, EBITS: tl.constexpr, MBITS: tl.constexpr, BIAS: tl.constexpr,
                     EMAX: tl.constexpr, MAX_NORMAL: tl.constexpr, MODE: tl.constexpr,
+                    RULE: tl.constexpr, RMBITS: tl.constexpr, F32_IN: tl.constexpr,
                     WANT_CODES: tl.constexpr, WANT_DEQ: tl.constexpr):
     """One program: BR blocks (flattened over rows x blocks per row), KP >= K lanes each."""
     pid = tl.program_id(0)
@@ -79,8 +117,8 @@ def mx_quant_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, hsee
     ax = tl.where(ax < float("inf"), ax, 0.0)
     amax = tl.max(ax, axis=1)
     zero = amax == 0.0
-    fl = floor_log2(tl.where(zero, 1.0, amax))
-    s = tl.minimum(tl.maximum(fl - EMAX, -127), 127)
+    s = rule_exponent(tl.where(zero, 1.0, amax), RULE, EMAX, RMBITS, MAX_NORMAL, F32_IN)
+    s = tl.minimum(tl.maximum(s, -127), 127)
     s = tl.where(zero, -127, s)
     if MODE == 3:
         idx = (r[:, None].to(tl.int64) // inner) * L * inner + col * inner + (r[:, None].to(tl.int64) % inner)

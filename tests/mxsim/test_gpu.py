@@ -17,7 +17,7 @@ import torch
 import mxsim
 from mxsim import reference as R
 from mxsim.formats import ROUNDING_MODES
-from mxsim.validate import _bits_equal, adversarial_batches, random_case
+from mxsim.validate import _bits_equal, adversarial_batches, random_case, scale_rule_batch
 
 triton = pytest.importorskip("triton")
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -81,6 +81,34 @@ def test_quantize_matches_referee_and_numba(fmt, rounding, block):
             assert same(q.codes, rc) and same(q.scales, rs), f"codes/scales batch {i} axis {axis}"
             assert same(q.dequantize(), R.dequantize(rc, rs, f, axis=axis)), f"dequantize batch {i}"
             assert q.to_bytes() == mxsim.quantize(x, f, **kw).to_bytes()
+
+
+RULE_FORMATS = [mxsim.MXINT8, mxsim.MXINT2, mxsim.MXFP8_E4M3, mxsim.MXFP8_E5M2, mxsim.MXFP6_E3M2,
+                mxsim.MXFP6_E2M3, mxsim.MXFP4_E2M1]
+
+
+@pytest.mark.parametrize("rule", ["ceil", "even", "rceil"])  # floor: the tests above
+def test_scale_rules_match_referee_and_numba(rule):
+    """Every MX element format (and MXINT2: no fraction bits for "even"), blocks on each rule's
+    decision points, float32 and float64 input (rceil's quotient is float32 for float32 input,
+    float64 for float64), plus adversarial blocks; values, codes and scales bit for bit."""
+    rng = np.random.default_rng(13)
+    for fmt in RULE_FORMATS:
+        f = fmt.with_scale_rule(rule)
+        x = np.concatenate([scale_rule_batch(f, rng), random_case(rng, 4, 32, "wide"),
+                            adversarial_batches(f.with_block_size(32), length=32, seed=2)[0][:24]])
+        # amax = 448 (1 + 2^-40): rceil's float64 quotient is above 1 (scale 2^1), float32's is 1
+        x64 = np.concatenate([x.astype(np.float64), np.full((1, 32), 448 * (1 + 2.0**-40))])
+        for arr in (x, x64):
+            t = torch.from_numpy(arr)
+            got = mxsim.fake_quantize(t.to(DEV), f)
+            assert same(got, R.fake_quantize(t, f)), f"{f.name} {arr.dtype} values vs referee"
+            assert same(got, torch.from_numpy(mxsim.fake_quantize(arr, f))), f"{f.name} {arr.dtype} vs numba"
+            q = mxsim.quantize(t.to(DEV), f)
+            rc, rs = R.quantize(t, f)
+            assert same(q.codes, rc) and same(q.scales, rs), f"{f.name} {arr.dtype} codes/scales"
+    f = mxsim.MXFP8_E4M3.with_scale_rule("rceil")
+    assert int(mxsim.quantize(torch.from_numpy(x64[-1:]).to(DEV), f).scales[0, 0]) == 128
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])

@@ -8,7 +8,7 @@ import torch
 
 import mxsim
 from mxsim import reference as R
-from mxsim.validate import adversarial_batches, compare_quantize, random_case
+from mxsim.validate import adversarial_batches, compare_quantize, random_case, scale_rule_batch
 
 RULES = ("floor", "ceil", "even", "rceil")
 MX_NAMES = ("MXFP8_E4M3", "MXFP8_E5M2", "MXFP6_E2M3", "MXFP6_E3M2", "MXFP4_E2M1")
@@ -66,31 +66,12 @@ def test_clamps_and_zero_blocks():
     assert mxsim.quantize(np.array([3e38], np.float32), f).scales[0] == 254  # 2^128 clamps to 127
 
 
-def _rule_batch(fmt, rng):
-    """Blocks whose amax sits on every rule's decision points: powers of two, the even
-    threshold, max_pos * 2^k (rceil), each with float32 neighbours, in many binades."""
-    if isinstance(fmt, mxsim.MXIntFormat):
-        mbits, max_pos = fmt.element_bits - 2, fmt.max_code * 2.0**fmt.quantum_log2
-    else:
-        mbits, max_pos = fmt.mantissa_bits, fmt.max_normal
-    pts = []
-    for k in range(-30, 31, 3):
-        for base in (2.0**k, (2 - 2.0 ** -(mbits + 1)) * 2.0**k, max_pos * 2.0**k):
-            b = np.float32(base)
-            pts += [b, np.nextafter(b, np.float32(np.inf)), np.nextafter(b, np.float32(0))]
-    amax = np.array(pts, np.float32)
-    rows = random_case(rng, amax.size, 32, "normal")
-    rows = rows / np.abs(rows).max(axis=1, keepdims=True) * amax[:, None] * np.float32(0.999)
-    rows[:, 0] = amax * np.where(rng.random(amax.size) < 0.5, -1, 1)
-    return rows.astype(np.float32)
-
-
 @pytest.mark.parametrize("rule", RULES[1:])  # floor: tests/mxsim/test_bitexact.py
 @pytest.mark.parametrize("name", [*MX_NAMES, "MXINT8", "MXINT4"])
 def test_numba_vs_referee(name, rule):
     fmt = mxsim.get_format(name).with_scale_rule(rule)
     rng = np.random.default_rng(7)
-    batches = adversarial_batches(fmt, length=45, seed=3) + [_rule_batch(fmt, rng), random_case(rng, 8, 64, "wide")]
+    batches = adversarial_batches(fmt, length=45, seed=3) + [scale_rule_batch(fmt, rng), random_case(rng, 8, 64, "wide")]
     roundings = ("nearest_even", "stochastic") if name == "MXFP8_E4M3" else ("nearest_even",)
     for x in batches:
         for rounding in roundings:
@@ -141,7 +122,7 @@ def test_against_torchao(name, rule):
     represent faithfully (scale code 0 with nonzero elements, Inf) are left out of the input."""
     fmt = mxsim.get_format(name).with_scale_rule(rule)
     rng = np.random.default_rng(11)
-    x = np.concatenate([_rule_batch(fmt.with_block_size(32), rng), random_case(rng, 64, 32, "scaled_rows"),
+    x = np.concatenate([scale_rule_batch(fmt.with_block_size(32), rng), random_case(rng, 64, 32, "scaled_rows"),
                         random_case(rng, 64, 32, "normal"), random_case(rng, 16, 32, "uniform_int")])
     x = x[np.abs(x).max(axis=1) > 2.0**-100]  # no scale-code-0 blocks (amax >= 2^-100)
     ts, tc = _torchao_cast(x, name, rule)
@@ -198,7 +179,7 @@ def test_cuda_path_matches_numba(rule):
     rng = np.random.default_rng(12)
     for name in (*MX_NAMES, "MXINT8"):
         fmt = mxsim.get_format(name).with_scale_rule(rule)
-        x = np.concatenate([_rule_batch(fmt, rng), random_case(rng, 8, 64, "wide")[:, :32]])
+        x = np.concatenate([scale_rule_batch(fmt, rng), random_case(rng, 8, 64, "wide")[:, :32]])
         for inp in (x, x.astype(np.float64)):
             got = mxsim.fake_quantize(torch.from_numpy(inp).cuda(), fmt).cpu().numpy()
             want = mxsim.fake_quantize(inp, fmt)
