@@ -8,8 +8,9 @@ Every value is handled in float64 (exact for the float32/float64 inputs, as the 
 says); powers of two are built from their bit patterns (never a device exp2/log2), and
 floor(log2|x|) comes from the float64 exponent field (ceil and the "even" rule's rounding from
 its fraction field; rceil's quotient is one correctly rounded float64 division). Stochastic
-rounding uses the contract's lowbias32 hash of the element's flat index in the original tensor, in uint32
-arithmetic, so the GPU stream is the CPU's stream: same seed and input, same bits.
+rounding uses the contract's lowbias32 hash of the element's flat index in the original
+tensor, in uint32 arithmetic, so the GPU stream is the CPU's stream: same seed and input,
+same bits.
 """
 
 import triton
