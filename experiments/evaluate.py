@@ -6,7 +6,7 @@ from __future__ import annotations
 from .calibration import calibrate, outlier_counts, quantized
 from .configs import point_config
 from .grid import DesignPoint
-from .hardware import config_area
+from .hardware import config_area, sweep_shape
 from .models import get_model, get_windows, perplexity
 
 _STATS: dict = {}
@@ -21,7 +21,7 @@ def evaluate_point(p: DesignPoint, settings: dict) -> dict:
     device = resolve_device(settings.get("device") or "auto")
     model, tok = get_model(settings["model"], device)
     windows = get_windows(tok, settings["seq_len"], settings["windows"], settings["model"])
-    shape = settings.get("hw_shape") or "smollm2-135m"
+    shape = sweep_shape(settings, model)  # the swept model's own shape unless hw_shape names one
     cfg = point_config(p, settings.get("factor_axis"))
     if settings.get("svd") and p.method != "fp":
         cfg = cfg.replace(svd=settings["svd"])
@@ -41,5 +41,6 @@ def evaluate_point(p: DesignPoint, settings: dict) -> dict:
             ppl = perplexity(qm, windows, progress=False)
         bits = float(info["avg_bits_per_weight"])
     area, unit = config_area(cfg, shape, settings.get("tech", "fpga"), outliers)
-    return {"perplexity": ppl, "bits_per_weight": bits, "area": area, "area_unit": unit, "device": device,
+    return {"perplexity": ppl, "bits_per_weight": bits, "area": area, "area_unit": unit,
+            "hw_shape": shape if isinstance(shape, str) else shape.name, "device": device,
             "tokens": int(windows.numel())}

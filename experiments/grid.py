@@ -10,7 +10,7 @@ A grid file has three tables (all optional except ``[grid]`` or ``[[points]]``):
     calib_seq_len = 512
     seed = 0
     tech = "fpga"         # hwmodel technology for the area column
-    hw_shape = "smollm2-135m"   # hwmodel model shape whose linear layers are costed
+    hw_shape = "smollm2-135m"   # hwmodel model shape whose linear layers are costed (default: the model's own)
 
     [grid]                # the Cartesian product of these lists
     method = ["plain", "lqer", "l2qer"]
@@ -48,7 +48,7 @@ DEFAULT_SETTINGS = {
     "calib_seq_len": 512,
     "seed": 0,
     "tech": "fpga",
-    "hw_shape": None,  # None: the shape named by `model` when hwmodel knows it, else smollm2-135m
+    "hw_shape": None,  # None: the swept model's own layer shapes (experiments.hardware.sweep_shape)
     "factor_axis": None,  # None: the lqer preset's default (the paper's "as published" blocking)
     "device": None,  # None: auto (CUDA when present)
     "svd": "randomized",  # lqer's SVD for the low-rank factors ("full" as the paper)

@@ -20,7 +20,8 @@ def _fmt(f) -> str:
     return format_to_str(f)
 
 
-def _shape_layers(shape: str):
+def _shape_layers(shape):
+    """The linear layers of a model shape (a hwmodel shape name or a hwmodel.shapes.ModelShape)."""
     from hwmodel.shapes import get_model as get_shape
 
     return [L for _, _, L in get_shape(shape).layer_shapes("all", 1)]
@@ -84,7 +85,7 @@ METHOD_DESIGNS = {
 }
 
 
-def method_design(config, shape: str = "smollm2-135m") -> tuple[str, dict]:
+def method_design(config, shape="smollm2-135m") -> tuple[str, dict]:
     """(hwmodel design, params) of a QuantConfig's datapath for a model shape (see module doc)."""
     if config.method not in METHOD_DESIGNS:
         raise ValueError(f"no hardware design for method {config.method!r} (known: {', '.join(METHOD_DESIGNS)})")
@@ -138,57 +139,141 @@ def area_for_point(p: DesignPoint, shape: str, tech: str, outliers=None, factor_
 
 
 # ----------------------------------------------------------------------------- the report's tables
-HW_DESIGNS = [
-    # (label, hwmodel design, params); formats as the report's W4A8 preset
-    ("FP16", "fp16", {}),
-    ("MXINT W4A8", "mxint", {"w_fmt": "MXINT4/16", "x_fmt": "MXINT8/16"}),
-    ("MXINT W3A8", "mxint", {"w_fmt": "MXINT3/16", "x_fmt": "MXINT8/16"}),
-    ("(L2)QER-MXINT W4A8 k=32", "lqer-mxint", {"w_fmt": "MXINT4/16", "x_fmt": "MXINT8/16", "lr_fmt": "MXINT8/16", "rank": 32}),
-    ("LLM.int8()", "llm.int8", {}),
-    ("LLM.int4()", "llm.int4", {}),
-    ("GPTQ/AWQ W4 (FP16 compute)", "gptq", {}),
-]
+REFERENCE_SHAPE = "llama-7b"  # the LQER paper's hardware figures are one LLaMA-7B MLP layer
+NO_FORMATS = ("fp16", "llm.int8", "llm.int4")  # designs whose datapath does not depend on the preset
 
 
-def hardware_tables(out, tech: str = "fpga", outliers=None) -> dict:
-    """Area per design for SmolLM2 and LLaMA-7B shapes, the paper table, breakdown plots."""
+def model_shape(model_name, model=None):
+    """The hwmodel shape of a model: hwmodel's named ``smollm2-135m`` for the bundled SmolLM2, else
+    read from the model's config (the loaded ``model``'s, or from the path without loading any
+    weight: an HF directory's config.json, a GGUF file's header). ValueError when hwmodel has no
+    layer layout for the architecture."""
+    import json
+    from pathlib import Path
+
+    from hwmodel.shapes import from_hf_config, get_model as get_shape
+    from lqer.model import is_default_model, resolve_model_path
+
+    from .report import model_tag
+
+    if is_default_model(model_name):
+        return get_shape("smollm2-135m")
+    if model is not None:
+        config = model.config
+    else:
+        path = resolve_model_path(model_name)
+        if path.is_dir():
+            config = json.loads((Path(path) / "config.json").read_text())
+        else:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    return from_hf_config(config, name=model_tag(model_name))
+
+
+def report_shape(model_name, model):
+    """(shape of the model being reported, None), or (None, why it cannot be priced)."""
+    try:
+        return model_shape(model_name, model), None
+    except ValueError as e:
+        return None, f"hwmodel has no layer layout for this model ({e})"
+
+
+def sweep_shape(settings: dict, model=None):
+    """The shape a sweep prices: ``settings.hw_shape`` when given, else the swept model's own
+    (``model_shape``); a model hwmodel cannot lay out is refused naming settings.hw_shape."""
+    from hwmodel.shapes import MODELS
+    from mxsim.errors import UserError
+
+    if settings.get("hw_shape") is not None:
+        return settings["hw_shape"]
+    try:
+        return model_shape(settings["model"], model)
+    except ValueError as e:
+        raise UserError(f"settings.hw_shape: the swept model's layer shapes are unknown to hwmodel ({e}); set "
+                        f"hw_shape to one of {', '.join(sorted(MODELS))}") from None
+
+
+def report_designs(configs, methods, shape) -> list[tuple[str, str, dict]]:
+    """(label, hwmodel design, params) for every (preset, method) the report quantizes, each from
+    its method's hardware design (``method_design``); methods with one datapath share one row
+    (LQER / L2QER / QERA-exact)."""
+    import json
+
+    from lqer.methods import get_method
+
+    from .configs import make_config
+
+    layers = _shape_layers(shape)
+    rows: dict = {}
+    for preset in configs:
+        for m in methods:
+            cfg = make_config(preset, m)
+            design, params = method_design(cfg, shape)
+            key = (design, json.dumps(jsonable_params(params), sort_keys=True))
+            suffix = "" if design in NO_FORMATS else f" {preset}"
+            if get_method(m).low_rank:
+                suffix += f" k={design_rank(cfg, layers)}"
+            label = get_method(m).table_label(cfg)
+            if key not in rows:
+                rows[key] = (design, params, suffix, [])
+            if label not in rows[key][3]:
+                rows[key][3].append(label)
+    return [(" / ".join(labels) + suffix, design, params) for design, params, suffix, labels in rows.values()]
+
+
+def hardware_tables(out, configs, methods, shape=None, model_label: str = "SmolLM2-135M", tag: str = "smollm2",
+                    tech: str = "fpga", outliers=None, shape_error: str | None = None) -> dict:
+    """Area per design of the report's (preset, method) pairs for the reported model's layer shapes
+    (``shape``; None with ``shape_error`` when hwmodel has no layout for it) and, labelled as such,
+    for the paper's reference LLaMA-7B shapes; the paper table; breakdown plots."""
     import pandas as pd
     from hwmodel.paper import paper_table
 
     from . import figures
 
+    if tag == "llama7b":
+        tag = "model"  # the reference's file names stay the reference's
+    views = [] if shape is None else [(tag, shape, f"{model_label} (the reported model)", outliers)]
+    views.append(("llama7b", REFERENCE_SHAPE, "LLaMA-7B (the LQER paper's reference shape, not the reported model)",
+                  None))
     tables, md = {}, []
-    for shape, tag in (("smollm2-135m", "smollm2"), ("llama-7b", "llama7b")):
+    for vtag, vshape, title, o_view in views:
         rows, bds = [], []
-        for label, design, params in HW_DESIGNS:
-            o = outliers if (tag == "smollm2" and design.startswith("llm")) else None
-            tot, bd = model_area(shape, design, params, tech, o)
+        for label, design, params in report_designs(configs, methods, vshape):
+            o = o_view if design.startswith("llm") else None
+            tot, bd = model_area(vshape, design, params, tech, o)
             rows.append({"design": label, "hwmodel_design": design, "area": tot["area"], "unit": tot["unit"],
                          "on_chip_memory_bits": tot["on_chip_memory_bits"],
                          "offchip_bytes_per_token": tot["offchip_bytes_per_token"], "cycles": tot["cycles"]})
             bds.append(bd.assign(design=label))
         df = pd.DataFrame(rows)
-        df["area_ratio_to_fp16"] = df["area"] / float(df.loc[df.design == "FP16", "area"].iloc[0])
-        tables[f"area_{tag}"] = df
+        fp16 = df.loc[df.hwmodel_design == "fp16", "area"]
+        df["area_ratio_to_fp16"] = df["area"] / float(fp16.iloc[0]) if len(fp16) else float("nan")
+        tables[f"area_{vtag}"] = df
         bd = pd.concat(bds, ignore_index=True)
-        tables[f"breakdown_{tag}"] = bd
-        figures.breakdown_plot(bd, out / f"hw_breakdown_{tag}.png",
-                               title=f"Area of one time-shared unit for {shape}'s largest linear layer ({tech})")
+        tables[f"breakdown_{vtag}"] = bd
+        figures.breakdown_plot(bd, out / f"hw_breakdown_{vtag}.png",
+                               title=f"Area of one time-shared unit for {title.split(' (')[0]}'s largest linear layer "
+                                     f"({tech})")
     pt = paper_table(tech)
     tables["paper"] = pt
-    unit = tables["area_smollm2"]["unit"].iloc[0]
-    note = ("LLM.int8()/int4() outlier columns per layer: calibrated on SmolLM2 (|x| > 6 on the calibration "
-            "tokens)" if outliers else "LLM.int8()/int4() outlier columns: hwmodel's default") + "; LLaMA-7B uses hwmodel's default."
+    unit = next(iter(tables.values()))["unit"].iloc[0]
+    note = (f"LLM.int8() outlier columns per layer: calibrated on {model_label} (|x| > threshold on the calibration "
+            "tokens)" if outliers else "LLM.int8() outlier columns: hwmodel's default") + "; LLaMA-7B uses hwmodel's default."
     md.append(f"Each design is one hardware unit time-shared over all linear layers (hwmodel's whole-model view: the area "
-              f"is the largest unit's; memory and cycles add up), technology `{tech}`, area in {unit}. L2QER and LQER "
-              f"have the same datapath (L2QER's scale is folded into A). {note}\n")
-    for tag, shape in (("smollm2", "SmolLM2-135M"), ("llama7b", "LLaMA-7B")):
-        show = tables[f"area_{tag}"][["design", "area", "area_ratio_to_fp16", "on_chip_memory_bits",
-                                      "offchip_bytes_per_token", "cycles"]]
-        md.append(f"### {shape} layer shapes\n\n![breakdown](hw_breakdown_{tag}.png)\n\n"
+              f"is the largest unit's; memory and cycles add up), technology `{tech}`, area in {unit}. The rows are the "
+              f"designs of the report's presets × methods (`experiments.hardware.method_design`); methods with the same "
+              f"datapath share a row (L2QER's scale is folded into A). {note}\n")
+    if shape is None:
+        md.append(f"### {model_label} layer shapes\n\nNot priced: {shape_error}.\n")
+    for vtag, vshape, title, _ in views:
+        show = tables[f"area_{vtag}"][["design", "area", "area_ratio_to_fp16", "on_chip_memory_bits",
+                                       "offchip_bytes_per_token", "cycles"]]
+        md.append(f"### {title}: layer shapes\n\n![breakdown](hw_breakdown_{vtag}.png)\n\n"
                   f"*Stacked area per component for each design's largest unit; look for the LQER-MXINT bar staying "
-                  f"close to plain MXINT and far below FP16 and the LLM.int8()/GPTQ designs.* "
-                  f"Data: [hw_area_{tag}.csv](hw_area_{tag}.csv), [hw_breakdown_{tag}.csv](hw_breakdown_{tag}.csv).\n\n"
+                  f"close to plain MXINT and far below FP16 and the LLM.int8() design.* "
+                  f"Data: [hw_area_{vtag}.csv](hw_area_{vtag}.csv), [hw_breakdown_{vtag}.csv](hw_breakdown_{vtag}.csv).\n\n"
                   + show.to_markdown(index=False, floatfmt=".4g") + "\n")
     cols = [c for c in ("design", "rows", "paper_area", "paper_ratio", "model_ratio", "diff_%", "fit_ratio",
                         "fit_diff_%", "within_10%_fit") if c in pt.columns]
@@ -198,5 +283,3 @@ def hardware_tables(out, tech: str = "fpga", outliers=None) -> dict:
               "[hw_paper.csv](hw_paper.csv) (columns assumptions, gap).*\n\n"
               + pt[cols].to_markdown(index=False, floatfmt=".4g") + "\n")
     return {"tables": tables, "markdown": "\n".join(md)}
-
-

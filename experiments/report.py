@@ -146,6 +146,12 @@ def model_tag(model) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem).lstrip("._-") or "model"
 
 
+def _model_label(model) -> str:
+    """The model's name in table titles: 'SmolLM2-135M' for the bundled one, else its tag."""
+    tag = model_tag(model)
+    return "SmolLM2-135M" if tag == "smollm2" else tag
+
+
 def model_description(model) -> str:
     from lqer.model import is_default_model
 
@@ -307,6 +313,7 @@ def run_report(s: ReportSettings) -> Path:
         model, tok = models.get_model(s.model, device)
         check_spectrum_layer(model, s.spectrum_layer)
         windows = models.get_windows(tok, s.seq_len, None if s.full else s.windows, s.model)
+        hw_shape, hw_shape_error = hardware.report_shape(s.model, model)
     with atomic_dir(final) as out:
         sections: list[str] = []
         with timer("calibration"):
@@ -351,7 +358,9 @@ def run_report(s: ReportSettings) -> Path:
 
         # 5. hardware
         with timer("hardware model"):
-            hw = hardware.hardware_tables(out, outliers=calibration.outlier_counts(stats))
+            hw = hardware.hardware_tables(out, s.configs, s.methods, hw_shape, model_label=_model_label(s.model),
+                                          tag=model_tag(s.model), outliers=calibration.outlier_counts(stats),
+                                          shape_error=hw_shape_error)
             for name, df in hw["tables"].items():
                 df.to_csv(out / f"hw_{name}.csv", index=False)
 

@@ -168,6 +168,9 @@ def run_sweep(grid: str | Path | None = None, out: str | Path = "reports/sweep",
 
         with user_input("settings.model (--model)"):
             resolve_model_path(settings["model"])
+        from .hardware import sweep_shape
+
+        sweep_shape(settings)  # the shape the areas price, before any point runs
     cache_dir = out / "points"
     cache_dir.mkdir(parents=True, exist_ok=True)
 

@@ -78,7 +78,29 @@ MODELS: dict[str, ModelShape] = {
 }
 
 
-def get_model(name: str) -> ModelShape:
+# Hugging Face model_type -> the family whose linear layout it has (q/k/v/o + gate/up/down, or OPT's fc1/fc2)
+HF_FAMILIES = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "opt": "opt"}
+
+
+def from_hf_config(config, name: str | None = None) -> ModelShape:
+    """The shape of a Hugging Face model from its config (a transformers config or its dict):
+    the layers the model really has, for pricing the model being quantized. ValueError naming
+    the model_type when hwmodel has no layout for it (e.g. GPT-2's fused q/k/v)."""
+    get = config.get if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    mt = get("model_type")
+    if mt not in HF_FAMILIES:
+        raise ValueError(f"model_type must be one of {', '.join(HF_FAMILIES)} for hwmodel's layer layout, got {mt!r}")
+    family = HF_FAMILIES[mt]
+    inter = get("ffn_dim") if family == "opt" else get("intermediate_size")
+    heads = get("num_attention_heads")
+    return ModelShape(name or get("_name_or_path") or mt, family, int(get("hidden_size")), int(inter),
+                      int(get("num_hidden_layers")), int(heads), int(get("num_key_value_heads") or heads))
+
+
+def get_model(name) -> ModelShape:
+    """A named shape (MODELS), or a ModelShape as given."""
+    if isinstance(name, ModelShape):
+        return name
     key = name.lower() if isinstance(name, str) else name
     if key not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}")
