@@ -1,10 +1,9 @@
 """Each lqer method's hardware design (hwmodel), and the report's area tables.
 
-lqer does not import hwmodel, so the method -> design mapping lives here: ``METHOD_DESIGNS``
-has one entry per registered lqer method (a test holds them in step), each a function of the
-method's QuantConfig and the costed model shape's linear layers returning (hwmodel design,
-params). Formats are the config's (W, x, factor A/B), the rank is ``config.rank`` (hwmodel's
-whole-model view: one unit time-shared by every
+Each registered lqer method names its hardware design (``lqer.methods.Method.hardware``: config ->
+(hwmodel design name, params), plain data, since lqer does not import hwmodel); this module adds
+what depends on the costed model shape and prices it. Formats are the config's (W, x, factor
+A/B), the rank is ``config.rank`` (hwmodel's whole-model view: one unit time-shared by every
 linear, sized for the largest); hwmodel is handed the config's mxsim.Rank itself and resolves it
 per layer as lqer does. The config's input rotation becomes hwmodel's ``input_rotation`` stage.
 """
@@ -12,12 +11,6 @@ per layer as lqer does. The config's input rotation becomes hwmodel's ``input_ro
 from __future__ import annotations
 
 from .grid import DesignPoint
-
-
-def _fmt(f) -> str:
-    from lqer.config import format_to_str
-
-    return format_to_str(f)
 
 
 def _shape_layers(shape):
@@ -49,48 +42,16 @@ def _rotation(config, layers) -> str:
     return "dense" if rot == "random" else rot
 
 
-def _fp16(config, layers):
-    return "fp16", {}
-
-
-def _mxint(config, layers):
-    return "mxint", {"w_fmt": _fmt(config.w_format), "x_fmt": _fmt(config.x_format)}
-
-
-def _lqer_mxint(config, layers):
-    """LQER/L2QER/QERA: same datapath (L2QER's scale is folded into A), factors in a_format
-    blocked along ``factor_axis``, x·A re-quantized into x's format."""
-    return "lqer-mxint", {"w_fmt": _fmt(config.w_format), "x_fmt": _fmt(config.x_format),
-                          "lr_fmt": _fmt(config.a_format), "rank": config.rank,
-                          "lr_block_axis": config.factor_axis}
-
-
-def _lrc(config, layers):
-    """LRC(i): FP16 factors on the unquantized x; any number of iterations is the same hardware."""
-    return "lrc", {"w_fmt": _fmt(config.w_format), "x_fmt": _fmt(config.x_format), "rank": config.rank}
-
-
-METHOD_DESIGNS = {
-    "fp": _fp16,
-    "plain": _mxint,
-    "rtn": _mxint,
-    "gptq": _mxint,            # GPTQ changes the weights' values, not the datapath
-    "lqer": _lqer_mxint,
-    "l2qer": _lqer_mxint,
-    "qera": _lqer_mxint,
-    "qera_approx": _lqer_mxint,
-    "llm_int8": lambda config, layers: ("llm.int8", {}),
-    "llm_int4": lambda config, layers: ("llm.int4", {}),
-    "lrc": _lrc,
-}
-
-
 def method_design(config, shape="smollm2-135m") -> tuple[str, dict]:
     """(hwmodel design, params) of a QuantConfig's datapath for a model shape (see module doc)."""
-    if config.method not in METHOD_DESIGNS:
-        raise ValueError(f"no hardware design for method {config.method!r} (known: {', '.join(METHOD_DESIGNS)})")
+    from lqer.methods import METHODS, get_method
+
+    method = get_method(config.method)
+    if method.hardware is None:
+        raise ValueError(f"method {config.method!r} has no hardware design (its lqer.methods.Method.hardware); "
+                         f"methods with one: {', '.join(n for n, m in METHODS.items() if m.hardware is not None)}")
     layers = _shape_layers(shape)
-    design, params = METHOD_DESIGNS[config.method](config, layers)
+    design, params = method.hardware(config)
     rot = _rotation(config, layers)
     if rot != "none" and design not in ("fp16", "llm.int8", "llm.int4"):
         params = {**params, "input_rotation": rot}

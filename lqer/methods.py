@@ -8,8 +8,9 @@ statistics follow its activation format, rotation and thresholds) with ``stats_k
 what the statistics depend on (configs with equal keys share one calibration observer).
 
 Registered here: fp, plain, rtn, lqer, l2qer, qera, qera_approx, llm_int8, llm_int4, gptq,
-lrc. The hardware design of each method lives in ``experiments.hardware`` (lqer does not
-import hwmodel). ``stats`` handed to ``build`` is the observer after calibration (shared by
+lrc. Each descriptor also names its hardware design, ``hardware(config) -> (hwmodel design name,
+params)``: plain data that ``experiments.hardware`` hands to hwmodel (lqer does not import
+hwmodel), so a method registered elsewhere brings its own design. ``stats`` handed to ``build`` is the observer after calibration (shared by
 q/k/v and gate/up), or None for data-free methods.
 """
 
@@ -42,6 +43,7 @@ class Method:
     low_rank: bool = False                       # uses config.rank (and counts low-rank factors)
     label_of: Callable | None = None             # config -> label when options change it ("LRC(5)")
     mx_datapath: bool = True                     # x and W are MX: the GEMMs can run on mxsim.matmul
+    hardware: Callable | None = None             # config -> (hwmodel design name, params), see _hw_*
 
     def __post_init__(self):
         if (self.observer is None) != (self.stats_key is None):
@@ -257,29 +259,64 @@ def _lrc(name, linear, stats, config):
 
 _HESSIAN_LABEL = {"x": "Σx", "y": "Σy", "xy": "Σxy"}
 
+
+# ----------------------------------------------------------------------------- hardware designs
+# (hwmodel design name, params) of each method's datapath; formats as their mxsim spellings, the
+# rank as the config's mxsim.Rank (hwmodel resolves it per layer as lqer does)
+def _hw_fp16(config):
+    return "fp16", {}
+
+
+def _hw_mxint(config):
+    """plain/RTN, and GPTQ: it changes the weights' values, not the datapath."""
+    return "mxint", {"w_fmt": mxsim.format_to_str(config.w_format), "x_fmt": mxsim.format_to_str(config.x_format)}
+
+
+def _hw_lqer_mxint(config):
+    """LQER/L2QER/QERA: one datapath (L2QER's scale is folded into A), factors in a_format blocked
+    along ``factor_axis``, x·A re-quantized into x's format."""
+    return "lqer-mxint", {**_hw_mxint(config)[1], "lr_fmt": mxsim.format_to_str(config.a_format),
+                          "rank": config.rank, "lr_block_axis": config.factor_axis}
+
+
+def _hw_lrc(config):
+    """LRC(i): FP16 factors on the unquantized x; any number of iterations is the same hardware."""
+    return "lrc", {**_hw_mxint(config)[1], "rank": config.rank}
+
+
+def _hw_llm_int(bits):
+    return lambda config: (f"llm.int{bits}", {})
+
+
 # ----------------------------------------------------------------------------- the registry
 for _m in (
     Method("fp", "FP", "full precision (dequantized GGUF, run in fp32, counted as 16-bit)", _fp, FPOptions,
-           mx_datapath=False),
-    Method("plain", "plain MXINT", "plain MXINT (no correction)", _plain, RotationOptions),
-    Method("rtn", "RTN", "RTN (W and x round to nearest; plain MXINT)", _plain, RotationOptions),
-    Method("lqer", "LQER", "LQER (plain SVD)", _lqer, LowRankOptions, low_rank=True),
+           mx_datapath=False, hardware=_hw_fp16),
+    Method("plain", "plain MXINT", "plain MXINT (no correction)", _plain, RotationOptions, hardware=_hw_mxint),
+    Method("rtn", "RTN", "RTN (W and x round to nearest; plain MXINT)", _plain, RotationOptions,
+           hardware=_hw_mxint),
+    Method("lqer", "LQER", "LQER (plain SVD)", _lqer, LowRankOptions, low_rank=True,
+           hardware=_hw_lqer_mxint),
     Method("l2qer", "L2QER", "L2QER (activation-scaled SVD)", _l2qer, LowRankOptions, _abs_observer,
-           lambda c: ("abs_mean_max", _rotation_key(c)), low_rank=True),
+           lambda c: ("abs_mean_max", _rotation_key(c)), low_rank=True, hardware=_hw_lqer_mxint),
     Method("qera", "QERA-exact", "QERA (closed form, full activation 2nd moment)", _qera, LowRankOptions,
-           _xtx_observer, lambda c: ("second_moment", _rotation_key(c)), low_rank=True),
+           _xtx_observer, lambda c: ("second_moment", _rotation_key(c)), low_rank=True,
+           hardware=_hw_lqer_mxint),
     Method("qera_approx", "QERA-approx", "QERA-approx (RMS scale)", _qera_approx, LowRankOptions,
-           _xtx_observer, lambda c: ("second_moment", _rotation_key(c)), low_rank=True),
+           _xtx_observer, lambda c: ("second_moment", _rotation_key(c)), low_rank=True,
+           hardware=_hw_lqer_mxint),
     Method("llm_int8", "LLM.int8()", "LLM.int8()-style (columns with any abs(x) > threshold (6 by default) in FP16, rest int8)",
-           _llm_int(8), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold), mx_datapath=False),
+           _llm_int(8), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold), mx_datapath=False,
+           hardware=_hw_llm_int(8)),
     Method("llm_int4", "LLM.int4()", "LLM.int4()-style (columns with any abs(x) > threshold in FP16, rest int4)",
-           _llm_int(4), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold), mx_datapath=False),
+           _llm_int(4), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold), mx_datapath=False,
+           hardware=_hw_llm_int(4)),
     Method("gptq", "GPTQ (Σx)", "GPTQ weights, x round to nearest", _gptq, GPTQOptions, _cov_observer,
            lambda c: ("covariance", c.x_format, _rotation_key(c)),
-           label_of=lambda c: f"GPTQ ({_HESSIAN_LABEL[c.options.gptq_hessian]})"),
+           label_of=lambda c: f"GPTQ ({_HESSIAN_LABEL[c.options.gptq_hessian]})", hardware=_hw_mxint),
     Method("lrc", "LRC", "LRC (Low-Rank Correction, FP16 factors on the unquantized input)", _lrc, LRCOptions,
            _cov_observer, lambda c: ("covariance", c.x_format, _rotation_key(c)), low_rank=True,
-           label_of=lambda c: f"LRC({c.options.iterations})"),
+           label_of=lambda c: f"LRC({c.options.iterations})", hardware=_hw_lrc),
 ):
     register_method(_m)
 del _m
