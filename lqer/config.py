@@ -99,7 +99,10 @@ class QuantConfig:
         from .methods import get_method
 
         for f in ("w_format", "x_format", "a_format", "b_format"):
-            object.__setattr__(self, f, parse_format(getattr(self, f)))
+            try:
+                object.__setattr__(self, f, parse_format(getattr(self, f)))
+            except ValueError as e:  # which of the four formats (a scale rule, a block size, a name)
+                raise ValueError(f"{f}: {e}") from None
         if not isinstance(self.method, str) or not self.method:
             raise ValueError(f"method must be a non-empty string, got {self.method!r}")
         method = get_method(self.method)

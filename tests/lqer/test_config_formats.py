@@ -1,7 +1,9 @@
 """lqer configs name the issue-16 formats: an MX scale rule after '@' and NVFP4, in TOML."""
 
+import pytest
+
 import mxsim
-from lqer.config import format_to_str, load_config
+from lqer.config import QuantConfig, format_to_str, load_config
 
 
 def test_toml_scale_rule_and_nvfp4(tmp_path):
@@ -14,6 +16,20 @@ def test_toml_scale_rule_and_nvfp4(tmp_path):
     assert c.a_format == mxsim.MXINT8.with_block_size(16).with_scale_rule("even")
     assert format_to_str(c.w_format) == "MXFP8_E4M3/32@rceil"
     assert load_config(p, **{"w_format": format_to_str(c.w_format)}).w_format == c.w_format  # round trip
+
+
+@pytest.mark.parametrize("field,spec,needle", [
+    ("w_format", "NVFP4@rceil", "scale_rule 'rceil' does not apply to NVFP4"),
+    ("x_format", "NVFP4/32", "block_size: NVFP4 blocks are 16 elements, got 32"),
+    ("a_format", "BlockFP4@ceil", "allowed: blockfp"),
+    ("b_format", "MXINT4@round", "allowed: floor, ceil, even, rceil"),
+])
+def test_bad_format_names_its_field(field, spec, needle):
+    """Issue 16's bad inputs reach a config as strings: the error names the config field
+    (which of the four formats) and then the format's own argument and allowed values."""
+    with pytest.raises(ValueError, match=f"^{field}: ") as e:
+        QuantConfig(method="rtn", **{field: spec})
+    assert needle in str(e.value)
 
 
 def test_nvfp4_two_level_model_save_load_round_trip(tiny_llama_factory, tmp_path):
