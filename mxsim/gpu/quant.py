@@ -185,8 +185,12 @@ def dequant_kernel(codes_ptr, scales_ptr, lut_ptr, out_ptr, R, L, NB, QLOG, BIAS
     c = tl.load(codes_ptr + off, mask=m, other=0).to(tl.uint8, bitcast=True).to(tl.int32)
     n = tl.load(lut_ptr + c, mask=m, other=0)
     sc = tl.load(scales_ptr + r.to(tl.int64) * NB + b, mask=ok_blk, other=0).to(tl.int32)
-    v = n.to(tl.float64) * pow2(sc[:, None] - BIAS + QLOG)
     if NEG_ZERO_BIT != 0:
-        v = tl.where((n == 0) & ((c & NEG_ZERO_BIT) != 0), -0.0, v)
+        # MXFP: magnitude times the sign bit's +-1, so that a sign-bit-only code gives -0.0
+        # (a -0.0 literal in tl.where came out as +0.0 in compiled code on the H200)
+        sign = tl.where((c & NEG_ZERO_BIT) != 0, -1.0, 1.0)
+        v = tl.abs(n).to(tl.float64) * sign * pow2(sc[:, None] - BIAS + QLOG)
+    else:
+        v = n.to(tl.float64) * pow2(sc[:, None] - BIAS + QLOG)
     v = tl.where((sc == NAN_CODE)[:, None], float("nan"), v)
     tl.store(out_ptr + off, v.to(out_ptr.dtype.element_ty), mask=m)
