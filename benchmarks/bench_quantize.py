@@ -1,9 +1,10 @@
 """fake_quantize throughput against references timed in the same run (issue 14).
 
-    python benchmarks/bench_quantize.py [--size 4096] [--repeat 5] [--device cpu|cuda]
+    python benchmarks/bench_quantize.py [--size 4096] [--repeat 5] [--threads 1,2] [--device cpu|cuda]
 
-CPU: every format (nearest_even) and MXINT8 in every rounding, as a fraction of a numpy
-copy of the same array (target >= 0.8x) and as a multiple of the torch referee. Also times
+CPU: every format in every rounding (NVFP4: nearest_even only), as a fraction of a numpy
+copy of the same array (target >= 0.8x) and as a multiple of the torch referee; with
+``--threads 1,2`` each thread count (numba and torch) is measured in the same run, interleaved. Also times
 the numba compile on first use (fresh cache dir) and in a second process (cache hit).
 CUDA (--device cuda, default 8192^2): MXINT8 / MXFP8_E4M3 / MXFP4_E2M1 on float32 and
 bfloat16 as a fraction of torch clone()'s bandwidth (target >= 70%) and, when torchao is
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import mxsim  # noqa: E402
+from mxsim.formats import check_rounding  # noqa: E402
 from experiments.provenance import check_out_dir, run_meta, write_table  # noqa: E402
 
 FORMATS = ["MXINT8", "MXINT6", "MXINT4", "MXINT2", "MXFP8_E4M3", "MXFP8_E5M2", "MXFP6_E3M2", "MXFP6_E2M3",
@@ -116,7 +118,27 @@ def main():
     p.add_argument("--no-compile", action="store_true", help="skip the compile-time subprocesses")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--out", default=None, help="also write bench_quantize_cpu.csv + .meta.json into this folder (CPU)")
+    p.add_argument("--threads", default=None,
+                   help="comma-separated numba/torch thread counts, each measured in this run (default: numba's)")
+    p.add_argument("--only", default=None,
+                   help="comma-separated FORMAT[:rounding] cases (default: every format x every rounding)")
+    p.add_argument("--no-referee", action="store_true", help="skip the (slow) torch referee timings")
     args = p.parse_args()
+    try:
+        threads = [int(t) for t in args.threads.split(",")] if args.threads else None
+        if threads is not None and min(threads) < 1:
+            raise ValueError
+    except ValueError:
+        p.error(f"--threads: expected comma-separated positive integers, got {args.threads!r}")
+    if args.only:
+        for case in args.only.split(","):
+            name, _, rd = case.partition(":")
+            try:
+                mxsim.get_format(name)
+                if rd:
+                    check_rounding(rd)
+            except ValueError as e:
+                p.error(f"--only: {e}")
     out = check_out_dir(p, args.out)
     if args.device == "cuda":
         import torch
@@ -141,32 +163,53 @@ def main():
         print(f"reference unavailable ({type(e).__name__}: {e})")
     import numba
 
-    print(f"x: {n}x{n} float32, block 32; numba threads: {numba.get_num_threads()}")
-    # interleave the candidates so that load from other processes hits them alike
-    cases = [(f, "nearest_even") for f in FORMATS] + [("MXINT8", r) for r in ROUNDINGS[1:]]
-    cands = {"numpy copy": lambda: x.copy()}
+    if args.no_referee:
+        ref_fq = None
+    # every rounding of every format (issue 14: every deterministic one must meet the target)
+    if args.only:
+        cases = [(c.partition(":")[0], c.partition(":")[2] or "nearest_even") for c in args.only.split(",")]
+    else:
+        cases = [(f, "nearest_even") for f in FORMATS] + [(f, r) for f in FORMATS for r in ROUNDINGS[1:]
+                                                          if not f.startswith("NVFP4")]
     for name, rd in cases:
         mxsim.fake_quantize(x[:2], name, rounding=rd)  # compile / load the cache outside the timing
-        cands[(name, rd)] = (lambda f, r: lambda: mxsim.fake_quantize(x, f, rounding=r))(name, rd)
-    best = dict.fromkeys(cands, float("inf"))
-    for _ in range(args.repeat):
-        for key, fn in cands.items():
-            best[key] = min(best[key], best_of(fn, 1))
-    copy_rate = x.size / best["numpy copy"] / 1e6
-    print(f"{'numpy copy':<28}{copy_rate:10.1f} Melem/s")
-    records = [csv_row("numpy copy", "", copy_rate)]
+    counts = threads or [numba.get_num_threads()]
+    cands = {"numpy copy": lambda: x.copy()}
     for name, rd in cases:
-        s = best[(name, rd)]
-        rate = x.size / s / 1e6
-        line = f"{name + ' ' + rd:<28}{rate:10.1f} Melem/s   {rate / copy_rate:5.2f}x copy (target >= 0.8x)"
+        cands[(name, rd)] = (lambda f, r: lambda: mxsim.fake_quantize(x, f, rounding=r))(name, rd)
+    # interleave the candidates and the thread counts so that load from other processes hits them alike
+    best = {}
+    for _ in range(args.repeat):
+        for nt in counts:
+            numba.set_num_threads(nt)
+            torch_threads(nt)
+            for key, fn in cands.items():
+                best[nt, key] = min(best.get((nt, key), float("inf")), best_of(fn, 1))
+    rates = {key: x.size / s / 1e6 for key, s in best.items()}
+    print(f"x: {n}x{n} float32, block 32; threads (numba and torch): {', '.join(map(str, counts))}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'case':<34}" + "".join(f"{f'{nt} thr Melem/s':>16}{'x copy':>8}" for nt in counts)
+          + "   (target >= 0.8x copy)")
+    print(f"{'numpy copy':<34}" + "".join(f"{rates[nt, 'numpy copy']:16.1f}{'':>8}" for nt in counts))
+    records = [dict(csv_row("numpy copy", "", rates[nt, "numpy copy"]), threads=nt) for nt in counts]
+    for name, rd in cases:
+        line = f"{name + ' ' + rd:<34}"
+        for nt in counts:
+            rate = rates[nt, (name, rd)]
+            line += f"{rate:16.1f}{rate / rates[nt, 'numpy copy']:7.2f}x"
+        nt = counts[-1]  # the referee runs once, at the last thread count
+        numba.set_num_threads(nt)
+        torch_threads(nt)
+        ref_rate = x_ref = None
         if ref_fq is not None:
             xt = torch.from_numpy(x)
             rs = best_of(lambda: ref_fq(xt, name, rounding=rd), 1)
-            line += f"   referee {x.size / rs / 1e6:8.1f} Melem/s: numba {rs / s:6.1f}x"
-            records.append(csv_row(name, rd, rate, copy_rate, x.size / rs / 1e6, rs / s))
-        else:
-            line += "   reference unavailable"
-            records.append(csv_row(name, rd, rate, copy_rate))
+            ref_rate, x_ref = x.size / rs / 1e6, rs / best[nt, (name, rd)]
+            line += f"   referee ({nt} thr) {ref_rate:8.1f} Melem/s: numba {x_ref:6.1f}x"
+        for t in counts:
+            rate = rates[t, (name, rd)]
+            records.append(dict(csv_row(name, rd, rate, rates[t, "numpy copy"], *((ref_rate, x_ref) if t == nt else ())),
+                                threads=t))
         print(line)
     compile_s = None
     if not args.no_compile:
@@ -176,18 +219,23 @@ def main():
         compile_s = {"empty_cache": {"import": round(imp1, 2), "first_call": round(c1, 2)},
                      "cache_hit": {"import": round(imp2, 2), "first_call": round(c2, 2)}}
     if out is not None:
-        threads = numba.get_num_threads()
-        for r in records:
-            r["threads"] = threads
         write_table(out, "bench_quantize_cpu", records, CSV_COLUMNS,
                     run_meta("bench_quantize_cpu", "benchmarks/bench_quantize.py", size=[n, n], dtype="float32",
                              block=32, numba_compile_s=compile_s))
         print(f"wrote {out / 'bench_quantize_cpu.csv'} and its .meta.json")
 
 
-# the CSV: one row per printed line, the values rounded as printed (threads: numba's)
+# the CSV: one row per printed value and thread count, the values rounded as printed
 CSV_COLUMNS = ["format", "rounding", "threads", "melem_per_s", "x_copy", "target", "referee_melem_per_s",
                "x_referee"]
+
+
+def torch_threads(n):
+    try:
+        import torch
+    except ImportError:  # the referee is optional here
+        return
+    torch.set_num_threads(n)
 
 
 def csv_row(fmt, rounding, rate, copy_rate=None, referee_rate=None, x_referee=None):

@@ -26,6 +26,13 @@ def _check_seed(seed) -> int:
     return int(seed) & 0xFFFFFFFF
 
 
+def _mxfp_max_code(fmt) -> int:
+    """The code (without sign) of fmt.max_normal: the element grid is monotone in its codes."""
+    e = fmt.emax_elem
+    return ((e + fmt.exponent_bias) << fmt.mantissa_bits) | (int(fmt.max_normal * 2.0 ** (fmt.mantissa_bits - e))
+                                                             - (1 << fmt.mantissa_bits))
+
+
 def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     """Run the format's kernel on (R, L): returns (codes or None, scales, deq or None)."""
     R, L = x2.shape
@@ -38,12 +45,10 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     rule_args = (sc.rule.kernel_id, x2.dtype != np.float64)
     scales = np.empty((R, nb), np.uint8)
     out_dtype = x2.dtype
-    # the fast kernel's power-of-two table covers scale exponents within +-190 (E8M0: +-127)
-    fast = (isinstance(fmt, MXIntFormat) and x2.dtype == np.float32 and rounding is not Rounding.STOCHASTIC
-            and -190 <= sc.exp_min and sc.exp_max <= 190)
-    fast_fp = (isinstance(fmt, MXFPFormat) and x2.dtype == np.float32 and rounding is not Rounding.STOCHASTIC
-               and sc.rule.kernel_id == _q.SR_FLOOR and -190 <= sc.exp_min and sc.exp_max <= 190)
-    fast = fast or fast_fp
+    # float32 input takes the bit-pattern kernels (every rule and rounding); their powers of two
+    # are float64 bit patterns, so the scale exponents must stay well inside float64's range
+    fast = (isinstance(fmt, (MXIntFormat, MXFPFormat)) and x2.dtype == np.float32
+            and -900 <= sc.exp_min and sc.exp_max <= 900)
     if isinstance(fmt, BlockFP):
         with np.errstate(over="ignore"):  # |x| > float32 max becomes Inf: a NaN block (contract)
             x2 = x2.astype(np.float32, copy=False)
@@ -54,17 +59,17 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     if isinstance(fmt, MXIntFormat):
         codes = np.empty((R, L), np.int8) if want_codes else np.empty((1, 1), np.int8)
         if fast:
-            _q.mxint_f32_fast(x2, x2.view(np.int32), k, fmt.element_bits, *scale_args, rule_args[0], mode,
-                              want_codes, want_deq, codes, scales, deq)
+            _q.mxint_f32_fast(x2, x2.view(np.int32), k, fmt.element_bits, *scale_args, rule_args[0], mode, seed,
+                              inner, want_codes, want_deq, codes, scales, deq)
         else:
             _q.mxint_kernel(x2, k, fmt.element_bits, *scale_args, *rule_args, mode, seed, inner, want_codes,
                             want_deq, codes, scales, deq)
     elif isinstance(fmt, MXFPFormat):
         codes = np.empty((R, L), np.uint8) if want_codes else np.empty((1, 1), np.uint8)
-        if fast_fp:
-            _q.mxfp_f32_fast(x2, x2.view(np.int32), k, fmt.exponent_bits, fmt.mantissa_bits, fmt.exponent_bias,
-                             float(fmt.max_normal), fmt.emax_elem, *scale_args, mode, want_codes, want_deq, codes,
-                             scales, deq)
+        if fast:
+            _q.mxfp_f32(x2, x2.view(np.int32), k, fmt.mantissa_bits, fmt.exponent_bias, _mxfp_max_code(fmt),
+                        float(fmt.max_normal), fmt.emax_elem, *scale_args, rule_args[0], fmt.exponent_bits, mode,
+                        seed, inner, want_codes, want_deq, codes, scales, deq)
         else:
             _q.mxfp_kernel(x2, k, fmt.exponent_bits, fmt.mantissa_bits, fmt.exponent_bias, float(fmt.max_normal),
                            fmt.emax_elem, *scale_args, *rule_args, mode, seed, inner, want_codes, want_deq, codes,

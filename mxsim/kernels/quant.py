@@ -16,7 +16,9 @@ otherwise), so fake quantization never touches a codes array.
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from ..formats import ScaleRule
 from ..rounding import Rounding
@@ -60,6 +62,64 @@ def seed_hash(seed):
 def stoch_u(hseed, idx):
     h = lowbias32(hseed ^ (np.uint64(idx) & _M32))
     return float(h >> _S8) * 2.0**-24
+
+
+@intrinsic
+def _f64_from_bits(typingctx, bits):
+    """The float64 whose IEEE bit pattern is the int64 ``bits`` (an LLVM bitcast, which
+    vectorizes; math.ldexp is a libm call per element)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _f64_bits(typingctx, value):
+    """The int64 IEEE bit pattern of the float64 ``value`` (an LLVM bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@njit(cache=True, inline="always")
+def pow2(e):
+    """2.0**e, exact, for an integer -1022 <= e <= 1023 (a normal float64)."""
+    return _f64_from_bits(np.int64(e + 1023) << 52)
+
+
+F32_ABS = np.int32(0x7FFFFFFF)
+F32_INF_BITS = 0x7F800000  # |x| bits >= this: NaN or +-Inf
+F32_MIN_NORMAL_BITS = 0x00800000
+
+
+@njit(cache=True, inline="always")
+def block_max_bits(xbr, j0, j1):
+    """The largest |x| bit pattern (int32) of float32 bits xbr[j0:j1]: |x| orders like its
+    bits, so this is amax's pattern, and >= F32_INF_BITS flags a NaN/Inf in the block. int32
+    (explicitly narrowed; numba would widen to int64) because AVX2 has a packed int32 max only.
+    The per-block prologue of every float32 kernel (MX, NVFP4, BlockFP)."""
+    m = np.int32(0)
+    for j in range(j0, j1):
+        m = np.int32(max(np.int32(xbr[j] & F32_ABS), m))
+    return m
+
+
+@njit(cache=True, inline="always")
+def f32_value_of_bits(m):
+    """The (non-negative, finite) float32 value of |x| bits m, as an exact float64."""
+    if m >= F32_MIN_NORMAL_BITS:
+        return pow2(int(m >> 23) - F32_EXP_BIAS) * (1.0 + (m & 0x7FFFFF) * 2.0**-23)
+    return m * 2.0**-149
+
+
+@njit(cache=True, inline="always")
+def block_rule_exponent(m, srule, emax, mbits, max_pos, smin, smax):
+    """rule_exponent for a float32 block whose amax has bits m (0 < m < F32_INF_BITS); the
+    floor rule straight from the exponent field (a subnormal amax has floor(log2) <= -127)."""
+    if srule == SR_FLOOR:
+        fl = int(m >> 23) - F32_EXP_BIAS if m >= F32_MIN_NORMAL_BITS else floor_log2(float(m)) - 149
+        return min(max(fl - emax, smin), smax)
+    return rule_exponent(f32_value_of_bits(m), srule, emax, mbits, max_pos, True, smin, smax)
 
 
 @njit(cache=True, inline="always")
@@ -326,24 +386,17 @@ def bfp_kernel(x, k, width, exp_min, exp_max, nan_code, bias, passthrough, mode,
 _MAGIC = 6755399441055744.0  # 1.5 * 2^52: (t + M) - M rounds |t| < 2^51 to nearest even
 
 
-_POW2 = np.array([2.0 ** (i - 200) for i in range(401)])  # ldexp is a libm call; a table is not
-
-
 @njit(cache=True, parallel=True)
-def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, want_codes, want_deq, codes, scales,
-                   deq):
-    """MXINT for float32 input and the non-stochastic modes, written to vectorize.
-
-    The block max is taken on the int32 bit patterns (|x| orders like its bits), which also
-    flags NaN/Inf (bits >= 0x7F800000) without a branch per element; int32 (explicitly
-    narrowed, numba would widen to int64) because AVX2 has a packed int32 max only.
-    """
+def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed, inner, want_codes, want_deq, codes,
+                   scales, deq):
+    """MXINT for float32 input, every scale rule and rounding, written to vectorize: amax and
+    NaN/Inf from the bit patterns (block_max_bits), rounding by exact float64 arithmetic."""
     R, L = x.shape
     nb = (L + k - 1) // k
     q = -(bits - 2)
     maxc = float(2 ** (bits - 1) - 1)
     max_pos = math.ldexp(maxc, q)
-    msk = np.int32(0x7FFFFFFF)
+    hseed = seed_hash(seed)
     for t in prange(R * nb):
         r = t // nb
         b = t - r * nb
@@ -351,29 +404,30 @@ def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, want
         j1 = min(j0 + k, L)
         xr = x[r]
         xbr = xbits[r]
-        m = np.int32(0)
-        for j in range(j0, j1):
-            m = np.int32(max(np.int32(xbr[j] & msk), m))
-        if m >= 0x7F800000:
+        m = block_max_bits(xbr, j0, j1)
+        if m >= F32_INF_BITS:
             scales[r, b] = snan
             fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
             continue
-        # normal amax: the biased exponent field; zero or float32-subnormal amax (< 2^-126)
-        # has floor(log2) <= -127, below every scale range (smin >= -254 and E8M0's is -127)
-        if srule == SR_FLOOR or m == 0:
-            s = int(m >> 23) - F32_EXP_BIAS if m >= 0x00800000 else -254
-            s = min(max(s, smin), smax)
-        else:  # the other rules from amax's value, decoded from its bits (exact)
-            if m >= 0x00800000:
-                amax = math.ldexp(1.0 + (m & 0x7FFFFF) * 2.0**-23, int(m >> 23) - F32_EXP_BIAS)
-            else:
-                amax = m * 2.0**-149
-            s = rule_exponent(amax, srule, 0, bits - 2, max_pos, True, smin, smax)
+        # a zero block takes smin (contract); a nonzero one its rule's exponent (emax 0)
+        s = smin if m == 0 else block_rule_exponent(m, srule, 0, bits - 2, max_pos, smin, smax)
         scales[r, b] = s + sbias
-        down = _POW2[200 - (s + q)]
-        up = _POW2[200 + s + q]
+        down = pow2(-(s + q))
+        up = pow2(s + q)
+        dr = deq[r]
+        cr = codes[r]
+        if mode == RN_STOCH:
+            idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
+            for j in range(j0, j1):
+                v = float(xr[j]) * down
+                c = min(round_mag(min(abs(v), maxc), RN_STOCH, stoch_u(hseed, idx0 + j * inner)), maxc)
+                c = -c if v < 0.0 else c
+                if want_codes:
+                    cr[j] = np.int8(c)
+                if want_deq:
+                    dr[j] = c * up + 0.0  # c == 0 gives +0.0 (contract)
+            continue
         if want_deq:
-            dr = deq[r]
             if mode == RN_EVEN:
                 for j in range(j0, j1):
                     v = min(max(float(xr[j]) * down, -maxc), maxc)
@@ -387,7 +441,6 @@ def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, want
                     v = min(max(float(xr[j]) * down, -maxc), maxc)
                     dr[j] = np.trunc(v) * up + 0.0
         if want_codes:
-            cr = codes[r]
             for j in range(j0, j1):
                 v = min(max(float(xr[j]) * down, -maxc), maxc)
                 if mode == RN_EVEN:
@@ -407,56 +460,51 @@ def bfp_exponents(amax, out):
 
 
 @njit(cache=True, inline="always")
-def _mxfp_element_exact(xv, down, emin, mbits, bias, max_normal, qlog, mode):
-    """(code without sign, magnitude) of one element: the generic kernel's arithmetic, for
-    blocks the fast kernel cannot decode from bits (float32 subnormal elements)."""
-    av = abs(xv) * down
-    mag = 0.0
-    code = 0
-    if av > 0.0:
-        e = max(floor_log2(av), emin)
-        n = round_mag(math.ldexp(av, mbits - e), mode, 0.0)
-        mag = min(math.ldexp(n, e - mbits), max_normal)
-        if mag > 0.0:
-            nint = int(math.ldexp(mag, -qlog))
-            if nint < (1 << mbits):
-                code = nint
-            else:
-                e2 = floor_log2(mag)
-                code = ((e2 + bias) << mbits) | (int(math.ldexp(mag, mbits - e2)) - (1 << mbits))
-    return code, mag
+def _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, mode, hseed, idx0, inner,
+                       want_codes, want_deq, cr, dr):
+    """One block of MXFP elements of float32 x with scale exponent s: the generic kernel's
+    arithmetic (av = |x| 2^-s exact, its binade e, round_mag at the element quantum) with the
+    binade read from av's float64 bit pattern and powers of two built as bit patterns, so that
+    the loop has no libm call and vectorizes. The code is ((te - emin) << mbits) + n: a carry
+    out of the mantissa lands in the exponent field, as in IEEE bit patterns, and a subnormal
+    that rounds up to 2^mbits is the smallest normal's code; saturation is a min on both."""
+    down = pow2(-s)
+    up = pow2(s)
+    for j in range(j0, j1):
+        xv = float(xr[j])
+        av = abs(xv) * down  # exact; a normal float64 or 0
+        e = int(_f64_bits(av) >> 52) - 1023  # floor(log2(av)), -1023 for 0
+        te = max(e, emin)
+        u = stoch_u(hseed, idx0 + j * inner) if mode == RN_STOCH else 0.0
+        tq = av * pow2(mbits - te)  # exact scaling; tq < 2^(mbits + 1) (te is av's binade or emin)
+        n = (tq + _MAGIC) - _MAGIC if mode == RN_EVEN else round_mag(tq, mode, u)
+        code = min(((te - emin) << mbits) + int(n), max_code)
+        neg = _f64_bits(xv) < 0  # the sign bit: -0.0 keeps it
+        if want_codes:
+            cr[j] = np.uint8(code | sign_bit) if neg else np.uint8(code)
+        if want_deq:
+            mag = min(n * pow2(te - mbits), max_normal) * up
+            dr[j] = -mag if neg else mag
 
 
 @njit(cache=True, parallel=True)
-def mxfp_f32_fast(x, xbits, k, ebits, mbits, bias, max_normal, emax_elem, smin, smax, sbias, snan, mode,
-                  want_codes, want_deq, codes, scales, deq):
-    """MXFP for float32 input, the floor scale rule and the non-stochastic modes, written to
-    vectorize: amax, NaN/Inf and each element's binary exponent come from the float32 bit
-    patterns, powers of two from a table, rounding by exact float64 arithmetic. A block
-    holding a float32 subnormal (exponent field 0, not zero) takes the generic arithmetic."""
+def mxfp_f32(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, smax, sbias, snan, srule, ebits, mode,
+             seed, inner, want_codes, want_deq, codes, scales, deq):
+    """MXFP for float32 input (``xbits``: its int32 view), every scale rule and rounding, in
+    one pass per block: amax and NaN/Inf from the bit patterns, each element by exact float64
+    arithmetic (no libm call, no float64 copy of the tensor)."""
     R, L = x.shape
     nb = (L + k - 1) // k
     emin = 1 - bias
-    qlog = emin - mbits
     sign_bit = 1 << (ebits + mbits)
-    e_mx = floor_log2(max_normal)
-    max_code = ((e_mx + bias) << mbits) | (int(math.ldexp(max_normal, mbits - e_mx)) - (1 << mbits))
-    one = 1 << mbits
-    msk = np.int32(0x7FFFFFFF)
+    hseed = seed_hash(seed)
     for t in prange(R * nb):
         r = t // nb
         b = t - r * nb
         j0 = b * k
         j1 = min(j0 + k, L)
-        xr = x[r]
-        xbr = xbits[r]
-        m = np.int32(0)
-        sub = 0
-        for j in range(j0, j1):
-            a = np.int32(xbr[j] & msk)
-            m = np.int32(max(a, m))
-            sub |= (a < 0x00800000) & (a != 0)
-        if m >= 0x7F800000:
+        m = block_max_bits(xbits[r], j0, j1)
+        if m >= F32_INF_BITS:
             scales[r, b] = snan
             fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
             continue
@@ -464,44 +512,22 @@ def mxfp_f32_fast(x, xbits, k, ebits, mbits, bias, max_normal, emax_elem, smin, 
             scales[r, b] = smin + sbias
             fill_block(codes, deq, r, j0, j1, 0.0, want_codes, want_deq)
             continue
-        fl = int(m >> 23) - F32_EXP_BIAS if m >= 0x00800000 else floor_log2(m * 2.0**-149)
-        s = min(max(fl - emax_elem, smin), smax)
+        s = block_rule_exponent(m, srule, emax_elem, mbits, max_normal, smin, smax)
         scales[r, b] = s + sbias
-        down = _POW2[200 - s]
-        up = _POW2[200 + s]
+        idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
+        xr = x[r]
         cr = codes[r]
         dr = deq[r]
-        if sub:
-            for j in range(j0, j1):
-                code, mag = _mxfp_element_exact(float(xr[j]), down, emin, mbits, bias, max_normal, qlog, mode)
-                if xbr[j] < 0:
-                    code |= sign_bit
-                    mag = -mag
-                if want_codes:
-                    cr[j] = np.uint8(code)
-                if want_deq:
-                    dr[j] = mag * up
-            continue
-        for j in range(j0, j1):
-            xb = xbr[j]
-            av = abs(float(xr[j])) * down
-            fld = int((xb >> 23) & 0xFF)  # 0 only for +-0 here (subnormal blocks went above)
-            e = max(fld - F32_EXP_BIAS - s, emin) if fld != 0 else emin
-            tt = av * _POW2[200 + mbits - e]
-            if mode == RN_EVEN:
-                n = (tt + _MAGIC) - _MAGIC
-            elif mode == RN_AWAY:
-                n = np.floor(tt + 0.5)
-            else:
-                n = np.floor(tt)
-            mag = min(n * _POW2[200 + e - mbits], max_normal)
-            ni = int(n)
-            carry = 1 if ni >= 2 * one else 0
-            code = ((e + carry + bias) << mbits) | ((ni >> carry) - one)
-            code = ni if (e == emin and ni < one) else code
-            code = max_code if mag == max_normal else code
-            neg = xb < 0
-            if want_codes:
-                cr[j] = np.uint8(code | sign_bit if neg else code)
-            if want_deq:
-                dr[j] = -mag * up if neg else mag * up
+        # one loop per mode, so that each compiles without the mode branch
+        if mode == RN_EVEN:
+            _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_EVEN, hseed, idx0, inner,
+                               want_codes, want_deq, cr, dr)
+        elif mode == RN_AWAY:
+            _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_AWAY, hseed, idx0, inner,
+                               want_codes, want_deq, cr, dr)
+        elif mode == RN_FLOOR:
+            _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_FLOOR, hseed, idx0, inner,
+                               want_codes, want_deq, cr, dr)
+        else:
+            _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_STOCH, hseed, idx0, inner,
+                               want_codes, want_deq, cr, dr)
