@@ -193,6 +193,65 @@ def _datapath(out: Path, rerun: bool) -> None:
         raise RuntimeError(f"experiments.datapath_table exited {rc}")
 
 
+# ----------------------------------------------------------------------------- hwmodel tables
+COMPOSITE_TECHS = ("sky130", "xilinx", "ecp5", "cmos")
+PAPER_YOSYS_TECHS = ("xilinx", "sky130")
+
+
+def _frame_csv(path: Path, df) -> None:
+    from mxsim.files import write_text
+
+    write_text(path, df.to_csv(index=False))
+
+
+def _hw_meta(name: str, command: str, measured: str) -> dict:
+    from hwmodel.synth import yosys_version_or_cached
+
+    return {"result": name, "command": command, "measured_by": measured, "written_at_commit": _git_commit(),
+            "unit_costs": "hwmodel/costs/*.csv (the 'fpga' table: hand-derived fpga_lut.csv)",
+            "synthesis": f"hwmodel/rtl/synth_cache.json (committed; Yosys {yosys_version_or_cached()}); --rerun "
+                         "re-synthesizes entries whose source, parameters or Yosys version changed",
+            "configs": "hwmodel.paper.PAPER_CONFIGS / SENSITIVITY_CONFIGS and hwmodel.rtl_designs.PAPER_DESIGNS / "
+                       "COMPOSITES (the designs and their parameters)"}
+
+
+def _hw_paper(out: Path, rerun: bool) -> None:
+    """The analytical model vs the paper (hwmodel paper: every row, sensitivity included) and our
+    Yosys synthesis of the paper's designs (python -m hwmodel.rtl_designs paper)."""
+    import pandas as pd
+    from hwmodel import rtl_designs
+    from hwmodel.paper import paper_table
+
+    _frame_csv(out / "hw_paper.csv", paper_table("fpga"))
+    rows = []
+    for tech in PAPER_YOSYS_TECHS:
+        rs = rtl_designs.paper_luts(cached_only=not rerun, log=None, tech=tech)
+        rtl_designs.add_model_ratios(rs)
+        for r in rs:
+            pr = r.get("paper_ratio")
+            rows.append({"tech": tech, **r, "diff_pct": None if pr is None else 100.0 * (r["ratio"] - pr) / pr})
+    _frame_csv(out / "hw_paper_yosys.csv", pd.DataFrame(rows))
+    _write_json(out / "hw_paper.meta.json", _hw_meta(
+        "hw_paper", "mxlab reproduce hw_paper" + (" --rerun" if rerun else ""),
+        "hw_paper.csv: hwmodel.paper.paper_table('fpga') (= hwmodel paper); hw_paper_yosys.csv: "
+        f"hwmodel.rtl_designs.paper_luts for {', '.join(PAPER_YOSYS_TECHS)} (= python -m hwmodel.rtl_designs paper "
+        "--tech T) with the analytical ratio beside it"))
+
+
+def _hw_composite(out: Path, rerun: bool) -> None:
+    """The composite check: the designs' counts x the calibrated unit-cost table vs the whole
+    composite synthesized (python -m hwmodel.rtl_designs composite --tech T)."""
+    import pandas as pd
+    from hwmodel import rtl_designs
+
+    rows = [r for tech in COMPOSITE_TECHS for r in rtl_designs.composite_check(tech, cached_only=not rerun, log=None)]
+    _frame_csv(out / "hw_composite.csv", pd.DataFrame(rows))
+    _write_json(out / "hw_composite.meta.json", _hw_meta(
+        "hw_composite", "mxlab reproduce hw_composite" + (" --rerun" if rerun else ""),
+        f"hwmodel.rtl_designs.composite_check for {', '.join(COMPOSITE_TECHS)}; analytical = the designs' counts "
+        "priced by the Yosys-calibrated unit-cost table of the same technology"))
+
+
 RESULTS = {r.name: r for r in (
     Result("lrc_table", ("lrc_table.csv", "lrc_table.meta.json"),
            "README 'LRC vs the LQER family' and docs/lrc.md results table",
@@ -216,6 +275,14 @@ RESULTS = {r.name: r for r in (
            "python -m experiments.datapath_table " + " ".join(DATAPATH_ARGS),
            "W4A8-L2QER: factors blocked along the reduction (both low-rank GEMMs on the datapath), full SVD; "
            "1 window of 128 tokens", False, _datapath),
+    Result("hw_paper", ("hw_paper.csv", "hw_paper_yosys.csv", "hw_paper.meta.json"),
+           "README 'Hardware cost' table, docs/hwmodel.md 'Model vs paper', docs/hwmodel_rtl.md paper tables",
+           "hwmodel paper; python -m hwmodel.rtl_designs paper --tech xilinx|sky130 (Yosys, cached)",
+           "none: the paper's layer (LLaMA-7B MLP, k = 32, 16 lanes), hwmodel's 'fpga' table", True, _hw_paper),
+    Result("hw_composite", ("hw_composite.csv", "hw_composite.meta.json"),
+           "README composite check table and docs/hwmodel_rtl.md composite table",
+           "python -m hwmodel.rtl_designs composite --tech sky130|xilinx|ecp5|cmos (Yosys, cached)",
+           "none", True, _hw_composite),
 )}
 
 

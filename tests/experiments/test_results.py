@@ -11,7 +11,7 @@ import pytest
 from experiments.results import RESULTS, RESULTS_DIR, reproduce
 
 ROOT = Path(__file__).resolve().parents[2]
-VOLATILE = ("areas_commit", "areas_on")  # where/when the quick regeneration ran
+VOLATILE = ("areas_commit", "areas_on", "written_at_commit")  # where/when the quick regeneration ran
 
 
 @pytest.mark.parametrize("name", [n for n, r in RESULTS.items() if r.quick])
