@@ -26,13 +26,6 @@ def _check_seed(seed) -> int:
     return int(seed) & 0xFFFFFFFF
 
 
-def _mxfp_max_code(fmt) -> int:
-    """The code (without sign) of fmt.max_normal: the element grid is monotone in its codes."""
-    e = fmt.emax_elem
-    return ((e + fmt.exponent_bias) << fmt.mantissa_bits) | (int(fmt.max_normal * 2.0 ** (fmt.mantissa_bits - e))
-                                                             - (1 << fmt.mantissa_bits))
-
-
 def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     """Run the format's kernel on (R, L): returns (codes or None, scales, deq or None)."""
     R, L = x2.shape
@@ -67,7 +60,7 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     elif isinstance(fmt, MXFPFormat):
         codes = np.empty((R, L), np.uint8) if want_codes else np.empty((1, 1), np.uint8)
         if fast:
-            _q.mxfp_f32(x2, x2.view(np.int32), k, fmt.mantissa_bits, fmt.exponent_bias, _mxfp_max_code(fmt),
+            _q.mxfp_f32(x2, x2.view(np.int32), k, fmt.mantissa_bits, fmt.exponent_bias, fmt.max_code,
                         float(fmt.max_normal), fmt.emax_elem, *scale_args, rule_args[0], fmt.exponent_bits, mode,
                         seed, inner, want_codes, want_deq, codes, scales, deq)
         else:

@@ -300,6 +300,22 @@ class MXFPFormat(_FormatBase):
         return int(self.max_normal * 2.0 ** (-self.quantum_log2))
 
     @property
+    def max_code(self) -> int:
+        """Code (without sign) of max_normal, the largest finite code: quantize saturates there.
+        The codes grow with the magnitudes, so every code above it is a special value."""
+        e = self.emax_elem
+        m = self.mantissa_bits
+        return ((e + self.exponent_bias) << m) | (int(self.max_normal * 2.0 ** (m - e)) - (1 << m))
+
+    @property
+    def inf_code(self) -> int | None:
+        """Code (without sign) of Inf with ``has_inf`` (exponent field all ones, mantissa 0),
+        else None. Every other code above ``max_code`` decodes to NaN (OCP MX v1.0 Tables 2/3:
+        E4M3 S.1111.111 is NaN and there is no Inf; E5M2 S.11111.00 is Inf, S.11111.{01,10,11}
+        NaN); quantize never produces them."""
+        return ((1 << self.exponent_bits) - 1) << self.mantissa_bits if self.has_inf else None
+
+    @property
     def element_max(self) -> float:
         return self.max_normal
 

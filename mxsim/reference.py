@@ -371,6 +371,15 @@ def dequantize(codes, scales, fmt, axis=-1, dtype=torch.float32):
     nan = nan.movedim(ax, -1).unsqueeze(-1)
     val = ib.to(torch.float64) * _pow2(se + fmt.quantum_log2)
     val = torch.where((nzb == 1) & (ib == 0), torch.full_like(val, -0.0), val)
+    if isinstance(fmt, MXFPFormat):  # the element's own Inf/NaN codes (formats: max_code, inf_code)
+        cb, _ = _to_blocks((codes.to(torch.int64) & 0xFF), ax, fmt.block_size)
+        sign = 1 << (fmt.exponent_bits + fmt.mantissa_bits)
+        mag = cb & (sign - 1)
+        special = torch.full_like(val, float("nan"))
+        if fmt.inf_code is not None:
+            inf = torch.where((cb & sign) != 0, float("-inf"), float("inf")).to(val.dtype)
+            special = torch.where(mag == fmt.inf_code, inf, special)
+        val = torch.where(mag > fmt.max_code, special, val)
     val = torch.where(nan, torch.full_like(val, float("nan")), val)
     out = _from_blocks(val, L, ax)
     if dtype in (torch.float16, torch.bfloat16):

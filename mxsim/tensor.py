@@ -20,6 +20,14 @@ def _interpreted(t) -> bool:
     return t.device is not None and os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def _special_codes(fmt):
+    """(max finite code, Inf code or -1) without sign, for the dequant kernel: MXFP codes above
+    the first decode to NaN, except the Inf code (formats.MXFPFormat.inf_code)."""
+    if isinstance(fmt, MXFPFormat):
+        return fmt.max_code, -1 if fmt.inf_code is None else fmt.inf_code
+    return 255, -1  # MXINT / BlockFP: every code is finite
+
+
 def _kind_params(fmt):
     """(kind id, ebits, mbits, scale bias, NaN scale code) for the dequant/pack kernels."""
     sc = fmt.scale
@@ -149,7 +157,8 @@ class MXTensor:
         s2, _, _ = self._blocked(self.scales)
         out = np.empty(c2.shape, np.float64)
         if c2.size:
-            _dq.dequant_kernel(c2, s2, self.fmt.block_size, kind, eb, mb, self.fmt.quantum_log2, bias, nan_code, out)
+            _dq.dequant_kernel(c2, s2, self.fmt.block_size, kind, eb, mb, self.fmt.quantum_log2, bias, nan_code,
+                               *_special_codes(self.fmt), out)
         vals = from_blocked_2d(out, moved, self.axis)
         src = Source(self.src_torch, self.src_dtype if dtype is None else _check_dtype(dtype, self.src_torch),
                      self.src_device)

@@ -32,8 +32,9 @@ def int_values_kernel(codes, kind, ebits, mbits, out):
 
 
 @njit(cache=True, parallel=True)
-def dequant_kernel(codes, scales, k, kind, ebits, mbits, qlog, scale_bias, nan_code, out):
-    """out = int * 2^(scale - scale_bias + qlog); NaN where the scale code is nan_code."""
+def dequant_kernel(codes, scales, k, kind, ebits, mbits, qlog, scale_bias, nan_code, max_code, inf_code, out):
+    """out = int * 2^(scale - scale_bias + qlog); NaN where the scale code is nan_code. An MXFP
+    element code (without sign) above max_code is +-Inf if it is inf_code, else NaN."""
     R, L = codes.shape
     nb = scales.shape[1]
     sign_bit = 1 << (ebits + mbits)
@@ -48,6 +49,11 @@ def dequant_kernel(codes, scales, k, kind, ebits, mbits, qlog, scale_bias, nan_c
             else:
                 n = int_of_code(kind, codes[r, j], ebits, mbits)
                 v = float(n) * f
-                if kind == KIND_MXFP and n == 0 and (int(codes[r, j]) & sign_bit):
-                    v = -0.0  # the MXFP code keeps the sign of a value that rounded to zero
+                if kind == KIND_MXFP:
+                    c = int(codes[r, j]) & 0xFF
+                    mag = c & (sign_bit - 1)
+                    if n == 0 and (c & sign_bit):
+                        v = -0.0  # the MXFP code keeps the sign of a value that rounded to zero
+                    elif mag > max_code:
+                        v = np.nan if mag != inf_code else (-np.inf if c & sign_bit else np.inf)
                 out[r, j] = v

@@ -67,24 +67,59 @@ def _expected_codes(name, x):
     return x.astype(ELEMENT_DTYPES[name]).view(np.uint8)
 
 
+def _assert_same_values(got, want):
+    """Bit for bit on the numbers (signed zeros and Infs too); NaN where want is NaN (any payload)."""
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(np.isnan(got), nan)
+    np.testing.assert_array_equal(got[~nan].view(np.uint64), want[~nan].view(np.uint64))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_decode_every_code_numba(name):
+    """Every code, the non-finite ones included (issue 16: they decoded as finite numbers)."""
     codes, want = _table(name)
     fmt = mxsim.get_format(name).with_block_size(1)
-    finite = np.isfinite(want)
-    t = MXTensor(codes[finite].copy(), np.full(int(finite.sum()), 127, np.uint8), fmt, 0, (int(finite.sum()),))
-    got = t.dequantize(np.float64)
-    np.testing.assert_array_equal(got.view(np.uint64), want[finite].view(np.uint64))  # signed zeros too
+    t = MXTensor(codes.copy(), np.full(codes.size, 127, np.uint8), fmt, 0, (codes.size,))
+    _assert_same_values(t.dequantize(np.float64), want)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_decode_every_code_referee(name):
     codes, want = _table(name)
     fmt = mxsim.get_format(name).with_block_size(1)
-    finite = np.isfinite(want)
-    c = torch.from_numpy(codes[finite].copy())
+    c = torch.from_numpy(codes.copy())
     got = R.dequantize(c, torch.full((c.numel(),), 127, dtype=torch.uint8), fmt, axis=0, dtype=torch.float64)
-    np.testing.assert_array_equal(got.numpy().view(np.uint64), want[finite].view(np.uint64))
+    _assert_same_values(got.numpy(), want)
+
+
+# OCP MX v1.0 Tables 2/3 by hand: (code, value) of the FP8 special codes beside their neighbours
+FP8_SPECIALS = {
+    "MXFP8_E4M3": [(0x7E, 448.0), (0x7F, np.nan), (0xFE, -448.0), (0xFF, np.nan)],
+    "MXFP8_E5M2": [(0x7B, 57344.0), (0x7C, np.inf), (0x7D, np.nan), (0x7E, np.nan), (0x7F, np.nan),
+                   (0xFB, -57344.0), (0xFC, -np.inf), (0xFD, np.nan), (0xFF, np.nan)],
+}
+
+
+@pytest.mark.parametrize("name", list(FP8_SPECIALS))
+@pytest.mark.parametrize("path", ["numba", "referee"])
+def test_fp8_special_codes_by_hand(name, path):
+    """Inf and NaN element codes stay Inf and NaN under any finite block scale (here 2^3 and
+    2^-100: Inf * 2^s = Inf, NaN * 2^s = NaN), and every element of a NaN-scale block is NaN;
+    the finite neighbours scale exactly. dtype float32 too (the NaN must survive the cast)."""
+    codes = np.array([c for c, _ in FP8_SPECIALS[name]], np.uint8)
+    vals = np.array([v for _, v in FP8_SPECIALS[name]])
+    fmt = mxsim.get_format(name).with_block_size(codes.size)
+    for scode, f in ((130, 8.0), (27, 2.0**-100), (255, np.nan)):
+        want = vals * f
+        for dtype in (np.float64, np.float32):
+            if path == "numba":
+                got = MXTensor(codes.copy(), np.array([scode], np.uint8), fmt, 0, (codes.size,)).dequantize(dtype)
+            else:
+                td = torch.float64 if dtype == np.float64 else torch.float32
+                got = R.dequantize(torch.from_numpy(codes.copy()), torch.tensor([scode], dtype=torch.uint8), fmt,
+                                   axis=0, dtype=td).numpy()
+            assert got.dtype == dtype
+            _assert_same_values(got.astype(np.float64), want.astype(dtype).astype(np.float64))
 
 
 def test_non_finite_codes_are_the_ones_mx_never_produces():
@@ -131,11 +166,10 @@ def test_rne_encode_and_decode_gpu(name):
     want = x.astype(ELEMENT_DTYPES[name]).astype(np.float32)
     np.testing.assert_array_equal(fq.view(np.uint32), want.view(np.uint32))
     codes, vals = _table(name)
-    finite = np.isfinite(vals)
-    c = torch.from_numpy(codes[finite].copy()).cuda()
+    c = torch.from_numpy(codes.copy()).cuda()
     got = R.dequantize(c, torch.full((c.numel(),), 127, dtype=torch.uint8, device="cuda"),
                        fmt.with_block_size(1), axis=0, dtype=torch.float64)
-    np.testing.assert_array_equal(got.cpu().numpy().view(np.uint64), vals[finite].view(np.uint64))
+    _assert_same_values(got.cpu().numpy(), vals)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -167,3 +201,14 @@ def test_e8m0_scale_decode_every_code():
     got = R.dequantize(torch.full((256,), 64, dtype=torch.int8), torch.from_numpy(codes.copy()), fmt, axis=0,
                        dtype=torch.float64)
     np.testing.assert_array_equal(got.numpy(), want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", NAMES)
+def test_decode_every_code_gpu_kernel(name):
+    """MXTensor.dequantize of device codes (mxsim.gpu's dequant kernel), every code including
+    the FP8 Inf/NaN ones, against ml_dtypes."""
+    codes, want = _table(name)
+    fmt = mxsim.get_format(name).with_block_size(1)
+    t = MXTensor(codes.copy(), np.full(codes.size, 127, np.uint8), fmt, 0, (codes.size,)).to("cuda")
+    _assert_same_values(t.dequantize(torch.float64).cpu().numpy(), want)
