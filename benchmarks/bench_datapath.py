@@ -7,7 +7,8 @@ Issue 15's targets (CPU, 2 cores): a SmolLM2 forward over 4 x 512 tokens with ac
 most 4x. One model is quantized once (config W4A8: MXINT4/16 weights, MXINT8/16 activations);
 each accumulator is set on every layer (lqer.datapath.set_accumulator) and the forward is
 timed ``--repeat`` times after one warm-up (numba compilation), best time kept. Prints the
-machine, the threads and the ratios.
+machine, the threads and the ratios; ``--out DIR`` also writes them (rounded as printed) to
+DIR/bench_datapath_cpu.csv with the machine, threads, commit and command in its .meta.json.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# the CSV: one row per accumulator, the values rounded as printed
+CSV_COLUMNS = ["accumulator", "seconds", "x_float", "target"]
+TARGETS = {"fp32": 3.0, "fixed": 4.0}  # issue 15: at most this many times the float forward
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -33,7 +38,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch/numba threads (default: as found)")
     p.add_argument("--accumulators", default="float,fp32,fp32:4,fixed:32:16")
+    p.add_argument("--out", default=None, help="also write bench_datapath_cpu.csv + .meta.json into this folder")
     args = p.parse_args(argv)
+    from experiments.provenance import check_out_dir, run_meta, write_table
+
+    out = check_out_dir(p, args.out)
 
     import torch
 
@@ -64,11 +73,20 @@ def main(argv=None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# {platform.node()}: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"load average {load:.1f}; {args.batch} x {args.seq} tokens, {args.config} {args.method}")
+    rows = []
     for acc, t in times.items():
+        target = TARGETS.get(acc.split(":")[0])
         if base:
-            target = {"fp32": 3.0, "fixed": 4.0}.get(acc.split(":")[0])
             goal = f" (target <= {target:g}x)" if target else ""
             print(f"{acc:>14}: {t:8.2f} s  {t / base:6.2f}x float{goal}")
+        rows.append({"accumulator": acc, "seconds": round(t, 2), "x_float": round(t / base, 2) if base else None,
+                     "target": f"<= {target:g}x" if target else None})
+    if out is not None:
+        write_table(out, "bench_datapath_cpu", rows, CSV_COLUMNS,
+                    run_meta("bench_datapath_cpu", "benchmarks/bench_datapath.py", argv, model=args.model,
+                             config=args.config, method=args.method, tokens=[args.batch, args.seq],
+                             repeat=args.repeat))
+        print(f"wrote {out / 'bench_datapath_cpu.csv'} and its .meta.json")
     return 0
 
 

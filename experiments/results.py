@@ -252,6 +252,33 @@ def _hw_composite(out: Path, rerun: bool) -> None:
         "priced by the Yosys-calibrated unit-cost table of the same technology"))
 
 
+# ----------------------------------------------------------------------------- benchmarks
+# (script, its arguments): each writes NAME.csv + NAME.meta.json with --out (experiments.provenance)
+BENCHMARKS = {
+    "bench_matmul_cpu": ("benchmarks/bench_matmul.py", []),
+    "bench_quantize_cpu": ("benchmarks/bench_quantize.py", ["--no-compile", "--repeat", "3", "--threads", "2"]),
+    "bench_datapath_cpu": ("benchmarks/bench_datapath.py", ["--threads", "2"]),
+}
+
+
+def _bench_command(name: str) -> str:
+    script, args = BENCHMARKS[name]
+    return " ".join(["python", script, *args, "--out", "docs/results"])
+
+
+def _benchmark(name: str):
+    """--rerun only: the benchmark itself, on this machine (time it on an idle one)."""
+    def regen(out: Path, rerun: bool) -> None:
+        script, args = BENCHMARKS[name]
+        root = Path(__file__).resolve().parent.parent
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        rc = subprocess.run([sys.executable, str(root / script), *args, "--out", str(out)], env=env).returncode
+        if rc:
+            raise RuntimeError(f"{script} exited {rc}")
+
+    return regen
+
+
 RESULTS = {r.name: r for r in (
     Result("lrc_table", ("lrc_table.csv", "lrc_table.meta.json"),
            "README 'LRC vs the LQER family' and docs/lrc.md results table",
@@ -283,6 +310,16 @@ RESULTS = {r.name: r for r in (
            "README composite check table and docs/hwmodel_rtl.md composite table",
            "python -m hwmodel.rtl_designs composite --tech sky130|xilinx|ecp5|cmos (Yosys, cached)",
            "none", True, _hw_composite),
+    Result("bench_matmul_cpu", ("bench_matmul_cpu.csv", "bench_matmul_cpu.meta.json"),
+           "README speed table (matmul rows) and docs/mxsim_speed.md idle-machine paragraph",
+           _bench_command("bench_matmul_cpu"), "none", False, _benchmark("bench_matmul_cpu")),
+    Result("bench_quantize_cpu", ("bench_quantize_cpu.csv", "bench_quantize_cpu.meta.json"),
+           "README speed table (fake_quantize rows) and docs/mxsim_speed.md idle-machine paragraph",
+           _bench_command("bench_quantize_cpu"), "2 threads (the README quotes them)", False,
+           _benchmark("bench_quantize_cpu")),
+    Result("bench_datapath_cpu", ("bench_datapath_cpu.csv", "bench_datapath_cpu.meta.json"),
+           "issue 15's speed targets (no README number yet)", _bench_command("bench_datapath_cpu"),
+           "W4A8 plain, 4 x 512 tokens", False, _benchmark("bench_datapath_cpu")),
 )}
 
 
