@@ -10,8 +10,13 @@ Rows: setting x block x accumulator.
   with each GEMM's fraction bits from lqer.datapath's rule on its partial-sum range calibrated on
   ``calib`` windows of the validation split (F = W - 1 - (floor(log2 max|S|) + 1)).
   A width narrower than one block's integer sum (mxsim.datapath_widths' sum_bits; the low-rank
-  GEMMs are MXINT8 x MXINT8) cannot be built: the row says so (status "refused") instead of a
-  perplexity.
+  GEMMs are MXINT8 x MXINT8) is refused by mxsim.check_accumulator_fits (the issue's bad-input rule,
+  shared with hwmodel's buildability): the row says so (status "not representable", the reason
+  in ``note``) instead of a perplexity.
+* float emulation vs datapath: every row's logits are compared with the float row's of the same
+  setting and block on the first ``DIFF_WINDOWS`` windows (max and mean |logit difference|, and
+  the fraction of next-token argmaxes that changed), so "fp32 = float" is checked beyond the
+  perplexity's printed digits.
 Per-layer records (fixed point rows): each GEMM's calibrated range, fraction bits, and the
 outputs whose value overflow changed during the evaluation (lqer.datapath.count_overflow).
 """
@@ -28,10 +33,13 @@ FULL_ACCUMULATORS = ("float", "exact", "fp32", "fp32:4") + tuple(
     f"fixed:{t}:{ov}" for t in FIXED_TOTALS for ov in ("saturate", "wrap"))
 # the report's default sub-grid: what separates float emulation, fp32 and where fixed point breaks
 SHORT_ACCUMULATORS = ("float", "fp32", "fp32:4", "fixed:24:saturate", "fixed:20:saturate", "fixed:20:wrap")
-TABLE_COLUMNS = ["setting", "block", "accumulator", "status", "ppl", "overflow_rate", "first_overflow_layer",
-                 "worst_layer", "worst_rate", "note", "seconds"]
-LAYER_COLUMNS = ["setting", "block", "accumulator", "layer", "order", "gemm", "max_abs_partial_sum", "frac_bits",
-                 "outputs", "overflowed", "overflow_rate"]
+TABLE_COLUMNS = ["setting", "block", "accumulator", "status", "ppl", "max_logit_diff", "mean_logit_diff",
+                 "argmax_changed", "overflow_rate", "first_overflow_layer", "worst_layer", "worst_rate", "note",
+                 "seconds"]
+LAYER_COLUMNS = ["setting", "block", "accumulator", "layer", "order", "gemm", "layer_accumulator",
+                 "max_abs_partial_sum", "frac_bits", "outputs", "overflowed", "overflow_rate"]
+DIFF_WINDOWS = 4  # windows whose logits are kept for the comparison with the float row (memory: n x seq x vocab)
+NOT_REPRESENTABLE = "not representable"
 
 
 def row_config(setting: str, block: int):
@@ -62,6 +70,34 @@ def parse_accumulator_spec(spec: str):
     return parse_accumulator(spec, what="accumulator"), None
 
 
+def evaluate(model, windows, reference=None, keep: int = DIFF_WINDOWS) -> dict:
+    """Perplexity of ``model`` on ``windows`` (as lqer.evaluate.perplexity: the summed next-token
+    cross-entropy over every window, one window per forward) and the first ``keep`` windows'
+    logits (float32, on the host); with ``reference`` (an earlier call's logits) also the max
+    and mean |logit difference| and the fraction of positions whose argmax changed."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    dev = next(model.parameters()).device
+    nll, n_tok, kept = 0.0, 0, []
+    with torch.no_grad():
+        for i in range(windows.shape[0]):
+            ids = windows[i:i + 1].to(dev)
+            logits = model(input_ids=ids).logits.float()
+            nll += float(F.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="sum"))
+            n_tok += ids.shape[1] - 1
+            if i < keep:
+                kept.append(logits[0].cpu())
+    out = {"ppl": math.exp(nll / n_tok), "logits": torch.stack(kept)}
+    if reference is not None:
+        d = (out["logits"] - reference).abs()
+        out.update(max_logit_diff=float(d.max()), mean_logit_diff=float(d.mean()),
+                   argmax_changed=float((out["logits"].argmax(-1) != reference.argmax(-1)).float().mean()))
+    return out
+
+
 def run(model_name="smollm2-135m", settings=SETTINGS, blocks=BLOCKS, accumulators=SHORT_ACCUMULATORS, *,
         windows=2, seq=512, calib=8, range_windows=1, device="cpu", log=print):
     """Yield (row, layer_records) per (setting, block, accumulator); one model load, one
@@ -72,7 +108,6 @@ def run(model_name="smollm2-135m", settings=SETTINGS, blocks=BLOCKS, accumulator
     from lqer.data import calibration_batches, load_wikitext, token_windows
     from lqer.datapath import (calibrate_partial_sums, calibrated_fixed_point, count_overflow, overflow_table,
                                set_accumulator)
-    from lqer.evaluate import perplexity
     from lqer.model import load_model
     from lqer.quantize import collect_shared_stats, quantize_model
 
@@ -90,6 +125,7 @@ def run(model_name="smollm2-135m", settings=SETTINGS, blocks=BLOCKS, accumulator
         ranges = calibrate_partial_sums(model, batches[:range_windows])
         log(json.dumps({"event": "quantized", "setting": setting, "block": block,
                         "seconds": round(time.perf_counter() - t0, 1)}))
+        ref = None  # the float row's logits (the first row when float is not in the list)
         for name, (acc, fixed) in specs:
             t1 = time.perf_counter()
             row = {"setting": setting, "block": block, "accumulator": name, "status": "ok", "note": ""}
@@ -100,12 +136,19 @@ def run(model_name="smollm2-135m", settings=SETTINGS, blocks=BLOCKS, accumulator
                     acc = next(iter(next(iter(per.values())).values()))  # layer-wide; every MX GEMM overridden
                 set_accumulator(model, acc, per)
             except ValueError as e:
-                row.update(status="refused", note=str(e).split(": ", 1)[-1])
+                row.update(status=NOT_REPRESENTABLE, note=str(e).split(": ", 1)[-1])
                 log(json.dumps(row))
                 yield row, []
                 continue
             with count_overflow(model):
-                row["ppl"] = round(perplexity(model, win, progress=False), 3)
+                ev = evaluate(model, win, ref)
+            row["ppl"] = round(ev["ppl"], 3)
+            if ref is None:
+                ref = ev["logits"]
+                ref_name = name
+            else:
+                row.update({k: ev[k] for k in ("max_logit_diff", "mean_logit_diff", "argmax_changed")})
+            row["note"] = f"logit differences vs {ref_name}" if name != ref_name and ref_name != "float" else ""
             layers = []
             if fixed is not None:
                 tab = overflow_table(model, ranges)
@@ -117,6 +160,7 @@ def run(model_name="smollm2-135m", settings=SETTINGS, blocks=BLOCKS, accumulator
                 if not hit.empty:
                     w = hit.sort_values("overflow_rate", ascending=False).iloc[0]
                     row["worst_layer"], row["worst_rate"] = f"{w['layer']}:{w['gemm']}", float(w["overflow_rate"])
+                tab = tab.rename(columns={"accumulator": "layer_accumulator"})
                 layers = [{"setting": setting, "block": block, "accumulator": name, **r}
                           for r in tab.to_dict("records")]
             row["seconds"] = round(time.perf_counter() - t1, 1)
@@ -149,7 +193,8 @@ def markdown(rows) -> str:
             if r is None:
                 vals.append("")
             elif r["status"] != "ok":
-                vals.append("n/a (narrower than a block sum)" if "narrower" in r.get("note", "") else "n/a")
+                vals.append("not representable (narrower than a block sum)" if "narrower" in r.get("note", "")
+                            else r["status"])
             else:
                 ov = r.get("overflow_rate")
                 extra = f" (ovf {ov:.1e})" if isinstance(ov, float) and ov > 0 else ""

@@ -113,8 +113,8 @@ class _RangeHook:
                     src = x2
                 if isinstance(op, str):
                     continue
-                a_mx = mxsim.quantize(src.detach().cpu(), op[0], axis=-1)
-                r = mxsim.partial_sum_range(a_mx, lay._weight_side(gemm))
+                a_mx = mxsim.quantize(src.detach(), op[0], axis=-1)  # on the model's device
+                r = mxsim.partial_sum_range(a_mx, lay._weight_side(gemm, a_mx.device))
                 self.max[gemm] = max(self.max.get(gemm, 0.0), r["max_abs_partial_sum"])
 
 

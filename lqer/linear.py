@@ -47,12 +47,32 @@ def _deq(t) -> torch.Tensor:
 
 
 def transpose_mx(t: MXTensor) -> MXTensor:
-    """The transpose of a 2-D MXTensor (codes and scales transposed, axis swapped)."""
+    """The transpose of a 2-D MXTensor (codes and scales transposed, axis swapped), where its
+    codes live (numpy on the host, a torch tensor on its device)."""
     if len(t.shape) != 2:
         raise ValueError("transpose_mx needs a 2-D MXTensor")
+
+    def tr(a):
+        return a.T.contiguous() if isinstance(a, torch.Tensor) else np.ascontiguousarray(a.T)
+
     # dataclasses.replace keeps the subclass and its fields (NVFP4Tensor's per-tensor scale)
-    return dataclasses.replace(t, codes=np.ascontiguousarray(t.codes.T), scales=np.ascontiguousarray(t.scales.T),
-                               axis=1 - t.axis, shape=(t.shape[1], t.shape[0]))
+    return dataclasses.replace(t, codes=tr(t.codes), scales=tr(t.scales), axis=1 - t.axis,
+                               shape=(t.shape[1], t.shape[0]))
+
+
+def mx_on(t: MXTensor, device) -> MXTensor:
+    """``t`` with its codes where ``device`` says: None = numpy on the host (mxsim's CPU path),
+    a torch device = torch tensors there (mxsim.gpu; a CPU torch device only under
+    TRITON_INTERPRET=1, where mxsim.quantize returns such codes). ``t`` itself if already there."""
+    if device is None:
+        return t.cpu()
+    if t.device == device:
+        return t
+    if device.type == "cpu":
+        h = t.cpu()
+        return dataclasses.replace(h, codes=torch.from_numpy(np.ascontiguousarray(h.codes)),
+                                   scales=torch.from_numpy(np.ascontiguousarray(h.scales)))
+    return t.to(device)
 
 
 def _fp_bits(t, fp_bits: int) -> int:
@@ -112,7 +132,7 @@ class QuantLinear(nn.Module):
         self.lowrank_input = lowrank_input
         self.lowrank_output_format = lowrank_output_format
         self.metrics: dict = {}
-        self._wT = None  # W_q^T (K x N blocked along K), built on first datapath use
+        self._weight_sides = {}  # (gemm, device) -> K x N MXTensor there, built on first datapath use
         self.count_overflow = False
         self.overflow_counts: dict = {}
         if accumulator is None:
@@ -234,12 +254,16 @@ class QuantLinear(nn.Module):
         return {g: (str(self.accumulators[g]) if not isinstance(op, str) else op)
                 for g, op in self.gemm_operands().items()}
 
-    def _weight_side(self, gemm):
-        if gemm == "main":
-            if self._wT is None:
-                self._wT = transpose_mx(self.w_mx)
-            return self._wT
-        return self.a_mx if gemm == "lowrank_in" else self.b_mx
+    def _weight_side(self, gemm, device=None):
+        """The GEMM's weight-side operand (K x N blocked along K: W_q^T, A or B) on ``device``
+        (an MXTensor's ``.device``: None = host numpy), made once per device and kept: the
+        codes are fixed, so no forward re-transposes or re-copies them."""
+        key = (gemm, device)
+        b = self._weight_sides.get(key)
+        if b is None:
+            b = transpose_mx(self.w_mx) if gemm == "main" else (self.a_mx if gemm == "lowrank_in" else self.b_mx)
+            b = self._weight_sides[key] = mx_on(b, device)
+        return b
 
     def _gemm(self, gemm, a2d, a_fmt, b_float_T):
         """One GEMM a2d (M x K, float) @ b: the datapath on the codes when its operands are MX,
@@ -248,8 +272,8 @@ class QuantLinear(nn.Module):
         if acc is None:
             a = self._fq(a2d.to(torch.float32), a_fmt)
             return torch.nn.functional.linear(a, b_float_T)
-        b = self._weight_side(gemm)
-        a_mx = mxsim.quantize(a2d, a_fmt, axis=-1)
+        a_mx = mxsim.quantize(a2d, a_fmt, axis=-1)  # codes on a2d's device (host numpy for CPU tensors)
+        b = self._weight_side(gemm, a_mx.device)
         out = _as_torch(mxsim.matmul(a_mx, b, accumulator=acc), a2d.device)
         if self.count_overflow and isinstance(acc, FixedPoint):
             wide = _as_torch(mxsim.matmul(a_mx, b, accumulator=FixedPoint(64, acc.frac_bits)), a2d.device)
