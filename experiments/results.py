@@ -104,6 +104,89 @@ def _lrc_table(out: Path, rerun: bool) -> None:
         "areas_commit": _git_commit(), "areas_on": machine(), "rows": meta_rows})
 
 
+# ----------------------------------------------------------------------------- the W4 formats table
+# docs/formats.md (issue 16): NVFP4 vs MXFP4 vs MXINT4 at W4A4 and W4A8 (lrc_table.SETTINGS keys),
+# each with plain, L2QER, QERA and LRC(1) at 10% rank; CSV row order: FP, then these in order.
+FORMATS_W4_SETTINGS = ("W4A4", "W4A4-MXFP4", "W4A4-NVFP4", "W4A8", "W4A8-MXFP4", "W4A8-NVFP4")
+FORMATS_W4_METHODS = (("plain", None), ("l2qer", 0.1), ("qera", 0.1), ("lrc1", 0.1))
+FORMATS_W4_COLUMNS = ["setting", "w_format", "x_format", "method", "rank", "ppl", "bits_per_weight", "quantize_s",
+                      "device", "hw_design", "area_lut", "area_ratio_to_fp16"]
+
+
+def formats_w4_tasks() -> list[tuple]:
+    """[(lrc_table setting, task, rank)] of the table, in CSV order."""
+    return [("W4A4", "fp", None)] + [(s, m, r) for s in FORMATS_W4_SETTINGS for m, r in FORMATS_W4_METHODS]
+
+
+def formats_w4_spec() -> str:
+    """The table's tasks as benchmarks/bench_lrc.py model --tasks takes them."""
+    return ";".join(f"{s}:{t}" + (f"@{r}" if r else "") for s, t, r in formats_w4_tasks())
+
+
+def _formats_w4_area(cfg, method: str):
+    """(hw_design, area, ratio to FP16) of a row that is one datapath (FP, plain), else blanks: the
+    LQER family and LRC add a second datapath, and units mixing block sizes have no design."""
+    from .hardware import method_design, model_area
+
+    if method not in ("fp", "plain"):
+        return "", "", ""
+    try:
+        design, params = method_design(cfg, "smollm2-135m")
+        area = float(model_area("smollm2-135m", design, params, "fpga")[0]["area"])
+    except ValueError:  # e.g. NVFP4/16 weights with MXINT8/32 activations: blocks must match
+        return "", "", ""
+    fp16 = float(model_area("smollm2-135m", "fp16", {}, "fpga")[0]["area"])
+    return design, area, round(area / fp16, 4)
+
+
+def _formats_w4(out: Path, rerun: bool) -> None:
+    """Without --rerun: the committed measurements (ppl, bits, quantize time, device) with their
+    area columns and resolved configs recomputed; rows not measured yet stay out (the meta's
+    "missing" says why). With --rerun: every row re-measured on this machine's CPU
+    (experiments.lrc_table.run_tasks, one shared calibration; hours on 2 cores)."""
+    import csv
+
+    from mxsim.files import atomic_write
+
+    from . import lrc_table
+    from .hardware import jsonable_params, method_design
+
+    def formats(setting, task):
+        return ("fp32", "fp32") if task == "fp" else lrc_table.SETTINGS[setting]
+
+    tasks = formats_w4_tasks()
+    meta = json.loads((RESULTS_DIR / "formats_w4.meta.json").read_text())
+    if rerun:
+        runs = lrc_table.run_tasks("smollm2-135m", lrc_table.parse_tasks(formats_w4_spec()))
+        measured = {(r["setting"], r["method"]): dict(r, device="cpu") for r in runs}
+        meta = {**meta, "machine": machine(), "commit": _git_commit(), "missing": "none"}
+    else:
+        with open(RESULTS_DIR / "formats_w4.csv", newline="") as f:
+            keys = {(s[:4], *formats(s, t), t): (s, t) for s, t, _ in tasks}
+            measured = {keys[(r["setting"], r["w_format"], r["x_format"], r["method"])]: r for r in csv.DictReader(f)}
+    rows, meta_rows = [], []
+    for setting, task, rank in tasks:
+        m = measured.get((setting, task))
+        if m is None:
+            continue
+        cfg = lrc_table.row_config(setting, task, rank)
+        design, area, ratio = _formats_w4_area(cfg, task)
+        w, x = formats(setting, task)
+        rows.append({"setting": setting[:4], "w_format": w, "x_format": x, "method": task,
+                     "rank": "" if rank is None else rank, "ppl": m["ppl"], "bits_per_weight": m["bits_per_weight"],
+                     "quantize_s": m["quantize_s"], "device": m["device"], "hw_design": design, "area_lut": area,
+                     "area_ratio_to_fp16": ratio})
+        params = method_design(cfg, "smollm2-135m")[1] if design else {}
+        meta_rows.append({"setting": setting, "task": task, "rank": rank, "device": m["device"],
+                          "config": cfg.to_dict(), "hw_design": design, "hw_params": jsonable_params(params)})
+    with atomic_write(out / "formats_w4.csv") as tmp:
+        with open(tmp, "w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=FORMATS_W4_COLUMNS, lineterminator="\n")
+            wr.writeheader()
+            wr.writerows(rows)
+    _write_json(out / "formats_w4.meta.json", {**meta, "result": "formats_w4", "rows": meta_rows})
+
+
 # ----------------------------------------------------------------------------- mxlab tables
 def _copy(src: Path, dst: Path) -> None:
     from mxsim.files import atomic_write
@@ -285,6 +368,11 @@ RESULTS = {r.name: r for r in (
            "benchmarks/bench_lrc.py model (experiments.lrc_table.run_tasks) per docs/lrc.md; areas from hwmodel",
            "rank as fractions of min(d_in, d_out) instead of the presets' k = 32; blocks of 32; "
            "LQER-family factors MXINT8/32; LRC factors fp16", True, _lrc_table),
+    Result("formats_w4", ("formats_w4.csv", "formats_w4.meta.json"),
+           "docs/formats.md 'NVFP4 vs MXFP4 vs MXINT4 on SmolLM2' table",
+           "experiments.lrc_table.run_tasks (benchmarks/bench_lrc.py model) on the tasks of results.formats_w4_tasks",
+           "rank 10% of min(d_in, d_out); each format at its native block (MX 32, NVFP4 16); LQER-family factors "
+           "MXINT8/32; LRC factors fp16", True, _formats_w4),
     Result("gpu_fullsplit_W4A8", ("gpu_fullsplit_W4A8.csv", "gpu_fullsplit_W4A8.meta.json"),
            "README 'Whole WikiText-2 test split on a CUDA GPU', W4A8 column",
            "mxlab table --configs W4A8 --full --device cuda", "none (the W4A8 preset as written, full SVD)",
