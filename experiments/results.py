@@ -335,6 +335,49 @@ def _hw_composite(out: Path, rerun: bool) -> None:
         "priced by the Yosys-calibrated unit-cost table of the same technology"))
 
 
+# the README's accumulator pricing table: (label, method, weight bits, block) at x = MXINT8; the
+# columns are the accumulators ("float" has no hardware of its own: the default aligned accumulator)
+HW_ACCUMULATOR_ROWS = (("MXINT W8A8 /16", "plain", 8, 16), ("MXINT W8A8 /32", "plain", 8, 32),
+                       ("L2QER-MXINT W4A8 k=32 /16", "l2qer", 4, 16), ("L2QER-MXINT W4A8 k=32 /32", "l2qer", 4, 32))
+HW_ACCUMULATORS = ("float", "fp32", "fp32:4", "fixed:32:16", "fixed:24:8", "fixed:20:8", "fixed:20:8:wrap")
+
+
+def accumulator_configs():
+    """(label, accumulator, QuantConfig) of every cell: the W4A8 preset with MXINT<w>/<block>
+    weights, MXINT8/<block> activations and factors, factors blocked along the reduction."""
+    from mxsim import parse_accumulator
+    from lqer.config import parse_format
+
+    from .configs import preset
+
+    for label, method, w_bits, block in HW_ACCUMULATOR_ROWS:
+        f8 = parse_format(f"MXINT8/{block}")
+        base = preset("W4A8").replace(method=method, w_format=parse_format(f"MXINT{w_bits}/{block}"), x_format=f8,
+                                      a_format=f8, b_format=f8, factor_axis="reduction")
+        for acc in HW_ACCUMULATORS:
+            yield label, acc, base.replace(accumulator=parse_accumulator(acc, what="accumulator"))
+
+
+def _hw_accumulators(out: Path, rerun: bool) -> None:
+    import pandas as pd
+
+    from .hardware import config_area, jsonable_params, method_design
+
+    rows, configs = [], []
+    for label, acc, cfg in accumulator_configs():
+        area, unit = config_area(cfg, "smollm2-135m", "fpga")
+        rows.append({"design": label, "accumulator": acc, "area": area, "unit": unit})
+        design, params = method_design(cfg, "smollm2-135m")
+        configs.append({"design": label, "accumulator": acc, "config": cfg.to_dict(), "hw_design": design,
+                        "hw_params": jsonable_params(params)})
+    _frame_csv(out / "hw_accumulators.csv", pd.DataFrame(rows))
+    meta = _hw_meta("hw_accumulators", "mxlab reproduce hw_accumulators",
+                    "experiments.hardware.config_area: hwmodel's whole-model view of SmolLM2-135M's linears, one "
+                    "16-lane unit, 'fpga' table; the accumulator priced by hwmodel.designs.base.mx_gemm")
+    meta.pop("synthesis")
+    _write_json(out / "hw_accumulators.meta.json", {**meta, "configs": configs})
+
+
 # ----------------------------------------------------------------------------- benchmarks
 # (script, its arguments): each writes NAME.csv + NAME.meta.json with --out (experiments.provenance)
 BENCHMARKS = {
@@ -398,6 +441,10 @@ RESULTS = {r.name: r for r in (
            "README composite check table and docs/hwmodel_rtl.md composite table",
            "python -m hwmodel.rtl_designs composite --tech sky130|xilinx|ecp5|cmos (Yosys, cached)",
            "none", True, _hw_composite),
+    Result("hw_accumulators", ("hw_accumulators.csv", "hw_accumulators.meta.json"),
+           "README 'hwmodel prices the choice for the MX units' accumulator table",
+           "experiments.hardware.config_area per (design, accumulator)", "factors blocked along the reduction; "
+           "MXINT8 activations and factors at the row's block size", True, _hw_accumulators),
     Result("bench_matmul_cpu", ("bench_matmul_cpu.csv", "bench_matmul_cpu.meta.json"),
            "README speed table (matmul rows) and docs/mxsim_speed.md idle-machine paragraph",
            _bench_command("bench_matmul_cpu"), "none", False, _benchmark("bench_matmul_cpu")),

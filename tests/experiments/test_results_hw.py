@@ -133,3 +133,16 @@ def test_hwmodel_doc_paper_table():
         p = paper_row(cells["design"], cells["rows"])
         for c in numeric:
             assert agrees(cells[c], p[c]), (cells["design"], cells["rows"], c, cells[c])
+
+
+def test_readme_accumulator_pricing_table():
+    from experiments.results import HW_ACCUMULATORS
+
+    acc = pd.read_csv(RESULTS / "hw_accumulators.csv")
+    head, body = table(README, "| design | aligned (default) |")
+    assert len(head) == 1 + len(HW_ACCUMULATORS) and len(body) * len(HW_ACCUMULATORS) == len(acc)
+    for row in body:
+        for cell, a in zip(row[1:], HW_ACCUMULATORS):
+            hit = acc[(acc.design == row[0]) & (acc.accumulator == a)]
+            assert len(hit) == 1 and agrees(cell, hit.area.iloc[0]), (row[0], a, cell)
+    assert "docs/results/hw_accumulators.csv" in README and "mxlab reproduce hw_accumulators" in README
