@@ -107,3 +107,35 @@ def check_out_dir(parser, out) -> Path | None:
         return check_output(out, "--out", "dir")
     except UserError as e:
         parser.error(str(e))
+
+
+# ----------------------------------------------------------------------------- the documents' side
+def markdown_table(text: str, header_start: str) -> tuple[list[str], list[list[str]]]:
+    """(header cells, body rows' cells) of the one markdown table in ``text`` whose header line
+    starts with ``header_start`` (ValueError if none or several)."""
+    lines = text.splitlines()
+    starts = [i for i, ln in enumerate(lines) if ln.startswith(header_start)]
+    if len(starts) != 1:
+        raise ValueError(f"header_start {header_start!r}: {len(starts)} tables match, expected one")
+
+    def cells(ln):
+        return [c.strip() for c in ln.strip().strip("|").split("|")]
+
+    body = []
+    for ln in lines[starts[0] + 2:]:
+        if not ln.startswith("|"):
+            break
+        body.append(cells(ln))
+    return cells(lines[starts[0]]), body
+
+
+def agrees(printed: str, value) -> bool:
+    """``printed`` is ``value`` rounded to the digits it shows ("20,628", "−2.4 %", "+0.0", "**26.79**";
+    "–" or "" for a missing value)."""
+    import math
+
+    s = printed.replace("−", "-").replace(",", "").replace("%", "").replace("+", "").replace("*", "").strip()
+    if s in ("–", "-", ""):
+        return value is None or (isinstance(value, float) and math.isnan(value))
+    decimals = len(s.split(".")[1]) if "." in s else 0
+    return abs(float(s) - float(value)) <= 0.5 * 10 ** -decimals + 1e-9

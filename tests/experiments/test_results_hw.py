@@ -9,6 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from experiments.provenance import agrees
+from experiments.provenance import markdown_table as table
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results"
 README = (ROOT / "README.md").read_text()
@@ -17,30 +20,6 @@ RTL = (ROOT / "docs" / "hwmodel_rtl.md").read_text()
 PAPER = pd.read_csv(RESULTS / "hw_paper.csv")
 YOSYS = pd.read_csv(RESULTS / "hw_paper_yosys.csv")
 COMPOSITE = pd.read_csv(RESULTS / "hw_composite.csv")
-
-
-def table(text: str, header_start: str) -> tuple[list[str], list[list[str]]]:
-    """(header cells, body rows' cells) of the one markdown table whose header starts so."""
-    lines = text.splitlines()
-    starts = [i for i, ln in enumerate(lines) if ln.startswith(header_start)]
-    assert len(starts) == 1, f"{header_start!r}: {len(starts)} tables"
-    i = starts[0]
-    cells = lambda ln: [c.strip() for c in ln.strip().strip("|").split("|")]  # noqa: E731
-    body = []
-    for ln in lines[i + 2:]:
-        if not ln.startswith("|"):
-            break
-        body.append(cells(ln))
-    return cells(lines[i]), body
-
-
-def agrees(printed: str, value) -> bool:
-    """``printed`` is ``value`` rounded to the digits shown ("20,628", "−2.4 %", "+0.0", "–" for none)."""
-    s = printed.replace("−", "-").replace(",", "").replace("%", "").replace("+", "").strip()
-    if s in ("–", "-", ""):
-        return value is None or pd.isna(value)
-    decimals = len(s.split(".")[1]) if "." in s else 0
-    return abs(float(s) - float(value)) <= 0.5 * 10 ** -decimals + 1e-9
 
 
 def paper_row(design: str, rows: str = "paper assumptions"):
