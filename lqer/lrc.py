@@ -44,7 +44,7 @@ import torch
 import mxsim
 from mxsim.rank import Rank
 
-from .covariance import CovarianceStats
+from .covariance import CovarianceStats, cholesky_
 from .gptq import gptq
 
 __all__ = ["lrc", "LRCResult", "layer_loss", "uv_step", "quantize_factors", "top_eigvecs",
@@ -120,31 +120,54 @@ class LRCResult:
 
 
 class _Problem:
-    """Precomputed products of one layer's loss; all float64 on the stats' device."""
+    """Precomputed products of one layer's loss; all float64 on the stats' device.
+
+    Memory (d_in^2 float64 = 0.97 GB at d_in = 11008, a 7B down_proj; the statistics are three
+    of those): the Cholesky factors of Sigma_x and Sigma_y are made where they are used and
+    dropped before GPTQ (``drop_factors``), which factorises its own Hessian; each is computed
+    in the memory of its damped copy (lqer.covariance.cholesky_). Recomputing a factor gives
+    the same bits, so the results do not depend on this."""
 
     def __init__(self, W, stats: CovarianceStats, damp: float, name: str):
         stats.check(d_in=W.shape[1], name=name)
         dev = stats.sx.device
         self.W = W.detach().to(dev, torch.float64)
         self.sx, self.sy, self.sxy = stats.sx, stats.sy, stats.sxy
+        self.stats = stats
         self.name = name
-        self.lam_x = damp * torch.diagonal(self.sx).mean().item()
+        self.damp = damp
+        self.lam_x = None  # fixed by the first factorisation of Sigma_x
         self.lam_y = damp * torch.diagonal(self.sy).mean().item()
-        # The UV-step is a plain least-squares problem: Sigma_x gets only a tiny ridge
-        # (1e-8 relative) so that the step stays the exact minimiser of L; the full damping
-        # is the fallback when that factorisation fails.
-        tiny = 1e-8 * torch.diagonal(self.sx).mean().item()
-        Lx, info = torch.linalg.cholesky_ex(self._damped(self.sx, tiny))
-        if info.item() == 0 and damp > 0:
-            self.Lx, self.lam_x = Lx, tiny
-        else:
-            del Lx
-            self.Lx = self._chol(self._damped(self.sx, self.lam_x), "Sigma_x", stats, damp)
-        self.Ly = self._chol(self._damped(self.sy, self.lam_y), "Sigma_y", stats, damp)
+        self._Lx = self._Ly = None
         # W Sigma_x and W Sigma_xy are recomputed where needed (one matmul each) instead of
         # being kept: two d_out x d_in float64 matrices less at peak.
         self.c0 = ((self.W @ self.sx) * self.W).sum().item()  # tr(W Sigma_x W^T) = ||W X^T||^2
-        self.damp = damp
+
+    @property
+    def Lx(self):
+        # The UV-step is a plain least-squares problem: Sigma_x gets only a tiny ridge
+        # (1e-8 relative) so that the step stays the exact minimiser of L; the full damping
+        # is the fallback when that factorisation fails.
+        if self._Lx is None:
+            if self.lam_x is None:
+                tiny = 1e-8 * torch.diagonal(self.sx).mean().item()
+                Lx, info = cholesky_(self._damped(self.sx, tiny))
+                if info.item() == 0 and self.damp > 0:
+                    self._Lx, self.lam_x = Lx, tiny
+                    return Lx
+                del Lx
+                self.lam_x = self.damp * torch.diagonal(self.sx).mean().item()
+            self._Lx = self._chol(self._damped(self.sx, self.lam_x), "Sigma_x")
+        return self._Lx
+
+    @property
+    def Ly(self):
+        if self._Ly is None:
+            self._Ly = self._chol(self._damped(self.sy, self.lam_y), "Sigma_y")
+        return self._Ly
+
+    def drop_factors(self):
+        self._Lx = self._Ly = None
 
     @staticmethod
     def _damped(M, lam):
@@ -153,14 +176,14 @@ class _Problem:
         torch.diagonal(out).add_(lam)
         return out
 
-    def _chol(self, M, what, stats, damp):
-        L, info = torch.linalg.cholesky_ex(M)
+    def _chol(self, M, what):
+        L, info = cholesky_(M)
         del M
         if info.item() != 0:
             raise ValueError(
-                f"{self.name}: {what} (+ damping {damp}) is not positive definite: too few calibration "
-                f"tokens ({stats.n}) for width {stats.d_in} or degenerate inputs; use at least "
-                f"{2 * stats.d_in} tokens or a larger damp")
+                f"{self.name}: {what} (+ damping {self.damp}) is not positive definite: too few calibration "
+                f"tokens ({self.stats.n}) for width {self.stats.d_in} or degenerate inputs; use at least "
+                f"{2 * self.stats.d_in} tokens or a larger damp")
         return L
 
     def wq_products(self, Wq):
@@ -207,7 +230,10 @@ class _Problem:
         """(W - U V^T) Sigma_xy (Sigma_y + lam)^{-1}."""
         Qc = self.W @ self.sxy
         Qc.sub_(U @ (V.T @ self.sxy))
-        return torch.cholesky_solve(Qc.T, self.Ly).T
+        # two triangular solves = cholesky_solve bit for bit; cholesky_solve would copy Ly (d_in^2)
+        Y = torch.linalg.solve_triangular(self.Ly, Qc.T, upper=False)
+        del Qc
+        return torch.linalg.solve_triangular(self.Ly.mT, Y, upper=True).T
 
 
 def uv_step(W, Wq, stats: CovarianceStats, rank, *, damp=0.0, solver="eigh", seed=0):
@@ -281,6 +307,7 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
     for it in range(1, iterations + 1):
         WqSyx = None  # the previous iteration's product is not needed any more
         T = pr.target(U, V)
+        pr.drop_factors()  # GPTQ factorises its own Hessian: two d_in^2 matrices less at its peak
         Wq = gptq(pr.W, pr.sy, w_format, target=T, damp=damp, block=gptq_block, act_order=act_order,
                   overwrite_target=True)
         del T

@@ -464,13 +464,25 @@ def quantize_streaming(model, config, calibration_batches=None, out_dir="quantiz
                     new, info[full(leaf)] = _quantize_linear(method, full(leaf), layer, leaf, None, config)
                     _set_module(layer, leaf, new)
             elif calibration_input == "fp_prefix":
-                stats, outs = _observe(layer, names, wrapped, carry, stop=False)
-                for leaf in names:  # the fp layer's forward is done: swap each in as it is made
-                    new, info[full(leaf)] = _quantize_linear(method, full(leaf), layer, leaf, stats[leaf], config)
-                    _set_module(layer, leaf, new)
-                    del new
+                # One input group at a time, the last group first: a group's input depends only
+                # on the groups before it, so quantizing from the back keeps every observed input
+                # full precision while only one group's statistics are alive (LRC/GPTQ at 7B:
+                # 3 x 11008^2 float64 = 2.9 GB for down_proj alone) and each group's fp weights
+                # go as its quantized modules come in. The first pass (the last group, no stop)
+                # runs the whole fp layer and gives the activations carried on.
+                outs = None
+                for k, grp in enumerate(reversed(input_groups(names))):
+                    stats, y = _observe(layer, grp, wrapped, carry, stop=k > 0)
+                    if k == 0:
+                        outs = y
+                    for leaf in grp:
+                        new, info[full(leaf)] = _quantize_linear(method, full(leaf), layer, leaf, stats[leaf],
+                                                                 config)
+                        _set_module(layer, leaf, new)
+                        del new
+                    del stats, y
                     _release_freed_memory()
-                del stats
+                info = {full(n): info[full(n)] for n in names}
                 carry = [(y, kw) for y, (_, kw) in zip(outs, carry)]
                 del outs
             else:
