@@ -140,6 +140,10 @@ def _formats_w4_area(cfg, method: str):
 
 
 def _formats_w4(out: Path, rerun: bool) -> None:
+    _formats_w4_from(RESULTS_DIR / "formats_w4.csv", out, rerun)
+
+
+def _formats_w4_from(src: Path, out: Path, rerun: bool = False) -> None:
     """Without --rerun: the committed measurements (ppl, bits, quantize time, device) with their
     area columns and resolved configs recomputed; rows not measured yet stay out (the meta's
     "missing" says why). With --rerun: every row re-measured on this machine's CPU
@@ -155,13 +159,13 @@ def _formats_w4(out: Path, rerun: bool) -> None:
         return ("fp32", "fp32") if task == "fp" else lrc_table.SETTINGS[setting]
 
     tasks = formats_w4_tasks()
-    meta = json.loads((RESULTS_DIR / "formats_w4.meta.json").read_text())
+    meta = json.loads((src.parent / "formats_w4.meta.json").read_text())
     if rerun:
         runs = lrc_table.run_tasks("smollm2-135m", lrc_table.parse_tasks(formats_w4_spec()))
         measured = {(r["setting"], r["method"]): dict(r, device="cpu") for r in runs}
         meta = {**meta, "machine": machine(), "commit": _git_commit(), "missing": "none"}
     else:
-        with open(RESULTS_DIR / "formats_w4.csv", newline="") as f:
+        with open(src, newline="") as f:
             keys = {(s[:4], *formats(s, t), t): (s, t) for s, t, _ in tasks}
             measured = {keys[(r["setting"], r["w_format"], r["x_format"], r["method"])]: r for r in csv.DictReader(f)}
     rows, meta_rows = [], []
@@ -185,6 +189,42 @@ def _formats_w4(out: Path, rerun: bool) -> None:
             wr.writeheader()
             wr.writerows(rows)
     _write_json(out / "formats_w4.meta.json", {**meta, "result": "formats_w4", "rows": meta_rows})
+
+
+def add_formats_w4_rows(jsonl_files, device: str, out: Path = RESULTS_DIR) -> list[dict]:
+    """Put the table rows measured by ``benchmarks/bench_lrc.py model`` (its JSON lines, e.g. the
+    LRC rows run on another machine) into formats_w4.csv with their ``device`` (a row already
+    there is replaced), then regenerate the CSV and meta; returns the rows that are not table
+    rows (left out). The meta's provenance text (source, machine, missing) is the caller's."""
+    import csv
+
+    from . import lrc_table
+
+    tasks = {(s, t): r for s, t, r in formats_w4_tasks()}
+    with open(out / "formats_w4.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    left_out = []
+    for r in lrc_table.read_jsonl_rows(jsonl_files):
+        if (r["setting"], r["method"]) not in tasks or r.get("rotation", "none") != "none" \
+                or r.get("rank") != tasks[(r["setting"], r["method"])]:
+            left_out.append(r)
+            continue
+        w, x = lrc_table.SETTINGS[r["setting"]] if r["method"] != "fp" else ("fp32", "fp32")
+        new = {"setting": r["setting"][:4], "w_format": w, "x_format": x, "method": r["method"],
+               "ppl": r["ppl"], "bits_per_weight": r["bits_per_weight"], "quantize_s": r["quantize_s"],
+               "device": device}
+        key = lambda q: (q["setting"], q["w_format"], q["x_format"], q["method"])  # noqa: E731
+        rows = [q for q in rows if key(q) != key(new)] + [new]
+    from mxsim.files import atomic_write
+
+    with atomic_write(out / "formats_w4.csv") as tmp:
+        with open(tmp, "w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=FORMATS_W4_COLUMNS, lineterminator="\n", extrasaction="ignore",
+                                restval="")
+            wr.writeheader()
+            wr.writerows(rows)
+    _formats_w4_from(out / "formats_w4.csv", out)
+    return left_out
 
 
 # ----------------------------------------------------------------------------- mxlab tables

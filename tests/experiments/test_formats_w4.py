@@ -78,3 +78,31 @@ def test_rerun_tasks_are_the_table_rows():
     assert lrc_table.parse_tasks(formats_w4_spec()) == tasks and len(tasks) == 25
     cfg = lrc_table.row_config("W4A8-NVFP4", "lrc1", 0.1)
     assert (cfg.method, cfg.options.iterations, str(cfg.w_format.name), cfg.rank.value) == ("lrc", 1, "NVFP4", 0.1)
+
+
+def test_add_rows_from_bench_lrc_json_lines(tmp_path):
+    """Rows measured elsewhere (bench_lrc.py model JSON lines) go in at their table place with
+    their device; a row that is not a table row (another rank) is handed back, not written."""
+    import json
+    import shutil
+
+    from experiments.results import add_formats_w4_rows
+
+    for f in ("formats_w4.csv", "formats_w4.meta.json"):
+        shutil.copy(CSV.parent / f, tmp_path / f)
+    lines = [{"setting": "W4A8-NVFP4", "method": "lrc1", "rank": 0.1, "rotation": "none", "ppl": 25.5,
+              "bits_per_weight": 6.859, "quantize_s": 12.5},
+             {"setting": "W4A8-NVFP4", "method": "lrc1", "rank": 0.3, "rotation": "none", "ppl": 24.0,
+              "bits_per_weight": 9.0, "quantize_s": 13.0}]
+    (tmp_path / "rows.jsonl").write_text("not json\n" + "\n".join(json.dumps(x) for x in lines) + "\n")
+    left = add_formats_w4_rows([tmp_path / "rows.jsonl"], "cuda", tmp_path)
+    assert [x["rank"] for x in left] == [0.3]
+    with open(tmp_path / "formats_w4.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(csv_rows()) + (0 if any(r["method"] == "lrc1" and r["w_format"] == "NVFP4"
+                                                    and r["setting"] == "W4A8" for r in csv_rows()) else 1)
+    new = [r for r in rows if (r["setting"], r["w_format"], r["method"]) == ("W4A8", "NVFP4", "lrc1")]
+    assert len(new) == 1 and (new[0]["ppl"], new[0]["device"], new[0]["rank"]) == ("25.5", "cuda", "0.1")
+    assert rows[-1] == new[0]  # the last task of the table (W4A8-NVFP4, LRC(1))
+    meta = json.loads((tmp_path / "formats_w4.meta.json").read_text())
+    assert meta["rows"][-1]["config"]["w_format"] == "NVFP4/16" and meta["rows"][-1]["device"] == "cuda"
