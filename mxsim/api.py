@@ -69,7 +69,7 @@ def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
                            scales, deq)
     else:
         codes = np.empty((R, L), np.int8) if want_codes else np.empty((1, 1), np.int8)
-        _q.bfp_kernel(x2, k, fmt.width, sc.exp_min, sc.exp_max, sc.nan_code, sc.bias,
+        _q.bfp_kernel(x2, x2.view(np.int32), k, fmt.width, sc.exp_min, sc.exp_max, sc.nan_code, sc.bias,
                       bool(fmt.zero_passthrough), mode, seed, inner, want_codes, want_deq, codes, scales, deq)
     if want_deq and not isinstance(fmt, BlockFP):
         with np.errstate(over="ignore"):  # ceil/even/rceil can reach 2^128: Inf in float32 (contract)

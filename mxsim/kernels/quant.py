@@ -93,6 +93,14 @@ F32_MIN_NORMAL_BITS = 0x00800000
 
 
 @njit(cache=True, inline="always")
+def chunk_blocks(k):
+    """Blocks per parallel work item (about 1024 elements): the prange index is split into
+    (row, first block) by one integer division per item instead of one per block, which
+    cost about as much as the block's arithmetic for blocks of 16."""
+    return max(1, 1024 // k)
+
+
+@njit(cache=True, inline="always")
 def block_max_bits(xbr, j0, j1):
     """The largest |x| bit pattern (int32) of float32 bits xbr[j0:j1]: |x| orders like its
     bits, so this is amax's pattern, and >= F32_INF_BITS flags a NaN/Inf in the block. int32
@@ -312,75 +320,124 @@ def bfp_exponent(amax):
     return int(math.ceil(np.float32(math.log2(float(amax)))))
 
 
-@njit(cache=True, parallel=True)
-def bfp_block_max(x, k, amaxes, finite):
-    R, L = x.shape
-    nb = (L + k - 1) // k
-    for t in prange(R * nb):
-        r = t // nb
-        b = t - r * nb
-        j0 = b * k
-        a, f = block_amax(x, r, j0, min(j0 + k, L))
-        amaxes[r, b] = np.float32(a)
-        finite[r, b] = f
-
-
-@njit(cache=True, parallel=True)
-def bfp_kernel(x, k, width, exp_min, exp_max, nan_code, bias, passthrough, mode, seed, inner,
-               want_codes, want_deq, codes, scales, deq):
-    """BlockFP on float32 x (the api rounds float64 input to float32 first)."""
-    R, L = x.shape
-    nb = (L + k - 1) // k
-    amaxes = np.empty((R, nb), np.float32)
-    finite = np.empty((R, nb), np.bool_)
-    bfp_block_max(x, k, amaxes, finite)
-    # tensor-wide fix-up of zero block maxima (contract step 2)
-    smallest = np.inf
-    for r in range(R):
-        for b in range(nb):
-            if finite[r, b] and amaxes[r, b] > 0.0 and amaxes[r, b] < smallest:
-                smallest = amaxes[r, b]
-    repl = np.float32(1.0) if smallest == np.inf else np.float32(smallest)
+@njit(cache=True, inline="always")
+def _bfp_elements(xr, j0, j1, down, up, maxm, passthrough, mode, hseed, idx0, inner, want_codes, want_deq, cr, dr):
+    """One BlockFP block (the authors' arithmetic: float32 |x| + 1e-9, the sign of x + 1e-9)."""
     eps9 = np.float32(1e-9)
     tiny = np.float32(1e-8)
+    for j in range(j0, j1):
+        xv = xr[j]
+        v = np.float32(abs(xv) + eps9)  # float32 add, as the authors' code
+        # clamping first is equivalent (maxm is an integer) and keeps the magic-number RNE exact
+        tq = min(float(v) * down, maxm)
+        if mode == RN_EVEN:
+            m = (tq + _MAGIC) - _MAGIC
+        else:
+            u = stoch_u(hseed, idx0 + j * inner) if mode == RN_STOCH else 0.0
+            m = round_mag(tq, mode, u)
+        sx = np.float32(xv + eps9)
+        sgn = np.float64(sx > 0.0) - np.float64(sx < 0.0)  # selects, not branches: the loop vectorizes
+        if want_codes:
+            cr[j] = np.int8(sgn * m)
+        if want_deq:
+            val = 0.0 if sgn == 0.0 else sgn * m * up  # -0.0 when sgn = -1 and m = 0, as torch
+            dr[j] = xv if (passthrough & (abs(xv) <= tiny)) else val
+
+
+@njit(cache=True, inline="always")
+def _bfp_block(x, r, b, j0, j1, amax_bits, width, exp_min, exp_max, bias, passthrough, mode, hseed, L, inner,
+               want_codes, want_deq, codes, scales, deq):
+    e = min(max(bfp_exponent_of_bits(amax_bits), exp_min), exp_max)
+    scales[r, b] = e + bias
+    down = pow2(width - 1 - e)
+    up = pow2(e - (width - 1))
     maxm = float(2 ** (width - 1) - 1)
+    idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
+    xr = x[r]
+    cr = codes[r]
+    dr = deq[r]
+    # one loop per mode, so that each compiles without the mode branch
+    if mode == RN_EVEN:
+        _bfp_elements(xr, j0, j1, down, up, maxm, passthrough, RN_EVEN, hseed, idx0, inner, want_codes, want_deq,
+                      cr, dr)
+    elif mode == RN_AWAY:
+        _bfp_elements(xr, j0, j1, down, up, maxm, passthrough, RN_AWAY, hseed, idx0, inner, want_codes, want_deq,
+                      cr, dr)
+    elif mode == RN_FLOOR:
+        _bfp_elements(xr, j0, j1, down, up, maxm, passthrough, RN_FLOOR, hseed, idx0, inner, want_codes, want_deq,
+                      cr, dr)
+    else:
+        _bfp_elements(xr, j0, j1, down, up, maxm, passthrough, RN_STOCH, hseed, idx0, inner, want_codes, want_deq,
+                      cr, dr)
+
+
+BFP_LOG2_FREE = 1 << 13  # mantissa fields from here up give ceil(fl32(log2)) = E + 1 directly
+
+
+@njit(cache=True, inline="always")
+def bfp_exponent_of_bits(m):
+    """bfp_exponent of the positive finite float32 with bits m, without log2 where the answer
+    is plain: amax = 2^E (1 + f). f = 0 gives E. For f >= 2^-10, log2(1 + f) > 2^-9.6 is far
+    above half a float32 ulp of E + log2(1 + f) (at most 2^-17 for |E| <= 255), so the float32
+    log2 stays above E and the ceiling is E + 1. Only f < 2^-10 (and subnormal amax) can hit
+    torch's float32 quirk (the log2 rounding down to E) and take math.log2."""
+    mant = m & 0x7FFFFF
+    if m < F32_MIN_NORMAL_BITS or (mant != 0 and mant < BFP_LOG2_FREE):
+        return bfp_exponent(np.float32(f32_value_of_bits(m)))
+    e = int(m >> 23) - F32_EXP_BIAS
+    return e if mant == 0 else e + 1
+
+
+@njit(cache=True, parallel=True)
+def bfp_kernel(x, xbits, k, width, exp_min, exp_max, nan_code, bias, passthrough, mode, seed, inner,
+               want_codes, want_deq, codes, scales, deq):
+    """BlockFP on float32 x (the api rounds float64 input to float32 first), ``xbits`` its
+    int32 view. One pass over x: every block with a nonzero finite amax is quantized at
+    once and its amax kept; the tensor-wide replacement for zero block maxima (contract step
+    2: the smallest nonzero block amax) is reduced from those, and only the all-zero blocks,
+    whose result depends on it, are done afterwards."""
+    R, L = x.shape
+    nb = (L + k - 1) // k
     hseed = seed_hash(seed)
+    tiny = np.float32(1e-8)
+    amax_bits = np.empty(R * nb, np.int32)  # |amax| bit patterns (they order like the values)
+    G = chunk_blocks(k)
+    nc = (nb + G - 1) // G
+    for t in prange(R * nc):  # work items of G blocks of one row: one division each
+        r = t // nc
+        b0 = (t - r * nc) * G
+        for b in range(b0, min(b0 + G, nb)):
+            j0 = b * k
+            j1 = min(j0 + k, L)
+            m = block_max_bits(xbits[r], j0, j1)
+            if m >= F32_INF_BITS:
+                amax_bits[r * nb + b] = m
+                scales[r, b] = nan_code
+                for j in range(j0, j1):
+                    if want_codes:
+                        codes[r, j] = 0
+                    if want_deq:
+                        deq[r, j] = x[r, j] if (passthrough and abs(x[r, j]) <= tiny) else np.nan
+                continue
+            amax_bits[r * nb + b] = m
+            if m != 0:
+                _bfp_block(x, r, b, j0, j1, m, width, exp_min, exp_max, bias, passthrough, mode, hseed, L, inner,
+                           want_codes, want_deq, codes, scales, deq)
+    # the smallest nonzero finite block amax, 1.0 if there is none (NaN/Inf blocks hold bits
+    # >= F32_INF_BITS, which never lower it)
+    repl = np.int32(F32_INF_BITS)
+    for t in range(R * nb):
+        if amax_bits[t] > 0:
+            repl = np.int32(min(repl, amax_bits[t]))
+    if repl == F32_INF_BITS:
+        repl = np.int32(0x3F800000)
     for t in prange(R * nb):
-        r = t // nb
-        b = t - r * nb
-        j0 = b * k
-        j1 = min(j0 + k, L)
-        if not finite[r, b]:
-            scales[r, b] = nan_code
-            for j in range(j0, j1):
-                if want_codes:
-                    codes[r, j] = 0
-                if want_deq:
-                    deq[r, j] = x[r, j] if (passthrough and abs(x[r, j]) <= tiny) else np.nan
-            continue
-        amax = amaxes[r, b]
-        if amax == 0.0:
-            amax = repl
-        e = min(max(bfp_exponent(amax), exp_min), exp_max)
-        scales[r, b] = e + bias
-        down = math.ldexp(1.0, width - 1 - e)
-        up = math.ldexp(1.0, e - (width - 1))
-        for j in range(j0, j1):
-            xv = x[r, j]
-            v = np.float32(abs(xv) + eps9)  # float32 add, as the authors' code
-            u = stoch_u(hseed, flat_index(r, j, L, inner)) if mode == RN_STOCH else 0.0
-            m = min(round_mag(float(v) * down, mode, u), maxm)
-            sx = np.float32(xv + eps9)
-            sgn = 1.0 if sx > 0.0 else (-1.0 if sx < 0.0 else 0.0)
-            if want_codes:
-                codes[r, j] = np.int8(sgn * m)
-            if want_deq:
-                if passthrough and abs(xv) <= tiny:
-                    deq[r, j] = xv
-                elif sgn == 0.0:
-                    deq[r, j] = 0.0
-                else:
-                    deq[r, j] = sgn * m * up  # -0.0 when sgn = -1 and m = 0, as torch
+        if amax_bits[t] == 0:
+            r = t // nb
+            b = t - r * nb
+            j0 = b * k
+            _bfp_block(x, r, b, j0, min(j0 + k, L), repl, width, exp_min, exp_max, bias, passthrough, mode, hseed, L,
+                       inner, want_codes, want_deq, codes, scales, deq)
 
 
 _MAGIC = 6755399441055744.0  # 1.5 * 2^52: (t + M) - M rounds |t| < 2^51 to nearest even
@@ -397,66 +454,70 @@ def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed
     maxc = float(2 ** (bits - 1) - 1)
     max_pos = math.ldexp(maxc, q)
     hseed = seed_hash(seed)
-    for t in prange(R * nb):
-        r = t // nb
-        b = t - r * nb
-        j0 = b * k
-        j1 = min(j0 + k, L)
-        xr = x[r]
-        xbr = xbits[r]
-        m = block_max_bits(xbr, j0, j1)
-        if m >= F32_INF_BITS:
-            scales[r, b] = snan
-            fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
-            continue
-        # a zero block takes smin (contract); a nonzero one its rule's exponent (emax 0)
-        s = smin if m == 0 else block_rule_exponent(m, srule, 0, bits - 2, max_pos, smin, smax)
-        scales[r, b] = s + sbias
-        down = pow2(-(s + q))
-        up = pow2(s + q)
-        dr = deq[r]
-        cr = codes[r]
-        if mode == RN_STOCH:
-            idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
-            for j in range(j0, j1):
-                v = float(xr[j]) * down
-                c = min(round_mag(min(abs(v), maxc), RN_STOCH, stoch_u(hseed, idx0 + j * inner)), maxc)
-                c = -c if v < 0.0 else c
-                if want_codes:
-                    cr[j] = np.int8(c)
-                if want_deq:
-                    dr[j] = c * up + 0.0  # c == 0 gives +0.0 (contract)
-            continue
-        if want_deq:
-            if mode == RN_EVEN:
+    G = chunk_blocks(k)
+    nc = (nb + G - 1) // G
+    for t in prange(R * nc):  # work items of G blocks of one row: one division each
+        r = t // nc
+        b0 = (t - r * nc) * G
+        for b in range(b0, min(b0 + G, nb)):
+            j0 = b * k
+            j1 = min(j0 + k, L)
+            xr = x[r]
+            xbr = xbits[r]
+            m = block_max_bits(xbr, j0, j1)
+            if m >= F32_INF_BITS:
+                scales[r, b] = snan
+                fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
+                continue
+            # a zero block takes smin (contract); a nonzero one its rule's exponent (emax 0)
+            s = smin if m == 0 else block_rule_exponent(m, srule, 0, bits - 2, max_pos, smin, smax)
+            scales[r, b] = s + sbias
+            down = pow2(-(s + q))
+            up = pow2(s + q)
+            dr = deq[r]
+            cr = codes[r]
+            if mode == RN_STOCH:
+                idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
                 for j in range(j0, j1):
-                    v = min(max(float(xr[j]) * down, -maxc), maxc)
-                    dr[j] = ((v + _MAGIC) - _MAGIC) * up + 0.0
-            elif mode == RN_AWAY:
-                for j in range(j0, j1):
-                    v = min(max(float(xr[j]) * down, -maxc), maxc)
-                    dr[j] = math.copysign(np.floor(abs(v) + 0.5), v) * up + 0.0  # |v|+0.5 exact
-            else:
-                for j in range(j0, j1):
-                    v = min(max(float(xr[j]) * down, -maxc), maxc)
-                    dr[j] = np.trunc(v) * up + 0.0
-        if want_codes:
-            for j in range(j0, j1):
-                v = min(max(float(xr[j]) * down, -maxc), maxc)
+                    v = float(xr[j]) * down
+                    c = min(round_mag(min(abs(v), maxc), RN_STOCH, stoch_u(hseed, idx0 + j * inner)), maxc)
+                    c = -c if v < 0.0 else c
+                    if want_codes:
+                        cr[j] = np.int8(c)
+                    if want_deq:
+                        dr[j] = c * up + 0.0  # c == 0 gives +0.0 (contract)
+                continue
+            if want_deq:
                 if mode == RN_EVEN:
-                    c = (v + _MAGIC) - _MAGIC
+                    for j in range(j0, j1):
+                        v = min(max(float(xr[j]) * down, -maxc), maxc)
+                        dr[j] = ((v + _MAGIC) - _MAGIC) * up + 0.0
                 elif mode == RN_AWAY:
-                    c = math.copysign(np.floor(abs(v) + 0.5), v)
+                    for j in range(j0, j1):
+                        v = min(max(float(xr[j]) * down, -maxc), maxc)
+                        dr[j] = math.copysign(np.floor(abs(v) + 0.5), v) * up + 0.0  # |v|+0.5 exact
                 else:
-                    c = np.trunc(v)
-                cr[j] = np.int8(c)
+                    for j in range(j0, j1):
+                        v = min(max(float(xr[j]) * down, -maxc), maxc)
+                        dr[j] = np.trunc(v) * up + 0.0
+            if want_codes:
+                for j in range(j0, j1):
+                    v = min(max(float(xr[j]) * down, -maxc), maxc)
+                    if mode == RN_EVEN:
+                        c = (v + _MAGIC) - _MAGIC
+                    elif mode == RN_AWAY:
+                        c = math.copysign(np.floor(abs(v) + 0.5), v)
+                    else:
+                        c = np.trunc(v)
+                    cr[j] = np.int8(c)
 
 
 @njit(cache=True)
 def bfp_exponents(amax, out):
-    """bfp_exponent over an array (used by the exhaustive test against torch.log2)."""
+    """bfp_exponent_of_bits over a float32 array (the exhaustive test against torch.log2)."""
+    bits = amax.view(np.int32)
     for i in range(amax.size):
-        out[i] = bfp_exponent(amax[i])
+        out[i] = bfp_exponent_of_bits(bits[i])
 
 
 @njit(cache=True, inline="always")
@@ -498,36 +559,39 @@ def mxfp_f32(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, sm
     emin = 1 - bias
     sign_bit = 1 << (ebits + mbits)
     hseed = seed_hash(seed)
-    for t in prange(R * nb):
-        r = t // nb
-        b = t - r * nb
-        j0 = b * k
-        j1 = min(j0 + k, L)
-        m = block_max_bits(xbits[r], j0, j1)
-        if m >= F32_INF_BITS:
-            scales[r, b] = snan
-            fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
-            continue
-        if m == 0:
-            scales[r, b] = smin + sbias
-            fill_block(codes, deq, r, j0, j1, 0.0, want_codes, want_deq)
-            continue
-        s = block_rule_exponent(m, srule, emax_elem, mbits, max_normal, smin, smax)
-        scales[r, b] = s + sbias
-        idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
-        xr = x[r]
-        cr = codes[r]
-        dr = deq[r]
-        # one loop per mode, so that each compiles without the mode branch
-        if mode == RN_EVEN:
-            _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_EVEN, hseed, idx0, inner,
-                               want_codes, want_deq, cr, dr)
-        elif mode == RN_AWAY:
-            _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_AWAY, hseed, idx0, inner,
-                               want_codes, want_deq, cr, dr)
-        elif mode == RN_FLOOR:
-            _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_FLOOR, hseed, idx0, inner,
-                               want_codes, want_deq, cr, dr)
-        else:
-            _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_STOCH, hseed, idx0, inner,
-                               want_codes, want_deq, cr, dr)
+    G = chunk_blocks(k)
+    nc = (nb + G - 1) // G
+    for t in prange(R * nc):  # work items of G blocks of one row: one division each
+        r = t // nc
+        b0 = (t - r * nc) * G
+        for b in range(b0, min(b0 + G, nb)):
+            j0 = b * k
+            j1 = min(j0 + k, L)
+            m = block_max_bits(xbits[r], j0, j1)
+            if m >= F32_INF_BITS:
+                scales[r, b] = snan
+                fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
+                continue
+            if m == 0:
+                scales[r, b] = smin + sbias
+                fill_block(codes, deq, r, j0, j1, 0.0, want_codes, want_deq)
+                continue
+            s = block_rule_exponent(m, srule, emax_elem, mbits, max_normal, smin, smax)
+            scales[r, b] = s + sbias
+            idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
+            xr = x[r]
+            cr = codes[r]
+            dr = deq[r]
+            # one loop per mode, so that each compiles without the mode branch
+            if mode == RN_EVEN:
+                _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_EVEN, hseed, idx0, inner,
+                                   want_codes, want_deq, cr, dr)
+            elif mode == RN_AWAY:
+                _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_AWAY, hseed, idx0, inner,
+                                   want_codes, want_deq, cr, dr)
+            elif mode == RN_FLOOR:
+                _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_FLOOR, hseed, idx0, inner,
+                                   want_codes, want_deq, cr, dr)
+            else:
+                _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_STOCH, hseed, idx0, inner,
+                                   want_codes, want_deq, cr, dr)

@@ -115,11 +115,14 @@ def test_blockfp_exponent_matches_torch_near_every_power_of_two():
     # e = ceil(fl32(log2(amax))) with fl32(log2) as torch computes it: all float32 within
     # 4096 ulps of 2^k, k in [-149, 127]. (torch's float32 log2 differs from the correctly
     # rounded value only on some deep subnormals, never across an integer: no correction
-    # table was needed.)
+    # table was needed.) Also 2^k (1 + f) around f = 2^-10, where the kernel stops calling
+    # log2 (bfp_exponent_of_bits: from there up the answer is k + 1 without it).
     bits = []
     for k in range(-149, 128):
         b = int(np.float32(2.0**k).view(np.int32))
         bits.append(np.arange(max(b - 4096, 1), min(b + 4097, 0x7F800000), dtype=np.int64))
+        if k >= -126:  # normal: the mantissa field counts ulps
+            bits.append(np.arange(b + 2**13 - 512, b + 2**13 + 513, dtype=np.int64))
     v = np.concatenate(bits).astype(np.int32).view(np.float32)
     expect = torch.ceil(torch.log2(torch.from_numpy(v))).numpy().astype(np.int64)
     got = np.empty(v.size, np.int64)
