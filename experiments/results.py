@@ -419,26 +419,29 @@ def _hw_accumulators(out: Path, rerun: bool) -> None:
 
 
 # ----------------------------------------------------------------------------- benchmarks
-# (script, its arguments): each writes NAME.csv + NAME.meta.json with --out (experiments.provenance)
+# (script, its arguments, its output-folder flag): each writes NAME.csv + NAME.meta.json there
+# (experiments.provenance); bench_lqer's --out is the layer's output width, so it takes --results
 BENCHMARKS = {
-    "bench_matmul_cpu": ("benchmarks/bench_matmul.py", []),
-    "bench_quantize_cpu": ("benchmarks/bench_quantize.py", ["--no-compile", "--repeat", "3", "--threads", "2"]),
-    "bench_datapath_cpu": ("benchmarks/bench_datapath.py", ["--threads", "2"]),
+    "bench_matmul_cpu": ("benchmarks/bench_matmul.py", [], "--out"),
+    "bench_quantize_cpu": ("benchmarks/bench_quantize.py", ["--no-compile", "--repeat", "3", "--threads", "2"], "--out"),
+    "bench_datapath_cpu": ("benchmarks/bench_datapath.py", ["--threads", "2"], "--out"),
+    "bench_lqer_cpu": ("benchmarks/bench_lqer.py", [], "--results"),
+    "bench_quantize_model_cpu": ("benchmarks/bench_quantize_model.py", [], "--out"),
 }
 
 
 def _bench_command(name: str) -> str:
-    script, args = BENCHMARKS[name]
-    return " ".join(["python", script, *args, "--out", "docs/results"])
+    script, args, flag = BENCHMARKS[name]
+    return " ".join(["python", script, *args, flag, "docs/results"])
 
 
 def _benchmark(name: str):
     """--rerun only: the benchmark itself, on this machine (time it on an idle one)."""
     def regen(out: Path, rerun: bool) -> None:
-        script, args = BENCHMARKS[name]
+        script, args, flag = BENCHMARKS[name]
         root = Path(__file__).resolve().parent.parent
         env = {**os.environ, "PYTHONPATH": str(root)}
-        rc = subprocess.run([sys.executable, str(root / script), *args, "--out", str(out)], env=env).returncode
+        rc = subprocess.run([sys.executable, str(root / script), *args, flag, str(out)], env=env).returncode
         if rc:
             raise RuntimeError(f"{script} exited {rc}")
 
@@ -495,6 +498,12 @@ RESULTS = {r.name: r for r in (
     Result("bench_datapath_cpu", ("bench_datapath_cpu.csv", "bench_datapath_cpu.meta.json"),
            "issue 15's speed targets (no README number yet)", _bench_command("bench_datapath_cpu"),
            "W4A8 plain, 4 x 512 tokens", False, _benchmark("bench_datapath_cpu")),
+    Result("bench_lqer_cpu", ("bench_lqer_cpu.csv", "bench_lqer_cpu.meta.json"),
+           "README 'lqer speed' sentence and docs/lqer.md 'Speed and memory' table (one 11008x4096 layer)",
+           _bench_command("bench_lqer_cpu"), "none", False, _benchmark("bench_lqer_cpu")),
+    Result("bench_quantize_model_cpu", ("bench_quantize_model_cpu.csv", "bench_quantize_model_cpu.meta.json"),
+           "README 'lqer speed' sentence and docs/lqer.md 'Speed and memory' table (whole-model L2QER)",
+           _bench_command("bench_quantize_model_cpu"), "none", False, _benchmark("bench_quantize_model_cpu")),
 )}
 
 

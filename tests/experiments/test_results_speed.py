@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from experiments.provenance import read_table
+from experiments.provenance import agrees, read_table
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results"
 README = (ROOT / "README.md").read_text()
 SPEED_DOC = (ROOT / "docs" / "mxsim_speed.md").read_text()
+LQER_DOC = (ROOT / "docs" / "lqer.md").read_text()
 THREADS = "2"  # the README and the speed doc quote the 2-thread rows
 
 
@@ -118,3 +119,29 @@ def test_speed_doc_idle_paragraph():
                      ("stochastic", [("MXINT8", "stochastic")]), ("non-floor scale rule", MXFP_RULES)):
         v = re.search(rf"{re.escape(label)} (\d\.\d\d)x", p)
         assert v and in_group(v[1], x_copy(q, *g)), label
+
+
+def test_lqer_speed_sentences():
+    lq, _ = read_table(RESULTS / "bench_lqer_cpu.csv")
+    qm, _ = read_table(RESULTS / "bench_quantize_model_cpu.csv")
+    lq = {r["svd"]: r for r in lq}
+    q = qm[0]
+    rand, full = lq["randomized"]["seconds"], lq["full"]["seconds"]
+    readme = paragraph_with(README, "L2QER of one 11008×4096 layer at k = 32 takes")
+    m = re.search(r"takes ([\d.]+) s with the randomized SVD .*? the full SVD's, which takes ([\d.]+) s", readme)
+    assert m and agrees(m[1], rand) and agrees(m[2], full), readme
+    row = line_with(LQER_DOC, "| L2QER 11008×4096, k=32, randomized SVD")
+    m = re.search(r"\| ([\d.]+) s \(full SVD: ([\d.]+) s\)", row)
+    assert m and agrees(m[1], rand) and agrees(m[2], full), row
+    if lq["randomized"]["error_ratio_to_full"]:  # quoted as "within 0.1 %"
+        assert float(lq["randomized"]["error_ratio_to_full"]) <= 1.001
+    m = re.search(r"Whole-model L2QER on SmolLM2 takes ([\d.]+) s excluding calibration.*?peak RSS (\d+) MiB = "
+                  r"\*\*([\d.]+)×\*\* the (\d+) MiB fp32 model", readme)
+    assert m, readme
+    for printed, col in zip(m.groups(), ("quantize_s", "peak_rss_MiB", "x_fp32", "fp32_MiB")):
+        assert agrees(printed, q[col]), col
+    row = line_with(LQER_DOC, "| whole-model L2QER of SmolLM2, W4A8 k=32")
+    m = re.search(r"\| ([\d.]+) s; peak RSS (\d+) MiB = ([\d.]+)× fp32 \((\d+) MiB\)", row)
+    assert m, row
+    for printed, col in zip(m.groups(), ("quantize_s", "peak_rss_MiB", "x_fp32", "fp32_MiB")):
+        assert agrees(printed, q[col]), col
