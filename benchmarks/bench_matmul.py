@@ -1,6 +1,6 @@
 """mxsim.matmul speed against references timed in the same run (issue 14's matmul rows).
 
-    python benchmarks/bench_matmul.py [--size 2048] [--repeat 3] [--device cpu|cuda] [--out docs/results]
+    python benchmarks/bench_matmul.py [--size 2048] [--repeat 3] [--threads N] [--device cpu|cuda] [--out docs/results]
 
 CPU rows: MXINT8 size^3 "exact" and "fp32" (fused, per block) vs torch float32 matmul
 (targets <= 2x and <= 3x), FixedPoint(32,16) / (24,8) at the SmolLM2 MLP shape
@@ -9,6 +9,8 @@ torch._int_mm on int8 (targets: fp32 and FixedPoint >= 30% of its throughput, ex
 Every ratio is a best-of-``repeat`` wall time against a reference timed in this process.
 ``--out DIR`` also writes the printed rows (same rounding) to DIR/bench_matmul_{cpu,cuda}.csv and
 the machine, threads, commit and command to its .meta.json (experiments.provenance).
+--threads sets torch's and numba's thread counts for both sides (default: torch's default,
+the machine's cores); mxsim's CPU matmul runs on torch's thread count.
 """
 
 import argparse
@@ -143,7 +145,16 @@ def main():
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--out", default=None, help="also write bench_matmul_DEVICE.csv + .meta.json into this folder")
+    p.add_argument("--threads", type=int, default=None, help="threads for torch and numba (default: all cores)")
     args = p.parse_args()
+    if args.threads is not None:
+        import numba
+        import torch
+
+        if args.threads < 1 or args.threads > numba.config.NUMBA_NUM_THREADS:
+            p.error(f"--threads must be in 1..{numba.config.NUMBA_NUM_THREADS}, got {args.threads}")
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(args.threads)
     if args.size is None:
         args.size = 8192 if args.device == "cuda" else 2048
     if args.size < 64:

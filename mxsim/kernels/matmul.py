@@ -161,6 +161,29 @@ def fp32_fold(acc, P, pa, pb, js):
 
 
 @njit(cache=True, nogil=True)
+def fp32_fold_f32(acc, P, pa, pb, pa32, pb32, ok, js):
+    """fp32_fold for L = 1 where the driver proved the terms float32-exact: ok[m, j] says
+    that (P * 2^ea) * 2^(eb + shift) is exact in float32 for the whole row of block j, so
+    t is computed in float32 and fl32(acc + t) is the single float32 addition (the loop
+    vectorizes at float32 width). P may be int32 (int8 GEMMs) or float; |P| < 2^24.
+    Rows of blocks without the proof take fp32_row (float64 check and exact redo)."""
+    G, L, R, N = P.shape
+    tmp = np.empty(N, np.float32)
+    for m in range(R):
+        ar = acc[m]
+        for g in range(G):
+            j = js[g]
+            pr = P[g, 0, m]
+            if ok[m, j]:
+                s = pa32[m, j]
+                pbr = pb32[j]
+                for n in range(N):
+                    ar[n] += (np.float32(pr[n]) * s) * pbr[n] + np.float32(0.0)
+            else:
+                fp32_row(ar, pr, pa[m, j], pb[j, 0], tmp)
+
+
+@njit(cache=True, nogil=True)
 def exact_fold(acc, flag, P, pa, pb, js):
     """acc += t_g in float64; flag[m, n] = 1 where an addition was inexact (redone exactly
     by exact_fallback). Each limb term is exact, so acc is exact until flag is set."""
@@ -296,12 +319,62 @@ def fixed_row_wrap(ar, pr, em, eb, W):
         ar[n] = np.int64(u << sx) >> np.int64(sx)
 
 
+@njit(cache=True)
+def fixed_row_saturate53(ar, pr, am, pbr, W):
+    """fixed_row_saturate for W <= 53, branch-free (vectorizes): floor(P * 2^sh) is exact in
+    float64, clamped in float64 (the bounds are exact there, +-Inf clamps too), and every
+    int64 sum of two W-bit values is exact before its clamp."""
+    hi = (np.int64(1) << np.int64(W - 1)) - 1
+    lo = -hi - 1
+    hf = np.float64(hi)
+    lf = np.float64(lo)
+    for n in range(ar.size):
+        v = np.floor(np.float64(pr[n]) * am * pbr[n])
+        v = min(max(v, lf), hf)
+        s = ar[n] + np.int64(v)
+        ar[n] = min(max(s, lo), hi)
+
+
+@njit(cache=True)
+def fixed_row_plain(ar, pr, am, pbr):
+    """One step where no aligned term and no partial sum can leave the W-bit range (the
+    driver's bound): saturating, wrapping and plain int64 addition agree, and floor(P *
+    2^sh) is exact in float64."""
+    for n in range(ar.size):
+        ar[n] += np.int64(np.floor(np.float64(pr[n]) * am * pbr[n]))
+
+
 @njit(cache=True, nogil=True)
-def fixed_fold(acc, P, ea, ebs, pa, pb, js, shift, w, W, saturate):
+def fixed_to_float(acc, scale, out):
+    """out = float64(acc) * scale (scale = 2^-frac_bits, a normal float64: one rounding, of
+    the int64 to float64 conversion, as numpy's astype + ldexp)."""
+    R, N = acc.shape
+    for m in range(R):
+        for n in range(N):
+            out[m, n] = np.float64(acc[m, n]) * scale
+
+
+@njit(cache=True)
+def fixed_row_wrap_near(ar, pr, em, eb, W):
+    """fixed_row_wrap where the driver proved every shift sh = em + eb[n] <= 62 - bits(P), so
+    P << sh never leaves int64 and no shift needs a guard (vectorizes)."""
+    sx = np.int64(64 - W)
+    for n in range(ar.size):
+        p = np.int64(pr[n])
+        sh = em + eb[n]
+        al = (p << max(sh, 0)) >> min(max(-sh, 0), 63)
+        u = np.uint64(ar[n]) + np.uint64(al)
+        ar[n] = np.int64(u << np.uint64(sx)) >> sx
+
+
+@njit(cache=True, nogil=True)
+def fixed_fold(acc, P, ea, ebs, pa, pb, js, shift, w, W, saturate, near, plain):
     """acc <- acc + floor(P_g * 2^(ea[g, m] + ebs[g, n] + shift)) per step g, saturating or
     wrapping at W bits (W <= 64). ea (R, nb) / ebs (nb, N) are the integer scale exponents
     (pa, pb the same as powers of two, pb with the shift and limb weights 2^(l*w)).
-    Arithmetic right shifts floor toward -inf, as hardware."""
+    Arithmetic right shifts floor toward -inf, as hardware. ``near``: every shift of this
+    call is <= 62 - bits(P) (the driver's proof for fixed_row_wrap_near). ``plain``: the
+    driver proved that no partial sum can leave the W-bit range (fixed_row_plain)."""
     G, L, R, N = P.shape
     lo = -(np.int64(1) << np.int64(W - 1)) if W < 64 else np.int64(-9223372036854775808)
     hi = -(lo + 1)
@@ -314,8 +387,17 @@ def fixed_fold(acc, P, ea, ebs, pa, pb, js, shift, w, W, saturate):
             for g in range(G):
                 j = js[g]
                 em = ea[m, j] + shift
+                if L == 1 and plain:
+                    fixed_row_plain(ar, P[g, 0, m], pa[m, j], pb[j, 0])
+                    continue
+                if L == 1 and not saturate and near:
+                    fixed_row_wrap_near(ar, P[g, 0, m], em, ebs[j], W)
+                    continue
                 if L == 1 and not saturate:
                     fixed_row_wrap(ar, P[g, 0, m], em, ebs[j], W)
+                    continue
+                if L == 1 and W <= 53:
+                    fixed_row_saturate53(ar, P[g, 0, m], pa[m, j], pb[j, 0], W)
                     continue
                 if L == 1:
                     fixed_row_saturate(ar, P[g, 0, m], pa[m, j], pb[j, 0], W)
