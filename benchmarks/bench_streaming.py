@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 GiB = 1024**3
 
 
@@ -92,7 +93,7 @@ def child(args):
     calib = torch.randint(0, args.vocab, (args.calib_samples, args.calib_seq_len), generator=g)
     over = {"method": args.method, "rank": args.rank, "svd": args.svd}
     cfg = load_config(args.config, **over)
-    out = Path(args.out)
+    out = Path(args.child_out)
     if out.exists():
         shutil.rmtree(out)
     marks = []  # after each layer: (peak RSS so far, process CPU seconds so far, 1-min load average)
@@ -123,34 +124,14 @@ def child(args):
                       "gpu_peak_alloc": gpu_peak, "bits_per_weight": man["avg_bits_per_weight"]}))
 
 
-def _commit() -> str | None:
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("-dirty" if dirty else "")
-
-
 CSV_COLUMNS = ("model layers", "quantized", "peak_rss_GiB", "target_GiB", "rss/target",
                "peak after each layer (GiB)", "wall s/layer(mean)", "wall s/layer(min)", "cpu s/layer(mean)",
                "load(mean)", "load(min)", "load(max)", "bits/w")
 
 
-def _write_results(path: Path, rows, meta) -> None:
-    """The table (CSV, fixed columns, 4 significant digits) and its meta JSON, each written atomically."""
-    import pandas as pd
-
-    from mxsim.files import atomic_write
-
-    df = pd.DataFrame(rows)
-    cols = list(CSV_COLUMNS) + [c for c in df.columns if c not in CSV_COLUMNS]
-    with atomic_write(path) as tmp:
-        df[cols].to_csv(tmp, index=False, float_format="%.4g")
-    with atomic_write(path.with_suffix(".meta.json")) as tmp:
-        Path(tmp).write_text(json.dumps(meta, indent=1) + "\n")
+def _printed(row: dict) -> dict:
+    """A row as the CSV holds it: floats to 4 significant digits."""
+    return {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()}
 
 
 def main(argv=None):
@@ -176,24 +157,26 @@ def main(argv=None):
                     help="quantize only the first K layers of each model (default: all; K x time per layer)")
     ap.add_argument("--work", default="/tmp/mxlab-bench-streaming", help="directory for the checkpoint + outputs")
     ap.add_argument("--cleanup", action="store_true", help="delete --work at the end")
-    ap.add_argument("--csv", default=None,
-                    help="also write the table to this CSV (atomically, after each run) and its settings, "
-                         "machine, load and commit to the same name with .meta.json")
+    ap.add_argument("--out", default=None,
+                    help="also write the table to OUT/NAME.csv + NAME.meta.json (experiments.provenance: "
+                         "atomically, after each run; command, commit, machine, load, settings)")
+    ap.add_argument("--name", default=None,
+                    help="result name (default streaming_7b_METHOD_DEVICE, or streaming_hHIDDEN_METHOD_DEVICE "
+                         "for other shapes)")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
-    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--_child-out", dest="child_out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._child:
         return child(args)
     if max(args.layers) > args.total_layers or min(args.layers) < 1:
         ap.error(f"--layers must be in 1..--total-layers ({args.total_layers})")
-    if args.csv:
-        from mxsim.files import check_output
+    from experiments.provenance import check_out_dir, run_meta, write_table
 
-        try:
-            check_output(args.csv, "--csv")
-        except ValueError as e:
-            ap.error(str(e))
+    out_dir = check_out_dir(ap, args.out)
+    dev_kind = "cuda" if args.device.startswith("cuda") else args.device
+    size = "7b" if (args.hidden, args.mlp, args.heads) == (4096, 11008, 32) else f"h{args.hidden}"
+    name = args.name or f"streaming_{size}_{args.method}_{dev_kind}"
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     shapes = dict(hidden_size=args.hidden, intermediate_size=args.mlp, num_attention_heads=args.heads,
@@ -212,22 +195,20 @@ def main(argv=None):
           f"= target {target / GiB:.2f} GiB")
     print(f"# load average at start: {os.getloadavg()[0]:.1f} (wall time per layer grows with it; CPU time less)")
     rows = []
-    meta = {"command": "benchmarks/bench_streaming.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "commit": _commit(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": args.threads,
-                        "device": args.device, "load_average_at_start": list(os.getloadavg())},
-            "model": {"synthetic": "lqer.synthetic.write_synthetic_llama", **shapes, "stored_dtype": "bfloat16",
-                      "weights": "N(0, 0.02^2), seed 0"},
-            "method": {"method": args.method, "config": args.config, "rank": args.rank, "svd": args.svd,
-                       "dtype": args.dtype, "calibration_input": args.calibration_input},
-            "calibration": {"samples": args.calib_samples, "seq_len": args.calib_seq_len, "tokens": tokens,
-                            "ids": "torch.randint(0, vocab, generator seed 0)"},
-            "target": {"formula": "one decoder layer fp32 + calibration activations + 2 GiB",
-                       "layer_fp32_GiB": layer_fp32 / GiB, "activations_GiB": acts / GiB, "target_GiB": target / GiB}}
+    meta = run_meta(name, "benchmarks/bench_streaming.py", argv, device=args.device,
+                    model={"synthetic": "lqer.synthetic.write_synthetic_llama", **shapes, "stored_dtype": "bfloat16",
+                           "weights": "N(0, 0.02^2), seed 0"},
+                    method={"method": args.method, "config": args.config, "rank": args.rank, "svd": args.svd,
+                            "dtype": args.dtype, "calibration_input": args.calibration_input},
+                    calibration={"samples": args.calib_samples, "seq_len": args.calib_seq_len, "tokens": tokens,
+                                 "ids": "torch.randint(0, vocab) with generator seed 0"},
+                    target={"formula": "one decoder layer fp32 + calibration activations + 2 GiB",
+                            "layer_fp32_GiB": layer_fp32 / GiB, "activations_GiB": acts / GiB,
+                            "target_GiB": target / GiB})
     try:
         for n in args.layers:
             ck = make_checkpoint(work, n, shapes)
-            cmd = [sys.executable, __file__, "--_child", "--ckpt", str(ck), "--out", str(work / f"q-{n}L"),
+            cmd = [sys.executable, __file__, "--_child", "--ckpt", str(ck), "--_child-out", str(work / f"q-{n}L"),
                    "--method", args.method, "--config", args.config, "--rank", str(args.rank), "--svd", args.svd,
                    "--calib-samples", str(args.calib_samples), "--calib-seq-len", str(args.calib_seq_len),
                    "--calibration-input", args.calibration_input, "--dtype", args.dtype, "--device", args.device,
@@ -251,9 +232,11 @@ def main(argv=None):
             row.update({"load(mean)": sum(loads) / len(loads), "load(min)": min(loads), "load(max)": max(loads)})
             rows.append(row)
             print(json.dumps(row), flush=True)
-            if args.csv:
-                _write_results(Path(args.csv), rows, {**meta, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                        time.gmtime())})
+            if out_dir is not None:
+                cols = list(CSV_COLUMNS) + [c for c in row if c not in CSV_COLUMNS]
+                write_table(out_dir, name, [_printed(r) for r in rows], cols,
+                            {**meta, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             "load_average_at_end": list(os.getloadavg())})
             shutil.rmtree(work / f"q-{n}L", ignore_errors=True)
     finally:
         if args.cleanup:
