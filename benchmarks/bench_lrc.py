@@ -1,8 +1,10 @@
 """LRC benchmarks.
 
   python benchmarks/bench_lrc.py layer [--d 4096] [--tokens 8192] [--rank 0.1] [--device cpu|cuda] [--threads 2]
+                                       [--out docs/results]
       LRC(1) of one d x d layer (random weights, synthetic correlated activations with outlier
       channels), W4A4 MXINT4/32: time of the statistics and of LRC(1), peak RSS; vs targets.
+      --out DIR also writes them to DIR/bench_lrc_layer_{cpu,cuda}.csv + .meta.json.
   python benchmarks/bench_lrc.py model --tasks W4A4:fp,rtn,gptq,... [--windows 8 --seq 512 --calib 16]
       SmolLM2 perplexity and bits per weight for the listed (setting:method@rank) tasks; JSON lines.
   python benchmarks/bench_lrc.py table results.jsonl [--csv table.csv] [--tech fpga] [--shape smollm2-135m]
@@ -31,6 +33,9 @@ import mxsim  # noqa: E402
 TARGET_LAYER_S = 60.0
 TARGET_LAYER_GB = 2.0
 TARGET_MODEL_S = 600.0
+# the layer CSV: the printed JSON line's values (and the targets), one row per run
+LAYER_CSV_COLUMNS = ["d", "tokens", "rank", "device", "threads", "stats_s", "lrc1_s", "target_s", "peak_rss_gb",
+                     "target_gb", "rss_before_gb", "gpu_peak_gb"]
 
 
 def _rss_gb() -> float:
@@ -76,6 +81,14 @@ def cmd_layer(a):
     print(f"LRC(1) {d}x{d}, {n} tokens, rank {res.rank} on {dev} ({a.threads} threads): "
           f"{t_lrc:.1f} s (target <= {TARGET_LAYER_S:.0f} s on the 2-core CPU), statistics {t_stats:.1f} s; "
           f"peak RSS {peak:.2f} GB (target <= {TARGET_LAYER_GB} GB)")
+    if a.out is not None:
+        from experiments.provenance import run_meta, write_table
+
+        name = f"bench_lrc_layer_{dev.type}"
+        write_table(a.out, name, [{**out, "target_s": TARGET_LAYER_S, "target_gb": TARGET_LAYER_GB}],
+                    LAYER_CSV_COLUMNS, run_meta(name, "benchmarks/bench_lrc.py", device=str(dev), losses=res.losses,
+                                                format="MXINT4/32 W4A4", iterations=1))
+        print(f"wrote {Path(a.out) / name}.csv and its .meta.json")
 
 
 def cmd_model(a):
@@ -109,6 +122,7 @@ def main(argv=None):
     pl.add_argument("--rank", type=float, default=0.1)
     pl.add_argument("--device", default="cpu")
     pl.add_argument("--threads", type=int, default=2)
+    pl.add_argument("--out", default=None, help="also write bench_lrc_layer_DEVICE.csv + .meta.json into this folder")
     pm = sub.add_parser("model")
     pm.add_argument("--model", default="smollm2-135m")
     pm.add_argument("--tasks", required=True)
@@ -124,6 +138,10 @@ def main(argv=None):
     pt.add_argument("--tech", default="fpga", help="hwmodel unit-cost table (fpga, asic, ... or a CSV path)")
     pt.add_argument("--shape", default="smollm2-135m", help="hwmodel model shape the area is computed for")
     a = p.parse_args(argv)
+    if a.cmd == "layer":
+        from experiments.provenance import check_out_dir
+
+        a.out = check_out_dir(pl, a.out)  # before any work
     {"layer": cmd_layer, "model": cmd_model, "table": cmd_table}[a.cmd](a)
 
 

@@ -427,6 +427,8 @@ BENCHMARKS = {
     "bench_datapath_cpu": ("benchmarks/bench_datapath.py", ["--threads", "2"], "--out"),
     "bench_lqer_cpu": ("benchmarks/bench_lqer.py", [], "--results"),
     "bench_quantize_model_cpu": ("benchmarks/bench_quantize_model.py", [], "--out"),
+    "bench_lrc_layer_cpu": ("benchmarks/bench_lrc.py", ["layer", "--threads", "2"], "--out"),
+    "bench_lrc_layer_cuda": ("benchmarks/bench_lrc.py", ["layer", "--device", "cuda", "--threads", "4"], "--out"),
 }
 
 
@@ -504,6 +506,12 @@ RESULTS = {r.name: r for r in (
     Result("bench_quantize_model_cpu", ("bench_quantize_model_cpu.csv", "bench_quantize_model_cpu.meta.json"),
            "README 'lqer speed' sentence and docs/lqer.md 'Speed and memory' table (whole-model L2QER)",
            _bench_command("bench_quantize_model_cpu"), "none", False, _benchmark("bench_quantize_model_cpu")),
+    Result("bench_lrc_layer_cpu", ("bench_lrc_layer_cpu.csv", "bench_lrc_layer_cpu.meta.json"),
+           "README 'LRC(1) on one 4096x4096 layer' sentence (CPU)", _bench_command("bench_lrc_layer_cpu"), "none",
+           False, _benchmark("bench_lrc_layer_cpu")),
+    Result("bench_lrc_layer_cuda", ("bench_lrc_layer_cuda.csv", "bench_lrc_layer_cuda.meta.json"),
+           "README LRC layer sentence (H100) and docs/lrc.md 'Speed and memory' H100 row",
+           _bench_command("bench_lrc_layer_cuda"), "none (needs CUDA)", False, _benchmark("bench_lrc_layer_cuda")),
 )}
 
 

@@ -98,3 +98,20 @@ def test_readme_datapath_table():
             assert agrees(mant, r.overflow_rate / 10 ** int(exp)), (acc, cell)
         else:
             assert pd.isna(r.overflow_rate) or r.overflow_rate == 0, acc
+
+
+def test_lrc_doc_table():
+    """docs/lrc.md's full table (every rotation): each cell agrees with docs/results/lrc_table.csv."""
+    doc = (ROOT / "docs" / "lrc.md").read_text()
+    df = pd.read_csv(RESULTS / "lrc_table.csv", keep_default_na=False)
+    _, body = table(doc, "| setting | method | rank | rotation | ppl |")
+    assert len(body) == len(df)
+    for setting, label, rank, rotation, ppl, bits, qs, area, ratio in body:
+        rank = "" if not rank else str(int(rank.rstrip("%")) / 100)
+        hit = df[(df.label == label) & (df["rank"] == rank) & (df.rotation == (rotation or "none"))
+                 & (df.setting == ("W4A4" if setting == "–" else setting))]
+        assert len(hit) == 1, (setting, label, rank, rotation)
+        r = hit.iloc[0]
+        for printed, col in ((ppl, "ppl"), (bits, "bits_per_weight"), (qs, "quantize_s"), (area, "area"),
+                             (ratio, "area_ratio_to_fp16")):
+            assert agrees(printed, r[col] if r[col] != "" else None), (setting, label, rank, rotation, col, printed)
