@@ -146,12 +146,9 @@ def _prepare(x, fmt, axis, rounding, per_tensor_scale):
     axis = normalize_axis(axis, a.ndim)
     with np.errstate(over="ignore"):  # beyond float32: Inf, a NaN block (contract)
         a32 = a.astype(np.float32, copy=False)
-    if p is None and fmt.two_level:
-        amax = float(np.max(np.abs(a32), initial=0.0))
-        if not np.isfinite(amax):  # the max over the finite elements only (one more pass, rare)
-            fin = np.abs(a32[np.isfinite(a32)])
-            amax = float(fin.max()) if fin.size else 0.0
-        p = tensor_scale_from_amax(amax)
+    if p is None and fmt.two_level:  # the max over the finite elements, one read of x
+        m = _k.finite_amax_bits(np.ascontiguousarray(a32).reshape(-1).view(np.int32)) if a32.size else 0
+        p = tensor_scale_from_amax(float(np.array([m], np.int32).view(np.float32)[0]))
     return a32, src, axis, p
 
 
@@ -163,7 +160,7 @@ def _run(a32, fmt, axis, p, want_codes, want_deq):
     codes = np.zeros((R, L) if want_codes else (1, 1), np.uint8)
     deq = np.empty((R, L) if want_deq else (1, 1), np.float32)
     if x2.size:
-        _k.quantize_kernel(x2, fmt.block_size, 1.0 if p is None else p, p is not None, want_codes, want_deq,
+        _k.quantize_kernel(x2, x2.view(np.int32), fmt.block_size, 1.0 if p is None else p, p is not None, want_codes, want_deq,
                            codes, scales, deq)
     return x2, moved, codes, scales, deq
 

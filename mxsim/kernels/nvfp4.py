@@ -14,51 +14,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .quant import block_amax, fill_block
+from .quant import F32_INF_BITS, _f64_bits, _f64_from_bits, block_max_bits, chunk_blocks, f32_value_of_bits, fill_block
 
 E4M3_NAN = 0x7F
 E4M3_TINY = 2.0**-6  # smallest normal E4M3 (torch.finfo(torch.float8_e4m3fn).tiny)
 E4M3_MAX = 448.0
 E2M1_MAX = 6.0
 WEIGHT_LOG2 = -20  # 2^-1 (E2M1 unit) * 2^-1 * 2^-9 (E4M3 unit) * 2^-9: the weight of T_j
-
-
-@njit(cache=True, inline="always")
-def e4m3_rne(t):
-    """(value, code) of the E4M3 RNE cast of t in [2^-6, 448] (normal range only)."""
-    e = math.frexp(t)[1] - 1
-    a = math.ldexp(t, 3 - e)  # in [8, 16), exact
-    n = np.floor(a)
-    d = a - n
-    if d > 0.5 or (d == 0.5 and (n * 0.5) != np.floor(n * 0.5)):
-        n += 1.0
-    if n == 16.0:
-        n = 8.0
-        e += 1
-    return math.ldexp(n, e - 3), ((e + 7) << 3) | (int(n) - 8)
-
-
-@njit(cache=True, inline="always")
-def e2m1_code(av):
-    """E2M1 code (no sign) of av in [0, 6], round to nearest, ties to the even code: count the
-    decision points passed (a tie goes to the even neighbour: up at 0.75, 1.75, 3.5, down at
-    0.25, 1.25, 2.5, 5)."""
-    c = 0
-    if av > 0.25:
-        c += 1
-    if av >= 0.75:
-        c += 1
-    if av > 1.25:
-        c += 1
-    if av >= 1.75:
-        c += 1
-    if av > 2.5:
-        c += 1
-    if av >= 3.5:
-        c += 1
-    if av > 5.0:
-        c += 1
-    return c
 
 
 @njit(cache=True, inline="always")
@@ -79,43 +41,95 @@ def e4m3_units(code):
     return -n if c & 0x80 else n
 
 
+@njit(cache=True, inline="always")
+def e4m3_rne_bits(t):
+    """(value, code) of the E4M3 RNE cast of t in [2^-6, 448] (normal range only), from t's
+    float64 bit pattern: the 52-bit fraction rounded to 3 bits, nearest even (a carry lands in
+    the exponent field, and 448 = the largest E4M3 normal does not overflow)."""
+    bits = _f64_bits(t)
+    bits = ((bits + ((np.int64(1) << 48) - 1) + ((bits >> 49) & 1)) >> 49) << 49
+    e = int(bits >> 52) - 1023
+    return _f64_from_bits(bits), ((e + 7) << 3) | int((bits >> 49) & 7)
+
+
 @njit(cache=True, parallel=True)
-def quantize_kernel(x, k, p, two_level, want_codes, want_deq, codes, scales, deq):
-    """x: float32 (R, L). p: the per-tensor scale (float32 value; ignored unless two_level)."""
+def quantize_kernel(x, xbits, k, p, two_level, want_codes, want_deq, codes, scales, deq):
+    """x: float32 (R, L), ``xbits`` its int32 view. p: the per-tensor scale (float32 value;
+    ignored unless two_level). The elements without branches (e2m1 by counting the decision
+    points passed, its value by the same counts), the block prologue from the bit patterns."""
     R, L = x.shape
     nb = (L + k - 1) // k
     inv_p = float(np.float32(1.0 / p)) if two_level else 1.0
-    for t in prange(R * nb):
-        r = t // nb
-        b = t - r * nb
-        j0 = b * k
-        j1 = min(j0 + k, L)
-        amax, finite = block_amax(x, r, j0, j1)
-        if not finite:
-            scales[r, b] = E4M3_NAN
-            fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
-            continue
-        bs = float(np.float32(amax / E2M1_MAX))
-        if two_level:
-            bs = float(np.float32(bs / p))
-        sc, sc_code = e4m3_rne(min(max(bs, E4M3_TINY), E4M3_MAX))
-        scales[r, b] = sc_code
-        if two_level:
-            rcp = float(np.float32(inv_p / sc))
-            deq_scale = float(np.float32(p * sc))
-        else:
-            rcp = float(np.float32(1.0 / sc))
-            deq_scale = sc
-        for j in range(j0, j1):
-            xv = float(x[r, j])
-            v = float(np.float32(xv * rcp))
-            neg = v < 0.0 or (v == 0.0 and math.copysign(1.0, v) < 0.0)
-            c = e2m1_code(min(abs(v), E2M1_MAX))
-            if want_codes:
-                codes[r, j] = np.uint8(c | 8) if neg else np.uint8(c)
+    G = chunk_blocks(k)
+    nc = (nb + G - 1) // G
+    for t in prange(R * nc):  # work items of G blocks of one row: one division each
+        r = t // nc
+        b0 = (t - r * nc) * G
+        xr = x[r]
+        cr = codes[r]
+        dr = deq[r]
+        for b in range(b0, min(b0 + G, nb)):
+            j0 = b * k
+            j1 = min(j0 + k, L)
+            m = block_max_bits(xbits[r], j0, j1)
+            if m >= F32_INF_BITS:
+                scales[r, b] = E4M3_NAN
+                fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
+                continue
+            bs = float(np.float32(f32_value_of_bits(m) / E2M1_MAX))
+            if two_level:
+                bs = float(np.float32(bs / p))
+            sc, sc_code = e4m3_rne_bits(min(max(bs, E4M3_TINY), E4M3_MAX))
+            scales[r, b] = sc_code
+            if two_level:
+                rcp = float(np.float32(inv_p / sc))
+                deq_scale = float(np.float32(p * sc))
+            else:
+                rcp = float(np.float32(1.0 / sc))
+                deq_scale = sc
+            rcp32 = np.float32(rcp)
+            dsc32 = np.float32(deq_scale)
+            # E2M1 round to nearest, ties to the even code, by counting the decision points
+            # passed (a tie goes up at 0.75, 1.75, 3.5 and down at 0.25, 1.25, 2.5, 5); v is one
+            # float32 multiply (numba keeps float32 * float32 in float32); the sign is v's sign
+            # bit (-0.0 and negatives that round to zero keep it). One loop per output, without
+            # branches, so that each vectorizes.
             if want_deq:
-                val = float(np.float32(e2m1_half_units(c) * 0.5 * deq_scale))
-                deq[r, j] = -val if neg else val
+                for j in range(j0, j1):
+                    v = xr[j] * rcp32
+                    av = min(abs(v), _F6)
+                    # |value| / 0.5 of the code (e2m1_half_units), steps 1 1 1 1 2 2 4; the float32
+                    # product (hu * 0.5 exact) rounds once, as fl32(e * sc) in the recipe
+                    hu = (np.float32(av > _T1) + np.float32(av >= _T2) + np.float32(av > _T3)
+                          + np.float32(av >= _T4) + _F2 * (np.float32(av > _T5) + np.float32(av >= _T6))
+                          + _F4 * np.float32(av > _T7))
+                    dr[j] = math.copysign(hu * _FHALF * dsc32, v)
+            if want_codes:
+                for j in range(j0, j1):
+                    v = xr[j] * rcp32
+                    av = min(abs(v), _F6)
+                    c = (int(av > _T1) + int(av >= _T2) + int(av > _T3) + int(av >= _T4) + int(av > _T5)
+                         + int(av >= _T6) + int(av > _T7))
+                    cr[j] = np.uint8(c | 8) if math.copysign(_F1, v) < _F0 else np.uint8(c)
+
+
+# float32 constants of the element loop (a float64 literal would widen the float32 arithmetic)
+_F0, _FHALF, _F1, _F2, _F4 = np.float32(0.0), np.float32(0.5), np.float32(1.0), np.float32(2.0), np.float32(4.0)
+_F6 = np.float32(E2M1_MAX)
+_T1, _T2, _T3, _T4 = np.float32(0.25), np.float32(0.75), np.float32(1.25), np.float32(1.75)
+_T5, _T6, _T7 = np.float32(2.5), np.float32(3.5), np.float32(5.0)
+
+
+@njit(cache=True, parallel=True)
+def finite_amax_bits(xbits):
+    """The largest |x| bit pattern over the finite elements of a flat float32 bit array (0 if
+    none): two-level scaling's tensor amax in one read, without an |x| temporary."""
+    m = 0
+    for i in prange(xbits.size):
+        a = int(xbits[i] & 0x7FFFFFFF)
+        if a < F32_INF_BITS:
+            m = max(m, a)
+    return m
 
 
 @njit(cache=True, parallel=True)
