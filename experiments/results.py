@@ -7,7 +7,8 @@ regenerated in seconds from the committed measurements: the LRC table's hwmodel 
 and for the GPU tables the meta JSON's resolved configs and hardware designs (their
 perplexities stay as measured). ``--rerun`` re-measures (minutes to hours; CUDA for the GPU
 tables). The meta JSON holds the resolved QuantConfig of every row, the commit, the machine
-and the hardware design.
+and the hardware design. The hwmodel tables (``results_hw``) are quick too (the synthesis cache
+is committed); the benchmarks (``results_bench``) only re-measure.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from .results_bench import bench_command, benchmark
+from .results_hw import hw_accumulators, hw_composite, hw_paper
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "docs" / "results"
 
@@ -316,140 +320,6 @@ def _datapath(out: Path, rerun: bool) -> None:
         raise RuntimeError(f"experiments.datapath_table exited {rc}")
 
 
-# ----------------------------------------------------------------------------- hwmodel tables
-COMPOSITE_TECHS = ("sky130", "xilinx", "ecp5", "cmos")
-PAPER_YOSYS_TECHS = ("xilinx", "sky130")
-
-
-def _frame_csv(path: Path, df) -> None:
-    from mxsim.files import write_text
-
-    write_text(path, df.to_csv(index=False))
-
-
-def _hw_meta(name: str, command: str, measured: str) -> dict:
-    from hwmodel.synth import yosys_version_or_cached
-
-    return {"result": name, "command": command, "measured_by": measured, "written_at_commit": _git_commit(),
-            "unit_costs": "hwmodel/costs/*.csv (the 'fpga' table: hand-derived fpga_lut.csv)",
-            "synthesis": f"hwmodel/rtl/synth_cache.json (committed; Yosys {yosys_version_or_cached()}); --rerun "
-                         "re-synthesizes entries whose source, parameters or Yosys version changed",
-            "configs": "hwmodel.paper.PAPER_CONFIGS / SENSITIVITY_CONFIGS and hwmodel.rtl_designs.PAPER_DESIGNS / "
-                       "COMPOSITES (the designs and their parameters)"}
-
-
-def _hw_paper(out: Path, rerun: bool) -> None:
-    """The analytical model vs the paper (hwmodel paper: every row, sensitivity included) and our
-    Yosys synthesis of the paper's designs (python -m hwmodel.rtl_designs paper)."""
-    import pandas as pd
-    from hwmodel import rtl_designs
-    from hwmodel.paper import paper_table
-
-    _frame_csv(out / "hw_paper.csv", paper_table("fpga"))
-    rows = []
-    for tech in PAPER_YOSYS_TECHS:
-        rs = rtl_designs.paper_luts(cached_only=not rerun, log=None, tech=tech)
-        rtl_designs.add_model_ratios(rs)
-        for r in rs:
-            pr = r.get("paper_ratio")
-            rows.append({"tech": tech, **r, "diff_pct": None if pr is None else 100.0 * (r["ratio"] - pr) / pr})
-    _frame_csv(out / "hw_paper_yosys.csv", pd.DataFrame(rows))
-    _write_json(out / "hw_paper.meta.json", _hw_meta(
-        "hw_paper", "mxlab reproduce hw_paper" + (" --rerun" if rerun else ""),
-        "hw_paper.csv: hwmodel.paper.paper_table('fpga') (= hwmodel paper); hw_paper_yosys.csv: "
-        f"hwmodel.rtl_designs.paper_luts for {', '.join(PAPER_YOSYS_TECHS)} (= python -m hwmodel.rtl_designs paper "
-        "--tech T) with the analytical ratio beside it"))
-
-
-def _hw_composite(out: Path, rerun: bool) -> None:
-    """The composite check: the designs' counts x the calibrated unit-cost table vs the whole
-    composite synthesized (python -m hwmodel.rtl_designs composite --tech T)."""
-    import pandas as pd
-    from hwmodel import rtl_designs
-
-    rows = [r for tech in COMPOSITE_TECHS for r in rtl_designs.composite_check(tech, cached_only=not rerun, log=None)]
-    _frame_csv(out / "hw_composite.csv", pd.DataFrame(rows))
-    _write_json(out / "hw_composite.meta.json", _hw_meta(
-        "hw_composite", "mxlab reproduce hw_composite" + (" --rerun" if rerun else ""),
-        f"hwmodel.rtl_designs.composite_check for {', '.join(COMPOSITE_TECHS)}; analytical = the designs' counts "
-        "priced by the Yosys-calibrated unit-cost table of the same technology"))
-
-
-# the README's accumulator pricing table: (label, method, weight bits, block) at x = MXINT8; the
-# columns are the accumulators ("float" has no hardware of its own: the default aligned accumulator)
-HW_ACCUMULATOR_ROWS = (("MXINT W8A8 /16", "plain", 8, 16), ("MXINT W8A8 /32", "plain", 8, 32),
-                       ("L2QER-MXINT W4A8 k=32 /16", "l2qer", 4, 16), ("L2QER-MXINT W4A8 k=32 /32", "l2qer", 4, 32))
-HW_ACCUMULATORS = ("float", "fp32", "fp32:4", "fixed:32:16", "fixed:24:8", "fixed:20:8", "fixed:20:8:wrap")
-
-
-def accumulator_configs():
-    """(label, accumulator, QuantConfig) of every cell: the W4A8 preset with MXINT<w>/<block>
-    weights, MXINT8/<block> activations and factors, factors blocked along the reduction."""
-    from mxsim import parse_accumulator
-    from lqer.config import parse_format
-
-    from .configs import preset
-
-    for label, method, w_bits, block in HW_ACCUMULATOR_ROWS:
-        f8 = parse_format(f"MXINT8/{block}")
-        base = preset("W4A8").replace(method=method, w_format=parse_format(f"MXINT{w_bits}/{block}"), x_format=f8,
-                                      a_format=f8, b_format=f8, factor_axis="reduction")
-        for acc in HW_ACCUMULATORS:
-            yield label, acc, base.replace(accumulator=parse_accumulator(acc, what="accumulator"))
-
-
-def _hw_accumulators(out: Path, rerun: bool) -> None:
-    import pandas as pd
-
-    from .hardware import config_area, jsonable_params, method_design
-
-    rows, configs = [], []
-    for label, acc, cfg in accumulator_configs():
-        area, unit = config_area(cfg, "smollm2-135m", "fpga")
-        rows.append({"design": label, "accumulator": acc, "area": area, "unit": unit})
-        design, params = method_design(cfg, "smollm2-135m")
-        configs.append({"design": label, "accumulator": acc, "config": cfg.to_dict(), "hw_design": design,
-                        "hw_params": jsonable_params(params)})
-    _frame_csv(out / "hw_accumulators.csv", pd.DataFrame(rows))
-    meta = _hw_meta("hw_accumulators", "mxlab reproduce hw_accumulators",
-                    "experiments.hardware.config_area: hwmodel's whole-model view of SmolLM2-135M's linears, one "
-                    "16-lane unit, 'fpga' table; the accumulator priced by hwmodel.designs.base.mx_gemm")
-    meta.pop("synthesis")
-    _write_json(out / "hw_accumulators.meta.json", {**meta, "configs": configs})
-
-
-# ----------------------------------------------------------------------------- benchmarks
-# (script, its arguments, its output-folder flag): each writes NAME.csv + NAME.meta.json there
-# (experiments.provenance); bench_lqer's --out is the layer's output width, so it takes --results
-BENCHMARKS = {
-    "bench_matmul_cpu": ("benchmarks/bench_matmul.py", [], "--out"),
-    "bench_quantize_cpu": ("benchmarks/bench_quantize.py", ["--no-compile", "--repeat", "3", "--threads", "2"], "--out"),
-    "bench_datapath_cpu": ("benchmarks/bench_datapath.py", ["--threads", "2"], "--out"),
-    "bench_lqer_cpu": ("benchmarks/bench_lqer.py", [], "--results"),
-    "bench_quantize_model_cpu": ("benchmarks/bench_quantize_model.py", [], "--out"),
-    "bench_lrc_layer_cpu": ("benchmarks/bench_lrc.py", ["layer", "--threads", "2"], "--out"),
-    "bench_lrc_layer_cuda": ("benchmarks/bench_lrc.py", ["layer", "--device", "cuda", "--threads", "4"], "--out"),
-}
-
-
-def _bench_command(name: str) -> str:
-    script, args, flag = BENCHMARKS[name]
-    return " ".join(["python", script, *args, flag, "docs/results"])
-
-
-def _benchmark(name: str):
-    """--rerun only: the benchmark itself, on this machine (time it on an idle one)."""
-    def regen(out: Path, rerun: bool) -> None:
-        script, args, flag = BENCHMARKS[name]
-        root = Path(__file__).resolve().parent.parent
-        env = {**os.environ, "PYTHONPATH": str(root)}
-        rc = subprocess.run([sys.executable, str(root / script), *args, flag, str(out)], env=env).returncode
-        if rc:
-            raise RuntimeError(f"{script} exited {rc}")
-
-    return regen
-
-
 RESULTS = {r.name: r for r in (
     Result("lrc_table", ("lrc_table.csv", "lrc_table.meta.json"),
            "README 'LRC vs the LQER family' and docs/lrc.md results table",
@@ -481,37 +351,37 @@ RESULTS = {r.name: r for r in (
     Result("hw_paper", ("hw_paper.csv", "hw_paper_yosys.csv", "hw_paper.meta.json"),
            "README 'Hardware cost' table, docs/hwmodel.md 'Model vs paper', docs/hwmodel_rtl.md paper tables",
            "hwmodel paper; python -m hwmodel.rtl_designs paper --tech xilinx|sky130 (Yosys, cached)",
-           "none: the paper's layer (LLaMA-7B MLP, k = 32, 16 lanes), hwmodel's 'fpga' table", True, _hw_paper),
+           "none: the paper's layer (LLaMA-7B MLP, k = 32, 16 lanes), hwmodel's 'fpga' table", True, hw_paper),
     Result("hw_composite", ("hw_composite.csv", "hw_composite.meta.json"),
            "README composite check table and docs/hwmodel_rtl.md composite table",
            "python -m hwmodel.rtl_designs composite --tech sky130|xilinx|ecp5|cmos (Yosys, cached)",
-           "none", True, _hw_composite),
+           "none", True, hw_composite),
     Result("hw_accumulators", ("hw_accumulators.csv", "hw_accumulators.meta.json"),
            "README 'hwmodel prices the choice for the MX units' accumulator table",
            "experiments.hardware.config_area per (design, accumulator)", "factors blocked along the reduction; "
-           "MXINT8 activations and factors at the row's block size", True, _hw_accumulators),
+           "MXINT8 activations and factors at the row's block size", True, hw_accumulators),
     Result("bench_matmul_cpu", ("bench_matmul_cpu.csv", "bench_matmul_cpu.meta.json"),
            "README speed table (matmul rows) and docs/mxsim_speed.md idle-machine paragraph",
-           _bench_command("bench_matmul_cpu"), "none", False, _benchmark("bench_matmul_cpu")),
+           bench_command("bench_matmul_cpu"), "none", False, benchmark("bench_matmul_cpu")),
     Result("bench_quantize_cpu", ("bench_quantize_cpu.csv", "bench_quantize_cpu.meta.json"),
            "README speed table (fake_quantize rows) and docs/mxsim_speed.md idle-machine paragraph",
-           _bench_command("bench_quantize_cpu"), "2 threads (the README quotes them)", False,
-           _benchmark("bench_quantize_cpu")),
+           bench_command("bench_quantize_cpu"), "2 threads (the README quotes them)", False,
+           benchmark("bench_quantize_cpu")),
     Result("bench_datapath_cpu", ("bench_datapath_cpu.csv", "bench_datapath_cpu.meta.json"),
-           "issue 15's speed targets (no README number yet)", _bench_command("bench_datapath_cpu"),
-           "W4A8 plain, 4 x 512 tokens", False, _benchmark("bench_datapath_cpu")),
+           "issue 15's speed targets (no README number yet)", bench_command("bench_datapath_cpu"),
+           "W4A8 plain, 4 x 512 tokens", False, benchmark("bench_datapath_cpu")),
     Result("bench_lqer_cpu", ("bench_lqer_cpu.csv", "bench_lqer_cpu.meta.json"),
            "README 'lqer speed' sentence and docs/lqer.md 'Speed and memory' table (one 11008x4096 layer)",
-           _bench_command("bench_lqer_cpu"), "none", False, _benchmark("bench_lqer_cpu")),
+           bench_command("bench_lqer_cpu"), "none", False, benchmark("bench_lqer_cpu")),
     Result("bench_quantize_model_cpu", ("bench_quantize_model_cpu.csv", "bench_quantize_model_cpu.meta.json"),
            "README 'lqer speed' sentence and docs/lqer.md 'Speed and memory' table (whole-model L2QER)",
-           _bench_command("bench_quantize_model_cpu"), "none", False, _benchmark("bench_quantize_model_cpu")),
+           bench_command("bench_quantize_model_cpu"), "none", False, benchmark("bench_quantize_model_cpu")),
     Result("bench_lrc_layer_cpu", ("bench_lrc_layer_cpu.csv", "bench_lrc_layer_cpu.meta.json"),
-           "README 'LRC(1) on one 4096x4096 layer' sentence (CPU)", _bench_command("bench_lrc_layer_cpu"), "none",
-           False, _benchmark("bench_lrc_layer_cpu")),
+           "README 'LRC(1) on one 4096x4096 layer' sentence (CPU)", bench_command("bench_lrc_layer_cpu"), "none",
+           False, benchmark("bench_lrc_layer_cpu")),
     Result("bench_lrc_layer_cuda", ("bench_lrc_layer_cuda.csv", "bench_lrc_layer_cuda.meta.json"),
            "README LRC layer sentence (H100) and docs/lrc.md 'Speed and memory' H100 row",
-           _bench_command("bench_lrc_layer_cuda"), "none (needs CUDA)", False, _benchmark("bench_lrc_layer_cuda")),
+           bench_command("bench_lrc_layer_cuda"), "none (needs CUDA)", False, benchmark("bench_lrc_layer_cuda")),
 )}
 
 

@@ -115,7 +115,7 @@ def test_hwmodel_doc_paper_table():
 
 
 def test_readme_accumulator_pricing_table():
-    from experiments.results import HW_ACCUMULATORS
+    from experiments.results_hw import HW_ACCUMULATORS
 
     acc = pd.read_csv(RESULTS / "hw_accumulators.csv")
     head, body = table(README, "| design | aligned (default) |")

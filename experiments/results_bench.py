@@ -1,0 +1,41 @@
+"""The benchmark results of ``mxlab reproduce`` (experiments.results): each benchmark script writes
+NAME.csv + NAME.meta.json into its output folder (experiments.provenance); ``--rerun`` runs it.
+Time them on an idle machine: the files are what the README and the docs quote."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+# (script, its arguments, its output-folder flag): each writes NAME.csv + NAME.meta.json there
+# (experiments.provenance); bench_lqer's --out is the layer's output width, so it takes --results
+BENCHMARKS = {
+    "bench_matmul_cpu": ("benchmarks/bench_matmul.py", [], "--out"),
+    "bench_quantize_cpu": ("benchmarks/bench_quantize.py", ["--no-compile", "--repeat", "3", "--threads", "2"], "--out"),
+    "bench_datapath_cpu": ("benchmarks/bench_datapath.py", ["--threads", "2"], "--out"),
+    "bench_lqer_cpu": ("benchmarks/bench_lqer.py", [], "--results"),
+    "bench_quantize_model_cpu": ("benchmarks/bench_quantize_model.py", [], "--out"),
+    "bench_lrc_layer_cpu": ("benchmarks/bench_lrc.py", ["layer", "--threads", "2"], "--out"),
+    "bench_lrc_layer_cuda": ("benchmarks/bench_lrc.py", ["layer", "--device", "cuda", "--threads", "4"], "--out"),
+}
+
+
+def bench_command(name: str) -> str:
+    script, args, flag = BENCHMARKS[name]
+    return " ".join(["python", script, *args, flag, "docs/results"])
+
+
+def benchmark(name: str):
+    """--rerun only: the benchmark itself, on this machine (time it on an idle one)."""
+    def regen(out: Path, rerun: bool) -> None:
+        script, args, flag = BENCHMARKS[name]
+        root = Path(__file__).resolve().parent.parent
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        rc = subprocess.run([sys.executable, str(root / script), *args, flag, str(out)], env=env).returncode
+        if rc:
+            raise RuntimeError(f"{script} exited {rc}")
+
+    return regen
