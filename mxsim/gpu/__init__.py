@@ -135,10 +135,12 @@ def dequantize(t, dtype):
     if R * L:
         KP = _next_pow2(k)
         BR = max(1, BLOCK_ELEMS // KP)
-        neg_zero = (1 << (fmt.exponent_bits + fmt.mantissa_bits)) if isinstance(fmt, MXFPFormat) else 0
+        fp = isinstance(fmt, MXFPFormat)
+        neg_zero = (1 << (fmt.exponent_bits + fmt.mantissa_bits)) if fp else 0
+        inf_code = fmt.inf_code if fp and fmt.inf_code is not None else -1
         Q.dequant_kernel[(triton_cdiv(R * nb, BR),)](
             c2, s2, _lut(fmt, c2.device), out, R, L, nb, fmt.quantum_log2, fmt.scale.bias, fmt.scale.nan_code,
-            K=k, KP=KP, BR=BR, NEG_ZERO_BIT=neg_zero)
+            K=k, KP=KP, BR=BR, NEG_ZERO_BIT=neg_zero, MAX_CODE=fmt.max_code if fp else 0, INF_CODE=inf_code)
     return out.reshape(moved).movedim(-1, t.axis).to(dtype).contiguous()
 
 

@@ -170,9 +170,12 @@ def mx_quant_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, hsee
 
 @triton.jit
 def dequant_kernel(codes_ptr, scales_ptr, lut_ptr, out_ptr, R, L, NB, QLOG, BIAS, NAN_CODE,
-                   K: tl.constexpr, KP: tl.constexpr, BR: tl.constexpr, NEG_ZERO_BIT: tl.constexpr):
+                   K: tl.constexpr, KP: tl.constexpr, BR: tl.constexpr, NEG_ZERO_BIT: tl.constexpr,
+                   MAX_CODE: tl.constexpr, INF_CODE: tl.constexpr):
     """out = int(code) * 2^(scale - BIAS + QLOG), NaN for a NaN scale; the integer of each
-    code byte comes from a 256-entry table; an MXFP sign-bit-only code gives -0.0."""
+    code byte comes from a 256-entry table; an MXFP sign-bit-only code gives -0.0, and an MXFP
+    code magnitude above MAX_CODE is +-Inf if it is INF_CODE (-1: none), else NaN (the FP8
+    element specials, as the numba dequant kernel)."""
     pid = tl.program_id(0)
     t = pid * BR + tl.arange(0, BR)
     r = t // NB
@@ -190,6 +193,8 @@ def dequant_kernel(codes_ptr, scales_ptr, lut_ptr, out_ptr, R, L, NB, QLOG, BIAS
         # (a -0.0 literal in tl.where came out as +0.0 in compiled code on the H200)
         sign = tl.where((c & NEG_ZERO_BIT) != 0, -1.0, 1.0)
         v = tl.abs(n).to(tl.float64) * sign * pow2(sc[:, None] - BIAS + QLOG)
+        mag = c & (NEG_ZERO_BIT - 1)
+        v = tl.where(mag > MAX_CODE, tl.where(mag == INF_CODE, sign * float("inf"), float("nan")), v)
     else:
         v = n.to(tl.float64) * pow2(sc[:, None] - BIAS + QLOG)
     v = tl.where((sc == NAN_CODE)[:, None], float("nan"), v)

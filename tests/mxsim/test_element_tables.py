@@ -10,6 +10,8 @@ is what ml_dtypes computes. ml_dtypes turns E4M3 overflow into NaN while MX satu
 values above max_normal are checked by hand at the end.
 """
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -156,20 +158,36 @@ def test_rne_encode_referee(name):
     np.testing.assert_array_equal(fq.view(np.uint32), want.view(np.uint32))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+# the GPU path (mxsim.gpu, Triton): on CUDA, or on CPU tensors in Triton's interpreter when
+# TRITON_INTERPRET=1 (as tests/mxsim/test_gpu.py); skipped otherwise
+_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+GPU_DEV = "cuda" if torch.cuda.is_available() and not _INTERPRET else ("cpu" if _INTERPRET else None)
+
+
+@pytest.mark.skipif(GPU_DEV is None, reason="needs CUDA (or TRITON_INTERPRET=1 for the interpreter)")
 @pytest.mark.parametrize("name", NAMES)
 def test_rne_encode_and_decode_gpu(name):
-    """The GPU path (whatever mxsim.fake_quantize runs for a CUDA tensor) on the same tables."""
+    """The GPU path on the same tables: fake_quantize of a device tensor (the Triton quantize
+    kernel), and every code decoded by MXTensor.dequantize of device codes (the Triton dequantize
+    kernel), non-finite codes included, under scale 2^0, 2^3 and a NaN scale."""
+    pytest.importorskip("triton")
     x = _encode_inputs(name)
     fmt, rows = _blocks(name, x)
-    fq = mxsim.fake_quantize(torch.from_numpy(rows).cuda(), fmt)[:, 1].cpu().numpy()
+    fq = mxsim.fake_quantize(torch.from_numpy(rows).to(GPU_DEV), fmt)[:, 1].cpu().numpy()
     want = x.astype(ELEMENT_DTYPES[name]).astype(np.float32)
     np.testing.assert_array_equal(fq.view(np.uint32), want.view(np.uint32))
     codes, vals = _table(name)
-    c = torch.from_numpy(codes.copy()).cuda()
-    got = R.dequantize(c, torch.full((c.numel(),), 127, dtype=torch.uint8, device="cuda"),
-                       fmt.with_block_size(1), axis=0, dtype=torch.float64)
-    _assert_same_values(got.cpu().numpy(), vals)
+    f1 = fmt.with_block_size(1)
+    host = MXTensor(codes.copy(), np.full(codes.size, 127, np.uint8), f1, 0, (codes.size,))
+    for scode, factor in ((127, 1.0), (130, 8.0), (255, np.nan)):
+        dev = host._replace(torch.from_numpy(codes.copy()).to(GPU_DEV),
+                            torch.full((codes.size,), scode, dtype=torch.uint8, device=GPU_DEV))
+        for dtype in (torch.float64, torch.float32):
+            got = dev.dequantize(dtype)
+            assert isinstance(got, torch.Tensor) and got.device.type == GPU_DEV and got.dtype == dtype
+            _assert_same_values(got.cpu().numpy().astype(np.float64),
+                                (vals * factor).astype(dtype == torch.float32 and np.float32 or np.float64)
+                                .astype(np.float64))
 
 
 @pytest.mark.parametrize("name", NAMES)
