@@ -452,6 +452,24 @@ def main(argv=None) -> int:
     except sim.SimError as exc:
         p.error(str(exc))
     bad, rows, t0 = 0, [], time.time()
+
+    def write(complete: bool) -> None:   # after every check: a stopped run keeps the rows it finished
+        import shlex
+
+        import pandas as pd
+
+        if a.out is None or not rows:
+            return
+        files.write_text(a.out, pd.DataFrame(rows).to_csv(index=False))
+        meta = {"command": "hwmodel verify " + shlex.join(sys.argv[1:] if argv is None else argv),
+                "vectors_per_configuration": a.vectors, "simulator_name": a.simulator, **versions(a.simulator),
+                "seeds": "fixed per check in hwmodel/verify.py (the defaults of each check_* function)",
+                "seconds_total": round(time.time() - t0, 1), "checks": len(rows), "failed": bad,
+                "complete": complete, "cpu_count": os.cpu_count(), "machine": platform.node(),
+                "note": "seconds include building the design (Verilator: compiling its C++) and computing "
+                        "the reference; the machine's 2 cores were shared with other jobs"}
+        files.write_json(str(a.out).removesuffix(".csv") + ".meta.json", meta)
+
     print("| check | vectors | mismatches | latency | seconds |\n|---|---|---|---|---|")
     for name, fn in all_checks(a.vectors, a.simulator):
         if (a.only and a.only not in name) or (a.skip and a.skip in name):
@@ -464,6 +482,7 @@ def main(argv=None) -> int:
             print(f"| {name} | – | FAILED | – | – |\n{exc}", file=sys.stderr)
             rows.append({"check": name, "simulator": a.simulator, "vectors": a.vectors, "mismatches": "FAILED",
                          "latency": "", "seconds": round(time.time() - t, 1)})
+            write(False)
             continue
         if "acc_latency" in s:
             lat = f"dot {s['dot_latency']}, acc {s['acc_latency']}"
@@ -473,20 +492,8 @@ def main(argv=None) -> int:
         rows.append({"check": name, "simulator": a.simulator, "vectors": s["vectors"], "mismatches": s["mismatches"],
                      "latency": lat, "seconds": sec})
         print(f"| {name} | {s['vectors']} | {s['mismatches']} | {lat or '–'} | {sec} |", flush=True)
-    if a.out is not None and rows:
-        import pandas as pd
-
-        files.write_text(a.out, pd.DataFrame(rows).to_csv(index=False))
-        import shlex
-
-        meta = {"command": "hwmodel verify " + shlex.join(sys.argv[1:] if argv is None else argv),
-                "vectors_per_configuration": a.vectors, "simulator_name": a.simulator, **versions(a.simulator),
-                "seeds": "fixed per check in hwmodel/verify.py (the defaults of each check_* function)",
-                "seconds_total": round(time.time() - t0, 1), "checks": len(rows), "failed": bad,
-                "cpu_count": os.cpu_count(), "machine": platform.node(),
-                "note": "seconds include building the design (Verilator: compiling its C++) and computing "
-                        "the reference; the machine's 2 cores were shared with other jobs"}
-        files.write_json(str(a.out).removesuffix(".csv") + ".meta.json", meta)
+        write(False)
+    write(True)
     return 1 if bad else 0
 
 
