@@ -254,8 +254,8 @@ def _strip_worker(r0s, rows, ctx):
     buf_t = torch.from_numpy(buf)
     views = [buf_t[gi, 0] for gi in range(G)]
     if fixed is not None:
-        near, plain, scale = fixed
-        strip = np.empty((rows, N), np.int64) if scale else None
+        near, plain, scale, p32 = fixed
+        strip = np.empty((rows, N), np.int32 if p32 else np.int64) if scale else None
     for r0 in r0s:
         r1 = min(M, r0 + rows)
         R = r1 - r0
@@ -278,6 +278,8 @@ def _strip_worker(r0s, rows, ctx):
                 _mm.fp32_fold(out[r0:r1], P, pa_all[r0:r1], pb, js)
             elif isinstance(acc, Exact):
                 _mm.exact_fold(out[r0:r1], flag[r0:r1], P, pa_all[r0:r1], pb, js)
+            elif p32:
+                _mm.fixed_fold_plain32(a, P, p32[0][r0:r1], p32[1], js)
             else:
                 _mm.fixed_fold(a, P, ea[r0:r1], eb, pa_all[r0:r1], pb, js, shift, w, acc.total_bits,
                                acc.saturate, near, plain)
@@ -312,6 +314,22 @@ def fixed_point_proofs(ea, eb, shift, bound, acc, L):
     e = np.minimum(ea.max(axis=0) + eb.max(axis=1) + shift, 1000)  # per block
     plain = bool(np.sum(np.ldexp(float(bound), e) + 1.0) < 2.0 ** (acc.total_bits - 2))
     return near, plain, (math.ldexp(1.0, -acc.frac_bits) if abs(acc.frac_bits) <= 1022 else 0.0)
+
+
+def fixed_sum_bound(a_codes, b_codes, fmt_a, fmt_b, ea, eb, k, shift):
+    """An upper bound, from the codes, of sum_j max_mn |floor(P_j[m, n] * 2^sh)|: |P_j| <=
+    min(l1(a block) * max|b block|, max|a block| * l1(b block)); the maximum over m of the a
+    factor times the maximum over n of the b factor bounds every (m, n); floor adds <= 1."""
+    M, K = a_codes.shape
+    nb = ea.shape[1]
+    l1a, mxa = np.zeros((M, nb), np.int64), np.zeros((M, nb), np.int64)
+    l1b, mxb = np.zeros((nb, b_codes.shape[1]), np.int64), np.zeros((nb, b_codes.shape[1]), np.int64)
+    _mm.row_block_abs(a_codes.view(np.uint8), int_table(fmt_a), k, l1a, mxa)
+    _mm.col_block_abs(b_codes.view(np.uint8), int_table(fmt_b), k, l1b, mxb)
+    ea, eb = np.minimum(ea, 1000), np.minimum(eb, 1000)
+    x1, xm = np.ldexp(l1a, ea).max(axis=0), np.ldexp(mxa, ea).max(axis=0)
+    y1, ym = np.ldexp(l1b, eb).max(axis=1), np.ldexp(mxb, eb).max(axis=1)
+    return float(np.sum(np.ldexp(np.minimum(x1 * ym, xm * y1), shift) + 1.0))
 
 
 def matmul_cpu(a_codes, b_codes, fmt_a, fmt_b, ea, eb, qsum, k, acc, lanes):
@@ -377,9 +395,15 @@ def per_step(a_codes, b_codes, fmt_a, fmt_b, ea, eb, qsum, k, acc, lanes):
         flag = np.zeros((M, N), np.bool_)
     shift = qsum + (acc.frac_bits if not isinstance(acc, (FP32, Exact)) else 0)
     if not isinstance(acc, (FP32, Exact)):
-        fixed = fixed_point_proofs(ea, eb, shift, max(fmt_a.max_int, int_bound(fmt_a)) *
-                                   max(fmt_b.max_int, int_bound(fmt_b)) * step, acc, L)
-        out = np.empty((M, N), np.float64) if fixed[2] else np.zeros((M, N), np.int64)
+        bound = max(fmt_a.max_int, int_bound(fmt_a)) * max(fmt_b.max_int, int_bound(fmt_b)) * step
+        near, plain, scale = fixed_point_proofs(ea, eb, shift, bound, acc, L)
+        p32 = None  # int32 accumulators and float32 terms (fixed_fold_plain32)
+        if scale and dt == np.int32 and acc.total_bits <= 32:
+            plain = plain or fixed_sum_bound(a_codes, b_codes, fmt_a, fmt_b, ea, eb, k, shift) < 2.0**(acc.total_bits - 2)
+            pa32, pb32, ok = float32_exact_steps(ea, eb, shift, bound)
+            p32 = (pa32, pb32) if plain and ok.all() else None
+        fixed = (near, plain, scale, p32)
+        out = np.empty((M, N), np.float64) if scale else np.zeros((M, N), np.int64)
     pb = np.ldexp(1.0, eb[:, None, :] + shift + (np.arange(L, dtype=np.int64) * w)[None, :, None])  # (nb, L, N)
     ctx = (At, Bt, steps, 0, L, dt, acc, out, flag, ea, eb, np.ldexp(1.0, ea), shift, pb, w, f32, fixed)
     with _blas_per_thread() as workers:
@@ -403,6 +427,6 @@ def per_step(a_codes, b_codes, fmt_a, fmt_b, ea, eb, qsum, k, acc, lanes):
         if rr.size:
             Al = split_limbs(integers(a_codes, fmt_a, np.int64), L, w)
             _mm.exact_fallback(out, rr, cc, Al, integers(b_codes, fmt_b, np.int64), ea, eb, k, qsum, w)
-    elif not isinstance(acc, (FP32, Exact)) and not fixed[2]:
+    elif not isinstance(acc, (FP32, Exact)) and not fixed[2]:  # 2^-frac_bits not a normal float64
         out = np.ldexp(out.astype(np.float64), -acc.frac_bits)
     return out

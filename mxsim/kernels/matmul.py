@@ -345,6 +345,52 @@ def fixed_row_plain(ar, pr, am, pbr):
 
 
 @njit(cache=True, nogil=True)
+def fixed_fold_plain32(acc, P, pa32, pb32, js):
+    """fixed_fold for L = 1 where the driver proved that every term and partial sum stays
+    below 2^30 (datapath.fixed_sum_bound with W <= 32) and that (P * 2^ea) * 2^(eb + shift)
+    is an exact float32 (float32_exact_steps): then floor() in float32 is exact and an int32
+    accumulator holds every sum; saturating, wrapping and plain addition agree."""
+    G, L, R, N = P.shape
+    for m in range(R):
+        ar = acc[m]
+        for g in range(G):
+            j = js[g]
+            s = pa32[m, j]
+            pr = P[g, 0, m]
+            pbr = pb32[j]
+            for n in range(N):
+                ar[n] += np.int32(np.floor((np.float32(pr[n]) * s) * pbr[n]))
+
+
+@njit(cache=True, nogil=True)
+def row_block_abs(codes, table, k, l1, mx):
+    """Blocks along axis 1 of codes (M, K): l1[m, j] = sum |int|, mx[m, j] = max |int|."""
+    M, K = codes.shape
+    for m in range(M):
+        for j in range(l1.shape[1]):
+            s = 0
+            t = 0
+            for c in range(j * k, min(K, j * k + k)):
+                v = abs(table[codes[m, c]])
+                s += v
+                t = max(t, v)
+            l1[m, j] = s
+            mx[m, j] = t
+
+
+@njit(cache=True, nogil=True)
+def col_block_abs(codes, table, k, l1, mx):
+    """Blocks along axis 0 of codes (K, N): l1[j, n] = sum |int|, mx[j, n] = max |int|."""
+    K, N = codes.shape
+    for c in range(K):
+        j = c // k
+        for n in range(N):
+            v = abs(table[codes[c, n]])
+            l1[j, n] += v
+            mx[j, n] = max(mx[j, n], v)
+
+
+@njit(cache=True, nogil=True)
 def fixed_to_float(acc, scale, out):
     """out = float64(acc) * scale (scale = 2^-frac_bits, a normal float64: one rounding, of
     the int64 to float64 conversion, as numpy's astype + ldexp)."""

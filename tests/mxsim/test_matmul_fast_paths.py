@@ -93,3 +93,29 @@ def test_fixed_point_proofs_by_hand():
     assert datapath.fixed_point_proofs(one, one, 43, bound, FixedPoint(64, 0, "wrap"), 1)[0] is True
     assert datapath.fixed_point_proofs(one, one, 44, bound, FixedPoint(64, 0, "wrap"), 1)[0] is False
     assert datapath.fixed_point_proofs(one, one, 0, bound, FixedPoint(32, 16), 1)[2] == 2.0**-16
+
+
+def test_fixed_sum_bound_by_hand():
+    f = mxsim.MXINT8.with_block_size(3)
+    a = np.array([[1, -2, 3]], np.int8)
+    b = np.array([[4], [5], [-6]], np.int8)
+    zero = np.zeros((1, 1), np.int64)
+    # l1(a) = 6, max|a| = 3, l1(b) = 15, max|b| = 6: min(6 * 6, 3 * 15) = 36, + 1 for floor
+    # (the true |P| = |4 - 10 - 18| = 24)
+    assert datapath.fixed_sum_bound(a, b, f, f, zero, zero, 3, 0) == 37.0
+    assert datapath.fixed_sum_bound(a, b, f, f, zero, zero, 3, -1) == 19.0
+    assert datapath.fixed_sum_bound(a, b, f, f, zero + 2, zero, 3, 0) == 36.0 * 4 + 1
+
+
+def test_fixed_point_int32_fold_on_quantized_data():
+    """Normal data: the codes' bound proves that FixedPoint(32,16) / (24,8) cannot overflow,
+    so the int32 / float32 kernel runs (fixed_fold_plain32); it must equal the referee."""
+    rng = np.random.default_rng(5)
+    fmt = mxsim.MXINT8
+    qa = mxsim.quantize(rng.standard_normal((40, 96)).astype(np.float32), fmt, axis=1)
+    qb = mxsim.quantize(rng.standard_normal((96, 24)).astype(np.float32), fmt, axis=0)
+    ea, eb = qa.scale_exponents(), qb.scale_exponents()
+    for acc in (FixedPoint(32, 16), FixedPoint(24, 8), FixedPoint(24, 8, "wrap")):
+        shift = 2 * fmt.quantum_log2 + acc.frac_bits
+        assert datapath.fixed_sum_bound(qa.codes, qb.codes, fmt, fmt, ea, eb, 32, shift) < 2.0**(acc.total_bits - 2)
+        _ok(compare_matmul_tensors(qa, qb, acc))
