@@ -345,14 +345,13 @@ def _bfp_elements(xr, j0, j1, down, up, maxm, passthrough, mode, hseed, idx0, in
 
 
 @njit(cache=True, inline="always")
-def _bfp_block(x, r, b, j0, j1, amax_bits, width, exp_min, exp_max, bias, passthrough, mode, hseed, L, inner,
+def _bfp_block(x, r, b, j0, j1, amax_bits, width, exp_min, exp_max, bias, passthrough, mode, hseed, idx0, inner,
                want_codes, want_deq, codes, scales, deq):
     e = min(max(bfp_exponent_of_bits(amax_bits), exp_min), exp_max)
     scales[r, b] = e + bias
     down = pow2(width - 1 - e)
     up = pow2(e - (width - 1))
     maxm = float(2 ** (width - 1) - 1)
-    idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
     xr = x[r]
     cr = codes[r]
     dr = deq[r]
@@ -406,6 +405,7 @@ def bfp_kernel(x, xbits, k, width, exp_min, exp_max, nan_code, bias, passthrough
     for t in prange(R * nc):  # work items of G blocks of one row: one division each
         r = t // nc
         b0 = (t - r * nc) * G
+        idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
         for b in range(b0, min(b0 + G, nb)):
             j0 = b * k
             j1 = min(j0 + k, L)
@@ -421,7 +421,7 @@ def bfp_kernel(x, xbits, k, width, exp_min, exp_max, nan_code, bias, passthrough
                 continue
             amax_bits[r * nb + b] = m
             if m != 0:
-                _bfp_block(x, r, b, j0, j1, m, width, exp_min, exp_max, bias, passthrough, mode, hseed, L, inner,
+                _bfp_block(x, r, b, j0, j1, m, width, exp_min, exp_max, bias, passthrough, mode, hseed, idx0, inner,
                            want_codes, want_deq, codes, scales, deq)
     # the smallest nonzero finite block amax, 1.0 if there is none (NaN/Inf blocks hold bits
     # >= F32_INF_BITS, which never lower it)
@@ -436,8 +436,9 @@ def bfp_kernel(x, xbits, k, width, exp_min, exp_max, nan_code, bias, passthrough
             r = t // nb
             b = t - r * nb
             j0 = b * k
-            _bfp_block(x, r, b, j0, min(j0 + k, L), repl, width, exp_min, exp_max, bias, passthrough, mode, hseed, L,
-                       inner, want_codes, want_deq, codes, scales, deq)
+            idx0 = (r // inner) * L * inner + (r % inner)
+            _bfp_block(x, r, b, j0, min(j0 + k, L), repl, width, exp_min, exp_max, bias, passthrough, mode, hseed,
+                       idx0, inner, want_codes, want_deq, codes, scales, deq)
 
 
 _MAGIC = 6755399441055744.0  # 1.5 * 2^52: (t + M) - M rounds |t| < 2^51 to nearest even
@@ -459,6 +460,7 @@ def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed
     for t in prange(R * nc):  # work items of G blocks of one row: one division each
         r = t // nc
         b0 = (t - r * nc) * G
+        idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
         for b in range(b0, min(b0 + G, nb)):
             j0 = b * k
             j1 = min(j0 + k, L)
@@ -477,7 +479,6 @@ def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed
             dr = deq[r]
             cr = codes[r]
             if mode == RN_STOCH:
-                idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
                 for j in range(j0, j1):
                     v = float(xr[j]) * down
                     c = min(round_mag(min(abs(v), maxc), RN_STOCH, stoch_u(hseed, idx0 + j * inner)), maxc)
@@ -564,6 +565,7 @@ def mxfp_f32(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, sm
     for t in prange(R * nc):  # work items of G blocks of one row: one division each
         r = t // nc
         b0 = (t - r * nc) * G
+        idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
         for b in range(b0, min(b0 + G, nb)):
             j0 = b * k
             j1 = min(j0 + k, L)
@@ -578,7 +580,6 @@ def mxfp_f32(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, sm
                 continue
             s = block_rule_exponent(m, srule, emax_elem, mbits, max_normal, smin, smax)
             scales[r, b] = s + sbias
-            idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
             xr = x[r]
             cr = codes[r]
             dr = deq[r]
