@@ -6,7 +6,8 @@ Issue 15's targets (CPU, 2 cores): a SmolLM2 forward over 4 x 512 tokens with ac
 "fp32" at most 3x the same forward with "float" (fake-quantize + float32 matmul), FixedPoint at
 most 4x. One model is quantized once (config W4A8: MXINT4/16 weights, MXINT8/16 activations);
 each accumulator is set on every layer (lqer.datapath.set_accumulator) and the forward is
-timed ``--repeat`` times after one warm-up (numba compilation), best time kept. Prints the
+timed ``--repeat`` rounds (every accumulator once per round, in turn) after one warm-up
+(numba compilation), best time kept. Prints the
 machine, the threads and the ratios; ``--out DIR`` also writes them (rounded as printed) to
 DIR/bench_datapath_cpu.csv with the machine, threads, commit and command in its .meta.json.
 """
@@ -47,7 +48,10 @@ def main(argv=None) -> int:
     import torch
 
     if args.threads:
-        torch.set_num_threads(args.threads)
+        import numba
+
+        torch.set_num_threads(args.threads)  # also mxsim.matmul's strip workers
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))  # quantize kernels
     from lqer.config import load_config
     from lqer.data import load_wikitext, token_windows
     from lqer.datapath import set_accumulator
@@ -57,18 +61,21 @@ def main(argv=None) -> int:
     model, tok = load_model(args.model)
     ids = token_windows(tok, load_wikitext("test"), args.seq, args.batch)
     quantize_model(model, load_config(args.config, method=args.method), progress=False)
-    times = {}
-    for acc in args.accumulators.split(","):
-        set_accumulator(model, acc)
-        with torch.no_grad():
-            model(ids[:1, :16])  # warm-up: numba compiles (cached) and the layers build W^T once
-            best = float("inf")
-            for _ in range(args.repeat):
+    accs = args.accumulators.split(",")
+    times = {acc: float("inf") for acc in accs}
+    with torch.no_grad():
+        for acc in accs:  # warm-up: numba compiles (cached) and the layers move W^T, A, B once
+            set_accumulator(model, acc)
+            model(ids[:1, :16])
+        # rounds of every accumulator in turn, best per accumulator: on a shared machine a load
+        # change then hits all of them instead of biasing the ratios of whichever ran during it
+        for rnd in range(args.repeat):
+            for acc in accs:
+                set_accumulator(model, acc)
                 t = time.perf_counter()
                 model(ids)
-                best = min(best, time.perf_counter() - t)
-        times[acc] = best
-        print(json.dumps({"accumulator": acc, "seconds": round(best, 2)}), flush=True)
+                times[acc] = min(times[acc], time.perf_counter() - t)
+                print(json.dumps({"round": rnd, "accumulator": acc, "seconds": round(times[acc], 2)}), flush=True)
     base = times.get("float")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# {platform.node()}: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "

@@ -170,36 +170,75 @@ def run(model_name="smollm2-135m", settings=SETTINGS, blocks=BLOCKS, accumulator
         del model
 
 
-def markdown(rows) -> str:
-    """Perplexity per accumulator (rows) x setting/block (columns); refused cells say why in short."""
-    cols = []
+def read_rows(path) -> list[dict]:
+    """The rows of a written datapath_table.csv, empty cells as None (what :func:`run` yields)."""
+    import math
+
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in df.to_dict("records")]
+
+
+def _columns(rows):
+    cols, accs = [], []
     for r in rows:
-        c = (r["setting"], r["block"])
-        if c not in cols:
-            cols.append(c)
-    accs = []
-    for r in rows:
+        if (r["setting"], r["block"]) not in cols:
+            cols.append((r["setting"], r["block"]))
         if r["accumulator"] not in accs:
             accs.append(r["accumulator"])
     order = {a: i for i, a in enumerate(FULL_ACCUMULATORS)}
     accs.sort(key=lambda a: order.get(a, len(order)))
-    cell = {(r["setting"], r["block"], r["accumulator"]): r for r in rows}
-    lines = ["| accumulator | " + " | ".join(f"{s} b{b}" for s, b in cols) + " |",
+    return cols, accs, {(r["setting"], r["block"], r["accumulator"]): r for r in rows}
+
+
+def _grid(rows, fmt, corner="accumulator") -> str:
+    """accumulator (rows) x setting/block (columns); ``fmt(row)`` gives an ok row's cell."""
+    cols, accs, cell = _columns(rows)
+    lines = [f"| {corner} | " + " | ".join(f"{s} b{b}" for s, b in cols) + " |",
              "|---|" + "---|" * len(cols)]
     for a in accs:
         vals = []
         for s, b in cols:
             r = cell.get((s, b, a))
-            if r is None:
-                vals.append("")
-            elif r["status"] != "ok":
-                vals.append("not representable (narrower than a block sum)" if "narrower" in r.get("note", "")
-                            else r["status"])
-            else:
-                ov = r.get("overflow_rate")
-                extra = f" (ovf {ov:.1e})" if isinstance(ov, float) and ov > 0 else ""
-                vals.append(f"{r['ppl']:.3f}{extra}")
+            vals.append("" if r is None else fmt(r) if r["status"] == "ok" else str(r["status"]))
         lines.append(f"| {a} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def markdown(rows) -> str:
+    """Perplexity per accumulator (rows) x setting/block (columns), with the fraction of outputs
+    that overflow changed ("ovf"); a width that cannot be built reads "not representable"."""
+    def ppl(r):
+        ov = r.get("overflow_rate")
+        return f"{r['ppl']:.3f}" + (f" (ovf {ov:.1e})" if isinstance(ov, float) and ov > 0 else "")
+
+    return _grid(rows, ppl)
+
+
+def diff_markdown(rows) -> str:
+    """Per accumulator and setting/block: max |logit - float row's logit| and the share of
+    positions whose argmax changed ("–" for the float row itself)."""
+    def diff(r):
+        if r.get("max_logit_diff") is None:
+            return "–"
+        return f"{r['max_logit_diff']:.2g} / {100 * r['argmax_changed']:.1f}%"
+
+    return _grid(rows, diff, corner="accumulator: vs float")
+
+
+def overflow_markdown(rows) -> str:
+    """The fixed-point rows that overflowed: rate, the first layer (in model order) and the
+    worst layer with its rate."""
+    lines = ["| setting | block | accumulator | overflowed outputs | first layer | worst layer (rate) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["status"] != "ok" or not r.get("first_overflow_layer"):
+            continue
+        short = lambda name: str(name).removeprefix("model.")  # noqa: E731
+        lines.append(f"| {r['setting']} | {r['block']} | {r['accumulator']} | {r['overflow_rate']:.1e} | "
+                     f"{short(r['first_overflow_layer'])} | {short(r['worst_layer'])} ({r['worst_rate']:.1e}) |")
     return "\n".join(lines)
 
 
@@ -246,9 +285,23 @@ def main(argv=None) -> int:
     p.add_argument("--range-windows", type=int, default=1, help="of those, windows for the partial-sum ranges")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="docs/results", help="folder for the CSVs and the meta JSON")
+    p.add_argument("--tables", metavar="DIR", default=None,
+                   help="only print the README's three tables (perplexity, logit differences vs float, first "
+                        "overflowing layer) from DIR/datapath_table.csv, written earlier; runs nothing")
     args = p.parse_args(argv)
 
+    def tables():
+        from pathlib import Path
+
+        path = Path(args.tables) / "datapath_table.csv"
+        if not path.is_file():
+            raise UserError(f"--tables: {path} does not exist (write it with --out {args.tables})")
+        rows = read_rows(path)
+        print(markdown(rows) + "\n\n" + diff_markdown(rows) + "\n\n" + overflow_markdown(rows))
+
     def body():
+        if args.tables is not None:
+            return tables()
         with user_input("--settings"):
             settings = [s.strip() for s in args.settings.split(",") if s.strip()]
             for s in settings:

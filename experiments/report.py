@@ -418,8 +418,29 @@ def datapath_section(s: ReportSettings, rows: list[dict]) -> str:
             "with per-layer fraction bits from the calibrated partial-sum range "
             "(F = W - 1 - (floor(log2 max|S|) + 1)); 'ovf' = the fraction of outputs that overflow changed. Look for fp32 matching "
             "the float emulation and for the fixed-point width where perplexity leaves it.* "
-            "Data: [datapath_table.csv](datapath_table.csv); the full study: docs/results/datapath_table.csv.\n\n"
-            + datapath_table.markdown(rows) + "\n")
+            "Data: [datapath_table.csv](datapath_table.csv).\n\n"
+            + datapath_table.markdown(rows) + "\n" + ("" if s.full else committed_datapath_study()))
+
+
+def committed_datapath_study(results_dir=None) -> str:
+    """The full study as committed (docs/results/datapath_table.csv and its meta): every setting,
+    block and accumulator, which this run's short sub-grid samples; "" when not committed."""
+    import json
+
+    from .results import RESULTS_DIR
+
+    d = Path(results_dir or RESULTS_DIR)
+    if not (d / "datapath_table.csv").is_file():
+        return ""
+    rows = datapath_table.read_rows(d / "datapath_table.csv")
+    meta = json.loads((d / "datapath_table.meta.json").read_text())
+    return ("\n### The full study (committed: docs/results/datapath_table.csv)\n\n"
+            f"*{meta.get('settings_note', '')} Commands: " + "; ".join(f"`{c}`" for c in meta.get("commands", []))
+            + ". 'not representable': the width is narrower than one block's integer sum "
+              "(mxsim.check_accumulator_fits).*\n\nPerplexity:\n\n" + datapath_table.markdown(rows)
+            + "\n\nmax |logit - float's| / share of positions whose argmax changed:\n\n"
+            + datapath_table.diff_markdown(rows) + "\n\nWhich layer overflows first:\n\n"
+            + datapath_table.overflow_markdown(rows) + "\n")
 
 
 def rank_sweep(model, windows, stats, s: ReportSettings, table: pd.DataFrame) -> pd.DataFrame:

@@ -305,16 +305,15 @@ def _cpu_report(out: Path, rerun: bool) -> None:
 
 # the datapath study's short CPU run (README 'Accuracy under the real MX datapath'); the lead's GPU
 # full-split command is in docs/results/datapath_table.meta.json
-DATAPATH_ARGS = ["--windows", "1", "--seq-len", "128", "--calib", "2", "--accumulators",
-                 "float,fixed:16:saturate,fixed:12:saturate,fp32,fixed:24:saturate,fixed:20:saturate,fixed:20:wrap,"
-                 "fp32:4,fixed:32:saturate,exact"]
+DATAPATH_ARGS = ["--full", "--windows", "1", "--seq-len", "128", "--calib", "2", "--range-windows", "1"]
 
 
 def _datapath(out: Path, rerun: bool) -> None:
     from . import datapath_table
 
     if not rerun:
-        raise RuntimeError("needs --rerun (every GEMM of SmolLM2 on mxsim.matmul: about an hour on a busy 2-core CPU)")
+        raise RuntimeError("needs --rerun (every GEMM of SmolLM2 on mxsim.matmul, 2 settings x 2 blocks x 14 "
+                           "accumulators, 40 of them evaluated: hours on a loaded 2-core CPU)")
     rc = datapath_table.main(DATAPATH_ARGS + ["--out", str(out)])
     if rc:
         raise RuntimeError(f"experiments.datapath_table exited {rc}")

@@ -217,9 +217,9 @@ def test_report_datapath_section_formats_rows_and_skips_in_quick():
     rows = [{"setting": "W8A8-MXINT8", "block": 32, "accumulator": "float", "status": "ok", "ppl": 20.0},
             {"setting": "W8A8-MXINT8", "block": 32, "accumulator": "fixed:20:wrap", "status": "ok", "ppl": 90.5,
              "overflow_rate": 0.0123},
-            {"setting": "W8A8-MXINT8", "block": 32, "accumulator": "fixed:12:saturate", "status": "refused",
+            {"setting": "W8A8-MXINT8", "block": 32, "accumulator": "fixed:12:saturate", "status": "not representable",
              "note": "total_bits 12 is narrower than one block's integer sum"}]
     text = datapath_section(ReportSettings(), rows)
     assert "| fixed:20:wrap | 90.500 (ovf 1.2e-02) |" in text
-    assert "| fixed:12:saturate | n/a (narrower than a block sum) |" in text
+    assert "| fixed:12:saturate | not representable |" in text
     assert "Skipped in the --quick profile" in datapath_section(ReportSettings(quick=True), [])
