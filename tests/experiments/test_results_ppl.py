@@ -82,22 +82,27 @@ def test_readme_lrc_table():
 
 
 def test_readme_datapath_table():
+    """The README's accumulator table: one column per setting x block in the CSV, every cell
+    its perplexity (and 'ovf' rate) or 'not representable' (tests/experiments/
+    test_results_datapath.py checks the rest of the study's files)."""
     df = pd.read_csv(RESULTS / "datapath_table.csv")
-    df = df[(df.setting == "W8A8-MXINT8") & (df.block == 32)]
-    _, body = table(README, "| accumulator | W8A8-MXINT8 b32 |")
-    assert len(body) == len(df)
-    for acc, cell in body:
-        r = df[df.accumulator == acc].iloc[0]
-        if r.status == "refused":
-            assert cell.startswith("n/a"), (acc, cell)
-            continue
-        m = re.fullmatch(r"([\d.]+)(?: \(ovf ([\d.e+-]+)\))?", cell)
-        assert m and agrees(m[1], r.ppl), (acc, cell)
-        if m[2]:
-            mant, exp = m[2].split("e")
-            assert agrees(mant, r.overflow_rate / 10 ** int(exp)), (acc, cell)
-        else:
-            assert pd.isna(r.overflow_rate) or r.overflow_rate == 0, acc
+    head, body = table(README, "| accumulator | W")
+    cols = [(h.rsplit(" b", 1)[0], int(h.rsplit(" b", 1)[1])) for h in head[1:]]
+    assert set(cols) == set(zip(df.setting, df.block))
+    for acc, *cells in body:
+        for (setting, block), cell in zip(cols, cells):
+            r = df[(df.setting == setting) & (df.block == block) & (df.accumulator == acc)].iloc[0]
+            if r.status != "ok":
+                assert cell == "not representable", (acc, cell)
+                continue
+            m = re.fullmatch(r"([\d.]+)(?: \(ovf ([\d.e+-]+)\))?", cell)
+            assert m and agrees(m[1], r.ppl), (acc, cell)
+            if m[2]:
+                mant, exp = m[2].split("e")
+                assert agrees(mant, r.overflow_rate / 10 ** int(exp)), (acc, cell)
+            else:
+                assert pd.isna(r.overflow_rate) or r.overflow_rate == 0, acc
+    assert len(body) == df.accumulator.nunique()
 
 
 def test_lrc_doc_table():
