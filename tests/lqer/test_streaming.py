@@ -66,6 +66,26 @@ def test_streaming_equals_whole_model(tmp_path, dtype, method):
     assert man["avg_bits_per_weight"] == pytest.approx(info["avg_bits_per_weight"], rel=0, abs=1e-12)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("method", ["l2qer", "lrc"])
+def test_streaming_on_cuda_equals_whole_model_on_cuda(tmp_path, method):
+    """device="cuda": layers, activations and statistics on the GPU give what quantize_model gives
+    for the same model on the GPU (the same calls on the same device), and the same perplexity."""
+    ck = _ckpt(tmp_path)
+    cfg = load_config("W4A8", **CONFIGS[method])
+    calib, win = _ids(4, 40, 1), _ids(2, 24, 2)
+    man = quantize_streaming(ck, cfg, calib, tmp_path / "q", device="cuda", progress=False)
+    assert man["complete"]
+    ref, _ = quantize_model(_whole(ck, torch.float32).cuda(), cfg, calib, progress=False)
+    got = load_streamed(_whole(ck, torch.float32).cuda(), tmp_path / "q")
+    sa, sb = ref.state_dict(), got.state_dict()
+    assert sa.keys() == sb.keys()
+    diff = [k for k in sa if not torch.equal(sa[k].cpu(), sb[k].cpu())]
+    assert not diff, diff[:5]
+    assert perplexity_streaming(ck, win, tmp_path / "q", device="cuda", progress=False) == \
+        perplexity(ref, win, progress=False)
+
+
 def test_quantized_prefix_is_sequential_calibration(tmp_path):
     """quantized_prefix = calibrating each input group on the model whose earlier layers and
     earlier groups are already quantized, built here from the whole-model tools group by group."""
