@@ -381,6 +381,10 @@ RESULTS = {r.name: r for r in (
     Result("bench_lrc_layer_cuda", ("bench_lrc_layer_cuda.csv", "bench_lrc_layer_cuda.meta.json"),
            "README LRC layer sentence (H100) and docs/lrc.md 'Speed and memory' H100 row",
            bench_command("bench_lrc_layer_cuda"), "none (needs CUDA)", False, benchmark("bench_lrc_layer_cuda")),
+    Result("streaming_7b_l2qer_cpu", ("streaming_7b_l2qer_cpu.csv", "streaming_7b_l2qer_cpu.meta.json"),
+           "docs/streaming.md benchmark table and the README 'Models larger than memory' paragraph",
+           bench_command("streaming_7b_l2qer_cpu"), "randomized SVD, calibration 4 x 128 random tokens", False,
+           benchmark("streaming_7b_l2qer_cpu")),
 )}
 
 

@@ -20,6 +20,9 @@ BENCHMARKS = {
     "bench_quantize_model_cpu": ("benchmarks/bench_quantize_model.py", [], "--out"),
     "bench_lrc_layer_cpu": ("benchmarks/bench_lrc.py", ["layer", "--threads", "2"], "--out"),
     "bench_lrc_layer_cuda": ("benchmarks/bench_lrc.py", ["layer", "--device", "cuda", "--threads", "4"], "--out"),
+    # writes a 13 GB synthetic 7B checkpoint under /tmp (deleted after); 1-2 h on an idle 2-core CPU
+    "streaming_7b_l2qer_cpu": ("benchmarks/bench_streaming.py", ["--layers", "4", "32", "--method", "l2qer",
+                                                                "--cleanup"], "--out"),
 }
 
 
