@@ -408,3 +408,26 @@ def test_quantize_model_releases_each_replaced_weight(tiny_llama):
     finally:
         METHODS.pop("_probe")
     assert len(done) == 14 and alive_at_call == [0] * 14
+
+
+class _DeviceLike(torch.Tensor):
+    """A tensor numpy cannot read directly, as a CUDA tensor (np.asarray raises TypeError)."""
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("can't convert a device tensor to numpy")
+
+
+def test_save_quantized_with_device_codes(tiny_llama_factory, tmp_path):
+    """Layers quantized on CUDA hold device codes/scales (mxsim.gpu); saving copies them to the
+    host and the file is the same as for host codes (it raised TypeError on the H200)."""
+    ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    model, _ = quantize_model(tiny_llama_factory(), load_config("W4A8", method="plain"), ids, progress=False)
+    host_file, dev_file = tmp_path / "host.safetensors", tmp_path / "dev.safetensors"
+    save_quantized(model, host_file)
+    for mod in model.modules():
+        q = getattr(mod, "w_mx", None)
+        if q is not None:
+            mod.w_mx = q._replace(torch.from_numpy(q.codes).as_subclass(_DeviceLike),
+                                  torch.from_numpy(q.scales).as_subclass(_DeviceLike))
+    save_quantized(model, dev_file)
+    assert dev_file.read_bytes() == host_file.read_bytes()
