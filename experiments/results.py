@@ -367,7 +367,7 @@ RESULTS = {r.name: r for r in (
            bench_command("bench_quantize_cpu"), "2 threads (the README quotes them)", False,
            benchmark("bench_quantize_cpu")),
     Result("bench_datapath_cpu", ("bench_datapath_cpu.csv", "bench_datapath_cpu.meta.json"),
-           "issue 15's speed targets (no README number yet)", bench_command("bench_datapath_cpu"),
+           "README speed table (datapath row) and docs/mxsim_speed.md idle-machine paragraph", bench_command("bench_datapath_cpu"),
            "W4A8 plain, 4 x 512 tokens", False, benchmark("bench_datapath_cpu")),
     Result("bench_lqer_cpu", ("bench_lqer_cpu.csv", "bench_lqer_cpu.meta.json"),
            "README 'lqer speed' sentence and docs/lqer.md 'Speed and memory' table (one 11008x4096 layer)",
