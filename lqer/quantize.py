@@ -187,18 +187,13 @@ def _mx_meta(t: MXTensor) -> dict:
     return meta
 
 
-def _host(a):
-    """numpy codes/scales; device (CUDA) ones are copied to the host first (numpy cannot
-    read device memory: a streamed layer quantized on CUDA failed to save, seen on the H200)."""
-    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
-
-
 def _put(tensors, meta, key, t):
     if t is None:
         meta[key] = None
     elif isinstance(t, MXTensor):
-        tensors[key + ".codes"] = torch.from_numpy(np.ascontiguousarray(_host(t.codes)))
-        tensors[key + ".scales"] = torch.from_numpy(np.ascontiguousarray(_host(t.scales)))
+        t = t.cpu()  # device (CUDA) codes to host numpy: a layer streamed on CUDA failed to save
+        tensors[key + ".codes"] = torch.from_numpy(np.ascontiguousarray(t.codes))
+        tensors[key + ".scales"] = torch.from_numpy(np.ascontiguousarray(t.scales))
         meta[key] = {"mx": _mx_meta(t)}
     else:
         tensors[key] = t.detach().contiguous().clone()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,11 +95,11 @@ class MXTensor:
     @property
     def device(self):
         """Where codes and scales live: None for numpy (host), else the torch device."""
-        return self.codes.device if type(self.codes).__module__.startswith("torch") else None
+        return None if isinstance(self.codes, np.ndarray) else self.codes.device
 
     def _replace(self, codes, scales):
-        return MXTensor(codes, scales, self.fmt, self.axis, self.shape, src_torch=self.src_torch,
-                        src_dtype=self.src_dtype, src_device=self.src_device)
+        # dataclasses.replace keeps the subclass and its fields (NVFP4Tensor's tensor_scale)
+        return dataclasses.replace(self, codes=codes, scales=scales)
 
     def cpu(self) -> "MXTensor":
         """The same tensor with numpy codes/scales on the host (itself if already there)."""

@@ -270,3 +270,15 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="rounding"):
         mxsim.fake_quantize(x, NV, rounding="stochastic")
     assert mxsim.get_format("nvfp4_2l") == NV2 and mxsim.get_format("NVFP4/16") == NV
+
+
+def test_host_copy_keeps_the_nvfp4_tensor_and_its_per_tensor_scale():
+    """.cpu() of NVFP4 codes held as torch tensors (the device layout) stays an NVFP4Tensor with
+    the same per-tensor scale: it came back a plain MXTensor without it, so a saved two-level
+    layer would have lost its scale."""
+    x = np.linspace(-3.0, 3.0, 64, dtype=np.float32).reshape(2, 32)
+    q = mxsim.quantize(x, mxsim.NVFP4, axis=1, per_tensor_scale=0.5)
+    dev = q._replace(torch.from_numpy(q.codes), torch.from_numpy(q.scales))
+    host = dev.cpu()
+    assert type(host) is type(q) and host.tensor_scale == 0.5
+    assert np.array_equal(host.codes, q.codes) and np.array_equal(host.scales, q.scales)
