@@ -58,6 +58,9 @@ def _blas_per_thread():
 
     old_prec, old_threads = torch.get_float32_matmul_precision(), torch.get_num_threads()
     torch.set_float32_matmul_precision("highest")
+    # torch's (OpenMP) thread count is per thread: a new pool thread starts at the default (all
+    # cores), so every GEMM it calls would start its own team of that many threads (measured:
+    # 2 workers no faster than 1; 16 workers x 16 threads oversubscribe). One thread each.
     torch.set_num_threads(1)
     try:
         yield old_threads
@@ -249,6 +252,10 @@ def _strip_worker(r0s, rows, ctx):
     import torch
 
     At, Bt, steps, G, L, dt, acc, out, flag, ea, eb, pa_all, shift, pb, w, f32, fixed = ctx
+    # torch's (OpenMP) thread count is per thread: a new pool thread starts at the default (all
+    # cores), so every GEMM it calls would start its own team of that many threads (measured:
+    # 2 workers no faster than 1; 16 workers x 16 threads oversubscribe). One thread each.
+    torch.set_num_threads(1)
     M, N = out.shape
     buf = np.empty((G, L, rows, N), dt)
     buf_t = torch.from_numpy(buf)
