@@ -71,7 +71,7 @@ def quantize_kernel(x, xbits, k, p, two_level, want_codes, want_deq, codes, scal
         for b in range(b0, min(b0 + G, nb)):
             j0 = b * k
             j1 = min(j0 + k, L)
-            m = block_max_bits(xbits[r], j0, j1)
+            m = block_max_bits(xbits[r, j0:j1])
             if m >= F32_INF_BITS:
                 scales[r, b] = E4M3_NAN
                 fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
@@ -89,28 +89,32 @@ def quantize_kernel(x, xbits, k, p, two_level, want_codes, want_deq, codes, scal
                 deq_scale = sc
             rcp32 = np.float32(rcp)
             dsc32 = np.float32(deq_scale)
+            # the block's slices, indexed from 0 (quant.chunk_blocks: no gathers)
+            xs = xr[j0:j1]
+            cs = cr[j0:j1]
+            ds = dr[j0:j1]
             # E2M1 round to nearest, ties to the even code, by counting the decision points
             # passed (a tie goes up at 0.75, 1.75, 3.5 and down at 0.25, 1.25, 2.5, 5); v is one
             # float32 multiply (numba keeps float32 * float32 in float32); the sign is v's sign
             # bit (-0.0 and negatives that round to zero keep it). One loop per output, without
             # branches, so that each vectorizes.
             if want_deq:
-                for j in range(j0, j1):
-                    v = xr[j] * rcp32
+                for j in range(xs.size):
+                    v = xs[j] * rcp32
                     av = min(abs(v), _F6)
                     # |value| / 0.5 of the code (e2m1_half_units), steps 1 1 1 1 2 2 4; the float32
                     # product (hu * 0.5 exact) rounds once, as fl32(e * sc) in the recipe
                     hu = (np.float32(av > _T1) + np.float32(av >= _T2) + np.float32(av > _T3)
                           + np.float32(av >= _T4) + _F2 * (np.float32(av > _T5) + np.float32(av >= _T6))
                           + _F4 * np.float32(av > _T7))
-                    dr[j] = math.copysign(hu * _FHALF * dsc32, v)
+                    ds[j] = math.copysign(hu * _FHALF * dsc32, v)
             if want_codes:
-                for j in range(j0, j1):
-                    v = xr[j] * rcp32
+                for j in range(xs.size):
+                    v = xs[j] * rcp32
                     av = min(abs(v), _F6)
                     c = (int(av > _T1) + int(av >= _T2) + int(av > _T3) + int(av >= _T4) + int(av > _T5)
                          + int(av >= _T6) + int(av > _T7))
-                    cr[j] = np.uint8(c | 8) if math.copysign(_F1, v) < _F0 else np.uint8(c)
+                    cs[j] = np.uint8(c | 8) if math.copysign(_F1, v) < _F0 else np.uint8(c)
 
 
 # float32 constants of the element loop (a float64 literal would widen the float32 arithmetic)

@@ -96,19 +96,23 @@ F32_MIN_NORMAL_BITS = 0x00800000
 def chunk_blocks(k):
     """Blocks per parallel work item (about 1024 elements): the prange index is split into
     (row, first block) by one integer division per item instead of one per block, which
-    cost about as much as the block's arithmetic for blocks of 16."""
+    cost about as much as the block's arithmetic for blocks of 16.
+
+    The kernels then index each block through its own slices (``x[r, j0:j1]``, indices from
+    0): numba wraps negative indices, and for ``x[r, j0 + j]`` LLVM cannot prove j0 + j >= 0,
+    so the select made every vector load and store a gather/scatter (4-5x slower on Zen 4)."""
     return max(1, 1024 // k)
 
 
 @njit(cache=True, inline="always")
-def block_max_bits(xbr, j0, j1):
-    """The largest |x| bit pattern (int32) of float32 bits xbr[j0:j1]: |x| orders like its
-    bits, so this is amax's pattern, and >= F32_INF_BITS flags a NaN/Inf in the block. int32
-    (explicitly narrowed; numba would widen to int64) because AVX2 has a packed int32 max only.
-    The per-block prologue of every float32 kernel (MX, NVFP4, BlockFP)."""
+def block_max_bits(xbs):
+    """The largest |x| bit pattern (int32) of the float32 bits ``xbs`` (one block's slice):
+    |x| orders like its bits, so this is amax's pattern, and >= F32_INF_BITS flags a NaN/Inf
+    in the block. int32 (explicitly narrowed; numba would widen to int64) because AVX2 has a
+    packed int32 max only. The per-block prologue of every float32 kernel (MX, NVFP4, BlockFP)."""
     m = np.int32(0)
-    for j in range(j0, j1):
-        m = np.int32(max(np.int32(xbr[j] & F32_ABS), m))
+    for j in range(xbs.size):
+        m = np.int32(max(np.int32(xbs[j] & F32_ABS), m))
     return m
 
 
@@ -321,27 +325,28 @@ def bfp_exponent(amax):
 
 
 @njit(cache=True, inline="always")
-def _bfp_elements(xr, j0, j1, down, up, maxm, passthrough, mode, hseed, idx0, inner, want_codes, want_deq, cr, dr):
-    """One BlockFP block (the authors' arithmetic: float32 |x| + 1e-9, the sign of x + 1e-9)."""
+def _bfp_elements(xs, down, up, maxm, passthrough, mode, hseed, i0, inner, want_codes, want_deq, cs, ds):
+    """One BlockFP block, the slices xs, cs, ds (i0: the flat index of its first element); the
+    authors' arithmetic: float32 |x| + 1e-9, the sign of x + 1e-9."""
     eps9 = np.float32(1e-9)
     tiny = np.float32(1e-8)
-    for j in range(j0, j1):
-        xv = xr[j]
+    for j in range(xs.size):
+        xv = xs[j]
         v = np.float32(abs(xv) + eps9)  # float32 add, as the authors' code
         # clamping first is equivalent (maxm is an integer) and keeps the magic-number RNE exact
         tq = min(float(v) * down, maxm)
         if mode == RN_EVEN:
             m = (tq + _MAGIC) - _MAGIC
         else:
-            u = stoch_u(hseed, idx0 + j * inner) if mode == RN_STOCH else 0.0
+            u = stoch_u(hseed, i0 + j * inner) if mode == RN_STOCH else 0.0
             m = round_mag(tq, mode, u)
         sx = np.float32(xv + eps9)
         sgn = np.float64(sx > 0.0) - np.float64(sx < 0.0)  # selects, not branches: the loop vectorizes
         if want_codes:
-            cr[j] = np.int8(sgn * m)
+            cs[j] = np.int8(sgn * m)
         if want_deq:
             val = 0.0 if sgn == 0.0 else sgn * m * up  # -0.0 when sgn = -1 and m = 0, as torch
-            dr[j] = xv if (passthrough & (abs(xv) <= tiny)) else val
+            ds[j] = xv if (passthrough & (abs(xv) <= tiny)) else val
 
 
 @njit(cache=True, inline="always")
@@ -352,22 +357,20 @@ def _bfp_block(x, r, b, j0, j1, amax_bits, width, exp_min, exp_max, bias, passth
     down = pow2(width - 1 - e)
     up = pow2(e - (width - 1))
     maxm = float(2 ** (width - 1) - 1)
-    xr = x[r]
-    cr = codes[r]
-    dr = deq[r]
+    # the block's slices, indexed from 0 (chunk_blocks: no gathers)
+    xs = x[r, j0:j1]
+    cs = codes[r, j0:j1]
+    ds = deq[r, j0:j1]
+    i0 = idx0 + j0 * inner
     # one loop per mode, so that each compiles without the mode branch
     if mode == RN_EVEN:
-        _bfp_elements(xr, j0, j1, down, up, maxm, passthrough, RN_EVEN, hseed, idx0, inner, want_codes, want_deq,
-                      cr, dr)
+        _bfp_elements(xs, down, up, maxm, passthrough, RN_EVEN, hseed, i0, inner, want_codes, want_deq, cs, ds)
     elif mode == RN_AWAY:
-        _bfp_elements(xr, j0, j1, down, up, maxm, passthrough, RN_AWAY, hseed, idx0, inner, want_codes, want_deq,
-                      cr, dr)
+        _bfp_elements(xs, down, up, maxm, passthrough, RN_AWAY, hseed, i0, inner, want_codes, want_deq, cs, ds)
     elif mode == RN_FLOOR:
-        _bfp_elements(xr, j0, j1, down, up, maxm, passthrough, RN_FLOOR, hseed, idx0, inner, want_codes, want_deq,
-                      cr, dr)
+        _bfp_elements(xs, down, up, maxm, passthrough, RN_FLOOR, hseed, i0, inner, want_codes, want_deq, cs, ds)
     else:
-        _bfp_elements(xr, j0, j1, down, up, maxm, passthrough, RN_STOCH, hseed, idx0, inner, want_codes, want_deq,
-                      cr, dr)
+        _bfp_elements(xs, down, up, maxm, passthrough, RN_STOCH, hseed, i0, inner, want_codes, want_deq, cs, ds)
 
 
 BFP_LOG2_FREE = 1 << 13  # mantissa fields from here up give ceil(fl32(log2)) = E + 1 directly
@@ -409,7 +412,7 @@ def bfp_kernel(x, xbits, k, width, exp_min, exp_max, nan_code, bias, passthrough
         for b in range(b0, min(b0 + G, nb)):
             j0 = b * k
             j1 = min(j0 + k, L)
-            m = block_max_bits(xbits[r], j0, j1)
+            m = block_max_bits(xbits[r, j0:j1])
             if m >= F32_INF_BITS:
                 amax_bits[r * nb + b] = m
                 scales[r, b] = nan_code
@@ -464,9 +467,9 @@ def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed
         for b in range(b0, min(b0 + G, nb)):
             j0 = b * k
             j1 = min(j0 + k, L)
-            xr = x[r]
-            xbr = xbits[r]
-            m = block_max_bits(xbr, j0, j1)
+            # the block's slices, indexed from 0 (chunk_blocks: no gathers)
+            xs = x[r, j0:j1]
+            m = block_max_bits(xbits[r, j0:j1])
             if m >= F32_INF_BITS:
                 scales[r, b] = snan
                 fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
@@ -476,41 +479,43 @@ def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed
             scales[r, b] = s + sbias
             down = pow2(-(s + q))
             up = pow2(s + q)
-            dr = deq[r]
-            cr = codes[r]
+            ds = deq[r, j0:j1]
+            cs = codes[r, j0:j1]
+            n = j1 - j0
             if mode == RN_STOCH:
-                for j in range(j0, j1):
-                    v = float(xr[j]) * down
-                    c = min(round_mag(min(abs(v), maxc), RN_STOCH, stoch_u(hseed, idx0 + j * inner)), maxc)
+                i0 = idx0 + j0 * inner
+                for j in range(n):
+                    v = float(xs[j]) * down
+                    c = min(round_mag(min(abs(v), maxc), RN_STOCH, stoch_u(hseed, i0 + j * inner)), maxc)
                     c = -c if v < 0.0 else c
                     if want_codes:
-                        cr[j] = np.int8(c)
+                        cs[j] = np.int8(c)
                     if want_deq:
-                        dr[j] = c * up + 0.0  # c == 0 gives +0.0 (contract)
+                        ds[j] = c * up + 0.0  # c == 0 gives +0.0 (contract)
                 continue
             if want_deq:
                 if mode == RN_EVEN:
-                    for j in range(j0, j1):
-                        v = min(max(float(xr[j]) * down, -maxc), maxc)
-                        dr[j] = ((v + _MAGIC) - _MAGIC) * up + 0.0
+                    for j in range(n):
+                        v = min(max(float(xs[j]) * down, -maxc), maxc)
+                        ds[j] = ((v + _MAGIC) - _MAGIC) * up + 0.0
                 elif mode == RN_AWAY:
-                    for j in range(j0, j1):
-                        v = min(max(float(xr[j]) * down, -maxc), maxc)
-                        dr[j] = math.copysign(np.floor(abs(v) + 0.5), v) * up + 0.0  # |v|+0.5 exact
+                    for j in range(n):
+                        v = min(max(float(xs[j]) * down, -maxc), maxc)
+                        ds[j] = math.copysign(np.floor(abs(v) + 0.5), v) * up + 0.0  # |v|+0.5 exact
                 else:
-                    for j in range(j0, j1):
-                        v = min(max(float(xr[j]) * down, -maxc), maxc)
-                        dr[j] = np.trunc(v) * up + 0.0
+                    for j in range(n):
+                        v = min(max(float(xs[j]) * down, -maxc), maxc)
+                        ds[j] = np.trunc(v) * up + 0.0
             if want_codes:
-                for j in range(j0, j1):
-                    v = min(max(float(xr[j]) * down, -maxc), maxc)
+                for j in range(n):
+                    v = min(max(float(xs[j]) * down, -maxc), maxc)
                     if mode == RN_EVEN:
                         c = (v + _MAGIC) - _MAGIC
                     elif mode == RN_AWAY:
                         c = math.copysign(np.floor(abs(v) + 0.5), v)
                     else:
                         c = np.trunc(v)
-                    cr[j] = np.int8(c)
+                    cs[j] = np.int8(c)
 
 
 @njit(cache=True)
@@ -522,9 +527,9 @@ def bfp_exponents(amax, out):
 
 
 @njit(cache=True, inline="always")
-def _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, mode, hseed, idx0, inner,
-                       want_codes, want_deq, cr, dr):
-    """One block of MXFP elements of float32 x with scale exponent s: the generic kernel's
+def _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, mode, hseed, i0, inner,
+                       want_codes, want_deq, cs, ds):
+    """One block (the slices xs, cs, ds; i0: the flat index of its first element) of MXFP elements of float32 x with scale exponent s: the generic kernel's
     arithmetic (av = |x| 2^-s exact, its binade e, round_mag at the element quantum) with the
     binade read from av's float64 bit pattern and powers of two built as bit patterns, so that
     the loop has no libm call and vectorizes. The code is ((te - emin) << mbits) + n: a carry
@@ -532,21 +537,21 @@ def _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bi
     that rounds up to 2^mbits is the smallest normal's code; saturation is a min on both."""
     down = pow2(-s)
     up = pow2(s)
-    for j in range(j0, j1):
-        xv = float(xr[j])
+    for j in range(xs.size):
+        xv = float(xs[j])
         av = abs(xv) * down  # exact; a normal float64 or 0
         e = int(_f64_bits(av) >> 52) - 1023  # floor(log2(av)), -1023 for 0
         te = max(e, emin)
-        u = stoch_u(hseed, idx0 + j * inner) if mode == RN_STOCH else 0.0
+        u = stoch_u(hseed, i0 + j * inner) if mode == RN_STOCH else 0.0
         tq = av * pow2(mbits - te)  # exact scaling; tq < 2^(mbits + 1) (te is av's binade or emin)
         n = (tq + _MAGIC) - _MAGIC if mode == RN_EVEN else round_mag(tq, mode, u)
         code = min(((te - emin) << mbits) + int(n), max_code)
         neg = _f64_bits(xv) < 0  # the sign bit: -0.0 keeps it
         if want_codes:
-            cr[j] = np.uint8(code | sign_bit) if neg else np.uint8(code)
+            cs[j] = np.uint8(code | sign_bit) if neg else np.uint8(code)
         if want_deq:
             mag = min(n * pow2(te - mbits), max_normal) * up
-            dr[j] = -mag if neg else mag
+            ds[j] = -mag if neg else mag
 
 
 @njit(cache=True, parallel=True)
@@ -569,7 +574,7 @@ def mxfp_f32(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, sm
         for b in range(b0, min(b0 + G, nb)):
             j0 = b * k
             j1 = min(j0 + k, L)
-            m = block_max_bits(xbits[r], j0, j1)
+            m = block_max_bits(xbits[r, j0:j1])
             if m >= F32_INF_BITS:
                 scales[r, b] = snan
                 fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
@@ -580,19 +585,21 @@ def mxfp_f32(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, sm
                 continue
             s = block_rule_exponent(m, srule, emax_elem, mbits, max_normal, smin, smax)
             scales[r, b] = s + sbias
-            xr = x[r]
-            cr = codes[r]
-            dr = deq[r]
+            # the block's slices, indexed from 0 (chunk_blocks: no gathers)
+            xs = x[r, j0:j1]
+            cs = codes[r, j0:j1]
+            ds = deq[r, j0:j1]
+            i0 = idx0 + j0 * inner
             # one loop per mode, so that each compiles without the mode branch
             if mode == RN_EVEN:
-                _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_EVEN, hseed, idx0, inner,
-                                   want_codes, want_deq, cr, dr)
+                _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_EVEN, hseed, i0, inner,
+                                   want_codes, want_deq, cs, ds)
             elif mode == RN_AWAY:
-                _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_AWAY, hseed, idx0, inner,
-                                   want_codes, want_deq, cr, dr)
+                _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_AWAY, hseed, i0, inner,
+                                   want_codes, want_deq, cs, ds)
             elif mode == RN_FLOOR:
-                _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_FLOOR, hseed, idx0, inner,
-                                   want_codes, want_deq, cr, dr)
+                _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_FLOOR, hseed, i0, inner,
+                                   want_codes, want_deq, cs, ds)
             else:
-                _mxfp_f32_elements(xr, j0, j1, s, mbits, emin, max_code, max_normal, sign_bit, RN_STOCH, hseed, idx0, inner,
-                                   want_codes, want_deq, cr, dr)
+                _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_STOCH, hseed, i0, inner,
+                                   want_codes, want_deq, cs, ds)
