@@ -95,3 +95,26 @@ def test_an_unfinished_run_is_quoted_from_its_log(text):
         w = re.search(r"([\d.]+) s wall per layer at load average ([\d.]+)", para)
         assert w and agrees(w.group(1), sum(r[1] for r in run) / len(run)), para
         assert agrees(w.group(2), sum(r[3] for r in run) / len(run)), para
+
+
+# the GPU section's table: one row per docs/results/bench_streaming_cuda_<method>.csv (H200 runs)
+CUDA_FILES = {"L2QER": "bench_streaming_cuda_l2qer", "LRC": "bench_streaming_cuda_lrc"}
+
+
+@pytest.mark.parametrize("method", sorted(CUDA_FILES))
+def test_cuda_rows_are_the_files(method):
+    rows, meta = read_table(RESULTS / f"{CUDA_FILES[method]}.csv")
+    assert len(rows) == 1 and meta["machine"]["device"] == "cuda", meta["machine"]
+    (r,) = rows
+    header, body = markdown_table(DOC, "| method | layers |")
+    (q,) = [dict(zip(header, c)) for c in body if c[0].startswith(method + " ")]
+    assert q["layers"] == r["model layers"]
+    wall = q["wall s/layer (mean, min)"].split(", ")
+    assert agrees(wall[0], float(r["wall s/layer(mean)"]))
+    if len(wall) > 1:
+        assert agrees(wall[1], float(r["wall s/layer(min)"]))
+    for doc_col, csv_col in (("peak RSS GiB", "peak_rss_GiB"), ("target GiB", "target_GiB"),
+                             ("GPU peak GiB", "gpu_peak_GiB")):
+        assert agrees(q[doc_col], float(r[csv_col])), (method, doc_col, q[doc_col], r[csv_col])
+    section = " ".join(DOC[DOC.index("## GPU"):].split())
+    assert f"commit {meta['commit'][:7]}" in section
