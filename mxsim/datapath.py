@@ -34,6 +34,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -58,10 +60,7 @@ def _blas_per_thread():
 
     old_prec, old_threads = torch.get_float32_matmul_precision(), torch.get_num_threads()
     torch.set_float32_matmul_precision("highest")
-    # torch's (OpenMP) thread count is per thread: a new pool thread starts at the default (all
-    # cores), so every GEMM it calls would start its own team of that many threads (measured:
-    # 2 workers no faster than 1; 16 workers x 16 threads oversubscribe). One thread each.
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # this thread's; the pool threads set their own (_strip_worker)
     try:
         yield old_threads
     finally:
@@ -153,16 +152,35 @@ def fits_int8(fmt) -> bool:
     return int(int_table(fmt).min()) >= -128 and int(int_table(fmt).max()) <= 127
 
 
+@functools.lru_cache(maxsize=4)
+def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    """A persistent pool of ``workers`` threads (one per thread count asked for): starting
+    threads for every matmul cost ~0.1 ms each, which many small matmuls (a model forward
+    through the datapath) would pay hundreds of times. Keyed by the process id: a forked
+    child has the parent's pool object but none of its threads."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="mxsim")
+
+
+def _run_tasks(fn, args):
+    """fn(*a) for every a in ``args``, on the persistent pool of that many threads (inline
+    when there is one, or when called from a pool thread: a task waiting on tasks queued
+    behind it would deadlock); the first exception is raised after every task has finished."""
+    if len(args) == 1 or threading.current_thread().name.startswith("mxsim"):
+        for a in args:
+            fn(*a)
+        return
+    futures = [_pool(len(args), os.getpid()).submit(fn, *a) for a in args]
+    for f in futures:
+        f.exception()
+    for f in futures:
+        f.result()
+
+
 def _pool_map(fn, n, workers, min_chunk=16):
     """fn(i0, i1) over ``workers`` contiguous chunks of range(n) on threads (GIL-free kernels)."""
     chunks = max(1, min(workers, n // min_chunk))
     bounds = [n * i // chunks for i in range(chunks + 1)]
-    if chunks == 1:
-        fn(0, n)
-        return
-    with ThreadPoolExecutor(chunks) as pool:
-        for f in [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(chunks)]:
-            f.result()
+    _run_tasks(fn, [(bounds[i], bounds[i + 1]) for i in range(chunks)])
 
 
 DIGIT_BITS = 7  # balanced base-128 digits: every digit product and int32 digit sum is exact
@@ -248,50 +266,71 @@ def _strip_worker(r0s, rows, ctx):
     """Run the strips starting at rows r0s: block sums into a private buffer (int8 GEMMs into
     int32, or float BLAS), then the accumulator kernel, step group by step group (the
     strip's accumulator stays in cache). FixedPoint accumulates a strip in a private int64
-    buffer and writes it out as float64 once, while it is in cache."""
+    buffer and writes it out as float64 once, while it is in cache. Everything that does
+    not change from step to step is sliced once per strip: this loop holds the GIL, and at
+    ~1,000 steps per matmul its per-step Python is what other workers wait for."""
     import torch
 
     At, Bt, steps, G, L, dt, acc, out, flag, ea, eb, pa_all, shift, pb, w, f32, fixed = ctx
-    # torch's (OpenMP) thread count is per thread: a new pool thread starts at the default (all
+    # torch's (OpenMP) thread count is per thread: a pool thread starts at the default (all
     # cores), so every GEMM it calls would start its own team of that many threads (measured:
     # 2 workers no faster than 1; 16 workers x 16 threads oversubscribe). One thread each.
     torch.set_num_threads(1)
     M, N = out.shape
     buf = np.empty((G, L, rows, N), dt)
     buf_t = torch.from_numpy(buf)
-    views = [buf_t[gi, 0] for gi in range(G)]
+    groups = [(g0, np.array([j for _, _, j in steps[g0:g0 + G]], np.int64)) for g0 in range(0, len(steps), G)]
     if fixed is not None:
         near, plain, scale, p32 = fixed
         strip = np.empty((rows, N), np.int32 if p32 else np.int64) if scale else None
+    int8 = dt == np.int32
     for r0 in r0s:
         r1 = min(M, r0 + rows)
         R = r1 - r0
+        views = [buf_t[gi, 0, :R] for gi in range(G)]
+        if int8:  # At: (steps, M, step) int8, Bt: (steps, step, N) int8
+            a_steps = At[:, r0:r1].unbind(0)
+        else:
+            a_limbs = [[At[l][r0:r1, c0:c1] for l in range(L)] for c0, c1, _ in steps]
+        o, pa = out[r0:r1], pa_all[r0:r1]
         if fixed is not None:
-            a = strip[:R] if scale else out[r0:r1]
+            a = strip[:R] if scale else o
             a[:] = 0
-        for g0 in range(0, len(steps), G):
-            grp = steps[g0:g0 + G]
-            js = np.array([j for _, _, j in grp], np.int64)
-            for gi, (c0, c1, _) in enumerate(grp):
-                if dt == np.int32:  # At[s]: (M, step) int8, Bt: (steps * step, N) int8
-                    torch._int_mm(At[g0 + gi][r0:r1], Bt[g0 + gi], out=views[gi] if R == rows else views[gi][:R])
+        if isinstance(acc, FP32) and f32 is not None:
+            pa32, ok = f32[0][r0:r1], f32[2][r0:r1]
+
+            def fold(P, js):
+                _mm.fp32_fold_f32(o, P, pa, pb, pa32, f32[1], ok, js)
+        elif isinstance(acc, FP32):
+            def fold(P, js):
+                _mm.fp32_fold(o, P, pa, pb, js)
+        elif isinstance(acc, Exact):
+            fl = flag[r0:r1]
+
+            def fold(P, js):
+                _mm.exact_fold(o, fl, P, pa, pb, js)
+        elif p32:
+            pa32 = p32[0][r0:r1]
+
+            def fold(P, js):
+                _mm.fixed_fold_plain32(a, P, pa32, p32[1], js)
+        else:
+            eas = ea[r0:r1]
+
+            def fold(P, js):
+                _mm.fixed_fold(a, P, eas, eb, pa, pb, js, shift, w, acc.total_bits, acc.saturate, near, plain)
+        for g0, js in groups:
+            for gi in range(len(js)):
+                if int8:
+                    torch._int_mm(a_steps[g0 + gi], Bt[g0 + gi], out=views[gi])
                     continue
+                c0, c1, _ = steps[g0 + gi]
                 for l in range(L):
-                    torch.mm(At[l][r0:r1, c0:c1], Bt[c0:c1], out=buf_t[gi, l, :R])
-            P = buf[:len(grp), :, :R] if R == rows else np.ascontiguousarray(buf[:len(grp), :, :R])
-            if isinstance(acc, FP32) and f32 is not None:
-                _mm.fp32_fold_f32(out[r0:r1], P, pa_all[r0:r1], pb, f32[0][r0:r1], f32[1], f32[2][r0:r1], js)
-            elif isinstance(acc, FP32):
-                _mm.fp32_fold(out[r0:r1], P, pa_all[r0:r1], pb, js)
-            elif isinstance(acc, Exact):
-                _mm.exact_fold(out[r0:r1], flag[r0:r1], P, pa_all[r0:r1], pb, js)
-            elif p32:
-                _mm.fixed_fold_plain32(a, P, p32[0][r0:r1], p32[1], js)
-            else:
-                _mm.fixed_fold(a, P, ea[r0:r1], eb, pa_all[r0:r1], pb, js, shift, w, acc.total_bits,
-                               acc.saturate, near, plain)
+                    torch.mm(a_limbs[g0 + gi][l], Bt[c0:c1], out=buf_t[gi, l, :R])
+            P = buf[:len(js), :, :R] if R == rows else np.ascontiguousarray(buf[:len(js), :, :R])
+            fold(P, js)
         if fixed is not None and scale:
-            _mm.fixed_to_float(a, scale, out[r0:r1])
+            _mm.fixed_to_float(a, scale, o)
 
 
 def float32_exact_steps(ea, eb, shift, bound):
@@ -323,7 +362,7 @@ def fixed_point_proofs(ea, eb, shift, bound, acc, L):
     return near, plain, (math.ldexp(1.0, -acc.frac_bits) if abs(acc.frac_bits) <= 1022 else 0.0)
 
 
-def fixed_sum_bound(a_codes, b_codes, fmt_a, fmt_b, ea, eb, k, shift):
+def fixed_sum_bound(a_codes, b_codes, fmt_a, fmt_b, ea, eb, k, shift, workers=1):
     """An upper bound, from the codes, of sum_j max_mn |floor(P_j[m, n] * 2^sh)|: |P_j| <=
     min(l1(a block) * max|b block|, max|a block| * l1(b block)); the maximum over m of the a
     factor times the maximum over n of the b factor bounds every (m, n); floor adds <= 1."""
@@ -331,8 +370,9 @@ def fixed_sum_bound(a_codes, b_codes, fmt_a, fmt_b, ea, eb, k, shift):
     nb = ea.shape[1]
     l1a, mxa = np.zeros((M, nb), np.int64), np.zeros((M, nb), np.int64)
     l1b, mxb = np.zeros((nb, b_codes.shape[1]), np.int64), np.zeros((nb, b_codes.shape[1]), np.int64)
-    _mm.row_block_abs(a_codes.view(np.uint8), int_table(fmt_a), k, l1a, mxa)
-    _mm.col_block_abs(b_codes.view(np.uint8), int_table(fmt_b), k, l1b, mxb)
+    ca, cb, ta, tb = a_codes.view(np.uint8), b_codes.view(np.uint8), int_table(fmt_a), int_table(fmt_b)
+    _pool_map(lambda i0, i1: _mm.row_block_abs(ca[i0:i1], ta, k, l1a[i0:i1], mxa[i0:i1]), M, workers)
+    _pool_map(lambda i0, i1: _mm.col_block_abs(cb, tb, k, l1b, mxb, i0, i1), b_codes.shape[1], workers)
     ea, eb = np.minimum(ea, 1000), np.minimum(eb, 1000)
     x1, xm = np.ldexp(l1a, ea).max(axis=0), np.ldexp(mxa, ea).max(axis=0)
     y1, ym = np.ldexp(l1b, eb).max(axis=1), np.ldexp(mxb, eb).max(axis=1)
@@ -379,12 +419,13 @@ def per_step(a_codes, b_codes, fmt_a, fmt_b, ea, eb, qsum, k, acc, lanes):
         # int8 GEMMs into int32 (exact: 128 * 128 * step < 2^31); K padded with zero codes
         # to whole steps, a laid out step-major so every step's slice is contiguous
         dt, ns = np.int32, len(steps)
-        Ai = np.zeros((M, ns * step), np.int8)
-        Ai[:, :K] = integers(a_codes, fmt_a, np.int8)
-        At = list(torch.from_numpy(np.ascontiguousarray(Ai.reshape(M, ns, step).transpose(1, 0, 2))))
+        Ai = np.empty((ns, M, step), np.int8)
+        ca, ta = a_codes.view(np.uint8), int_table(fmt_a).astype(np.int8)
+        _pool_map(lambda i0, i1: _mm.step_major_int8(ca[i0:i1], ta, Ai[:, i0:i1]), M, torch.get_num_threads())
+        At = torch.from_numpy(Ai)
         Bi = np.zeros((ns * step, N), np.int8)
         Bi[:K] = integers(b_codes, fmt_b, np.int8)
-        Bt = list(torch.from_numpy(Bi).reshape(ns, step, N))
+        Bt = torch.from_numpy(Bi).reshape(ns, step, N).unbind(0)
     elif L == 1:
         At = [torch.from_numpy(integers(a_codes, fmt_a, dt))]
         Bt = torch.from_numpy(integers(b_codes, fmt_b, dt))
@@ -406,7 +447,8 @@ def per_step(a_codes, b_codes, fmt_a, fmt_b, ea, eb, qsum, k, acc, lanes):
         near, plain, scale = fixed_point_proofs(ea, eb, shift, bound, acc, L)
         p32 = None  # int32 accumulators and float32 terms (fixed_fold_plain32)
         if scale and dt == np.int32 and acc.total_bits <= 32:
-            plain = plain or fixed_sum_bound(a_codes, b_codes, fmt_a, fmt_b, ea, eb, k, shift) < 2.0**(acc.total_bits - 2)
+            plain = plain or fixed_sum_bound(a_codes, b_codes, fmt_a, fmt_b, ea, eb, k, shift,
+                                             torch.get_num_threads()) < 2.0**(acc.total_bits - 2)
             pa32, pb32, ok = float32_exact_steps(ea, eb, shift, bound)
             p32 = (pa32, pb32) if plain and ok.all() else None
         fixed = (near, plain, scale, p32)
@@ -423,12 +465,7 @@ def per_step(a_codes, b_codes, fmt_a, fmt_b, ea, eb, qsum, k, acc, lanes):
         ctx = ctx[:3] + (G,) + ctx[4:]
         starts = list(range(0, M, rows))
         workers = max(1, min(workers, len(starts)))
-        if workers == 1:
-            _strip_worker(starts, rows, ctx)
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                for f in [pool.submit(_strip_worker, starts[i::workers], rows, ctx) for i in range(workers)]:
-                    f.result()
+        _run_tasks(_strip_worker, [(starts[i::workers], rows, ctx) for i in range(workers)])
     if isinstance(acc, Exact):
         rr, cc = np.nonzero(flag)
         if rr.size:

@@ -363,6 +363,20 @@ def fixed_fold_plain32(acc, P, pa32, pb32, js):
 
 
 @njit(cache=True, nogil=True)
+def step_major_int8(codes, table, out):
+    """out[s, m, i] = table[codes[m, s * step + i]], 0 past K: a's int8 integers laid out
+    step-major (out is (steps, M, step)), so that every step's (M, step) slice is one
+    contiguous GEMM operand; zero codes pad K to whole steps."""
+    M, K = codes.shape
+    ns, _, step = out.shape
+    for m in range(M):
+        for s in range(ns):
+            for i in range(step):
+                c = s * step + i
+                out[s, m, i] = table[codes[m, c]] if c < K else 0
+
+
+@njit(cache=True, nogil=True)
 def row_block_abs(codes, table, k, l1, mx):
     """Blocks along axis 1 of codes (M, K): l1[m, j] = sum |int|, mx[m, j] = max |int|."""
     M, K = codes.shape
@@ -379,12 +393,13 @@ def row_block_abs(codes, table, k, l1, mx):
 
 
 @njit(cache=True, nogil=True)
-def col_block_abs(codes, table, k, l1, mx):
-    """Blocks along axis 0 of codes (K, N): l1[j, n] = sum |int|, mx[j, n] = max |int|."""
+def col_block_abs(codes, table, k, l1, mx, n0, n1):
+    """Blocks along axis 0 of codes (K, N), columns n0..n1: l1[j, n] = sum |int|, mx[j, n] =
+    max |int| (l1, mx start at zero)."""
     K, N = codes.shape
     for c in range(K):
         j = c // k
-        for n in range(N):
+        for n in range(n0, n1):
             v = abs(table[codes[c, n]])
             l1[j, n] += v
             mx[j, n] = max(mx[j, n], v)
