@@ -47,7 +47,11 @@ def partial_sum_range(a: MXTensor, b: MXTensor) -> dict:
     bound = float(np.abs(Ai).max(initial=0)) * float(np.abs(Bi).max(initial=0)) * k
     if bound >= 2.0**53:
         raise ValueError("block sums exceed 2^53: partial_sum_range supports the formats whose products fit")
-    import torch  # batched block GEMMs on every core
+    import torch  # batched block GEMMs on every core, or on the GPU that holds the codes
+
+    # the operands' integers are prepared on the host (O(M K)); the block GEMMs and running
+    # sums (O(M K N)) run where the codes live: float64 bmm on a CUDA device is exact as here
+    dev = a.device if a.device is not None and a.device.type == "cuda" else torch.device("cpu")
 
     max_ps = max_bs = 0.0
     nb = -(-K // k)
@@ -55,17 +59,17 @@ def partial_sum_range(a: MXTensor, b: MXTensor) -> dict:
     if pad:  # a short last block: zero products add nothing
         Ai = np.pad(Ai, ((0, 0), (0, pad)))
         Bi = np.pad(Bi, ((0, pad), (0, 0)))
-    Bt = torch.from_numpy(np.ascontiguousarray(Bi.reshape(nb, k, N)))  # (nb, k, N)
-    wb = torch.from_numpy(np.ldexp(1.0, eb)).reshape(nb, 1, N)
+    Bt = torch.from_numpy(np.ascontiguousarray(Bi.reshape(nb, k, N))).to(dev)  # (nb, k, N)
+    wb = torch.from_numpy(np.ldexp(1.0, eb)).reshape(nb, 1, N).to(dev)
     rows = max(1, _CHUNK_ELEMENTS // max(1, nb * N))
     for r0 in range(0, M, rows):
         r1 = min(r0 + rows, M)
-        At = torch.from_numpy(np.ascontiguousarray(Ai[r0:r1].reshape(r1 - r0, nb, k).transpose(1, 0, 2)))
-        wa = torch.from_numpy(np.ldexp(1.0, ea[r0:r1] + qsum).T.copy()).reshape(nb, r1 - r0, 1)
+        At = torch.from_numpy(np.ascontiguousarray(Ai[r0:r1].reshape(r1 - r0, nb, k).transpose(1, 0, 2))).to(dev)
+        wa = torch.from_numpy(np.ldexp(1.0, ea[r0:r1] + qsum).T.copy()).reshape(nb, r1 - r0, 1).to(dev)
         terms = torch.bmm(At, Bt)  # (nb, rows, N) exact integer block sums (< 2^53)
         terms *= wa
         terms *= wb
-        valid = ~torch.from_numpy(nan_a[r0:r1, None] | nan_b[None, :])
+        valid = ~torch.from_numpy(nan_a[r0:r1, None] | nan_b[None, :]).to(dev)
         max_bs = max(max_bs, float(terms.abs().amax(dim=0)[valid].max()) if valid.any() else 0.0)
         run = torch.cumsum(terms, dim=0)  # the accumulator after each block, in order
         max_ps = max(max_ps, float(run.abs().amax(dim=0)[valid].max()) if valid.any() else 0.0)

@@ -162,3 +162,20 @@ def test_device_codes_keep_their_storage_size(quantized):
     assert w.device is None and w.nbits == 4096 * 8 + 128 * 8 == 33792
     on = mx_on(w, torch.device(DEVICE))
     assert on.device is not None and on.nbits == 33792
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the device branch of partial_sum_range needs CUDA")
+def test_partial_sum_range_on_the_device_equals_the_host():
+    # the block GEMMs run on the GPU that holds the codes (float64 there: exact integers below
+    # 2^53 as on the host, so the block terms agree to the bit); the running sums are float64
+    # cumsums whose association may differ on the device (the docstring's 2^-53 relative error)
+    import mxsim
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 200, generator=g) * torch.logspace(-3, 3, 200)  # a short last block (200 = 6*32 + 8)
+    w = torch.randn(200, 70, generator=g)
+    fa, fb = mxsim.MXINT8, mxsim.MXINT4
+    host = mxsim.partial_sum_range(mxsim.quantize(x, fa, axis=-1), mxsim.quantize(w, fb, axis=0))
+    dev = mxsim.partial_sum_range(mxsim.quantize(x.cuda(), fa, axis=-1), mxsim.quantize(w.cuda(), fb, axis=0))
+    assert dev["max_abs_block_sum"] == host["max_abs_block_sum"] and dev["outputs"] == host["outputs"]
+    assert dev["max_abs_partial_sum"] == pytest.approx(host["max_abs_partial_sum"], rel=2.0**-50)
