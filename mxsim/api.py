@@ -13,6 +13,7 @@ from .formats import BlockFP, MXFPFormat, MXIntFormat, NVFP4Format, check_roundi
 from .rounding import Rounding
 from .datapath import matmul_cpu
 from .kernels import quant as _q
+from .kernels import serial_if_small
 from .layout import from_blocked_2d, is_integer, matmul_operands, normalize_axis, to_blocked_2d
 from .layout import from_numpy as _from_numpy
 from .layout import is_torch as _is_torch
@@ -26,6 +27,7 @@ def _check_seed(seed) -> int:
     return int(seed) & 0xFFFFFFFF
 
 
+@serial_if_small
 def _run(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     """Run the format's kernel on (R, L): returns (codes or None, scales, deq or None)."""
     R, L = x2.shape

@@ -20,6 +20,7 @@ from .accumulators import FP32, Exact, FixedPoint, datapath_accumulator
 from .formats import NVFP4Format, get_format
 from .kernels import nvfp4 as _k
 from .kernels import pack as _pk
+from .kernels import serial_if_small
 from .kernels.dequant import KIND_MXFP
 from .layout import (Source, from_blocked_2d, from_numpy, is_torch, matmul_operands, normalize_axis, stored_layout,
                      to_blocked_2d, to_numpy)
@@ -152,6 +153,7 @@ def _prepare(x, fmt, axis, rounding, per_tensor_scale):
     return a32, src, axis, p
 
 
+@serial_if_small
 def _run(a32, fmt, axis, p, want_codes, want_deq):
     x2, _, moved = to_blocked_2d(a32, axis)
     R, L = x2.shape

@@ -1,0 +1,29 @@
+"""numba kernels of mxsim (CPU). ``serial_if_small`` keeps small calls on the calling thread."""
+
+import functools
+
+import numba
+
+# Below this many elements a call's prange kernels run on the calling thread alone. Waking
+# numba's pool costs tens of microseconds idle, and on a loaded machine a parallel call waits
+# for its slowest thread: a 576 x 2 float64 MXFP4 fake_quantize took 6.4 ms on average with 2
+# threads vs 0.16 ms with 1 (2-core VM at load 6), and GPTQ/LRC make one such call per weight
+# column (~150k per SmolLM2), which is what kept LRC on MXFP4/NVFP4 weights from finishing.
+SERIAL_BELOW = 1 << 15
+
+
+def serial_if_small(run):
+    """Decorate a kernel runner whose first argument is the array it works on."""
+
+    @functools.wraps(run)
+    def wrapped(x, *args, **kwargs):
+        old = numba.get_num_threads()
+        if x.size >= SERIAL_BELOW or old == 1:
+            return run(x, *args, **kwargs)
+        numba.set_num_threads(1)  # this thread's launches only (numba's setting is thread-local)
+        try:
+            return run(x, *args, **kwargs)
+        finally:
+            numba.set_num_threads(old)
+
+    return wrapped
