@@ -85,25 +85,73 @@ def _launch_quant(x2, fmt, rounding, seed, inner, want_codes, want_deq, deq_dtyp
     return codes, scales, deq
 
 
-def _work_input(x):
-    """float16/bfloat16 are widened to float32 (exact); float32/float64 kept."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+BLOCK_ELEMS_F32 = 4096  # elements per program of the bit-pattern kernel (blocks x padded block size)
+_IN_KIND = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+
+
+def _exact_f32(fmt) -> bool:
+    """Whether the bit-pattern kernel (quant_f32.py) takes ``fmt``: every MX value N * 2^t it
+    builds needs t >= -149 (float32's subnormal step) with the smallest scale 2^-127, i.e. a
+    subnormal element step 2^quantum_log2 >= 2^-22 (all the standard formats; MXINT always)."""
+    return isinstance(fmt, MXIntFormat) or fmt.quantum_log2 - 127 >= -149
+
+
+def _bits_view(t):
+    """The int32 (float32) / int16 (bfloat16) view the kernel reads or writes as bit patterns."""
+    return t.view(torch.int32) if t.dtype == torch.float32 else t.view(torch.int16) if t.dtype == torch.bfloat16 else t
+
+
+def _launch_f32(x2, fmt, rounding, seed, inner, want_codes, want_deq):
+    """The bit-pattern kernel on (R, L) float32/bfloat16/float16 x2: no widened copy, the
+    values written in x2's dtype (fused fake_quantize: no codes array)."""
+    from . import quant_f32 as Q
+
+    R, L = x2.shape
+    k = fmt.block_size
+    nb = -(-L // k)
+    KP = _next_pow2(k)
+    BR = max(1, BLOCK_ELEMS_F32 // KP)
+    dev = x2.device
+    is_fp = isinstance(fmt, MXFPFormat)
+    codes = torch.empty((R, L) if want_codes else (1,), dtype=torch.uint8 if is_fp else torch.int8, device=dev)
+    deq = torch.empty((R, L) if want_deq else (1,), dtype=x2.dtype, device=dev)
+    scales = torch.empty((R, nb), dtype=torch.uint8, device=dev)
+    if R * nb:
+        Q.mx_quant_f32_kernel[(triton_cdiv(R * nb, BR),)](
+            _bits_view(x2), codes, scales, _bits_view(deq), R, L, nb, inner, _hseed(seed), K=k, KP=KP, BR=BR,
+            FLAT=L % k == 0, IN_KIND=_IN_KIND[x2.dtype], OUT_KIND=_IN_KIND[x2.dtype], IS_FP=is_fp,
+            BITS=fmt.element_bits, EBITS=getattr(fmt, "exponent_bits", 0), MBITS=getattr(fmt, "mantissa_bits", 0),
+            BIAS=getattr(fmt, "exponent_bias", 0), EMAX=fmt.emax_elem, MAX_CODE=fmt.max_code if is_fp else 0,
+            MAX_POS=float(fmt.element_max), MODE=rounding.kernel_id, RULE=fmt.scale.rule.kernel_id,
+            RMBITS=getattr(fmt, "mantissa_bits", fmt.element_bits - 2), WANT_CODES=want_codes, WANT_DEQ=want_deq)
+    return codes, scales, deq
+
+
+def _quant(x, fmt, axis, rounding, seed, want_codes, want_deq):
+    """(codes, scales, deq, moved shape): float32/bfloat16/float16 through the bit-pattern
+    kernel, float64 (and formats outside _exact_f32: float32 widened) through the float64 one."""
+    t = x.detach()
+    if t.dtype in _IN_KIND and _exact_f32(fmt):
+        x2, inner, moved = _blocked(t, axis)
+        return (*_launch_f32(x2, fmt, rounding, seed, inner, want_codes, want_deq), moved)
+    if t.dtype != torch.float64:
+        t = t.float()  # exact; the float64 kernel's float32 arithmetic contract (F32_IN)
+    x2, inner, moved = _blocked(t, axis)
+    codes, scales, deq = _launch_quant(x2, fmt, rounding, seed, inner, want_codes, want_deq, t.dtype)
+    if want_deq and deq.dtype != x.dtype:
+        deq = deq.to(x.dtype)
+    return codes, scales, deq, moved
 
 
 def fake_quantize(x, fmt, axis, rounding, seed):
     """x on the device (MX formats); same dtype, shape and device."""
-    t = _work_input(x.detach())
-    x2, inner, moved = _blocked(t, axis)
-    _, _, deq = _launch_quant(x2, fmt, rounding, seed, inner, False, True, t.dtype)
-    out = deq.reshape(moved).movedim(-1, axis)
-    return out.to(x.dtype).contiguous()
+    _, _, deq, moved = _quant(x, fmt, axis, rounding, seed, False, True)
+    return deq.reshape(moved).movedim(-1, axis).contiguous()
 
 
 def quantize(x, fmt, axis, rounding, seed):
     """(codes, scales) on the device, laid out as the CPU's MXTensor fields."""
-    t = _work_input(x.detach())
-    x2, inner, moved = _blocked(t, axis)
-    codes2, scales2, _ = _launch_quant(x2, fmt, rounding, seed, inner, True, False, t.dtype)
+    codes2, scales2, _, moved = _quant(x, fmt, axis, rounding, seed, True, False)
     codes = codes2.reshape(moved).movedim(-1, axis).contiguous()
     scales = scales2.reshape(tuple(moved[:-1]) + (scales2.shape[1],)).movedim(-1, axis).contiguous()
     return codes, scales

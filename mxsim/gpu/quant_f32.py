@@ -1,0 +1,211 @@
+"""Triton MX quantize / fake_quantize for float32, bfloat16 and float16 input, on int32 bit patterns.
+
+The GPU twin of the numba bit-pattern kernels (mxsim/kernels/quant.py, mxint_f32_fast /
+mxfp_f32): same semantics (docs/mxsim_semantics.md), but no float64 per element, because an
+H200 runs float64 at a small fraction of its float32/int32 rate and a memory-bound kernel can
+afford only a few instructions per element. Everything is exact by construction:
+
+- the input is read as its IEEE bits (bfloat16: the 16 bits shifted up, which is its float32;
+  float16: converted in registers, exact, its subnormals become normal float32): no widened copy;
+- amax is the max of |x|'s bit patterns (they order like the values), and >= 0x7F800000 marks
+  a NaN/Inf block; the scale exponent comes from amax's exponent and fraction fields (a
+  subnormal amax is normalised by an exact int -> float32 conversion of its bits);
+- an element |x| = sig * 2^(E - 150) (sig its 24-bit significand) scaled by a power of two and
+  rounded at the element quantum is ``sig`` shifted right by ``sh`` bits: the integer part is
+  sig >> sh, the rounding decision reads the dropped bits (ties, stochastic threshold) as
+  integers, so no float rounding happens anywhere;
+- the dequantized value N * 2^t (N < 2^24 an integer) is assembled as float32 bits: the exact
+  float32 of N with t added to its exponent field, Inf above the range, and the subnormal bits
+  N << (t + 149) below it (t >= -149 for every format routed here: _exact_f32 in
+  mxsim/gpu/__init__.py), so no float multiply can flush a subnormal or round;
+- fake_quantize is fused: codes are never stored, the values go straight to the caller's dtype
+  (float32 bits; bfloat16 the top 16 bits, exact because every MX value has <= 8 significant
+  bits and float32's exponent range; float16 one correctly rounded conversion, which is exact
+  or overflows to Inf exactly as the CPU's float32 -> float16 cast).
+
+Only the rceil rule's per-block quotient amax / max_pos stays the float64 division of the
+float64 kernel (one per block, not per element), rounded to float32 as the contract says.
+Signed zeros come from bit operations: Triton lowers unary minus to 0 - x and a -0.0 literal
+compiled to +0.0 (seen on the H200).
+"""
+
+import triton
+import triton.language as tl
+
+from ..formats import ScaleRule
+from .quant import ceil_log2, lowbias32
+
+SR_CEIL = tl.constexpr(ScaleRule.CEIL.kernel_id)
+SR_EVEN = tl.constexpr(ScaleRule.EVEN.kernel_id)
+SR_RCEIL = tl.constexpr(ScaleRule.RCEIL.kernel_id)
+ABS = tl.constexpr(0x7FFFFFFF)
+INF_BITS = tl.constexpr(0x7F800000)
+NAN_BITS = tl.constexpr(0x7FC00000)
+FRAC = tl.constexpr(0x7FFFFF)
+
+
+@triton.jit
+def _norm(m):
+    """(floor(log2 v), 23-bit normalised fraction) of the positive float32 with |bits| m
+    (subnormal m: its integer value converts exactly to a normal float32, 2^-149 apart)."""
+    mf = m.to(tl.float32).to(tl.int32, bitcast=True)
+    sub = m < 0x800000
+    fl = tl.where(sub, (mf >> 23) - 127 - 149, (m >> 23) - 127)
+    fr = tl.where(sub, mf & FRAC, m & FRAC)
+    return fl, fr
+
+
+@triton.jit
+def _scale_exp(m, RULE: tl.constexpr, EMAX: tl.constexpr, RMBITS: tl.constexpr, MAX_POS: tl.constexpr):
+    """Clamped shared exponent (int32) of blocks whose |x| bits max is m (0 < m < INF_BITS),
+    under the scale rule (docs/mxsim_semantics.md, "Scale rules"); mxsim/kernels/quant.py's
+    block_rule_exponent for the E8M0 range [-127, 127]."""
+    fl, fr = _norm(m)
+    if RULE == SR_CEIL:
+        s = fl + (fr != 0).to(tl.int32) - EMAX
+    elif RULE == SR_EVEN:
+        # amax rounded half up to RMBITS fraction bits leaves its binade
+        s = fl + (fr >= (1 << 23) - (1 << (22 - RMBITS))).to(tl.int32) - EMAX
+    elif RULE == SR_RCEIL:
+        # amax as float64 from its fields (exact), one float64 division (div.rn.f64), then
+        # rounded to float32 as the numba float32 path; a zero quotient clamps to the minimum
+        a64 = (((fl + 1023).to(tl.int64) << 52) | (fr.to(tl.int64) << 29)).to(tl.float64, bitcast=True)
+        d = (a64 / MAX_POS).to(tl.float32).to(tl.float64)
+        s = tl.where(d > 0.0, ceil_log2(tl.where(d > 0.0, d, 1.0)), -1023).to(tl.int32)
+    else:  # floor (OCP)
+        s = fl - EMAX
+    return tl.minimum(tl.maximum(s, -127), 127)
+
+
+@triton.jit
+def _round_shift(sig, sh, MODE: tl.constexpr, A):
+    """round(sig * 2^-sh) for integers 0 <= sig < 2^24, by the rounding mode; sh <= 0 is an
+    exact left shift (by at most 7: callers only reach it with sig < 2^7). Stochastic: up iff
+    the dropped fraction d = rem / 2^sh satisfies d >= 1 - u with u = (h >> 8) / 2^24, i.e.
+    rem * 2^24 >= A * 2^sh for A = 2^24 - (h >> 8) >= 1 (so d > 0), decided on integers:
+    rem << (24 - sh) >= A for sh <= 24, else rem >> (sh - 24) >= A (A * 2^(sh-24) is a
+    multiple of 2^(sh-24))."""
+    shp = tl.minimum(tl.maximum(sh, 1), 30)  # sig < 2^24: shifts of 25..30 already drop every bit
+    fl = sig >> shp
+    rem = sig & ((1 << shp) - 1)
+    half = 1 << (shp - 1)
+    if MODE == 0:  # nearest, ties to even
+        up = (rem > half) | ((rem == half) & ((fl & 1) == 1))
+    elif MODE == 1:  # nearest, ties away
+        up = rem >= half
+    elif MODE == 2:  # toward zero
+        up = rem < 0
+    else:
+        lo = rem << tl.minimum(tl.maximum(24 - sh, 0), 23)
+        hi = rem >> tl.minimum(tl.maximum(sh - 24, 0), 30)
+        up = tl.where(sh <= 24, lo, hi) >= A
+    n = fl + up.to(tl.int32)
+    return tl.where(sh <= 0, sig << tl.minimum(tl.maximum(0 - sh, 0), 7), n)
+
+
+@triton.jit
+def _f32_bits(N, t):
+    """IEEE float32 bits of N * 2^t for integers 0 <= N < 2^24, t >= -149 whose product is a
+    multiple of 2^-149 (exact): Inf when it overflows, +0 for N = 0."""
+    nb = N.to(tl.float32).to(tl.int32, bitcast=True)  # exact: N < 2^24
+    F = (nb >> 23) + t
+    normal = nb + (t << 23)
+    sub = N << tl.minimum(tl.maximum(t + 149, 0), 31)
+    out = tl.where(F >= 255, INF_BITS, tl.where(F >= 1, normal, sub))
+    return tl.where(N == 0, 0, out)
+
+
+@triton.jit
+def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, hseed,
+                        K: tl.constexpr, KP: tl.constexpr, BR: tl.constexpr, FLAT: tl.constexpr,
+                        IN_KIND: tl.constexpr, OUT_KIND: tl.constexpr, IS_FP: tl.constexpr,
+                        BITS: tl.constexpr, EBITS: tl.constexpr, MBITS: tl.constexpr, BIAS: tl.constexpr,
+                        EMAX: tl.constexpr, MAX_CODE: tl.constexpr, MAX_POS: tl.constexpr, MODE: tl.constexpr,
+                        RULE: tl.constexpr, RMBITS: tl.constexpr, WANT_CODES: tl.constexpr,
+                        WANT_DEQ: tl.constexpr):
+    """One program: a [BR, KP] tile of BR consecutive blocks (flattened over rows x blocks per
+    row), KP >= K lanes each. FLAT: L % K == 0, so the tile is one contiguous run of memory.
+    IN_KIND: 0 float32 (x_ptr: its int32 view), 1 bfloat16 (int16 view), 2 float16.
+    OUT_KIND: the same three for deq_ptr (int32 view, int16 view, float16)."""
+    pid = tl.program_id(0)
+    t = pid * BR + tl.arange(0, BR)  # block ids
+    r = t // NB
+    b = t - r * NB
+    ok_blk = t < R * NB
+    i = tl.arange(0, KP)
+    col = b[:, None] * K + i[None, :]
+    if FLAT:
+        m = ok_blk[:, None] & (i[None, :] < K)
+        base = pid.to(tl.int64) * (BR * K)  # scalar; the tile's offsets stay int32
+        off = (tl.arange(0, BR) * K)[:, None] + i[None, :]
+        xp = x_ptr + base
+    else:
+        m = ok_blk[:, None] & (i[None, :] < K) & (col < L)
+        base = 0
+        off = r[:, None].to(tl.int64) * L + col
+        xp = x_ptr
+    if IN_KIND == 0:
+        xb = tl.load(xp + off, mask=m, other=0)
+    elif IN_KIND == 1:
+        xb = (tl.load(xp + off, mask=m, other=0).to(tl.int32) & 0xFFFF) << 16
+    else:
+        xb = tl.load(xp + off, mask=m, other=0.0).to(tl.float32).to(tl.int32, bitcast=True)
+    a = xb & ABS
+    sbits = xb ^ a  # the sign bit alone (also of -0.0)
+    mx = tl.max(a, axis=1)
+    bad = mx >= INF_BITS  # NaN or Inf in the block
+    zero = mx == 0
+    s = _scale_exp(tl.where(bad | zero, 0x3F800000, mx), RULE, EMAX, RMBITS, MAX_POS)
+    s = tl.where(zero, -127, s)
+    if MODE == 3:
+        r64 = r.to(tl.int64)
+        idx0 = ((r64 // inner) * L * inner + (r64 % inner)) & 0xFFFFFFFF  # flat index of column 0
+        idx = idx0.to(tl.uint32)[:, None] + col.to(tl.uint32) * inner.to(tl.uint32)  # mod 2^32
+        h = lowbias32(hseed.to(tl.uint32) ^ idx)
+        A = (1 << 24) - (h >> 8).to(tl.int32)
+    else:
+        A = 0
+    ex = a >> 23
+    E = tl.maximum(ex, 1)
+    sig = tl.where(ex > 0, (a & FRAC) | 0x800000, a)  # |x| = sig * 2^(E - 150)
+    s2 = s[:, None]
+    if IS_FP:
+        EMIN: tl.constexpr = 1 - BIAS
+        fl, _ = _norm(tl.where(a > 0, a, 1))
+        te = tl.maximum(tl.where(a > 0, fl - s2, EMIN), EMIN)  # the element's binade
+        n = _round_shift(sig, te - MBITS + s2 + 150 - E, MODE, A)
+        code = tl.minimum(((te - EMIN) << MBITS) + n, MAX_CODE)  # a mantissa carry moves the exponent
+        code = tl.where(sbits != 0, code | (1 << (EBITS + MBITS)), code)
+        code = tl.where((bad | zero)[:, None], 0, code)
+        if WANT_DEQ:
+            ef = code >> MBITS
+            ef = ef & ((1 << EBITS) - 1)
+            mf = code & ((1 << MBITS) - 1)
+            N = tl.where(ef == 0, mf, mf | (1 << MBITS))
+            vb = _f32_bits(N, tl.maximum(ef, 1) - 1 + EMIN - MBITS + s2) | sbits  # -0.0 kept
+            vb = tl.where(zero[:, None], 0, vb)  # an all-zero block is +0.0 (contract)
+    else:
+        Q: tl.constexpr = 2 - BITS
+        MAXC: tl.constexpr = (1 << (BITS - 1)) - 1
+        sh = s2 + Q + 150 - E
+        c = tl.where(sh <= 0, MAXC, tl.minimum(_round_shift(sig, sh, MODE, A), MAXC))
+        code = tl.where(bad[:, None], 0, tl.where(sbits != 0, 0 - c, c))
+        if WANT_DEQ:
+            vb = _f32_bits(c, s2 + Q) | tl.where(c != 0, sbits, 0)  # code 0 gives +0.0
+    if WANT_CODES:
+        cp = codes_ptr + base
+        if IS_FP:
+            tl.store(cp + off, code.to(tl.uint8), mask=m)
+        else:
+            tl.store(cp + off, code.to(tl.int8), mask=m)
+    if WANT_DEQ:
+        vb = tl.where(bad[:, None], NAN_BITS, vb)
+        dp = deq_ptr + base
+        if OUT_KIND == 0:
+            tl.store(dp + off, vb, mask=m)
+        elif OUT_KIND == 1:
+            tl.store(dp + off, (vb >> 16).to(tl.int16), mask=m)  # exact: the low 16 bits are 0
+        else:
+            tl.store(dp + off, vb.to(tl.float32, bitcast=True).to(tl.float16), mask=m)
+    sc = tl.where(bad, 0xFF, s + 127)
+    tl.store(scales_ptr + r.to(tl.int64) * NB + b, sc.to(tl.uint8), mask=ok_blk)
