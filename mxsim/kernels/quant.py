@@ -126,12 +126,33 @@ def f32_value_of_bits(m):
 
 @njit(cache=True, inline="always")
 def block_rule_exponent(m, srule, emax, mbits, max_pos, smin, smax):
-    """rule_exponent for a float32 block whose amax has bits m (0 < m < F32_INF_BITS); the
-    floor rule straight from the exponent field (a subnormal amax has floor(log2) <= -127)."""
+    """rule_exponent for a float32 block whose amax has bits m (0 < m < F32_INF_BITS), from
+    bit patterns instead of frexp (a libm call per block, as costly as the block's elements):
+    floor straight from the exponent field (a subnormal amax has floor(log2) <= -127); the
+    other rules from the float64 bit pattern 2^E (1 + F 2^-52) of amax (every float32 is a
+    normal float64), or of rceil's d: ceil(log2) = E + (F != 0) (frexp's mantissa is 0.5
+    exactly when F = 0), and even's "significand >= 2 - 2^-(mbits+1)" is F >= 2^52 -
+    2^(51-mbits), the same comparison on the exact integer field."""
     if srule == SR_FLOOR:
         fl = int(m >> 23) - F32_EXP_BIAS if m >= F32_MIN_NORMAL_BITS else floor_log2(float(m)) - 149
         return min(max(fl - emax, smin), smax)
-    return rule_exponent(f32_value_of_bits(m), srule, emax, mbits, max_pos, True, smin, smax)
+    a = f32_value_of_bits(m)
+    if srule == SR_RCEIL:
+        a = float(np.float32(a / max_pos))  # the float32 division (double rounding is exact here)
+        if a == 0.0:
+            return smin
+    if not a < np.inf or mbits > 51:  # an overflowing d (max_pos < 1) or an odd format: the plain rule
+        return rule_exponent(f32_value_of_bits(m), srule, emax, mbits, max_pos, True, smin, smax)
+    bits = _f64_bits(a)
+    e = int(bits >> 52) - 1023
+    frac = bits & ((np.int64(1) << 52) - 1)
+    if srule == SR_EVEN:
+        s = e - emax + int(frac >= (np.int64(1) << 52) - (np.int64(1) << (51 - mbits)))
+    elif srule == SR_CEIL:
+        s = e - emax + int(frac != 0)
+    else:  # rceil: s = ceil(log2 d)
+        s = e + int(frac != 0)
+    return min(max(s, smin), smax)
 
 
 @njit(cache=True, inline="always")
