@@ -182,3 +182,91 @@ def test_matmul_results_stay_on_device_and_batch():
     assert torch.equal(out.cpu(), want)
     with pytest.raises(ValueError, match="same device"):
         mxsim.matmul(a, b.cpu())
+
+
+# -- the bit-pattern kernel (mxsim/gpu/quant_f32.py): bfloat16/float16 read natively, values
+# written in the input's dtype, fake_quantize fused; every 16-bit pattern, bit for bit
+
+
+def _all_patterns(dtype, rng):
+    """Every bfloat16/float16 bit pattern, as (R, 32) rows: in order (each block one binade and
+    sign: every mantissa against every rounding), shuffled (mixed binades, NaN/Inf blocks), and
+    blocks whose exponents sit a few binades under a random top (subnormal tops included)."""
+    allbits = np.arange(-(1 << 15), 1 << 15, dtype=np.int64).astype(np.int16)
+    mbits = 7 if dtype == torch.bfloat16 else 10
+    top = rng.integers(0, (1 << (15 - mbits)) - 1, size=(256, 1))
+    exp = np.clip(top - rng.geometric(0.4, size=(256, 32)) + 1, 0, None)
+    mant = rng.integers(0, 1 << mbits, size=(256, 32))
+    sign = rng.integers(0, 2, size=(256, 32)) << 15
+    near = ((exp << mbits) | mant | sign).astype(np.uint16).view(np.int16)
+    bits = np.concatenate([allbits, rng.permutation(allbits), near.ravel()]).reshape(-1, 32)
+    return torch.from_numpy(bits).view(dtype)
+
+
+def _cpu_numba(x, f, **kw):
+    """The numba path's answer for a torch float16/bfloat16 tensor (float32 work, then cast)."""
+    return torch.from_numpy(mxsim.fake_quantize(x.float().numpy(), f, **kw)).to(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("fmt", MX_FORMATS, ids=lambda f: f.name)
+def test_narrow_input_every_pattern(fmt, dtype):
+    rng = np.random.default_rng(11)
+    x = _all_patterns(dtype, rng)
+    rules = ["floor", "ceil", "even", "rceil"]
+    for j, rounding in enumerate(ROUNDING_MODES):
+        f = fmt.with_scale_rule(rules[j])  # each rounding with one rule: every pair over the formats
+        kw = dict(rounding=rounding, seed=5)
+        got = mxsim.fake_quantize(x.to(DEV), f, **kw)
+        assert got.dtype == dtype
+        assert same(got, R.fake_quantize(x, f, **kw)), f"{f.name} {rounding} {rules[j]} vs referee"
+        assert same(got, _cpu_numba(x, f, **kw)), f"{f.name} {rounding} {rules[j]} vs numba"
+        q = mxsim.quantize(x.to(DEV), f, **kw)
+        rc, rs = R.quantize(x, f, **kw)
+        assert same(q.codes, rc) and same(q.scales, rs), f"{f.name} {rounding} codes/scales"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["f32", "bf16", "fp16"])
+def test_bit_kernel_ragged_axes_stochastic(dtype):
+    """Rows that do not fill the last block (the kernel's non-flat addressing), both axes of a
+    3-D tensor (the stochastic stream's flat index through ``inner``), blocks 7/16/32."""
+    rng = np.random.default_rng(17)
+    x = torch.from_numpy(np.clip(random_case(rng, 6 * 4, 45, "wide"), -6e4, 6e4).reshape(6, 4, 45)).to(dtype)
+    x[0, 0, :3] = torch.tensor([-0.0, float("inf"), 1.0])
+    x[1, 1, 7:14] = -0.0
+    for fmt in (mxsim.MXINT8, mxsim.MXFP8_E4M3, mxsim.MXFP4_E2M1, mxsim.MXFP6_E3M2):
+        for block, axis in ((7, 2), (16, 0), (32, 1), (32, 2)):
+            f = fmt.with_block_size(block)
+            for rounding in ("nearest_even", "stochastic"):
+                kw = dict(axis=axis, rounding=rounding, seed=9)
+                got = mxsim.fake_quantize(x.to(DEV), f, **kw)
+                assert same(got, R.fake_quantize(x, f, **kw)), f"{f.name} b{block} axis {axis} {rounding}"
+                q = mxsim.quantize(x.to(DEV), f, **kw)
+                rc, rs = R.quantize(x, f, **kw)
+                assert same(q.codes, rc) and same(q.scales, rs), f"{f.name} b{block} axis {axis} codes"
+
+
+def test_narrow_input_takes_the_fused_bit_kernel(monkeypatch):
+    """float32/bfloat16/float16 never reach the float64 kernel nor a widened copy; fake_quantize
+    asks for no codes. float64 still takes the float64 kernel."""
+    import mxsim.gpu as G
+
+    calls = []
+    real = G._launch_f32
+
+    def spy(x2, fmt, rounding, seed, inner, want_codes, want_deq):
+        calls.append((x2.dtype, want_codes, want_deq))
+        return real(x2, fmt, rounding, seed, inner, want_codes, want_deq)
+
+    def no_f64(*a, **k):
+        raise AssertionError("the float64 kernel ran")
+
+    monkeypatch.setattr(G, "_launch_f32", spy)
+    monkeypatch.setattr(G, "_launch_quant", no_f64)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        x = torch.randn(4, 64).to(dtype).to(DEV)
+        assert mxsim.fake_quantize(x, "MXFP8_E4M3").dtype == dtype
+        mxsim.quantize(x, "MXINT8")
+    assert calls == [(d, w, not w) for d in (torch.float32, torch.bfloat16, torch.float16) for w in (False, True)]
+    with pytest.raises(AssertionError, match="float64 kernel"):
+        mxsim.fake_quantize(torch.randn(4, 64, dtype=torch.float64).to(DEV), "MXINT8")
