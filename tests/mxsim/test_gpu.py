@@ -270,3 +270,20 @@ def test_narrow_input_takes_the_fused_bit_kernel(monkeypatch):
     assert calls == [(d, w, not w) for d in (torch.float32, torch.bfloat16, torch.float16) for w in (False, True)]
     with pytest.raises(AssertionError, match="float64 kernel"):
         mxsim.fake_quantize(torch.randn(4, 64, dtype=torch.float64).to(DEV), "MXINT8")
+
+
+def test_float32_bit_patterns_near_block_tops():
+    """float32 blocks of random bit patterns a few binades under a random top exponent field
+    (0: subnormal blocks, 255: NaN/Inf ones), random signs and mantissas (ties are rare here:
+    the bfloat16 test covers them), every format x rounding, against the referee."""
+    rng = np.random.default_rng(23)
+    top = rng.integers(0, 256, size=(96, 1))
+    top[:8] = 0
+    exp = np.clip(top - rng.geometric(0.3, size=(96, 32)) + 1, 0, None)
+    bits = (exp << 23) | rng.integers(0, 1 << 23, size=(96, 32)) | (rng.integers(0, 2, size=(96, 32)) << 31)
+    bits[:4, :8] = rng.integers(0, 8, size=(4, 8))  # the smallest subnormals
+    x = torch.from_numpy(bits.astype(np.uint32).view(np.int32)).view(torch.float32)
+    for fmt in MX_FORMATS:
+        for rounding in ROUNDING_MODES:
+            got = mxsim.fake_quantize(x.to(DEV), fmt, rounding=rounding, seed=2)
+            assert same(got, R.fake_quantize(x, fmt, rounding=rounding, seed=2)), f"{fmt.name} {rounding}"
