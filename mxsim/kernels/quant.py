@@ -158,6 +158,15 @@ def block_rule_exponent(m, srule, emax, mbits, max_pos, smin, smax):
     if srule == SR_FLOOR:
         fl = int(m >> 23) - F32_EXP_BIAS if m >= F32_MIN_NORMAL_BITS else floor_log2(float(m)) - 149
         return min(max(fl - emax, smin), smax)
+    if m >= F32_MIN_NORMAL_BITS and srule != SR_RCEIL and mbits <= 22:
+        # a normal amax: the same fields in its float32 pattern (F = mant 2^29)
+        e = int(m >> 23) - F32_EXP_BIAS
+        mant = m & 0x7FFFFF
+        if srule == SR_EVEN:
+            s = e - emax + int(mant >= (1 << 23) - (1 << (22 - mbits)))
+        else:
+            s = e - emax + int(mant != 0)
+        return min(max(s, smin), smax)
     a = f32_value_of_bits(m)
     if srule == SR_RCEIL:
         a = float(np.float32(a / max_pos))  # the float32 division (double rounding is exact here)
