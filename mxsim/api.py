@@ -90,7 +90,7 @@ def _triton_ok() -> bool:
 def _device_route(x, fmt, axis, rounding, seed):
     """(fmt, axis, rounding, seed) checked, when ``x`` is a CUDA tensor (or a CPU tensor under
     TRITON_INTERPRET=1) that the Triton kernels take; else None (the numba path, for CUDA
-    input through host memory: BlockFP, or no Triton installed)."""
+    input through host memory: scale encodings other than E8M0 for MX, or no Triton installed)."""
     import os
 
     if not _is_torch(x) or (x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1"):
@@ -98,7 +98,7 @@ def _device_route(x, fmt, axis, rounding, seed):
     fmt = get_format(fmt)
     from . import gpu as _gpu_probe  # noqa: F401  (import errors surface here, not later)
 
-    if not _gpu_probe.handles(fmt) or not _triton_ok() or x.numel() == 0:
+    if not _gpu_probe.handles_quantize(fmt) or not _triton_ok() or x.numel() == 0:
         return None
     import torch
 

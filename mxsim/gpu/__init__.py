@@ -127,10 +127,88 @@ def _launch_f32(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     return codes, scales, deq
 
 
+def handles_quantize(fmt) -> bool:
+    """Whether quantize / fake_quantize run in Triton: handles(fmt), and BlockFP (bfp.py)."""
+    return handles(fmt) or isinstance(fmt, BlockFP)
+
+
+@functools.lru_cache(maxsize=None)
+def _bfp_thresholds_cpu():
+    """int32[277]: for each binade E = -149..127 of a float32 amax (index E + 149; subnormals
+    by their leading bit), the smallest 23-bit normalised fraction whose BlockFP exponent is
+    E + 1 (below it, E), read off the numba path's bfp_exponent_of_bits over every subnormal
+    and every normal fraction below its BFP_LOG2_FREE (from there on it is E + 1 by its proof).
+    The exponent grows with amax (log2 and the float32 rounding are monotone): checked here."""
+    from ..kernels.quant import BFP_LOG2_FREE, bfp_exponents
+
+    thr = np.full(277, 1 << 23, np.int32)
+    sub = np.arange(1, 1 << 23, dtype=np.int64)
+    normal = ((np.arange(1, 255, dtype=np.int64)[:, None] << 23) | np.arange(BFP_LOG2_FREE)).ravel()
+    bits = np.concatenate([sub, normal])
+    out = np.empty(bits.size, np.int64)
+    bfp_exponents(bits.astype(np.int32).view(np.float32), out)
+    p = np.floor(np.log2(sub)).astype(np.int64)  # exact for integers < 2^23 (the leading bit)
+    fl = np.concatenate([p - 149, (normal >> 23) - 127])
+    fr = np.concatenate([(sub - (1 << p)) << (23 - p), normal & 0x7FFFFF])
+    up = out - fl
+    if not np.isin(up, (0, 1)).all():
+        raise AssertionError("BlockFP exponent outside {E, E + 1}")
+    for e in range(-149, 128):
+        sel = fl == e
+        u, f = up[sel], fr[sel]  # in increasing fraction order
+        if u.size and (np.diff(u) < 0).any():
+            raise AssertionError(f"BlockFP exponent not monotone in binade {e}")
+        hit = np.flatnonzero(u == 1)
+        thr[e + 149] = f[hit[0]] if hit.size else (BFP_LOG2_FREE if e >= -126 else 1 << 23)
+    return torch.from_numpy(thr)
+
+
+_F32_1E9 = np.float32(1e-9)
+
+
+def _launch_bfp(x2, fmt, rounding, seed, inner, want_codes, want_deq):
+    """BlockFP on (R, L) float32 x2 (bfp.py): (codes, scales, float32 deq)."""
+    from . import bfp as B
+
+    R, L = x2.shape
+    k = fmt.block_size
+    nb = -(-L // k)
+    KP = _next_pow2(k)
+    BR = max(1, BLOCK_ELEMS // KP)
+    dev = x2.device
+    codes = torch.empty((R, L) if want_codes else (1,), dtype=torch.int8, device=dev)
+    deq = torch.empty((R, L) if want_deq else (1,), dtype=torch.float32, device=dev)
+    scales = torch.empty((R, nb), dtype=torch.uint8, device=dev)
+    amax = torch.empty(max(R * nb, 1), dtype=torch.int32, device=dev)
+    thr = _bfp_thresholds_cpu().to(dev)
+    sc = fmt.scale
+    kw = dict(K=k, KP=KP, BR=BR, WIDTH=fmt.width, EXP_MIN=sc.exp_min, EXP_MAX=sc.exp_max, SBIAS=sc.bias,
+              SNAN=sc.nan_code, PASSTHROUGH=bool(fmt.zero_passthrough), EPS_BITS=int(_F32_1E9.view(np.int32)),
+              TINY_BITS=int(np.float32(1e-8).view(np.int32)), EPS=float(_F32_1E9), MODE=rounding.kernel_id,
+              WANT_CODES=want_codes, WANT_DEQ=want_deq)
+    if R * nb:
+        grid = (triton_cdiv(R * nb, BR),)
+        xb, db = x2.view(torch.int32), deq.view(torch.int32)
+        args = (xb, codes, scales, db, amax)
+        B.bfp_quant_kernel[grid](*args, amax, thr, R, L, nb, inner, _hseed(seed), PASS=0, **kw)
+        # the zero blocks' amax: the smallest nonzero block amax bits (NaN/Inf blocks' bits are
+        # >= Inf's and never lower it), 1.0 if there is none; on the device, no host sync
+        inf = 0x7F800000
+        low = torch.where(amax > 0, amax, torch.full_like(amax, inf)).min().clamp(max=inf)
+        repl = torch.where(low >= inf, torch.full_like(low, 0x3F800000), low).reshape(1)
+        B.bfp_quant_kernel[grid](*args, repl, thr, R, L, nb, inner, _hseed(seed), PASS=1, **kw)
+    return codes, scales, deq
+
+
 def _quant(x, fmt, axis, rounding, seed, want_codes, want_deq):
-    """(codes, scales, deq, moved shape): float32/bfloat16/float16 through the bit-pattern
+    """(codes, scales, deq, moved shape): BlockFP through bfp.py on float32 (float64 input
+    rounded to float32 first, as the contract); MX float32/bfloat16/float16 through the bit-pattern
     kernel, float64 (and formats outside _exact_f32: float32 widened) through the float64 one."""
     t = x.detach()
+    if isinstance(fmt, BlockFP):
+        x2, inner, moved = _blocked(t.float(), axis)  # float64 beyond float32's range: Inf, a NaN block
+        codes, scales, deq = _launch_bfp(x2, fmt, rounding, seed, inner, want_codes, want_deq)
+        return codes, scales, deq.to(x.dtype) if want_deq else deq, moved
     if t.dtype in _IN_KIND and _exact_f32(fmt):
         x2, inner, moved = _blocked(t, axis)
         return (*_launch_f32(x2, fmt, rounding, seed, inner, want_codes, want_deq), moved)
@@ -216,8 +294,9 @@ def matmul(a, b, acc, lanes):
     M, N = int(np.prod(batch, dtype=np.int64)), b.shape[1]
     dev = a.codes.device
     out_dtype = torch.float32 if isinstance(acc, FP32) else torch.float64
-    if any(isinstance(f, MXFPFormat) and f.exponent_bits == 5 for f in (fa, fb)):
-        from ..api import matmul as cpu_matmul  # E5M2 block sums exceed int64: CPU limb path
+    if any(isinstance(f, MXFPFormat) and f.exponent_bits == 5 or not handles(f) for f in (fa, fb)):
+        # E5M2 block sums exceed int64: CPU limb path; BlockFP (quantized on the device) too
+        from ..api import matmul as cpu_matmul
 
         out = cpu_matmul(a.cpu(), b.cpu(), acc)
         return torch.from_numpy(np.ascontiguousarray(out)).to(dev)

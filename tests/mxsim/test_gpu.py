@@ -287,3 +287,73 @@ def test_float32_bit_patterns_near_block_tops():
         for rounding in ROUNDING_MODES:
             got = mxsim.fake_quantize(x.to(DEV), fmt, rounding=rounding, seed=2)
             assert same(got, R.fake_quantize(x, fmt, rounding=rounding, seed=2)), f"{fmt.name} {rounding}"
+
+
+# -- BlockFP on the device (mxsim/gpu/bfp.py): was the numba path through host memory
+
+BFP_FORMATS = [mxsim.formats.BlockFP(4), mxsim.formats.BlockFP(8, block_size=7),
+               mxsim.formats.BlockFP(6, exponent_width=4), mxsim.formats.BlockFP(8, exponent_bias=0),
+               mxsim.formats.BlockFP(4, exponent_bias=254), mxsim.formats.BlockFP(5, zero_passthrough=False)]
+
+
+def test_bfp_thresholds_reproduce_the_cpu_exponent():
+    """The device's table lookup gives the numba path's bfp_exponent_of_bits on every float32
+    subnormal, every normal fraction below 2^14 and random others, hand-checked at 2^E."""
+    from mxsim.gpu import _bfp_thresholds_cpu
+    from mxsim.kernels.quant import bfp_exponents
+
+    thr = _bfp_thresholds_cpu().numpy().astype(np.int64)
+    rng = np.random.default_rng(4)
+    normal = ((np.arange(1, 255)[:, None] << 23) | np.arange(1 << 14)).ravel()
+    bits = np.concatenate([np.arange(1, 1 << 23), normal, rng.integers(1 << 23, 0x7F800000, 1 << 20)])
+    want = np.empty(bits.size, np.int64)
+    bfp_exponents(bits.astype(np.int32).view(np.float32), want)
+    sub = bits < (1 << 23)
+    p = np.where(sub, np.floor(np.log2(np.maximum(bits, 1))), 0).astype(np.int64)
+    fl = np.where(sub, p - 149, (bits >> 23) - 127)
+    fr = np.where(sub, (bits - (1 << p)) << (23 - p), bits & 0x7FFFFF)
+    assert np.array_equal(fl + (fr >= thr[fl + 149]), want)
+    powers = np.arange(1, 255) << 23  # amax = 2^E exactly: ceil(log2) = E
+    got = np.empty(powers.size, np.int64)
+    bfp_exponents(powers.astype(np.int32).view(np.float32), got)
+    assert np.array_equal(got, np.arange(1, 255) - 127)
+
+
+@pytest.mark.parametrize("fmt", BFP_FORMATS, ids=lambda f: f"{f.name}-b{f.block_size}-ew{f.exponent_width}-"
+                         f"bias{f.bias}-pt{int(f.zero_passthrough)}")
+def test_blockfp_on_device_matches_referee_and_numba(fmt):
+    rng = np.random.default_rng(fmt.width + fmt.bias)
+    batches = adversarial_batches(fmt, length=45, seed=1)
+    batches.append(np.concatenate([random_case(rng, 4, 45, k) for k in ("normal", "wide", "heavy")]))
+    tiny = np.full((3, 45), 3e-9, np.float32)
+    tiny[0, :20] = 0.0
+    tiny[1, ::2] = -1e-9  # fl32(x + 1e-9) == 0: sign 0
+    tiny[2] = np.float32(1e-9) * rng.integers(-3, 4, 45)
+    batches += [tiny, np.zeros((2, 45), np.float32)]
+    for i, arr in enumerate(batches):
+        for axis, rounding in ((1, ROUNDING_MODES[i % 4]), (0, "stochastic")):
+            x = torch.from_numpy(np.ascontiguousarray(arr.T) if axis == 0 else arr)
+            kw = dict(axis=axis, rounding=rounding, seed=i + 3)
+            got = mxsim.fake_quantize(x.to(DEV), fmt, **kw)
+            assert same(got, R.fake_quantize(x, fmt, **kw)), f"fake_quantize batch {i} axis {axis} {rounding}"
+            assert same(got, torch.from_numpy(mxsim.fake_quantize(x.numpy(), fmt, **kw)))
+            q = mxsim.quantize(x.to(DEV), fmt, **kw)
+            assert isinstance(q.codes, torch.Tensor) and q.codes.device.type == DEV.type
+            rc, rs = R.quantize(x, fmt, **kw)
+            assert same(q.codes, rc) and same(q.scales, rs), f"codes/scales batch {i} axis {axis}"
+            assert same(q.dequantize(), R.dequantize(rc, rs, fmt, axis=axis)), f"dequantize batch {i}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_blockfp_other_dtypes(dtype):
+    """float64 rounds to float32 first (beyond its range: Inf, a NaN block); narrow dtypes
+    widen exactly; the value is cast back as the referee does."""
+    rng = np.random.default_rng(8)
+    x = torch.from_numpy(random_case(rng, 6, 40, "wide")).to(torch.float64)
+    if dtype == torch.float64:
+        x[0, 3] = 1e39
+        x[1, :] *= 1 + 2.0**-30
+    x = x.clamp(-6e4, 6e4).to(dtype) if dtype == torch.float16 else x.to(dtype)
+    for fmt in BFP_FORMATS[:3]:
+        got = mxsim.fake_quantize(x.to(DEV), fmt, rounding="stochastic", seed=1)
+        assert got.dtype == dtype and same(got, R.fake_quantize(x, fmt, rounding="stochastic", seed=1))
