@@ -81,28 +81,6 @@ def _f64_bits(typingctx, value):
     return types.int64(types.float64), codegen
 
 
-@intrinsic
-def _f32_from_bits(typingctx, bits):
-    """The float32 whose IEEE bit pattern is the int32 ``bits`` (an LLVM bitcast)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def _f32_bits(typingctx, value):
-    """The int32 IEEE bit pattern of the float32 ``value`` (an LLVM bitcast)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.int32(types.float32), codegen
-
-
-@njit(cache=True, inline="always")
-def pow2f(e):
-    """float32 2^e, exact, for an integer -126 <= e <= 127 (a normal float32)."""
-    return _f32_from_bits(np.int32((e + 127) << 23))
-
-
 @njit(cache=True, inline="always")
 def pow2(e):
     """2.0**e, exact, for an integer -1022 <= e <= 1023 (a normal float64)."""
@@ -606,54 +584,6 @@ def _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, mode,
             ds[j] = -mag if neg else mag
 
 
-_MAGIC32 = np.float32(12582912.0)  # 1.5 * 2^23: (t + M) - M rounds |t| < 2^22 to nearest even, in float32
-_H32, _ONE32, _ZERO32 = np.float32(0.5), np.float32(1.0), np.float32(0.0)
-
-
-@njit(cache=True, inline="always")
-def round_mag32(t, mode, u):
-    """round_mag in float32 for a float32 0 <= t < 2^22 and float32 u: the same integer (floor,
-    t - floor(t) and 1 - u are exact in float32; u is a multiple of 2^-24)."""
-    if mode == RN_EVEN:
-        return (t + _MAGIC32) - _MAGIC32
-    f = np.floor(t)
-    if mode == RN_FLOOR:
-        return f
-    d = t - f
-    if mode == RN_AWAY:
-        return f + np.float32(d >= _H32)
-    return f + np.float32((d > _ZERO32) & (d >= _ONE32 - u))
-
-
-@njit(cache=True, inline="always")
-def _mxfp_f32_elements32(xs, s, mbits, emin, max_code, max_normal, sign_bit, mode, hseed, i0, inner,
-                         want_codes, want_deq, cs, ds):
-    """_mxfp_f32_elements in float32 arithmetic (16 AVX-512 lanes instead of 8), for blocks with
-    |s| <= 127 of formats with emin >= -90 (the caller checks). The same values: 2^-s and 2^s
-    are exact float32 values (2^-127 a subnormal); av = |x| 2^-s is exact unless it is below
-    2^-126, and then te = emin and tq < 2^(mbits - 36) round to 0 in every mode (stochastic
-    needs tq >= 2^-24), as the exact av does; tq < 2^(mbits+1) and n 2^(te - mbits) are exact,
-    and the final product rounds once, as the float64 product's cast to float32 does."""
-    down = np.float32(pow2(-s))
-    up = np.float32(pow2(s))
-    maxn = np.float32(max_normal)
-    for j in range(xs.size):
-        xv = xs[j]
-        av = abs(xv) * down
-        e = np.int32((_f32_bits(av) >> 23) - 127)  # floor(log2(av)); -127 for 0 and subnormals
-        te = np.int32(max(e, emin))
-        u = np.float32(stoch_u(hseed, i0 + j * inner)) if mode == RN_STOCH else _ZERO32
-        tq = av * pow2f(mbits - te)
-        n = round_mag32(tq, mode, u)
-        neg = _f32_bits(xv) < 0  # the sign bit: -0.0 keeps it
-        if want_codes:
-            code = min(((te - emin) << mbits) + int(n), max_code)
-            cs[j] = np.uint8(code | sign_bit) if neg else np.uint8(code)
-        if want_deq:
-            mag = min(n * pow2f(te - mbits), maxn) * up
-            ds[j] = -mag if neg else mag
-
-
 @njit(cache=True, parallel=True)
 def mxfp_f32(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, smax, sbias, snan, srule, ebits, mode,
              seed, inner, want_codes, want_deq, codes, scales, deq):
@@ -665,7 +595,6 @@ def mxfp_f32(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, sm
     emin = 1 - bias
     sign_bit = 1 << (ebits + mbits)
     hseed = seed_hash(seed)
-    f32ok = emin >= -90  # _mxfp_f32_elements32's condition on the format (every OCP one)
     G = chunk_blocks(k)
     nc = (nb + G - 1) // G
     for t in prange(R * nc):  # work items of G blocks of one row: one division each
@@ -691,21 +620,7 @@ def mxfp_f32(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, sm
             cs = codes[r, j0:j1]
             ds = deq[r, j0:j1]
             i0 = idx0 + j0 * inner
-            if f32ok and -127 <= s <= 127:
-                # one loop per mode, so that each compiles without the mode branch
-                if mode == RN_EVEN:
-                    _mxfp_f32_elements32(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_EVEN, hseed, i0,
-                                         inner, want_codes, want_deq, cs, ds)
-                elif mode == RN_AWAY:
-                    _mxfp_f32_elements32(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_AWAY, hseed, i0,
-                                         inner, want_codes, want_deq, cs, ds)
-                elif mode == RN_FLOOR:
-                    _mxfp_f32_elements32(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_FLOOR, hseed, i0,
-                                         inner, want_codes, want_deq, cs, ds)
-                else:
-                    _mxfp_f32_elements32(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_STOCH, hseed, i0,
-                                         inner, want_codes, want_deq, cs, ds)
-                continue
+            # one loop per mode, so that each compiles without the mode branch
             if mode == RN_EVEN:
                 _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_EVEN, hseed, i0, inner,
                                    want_codes, want_deq, cs, ds)
