@@ -70,7 +70,7 @@ def bfp_quant_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, amax_ptr, repl_ptr, 
     if MODE == 3:
         r64 = r.to(tl.int64)
         idx0 = ((r64 // inner) * L * inner + (r64 % inner)) & 0xFFFFFFFF
-        idx = idx0.to(tl.uint32)[:, None] + col.to(tl.uint32) * inner.to(tl.uint32)
+        idx = ((idx0[:, None] + col.to(tl.int64) * inner) & 0xFFFFFFFF).to(tl.uint32)  # as quant_f32
         h = lowbias32(hseed.to(tl.uint32) ^ idx)
         A = (1 << 24) - (h >> 8).to(tl.int32)
     else:

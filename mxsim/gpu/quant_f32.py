@@ -160,7 +160,9 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
     if MODE == 3:
         r64 = r.to(tl.int64)
         idx0 = ((r64 // inner) * L * inner + (r64 % inner)) & 0xFFFFFFFF  # flat index of column 0
-        idx = idx0.to(tl.uint32)[:, None] + col.to(tl.uint32) * inner.to(tl.uint32)  # mod 2^32
+        # low 32 bits of the flat index (the hash's input); no .to() on the scalar argument
+        # (Triton specialises an argument equal to 1 into a constexpr)
+        idx = ((idx0[:, None] + col.to(tl.int64) * inner) & 0xFFFFFFFF).to(tl.uint32)
         h = lowbias32(hseed.to(tl.uint32) ^ idx)
         A = (1 << 24) - (h >> 8).to(tl.int32)
     else:
