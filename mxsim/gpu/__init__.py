@@ -1,14 +1,16 @@
-"""mxsim on CUDA tensors: Triton kernels (quant.py, mm_kernel.py), results stay on the device.
+"""mxsim on CUDA tensors: Triton kernels (quant.py, quant_f32.py, bfp.py, mm_kernel.py), results stay on the device.
 
 The third implementation of docs/mxsim_semantics.md beside the numba kernels and the torch
 referee; mxsim.fake_quantize / quantize / MXTensor.dequantize / matmul route CUDA tensors
 here. Covered in Triton: MXINT2-8 and every MXFP element format, every scale rule, every
 rounding mode (the stochastic stream is the CPU's: same hash of the same flat index), any block size and axis,
-and matmul for every format pair and accumulator except two cases that run the CPU (numba)
+BlockFP quantization, and matmul for every format pair and accumulator except two cases that run the CPU (numba)
 path on host copies and return to the device: MXFP8_E5M2 operands in matmul (block sums up
-to 2^68.6 need the CPU's split-limb float64 path) and BlockFP quantization (its scale rule
-is torch.log2's float32 rounding, a CPU-defined quirk). Exact-accumulator outputs whose
+to 2^68.6 need the CPU's split-limb float64 path) and BlockFP matmul operands. Exact-accumulator outputs whose
 float64 running sum became inexact (rare: extreme scale spreads) are recomputed on the CPU.
+Quantize: float32/bfloat16/float16 input takes the float32/int32 bit-pattern kernel
+(quant_f32.py: native narrow loads, fused fake_quantize, values in the caller's dtype);
+float64 input the float64 kernel (quant.py).
 
 With TRITON_INTERPRET=1 the same functions run on CPU tensors through Triton's interpreter
 (how tests/mxsim/test_gpu.py checks them where there is no GPU).

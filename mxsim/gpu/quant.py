@@ -1,4 +1,6 @@
-"""Triton quantize / dequantize kernels for MXINT and MXFP on CUDA tensors.
+"""Triton quantize / dequantize kernels for MXINT and MXFP on CUDA tensors (quantize: float64
+input, and formats whose subnormal step is below 2^-22; float32/bfloat16/float16 input of the
+standard formats takes quant_f32.py).
 
 Semantics: docs/mxsim_semantics.md; a third implementation, written apart from the numba
 kernels (mxsim/kernels) and the torch referee (mxsim/reference.py), compared with both bit
