@@ -355,13 +355,18 @@ def bfp_exponent(amax):
 
 
 @njit(cache=True, inline="always")
-def _bfp_elements(xs, down, up, maxm, passthrough, mode, hseed, i0, inner, want_codes, want_deq, cs, ds):
-    """One BlockFP block, the slices xs, cs, ds (i0: the flat index of its first element); the
-    authors' arithmetic: float32 |x| + 1e-9, the sign of x + 1e-9."""
+def _bfp_elements(xs, split, down_a, up_a, down_b, up_b, maxm, passthrough, mode, hseed, i0, inner, want_codes,
+                  want_deq, cs, ds):
+    """One or two BlockFP blocks, the slices xs, cs, ds (i0: the flat index of their first
+    element; elements before ``split`` take block a's powers of two, the rest block b's, a
+    select); the authors' arithmetic: float32 |x| + 1e-9, the sign of x + 1e-9."""
     eps9 = np.float32(1e-9)
     tiny = np.float32(1e-8)
     for j in range(xs.size):
         xv = xs[j]
+        hi = j >= split
+        down = down_b if hi else down_a
+        up = up_b if hi else up_a
         v = np.float32(abs(xv) + eps9)  # float32 add, as the authors' code
         # clamping first is equivalent (maxm is an integer) and keeps the magic-number RNE exact
         tq = min(float(v) * down, maxm)
@@ -380,12 +385,21 @@ def _bfp_elements(xs, down, up, maxm, passthrough, mode, hseed, i0, inner, want_
 
 
 @njit(cache=True, inline="always")
-def _bfp_block(x, r, b, j0, j1, amax_bits, width, exp_min, exp_max, bias, passthrough, mode, hseed, idx0, inner,
-               want_codes, want_deq, codes, scales, deq):
-    e = min(max(bfp_exponent_of_bits(amax_bits), exp_min), exp_max)
+def _bfp_block(x, r, b, j0, j1, split, ma, mb, pair, width, exp_min, exp_max, bias, passthrough, mode, hseed, idx0,
+               inner, want_codes, want_deq, codes, scales, deq):
+    """Block b (x[r, j0:j1], amax bits ma) or, with ``pair``, blocks b (x[r, j0:j0 + split],
+    ma) and b + 1 (the rest, mb) in one element loop: blocks of 16 are shorter than the
+    vectorized loop's step, which then never runs."""
+    e = min(max(bfp_exponent_of_bits(ma), exp_min), exp_max)
     scales[r, b] = e + bias
-    down = pow2(width - 1 - e)
-    up = pow2(e - (width - 1))
+    down_a = pow2(width - 1 - e)
+    up_a = pow2(e - (width - 1))
+    down_b, up_b = down_a, up_a
+    if pair:
+        e = min(max(bfp_exponent_of_bits(mb), exp_min), exp_max)
+        scales[r, b + 1] = e + bias
+        down_b = pow2(width - 1 - e)
+        up_b = pow2(e - (width - 1))
     maxm = float(2 ** (width - 1) - 1)
     # the block's slices, indexed from 0 (chunk_blocks: no gathers)
     xs = x[r, j0:j1]
@@ -394,13 +408,17 @@ def _bfp_block(x, r, b, j0, j1, amax_bits, width, exp_min, exp_max, bias, passth
     i0 = idx0 + j0 * inner
     # one loop per mode, so that each compiles without the mode branch
     if mode == RN_EVEN:
-        _bfp_elements(xs, down, up, maxm, passthrough, RN_EVEN, hseed, i0, inner, want_codes, want_deq, cs, ds)
+        _bfp_elements(xs, split, down_a, up_a, down_b, up_b, maxm, passthrough, RN_EVEN, hseed, i0, inner,
+                      want_codes, want_deq, cs, ds)
     elif mode == RN_AWAY:
-        _bfp_elements(xs, down, up, maxm, passthrough, RN_AWAY, hseed, i0, inner, want_codes, want_deq, cs, ds)
+        _bfp_elements(xs, split, down_a, up_a, down_b, up_b, maxm, passthrough, RN_AWAY, hseed, i0, inner,
+                      want_codes, want_deq, cs, ds)
     elif mode == RN_FLOOR:
-        _bfp_elements(xs, down, up, maxm, passthrough, RN_FLOOR, hseed, i0, inner, want_codes, want_deq, cs, ds)
+        _bfp_elements(xs, split, down_a, up_a, down_b, up_b, maxm, passthrough, RN_FLOOR, hseed, i0, inner,
+                      want_codes, want_deq, cs, ds)
     else:
-        _bfp_elements(xs, down, up, maxm, passthrough, RN_STOCH, hseed, i0, inner, want_codes, want_deq, cs, ds)
+        _bfp_elements(xs, split, down_a, up_a, down_b, up_b, maxm, passthrough, RN_STOCH, hseed, i0, inner,
+                      want_codes, want_deq, cs, ds)
 
 
 BFP_LOG2_FREE = 1 << 13  # mantissa fields from here up give ceil(fl32(log2)) = E + 1 directly
@@ -439,23 +457,40 @@ def bfp_kernel(x, xbits, k, width, exp_min, exp_max, nan_code, bias, passthrough
         r = t // nc
         b0 = (t - r * nc) * G
         idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
-        for b in range(b0, min(b0 + G, nb)):
+        b = b0
+        be = min(b0 + G, nb)
+        while b < be:
             j0 = b * k
             j1 = min(j0 + k, L)
             m = block_max_bits(xbits[r, j0:j1])
+            amax_bits[r * nb + b] = m
             if m >= F32_INF_BITS:
-                amax_bits[r * nb + b] = m
                 scales[r, b] = nan_code
                 for j in range(j0, j1):
                     if want_codes:
                         codes[r, j] = 0
                     if want_deq:
                         deq[r, j] = x[r, j] if (passthrough and abs(x[r, j]) <= tiny) else np.nan
+                b += 1
                 continue
-            amax_bits[r * nb + b] = m
-            if m != 0:
-                _bfp_block(x, r, b, j0, j1, m, width, exp_min, exp_max, bias, passthrough, mode, hseed, idx0, inner,
-                           want_codes, want_deq, codes, scales, deq)
+            if m == 0:  # done after the loop
+                b += 1
+                continue
+            # pair it with the next block when that one is nonzero and finite too (else the next
+            # iteration takes that block on its own)
+            pair = False
+            m2 = m
+            jend = j1
+            if b + 1 < be:
+                j2 = min(j1 + k, L)
+                m2 = block_max_bits(xbits[r, j1:j2])
+                if 0 < m2 < F32_INF_BITS:
+                    amax_bits[r * nb + b + 1] = m2
+                    pair = True
+                    jend = j2
+            _bfp_block(x, r, b, j0, jend, j1 - j0, m, m2, pair, width, exp_min, exp_max, bias, passthrough, mode,
+                       hseed, idx0, inner, want_codes, want_deq, codes, scales, deq)
+            b += 2 if pair else 1
     # the smallest nonzero finite block amax, 1.0 if there is none (NaN/Inf blocks hold bits
     # >= F32_INF_BITS, which never lower it)
     repl = np.int32(F32_INF_BITS)
@@ -470,8 +505,9 @@ def bfp_kernel(x, xbits, k, width, exp_min, exp_max, nan_code, bias, passthrough
             b = t - r * nb
             j0 = b * k
             idx0 = (r // inner) * L * inner + (r % inner)
-            _bfp_block(x, r, b, j0, min(j0 + k, L), repl, width, exp_min, exp_max, bias, passthrough, mode, hseed,
-                       idx0, inner, want_codes, want_deq, codes, scales, deq)
+            j1 = min(j0 + k, L)
+            _bfp_block(x, r, b, j0, j1, j1 - j0, repl, repl, False, width, exp_min, exp_max, bias, passthrough, mode,
+                       hseed, idx0, inner, want_codes, want_deq, codes, scales, deq)
 
 
 _MAGIC = 6755399441055744.0  # 1.5 * 2^52: (t + M) - M rounds |t| < 2^51 to nearest even
