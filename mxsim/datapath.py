@@ -17,9 +17,14 @@ fused numba kernels. Semantics: docs/mxsim_semantics.md (matmul); numbers: docs/
   exact in float64; the kernels take the limbs as separate exact terms (no int128 needed).
 * The output is processed in row strips; for each strip, G steps of partials are written
   into one cache-resident buffer and one numba kernel (mxsim/kernels/matmul.py) folds them
-  into the strip's accumulator in order. Strips are independent: a pool of threads (torch's
-  thread count) runs them, each with single-threaded GEMMs and GIL-free kernels, so no
-  barrier is crossed per block and no M x N temporary goes through memory per block.
+  into the strip's accumulator in order. Strips are independent: a persistent pool of
+  threads (torch's thread count; each thread sets its own torch thread count to 1, since
+  OpenMP's is per thread) runs them with single-threaded GEMMs and GIL-free kernels, so
+  no barrier is crossed per block and no M x N temporary goes through memory per block.
+  The strip loop holds the GIL only for one GEMM call and one fold call per step: all
+  that is fixed for a strip is sliced once per strip. The block sums stay torch GEMMs
+  (oneDNN's int8 VNNI/AMX kernels): numba loops computing them were 5-9x slower, measured
+  (docs/mxsim_speed.md, "How the CPU matmul works").
   Proofs from the scale exponents alone (float32_exact_steps, fixed_point_proofs) select
   branch-free kernels: fp32 terms that are exact float32 values (one float32 add is the
   fused step), fixed point sums that cannot overflow (saturate = wrap = plain add).
