@@ -109,6 +109,15 @@ def cuda_main(args):
                 except Exception as e:  # noqa: BLE001
                     line += f"   torchao failed ({type(e).__name__})"
             print(line)
+        # the other formats / modes through the same kernels (no target of their own), and
+        # quantize (codes + scales, int8/uint8 out: less to write than fake_quantize)
+        for name, kw in (("MXFP8_E5M2", {}), ("MXFP6_E3M2", {}), ("MXINT4", {}), ("BlockFP8", {}),
+                         ("MXINT8", {"rounding": "stochastic"}), ("MXFP8_E4M3/32@rceil", {})):
+            s = timed(lambda: mxsim.fake_quantize(x, name, **kw))
+            label = name + (" stoch" if kw else "")
+            print(f"  {label:<20} fake_quantize {s * 1e3:8.2f} ms  {clone / s:6.1%} of clone bandwidth")
+        s = timed(lambda: mxsim.quantize(x, "MXFP8_E4M3"))
+        print(f"  {'MXFP8_E4M3':<20} quantize      {s * 1e3:8.2f} ms  {clone / s:6.1%} of clone time")
 
 
 def main():
