@@ -78,7 +78,11 @@ def main(argv=None) -> int:
                 print(json.dumps({"round": rnd, "accumulator": acc, "seconds": round(times[acc], 2)}), flush=True)
     base = times.get("float")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    import numba
+
+    # read back after the forwards (mxsim.matmul narrows torch's pool per strip and restores it)
     print(f"# {platform.node()}: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+          f"numba threads {numba.get_num_threads()}, "
           f"load average {load:.1f}; {args.batch} x {args.seq} tokens, {args.config} {args.method}")
     rows = []
     for acc, t in times.items():

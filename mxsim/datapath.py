@@ -104,15 +104,20 @@ def split_limbs(A: np.ndarray, L: int, w: int) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def int_table(fmt) -> np.ndarray:
     """int64[256]: the integer view of every element code byte (the contract's int = value /
-    2^quantum_log2), so a codes array maps to its integers by one table lookup."""
+    2^quantum_log2), so a codes array maps to its integers by one table lookup. The entries
+    of MXFP Inf/NaN codes are the kernel's finite bit arithmetic (MXTensor.int_values refuses
+    those codes; matmul's result on them is not defined)."""
     from .formats import MXFPFormat
-    from .tensor import MXTensor
+    from .kernels import dequant as _dq
+    from .tensor import _kind_params
 
     codes = np.arange(256, dtype=np.uint8)
     if not isinstance(fmt, MXFPFormat):
         codes = codes.view(np.int8)
-    nb = -(-256 // fmt.block_size)
-    return MXTensor(codes, np.zeros(nb, np.uint8), fmt, 0, (256,)).int_values()
+    kind, eb, mb, _, _ = _kind_params(fmt)
+    out = np.empty(256, np.int64)
+    _dq.int_values_kernel(codes, kind, eb, mb, out)
+    return out
 
 
 def integers(codes: np.ndarray, fmt, dtype) -> np.ndarray:

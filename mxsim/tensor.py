@@ -29,6 +29,16 @@ def _special_codes(fmt):
     return 255, -1  # MXINT / BlockFP: every code is finite
 
 
+def _special_element_codes(fmt, codes) -> np.ndarray:
+    """The distinct MXFP element codes (sign included) above ``fmt.max_code``: the format's
+    Inf/NaN patterns; empty for MXINT, BlockFP and the MXFP formats without special codes."""
+    if not isinstance(fmt, MXFPFormat) or not codes.size:
+        return np.empty(0, np.uint8)
+    c = codes.view(np.uint8) if codes.dtype == np.int8 else codes.astype(np.uint8, copy=False)
+    mag = c & np.uint8((1 << (fmt.exponent_bits + fmt.mantissa_bits)) - 1)
+    return np.unique(c[mag > fmt.max_code])
+
+
 def _kind_params(fmt):
     """(kind id, ebits, mbits, scale bias, NaN scale code) for the dequant/pack kernels."""
     sc = fmt.scale
@@ -122,11 +132,20 @@ class MXTensor:
         return to_blocked_2d(arr, self.axis)
 
     def int_values(self) -> np.ndarray:
-        """int64 integer view: value = int * 2^(scale + quantum_log2) (see the contract)."""
+        """int64 integer view: value = int * 2^(scale + quantum_log2) (see the contract).
+
+        MXFP codes above ``fmt.max_code`` (E4M3 S.1111.111 = NaN, E5M2 S.11111.xx = Inf/NaN)
+        have no integer: ValueError naming them (the kernel would return a finite number)."""
         if self.device is not None:
             return self.cpu().int_values()
         kind, eb, mb, _, _ = _kind_params(self.fmt)
         c = np.ascontiguousarray(self.codes)  # elementwise: no need to move the blocked axis
+        special = _special_element_codes(self.fmt, c)
+        if special.size:
+            raise ValueError(f"int_values: {self.fmt.name} element codes "
+                             f"{', '.join(f'{int(v):#04x}' for v in special[:8])}{' ...' if special.size > 8 else ''}"
+                             f" are Inf/NaN (above max_normal's code {self.fmt.max_code:#04x}) and have no integer "
+                             f"view; dequantize() decodes them")
         out = np.empty(c.shape, np.int64)
         if c.size:
             _dq.int_values_kernel(c.reshape(-1), kind, eb, mb, out.reshape(-1))
@@ -212,9 +231,10 @@ class MXTensor:
         if isinstance(fmt, MXFPFormat) and numel:
             # codes above max_normal are the format's NaN/Inf patterns (E4M3 S.1111.111, E5M2
             # exponent 11111), which no quantized block holds: refuse rather than decode them
-            bad = np.abs(out.int_values()) > fmt.max_int
+            mag = codes.reshape(-1) & ((1 << (fmt.exponent_bits + fmt.mantissa_bits)) - 1)
+            bad = mag > fmt.max_code
             if bad.any():
-                i = int(np.argmax(bad.reshape(-1)))
+                i = int(np.argmax(bad))
                 raise ValueError(f"data: element code {int(codes.reshape(-1)[i]):#04x} (element {i}) is not a finite "
                                  f"{fmt.name} value (|x| <= {fmt.max_normal:g})")
         return out

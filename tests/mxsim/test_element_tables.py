@@ -86,6 +86,31 @@ def test_decode_every_code_numba(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_int_values_of_every_code(name):
+    """The integer view of every finite code is ml_dtypes' value / 2^quantum_log2; every code
+    ml_dtypes decodes as Inf or NaN has no integer (it was a finite number): ValueError naming
+    the code, alone or among finite ones, and naming every special code of a mixed tensor."""
+    codes, want = _table(name)
+    fmt = mxsim.get_format(name).with_block_size(1)
+    finite = np.isfinite(want)
+
+    def tensor(c):
+        return MXTensor(c.copy(), np.full(c.size, 127, np.uint8), fmt, 0, (c.size,))
+
+    got = tensor(codes[finite]).int_values()
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got.astype(np.float64) * 2.0**fmt.quantum_log2, want[finite])
+    for c in codes[~finite]:
+        for mixed in (np.array([c], np.uint8), np.array([0, c, 1], np.uint8)):
+            with pytest.raises(ValueError, match=f"int_values: {name} element codes {int(c):#04x} are Inf/NaN"):
+                tensor(mixed).int_values()
+    if (~finite).any():
+        with pytest.raises(ValueError) as e:
+            tensor(codes).int_values()
+        assert all(f"{int(c):#04x}" in str(e.value) for c in codes[~finite]), str(e.value)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_decode_every_code_referee(name):
     codes, want = _table(name)
     fmt = mxsim.get_format(name).with_block_size(1)
