@@ -26,6 +26,7 @@ from typing import Callable
 
 from .results_bench import bench_command, benchmark
 from .results_hw import hw_accumulators, hw_composite, hw_paper
+from .results_validation import validation
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "docs" / "results"
 
@@ -359,6 +360,10 @@ RESULTS = {r.name: r for r in (
            "README 'hwmodel prices the choice for the MX units' accumulator table",
            "experiments.hardware.config_area per (design, accumulator)", "factors blocked along the reduction; "
            "MXINT8 activations and factors at the row's block size", True, hw_accumulators),
+    Result("validation", ("validation.csv", "validation.meta.json"),
+           "README 'values compared, 0 mismatches' and the report's emulator-check count",
+           "mxsim.validate.run_validation() and experiments.analysis.validation() (seconds, deterministic)",
+           "none", True, validation),
     Result("bench_matmul_cpu", ("bench_matmul_cpu.csv", "bench_matmul_cpu.meta.json"),
            "README speed table (matmul rows) and docs/mxsim_speed.md idle-machine paragraph",
            bench_command("bench_matmul_cpu"), "none", False, benchmark("bench_matmul_cpu")),

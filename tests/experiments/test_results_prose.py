@@ -1,0 +1,180 @@
+"""README and docs numbers outside the tables: each is parsed from the prose and compared with
+the committed file it comes from (docs/results/*.csv, *.meta.json, *.log), so a re-run that
+changes the file, or an edit that changes the prose, fails here until both agree."""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from experiments.provenance import agrees
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "docs" / "results"
+README = (ROOT / "README.md").read_text()
+RTL = (ROOT / "docs" / "hwmodel_rtl.md").read_text()
+SPEED = (ROOT / "docs" / "mxsim_speed.md").read_text()
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def num(s: str) -> int:
+    return int(s.replace(",", ""))
+
+
+def test_validation_counts():
+    v = pd.read_csv(RESULTS / "validation.csv").set_index("run")
+    m = re.search(r"\*\*([\d,]+) values compared, (\d+) mismatches\*\* \(`mxsim\.validate\.run_validation\(\)`",
+                  flat(README))
+    assert m and num(m[1]) == v.loc["mxsim", "values"] and num(m[2]) == v.loc["mxsim", "mismatches"]
+    m = re.search(r"The report's emulator check compared ([\d,]+) values \(numba vs torch referee\) and found "
+                  r"(\d+) mismatches \(`docs/results/validation\.csv`", flat(README))
+    assert m and num(m[1]) == v.loc["report", "values"] and num(m[2]) == v.loc["report", "mismatches"]
+    assert "mxlab reproduce validation" in README
+
+
+def test_readme_quotes_no_uncommitted_report_timing():
+    """The main job's wall times had no committed record (the paragraph used to quote them)."""
+    p = flat(README)
+    for gone in ("4 min 48 s", "280.5 s", "37 min", "262 s"):
+        assert gone not in p, gone
+
+
+def test_gpu_full_split_paragraph():
+    metas = {c: json.loads((RESULTS / f"gpu_fullsplit_{c}.meta.json").read_text()) for c in ("W4A8", "W3A8")}
+    a = metas["W4A8"]
+    m = re.search(r"\(NVIDIA (\S+); (\d+) windows × (\d+) tokens = ([\d,]+) tokens; calibration (\d+) × (\d+) tokens "
+                  r".*?run in parallel, (\d+) s and (\d+) s;", flat(README))
+    assert m, "GPU paragraph"
+    assert f"NVIDIA {m[1]}" in a["gpu"]
+    assert (int(m[2]), int(m[3]), num(m[4]), int(m[5]), int(m[6])) == \
+           (a["windows"], a["seq_len"], a["tokens"], a["calib_samples"], a["calib_seq_len"])
+    assert int(m[2]) * int(m[3]) == num(m[4])
+    for cfg, secs in zip(("W4A8", "W3A8"), (m[7], m[8])):
+        assert agrees(secs, metas[cfg]["seconds"]) and metas[cfg]["windows"] == a["windows"], cfg
+
+
+def _rtl(name):
+    return pd.read_csv(RESULTS / f"{name}.csv")
+
+
+def test_rtl_vector_counts_readme():
+    mx, paper = _rtl("rtl_verify_verilator_mx"), _rtl("rtl_verify_verilator")
+    p = flat(README)
+    m = re.search(r"agrees with `mxsim\.matmul` on ([\d,]+) vectors \(of 2 blocks each\) per configuration, (\d+) "
+                  r"mismatches.*?agree with numpy float16 / mxsim on ([\d,]+) vectors each on Verilator, (\d+) mismatches",
+                  p)
+    assert m
+    assert set(mx.vectors) == {num(m[1])} and set(mx.mismatches) == {int(m[2])}
+    assert set(paper.vectors) == {num(m[3])} and set(paper.mismatches) == {int(m[4])}
+
+
+def test_rtl_doc_unit_runs():
+    fp, mx = _rtl("rtl_verify_verilator_fp"), _rtl("rtl_verify_verilator_mx")
+    p = flat(RTL)
+    m = re.search(r"`docs/results/rtl_verify_verilator_fp\.csv` \(the (\d+) FP unit configurations\) and "
+                  r"`docs/results/rtl_verify_verilator_mx\.csv` \(the (\d+) MX settings\), ([\d,]+) vectors each, (\d+) "
+                  r"mismatches, (\d+)–(\d+) s per configuration", p)
+    assert m
+    both = pd.concat([fp, mx])
+    assert (int(m[1]), int(m[2])) == (len(fp), len(mx))
+    assert set(both.vectors) == {num(m[3])} and set(both.mismatches) == {int(m[4])}
+    assert agrees(m[5], both.seconds.min()) and agrees(m[6], both.seconds.max())
+    # the Icarus unit run: its printed table
+    log = (RESULTS / "rtl_verify_icarus_units.log").read_text()
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in log.splitlines() if re.match(r"\| \w", ln)][1:]
+    m = re.search(r"stopped after (\d+) of its (\d+) checks for lack of time: the (\d+) FP units \((\d+)–(\d+) s each\) "
+                  r"and MXINT4×8 k=16 at 0/0 stages \((\d+) s\), (\d+) mismatches", p)
+    assert m and int(m[1]) == len(rows) and int(m[2]) == len(fp) + len(mx)
+    fp_rows = [r for r in rows if not r[0].startswith("mx")]
+    assert int(m[3]) == len(fp_rows) == len(fp)
+    secs = [float(r[4]) for r in fp_rows]
+    assert agrees(m[4], min(secs)) and agrees(m[5], max(secs))
+    mxr = [r for r in rows if r[0] == "mxint4x8_k16 dot0/acc0"]
+    assert len(mxr) == 1 and agrees(m[6], float(mxr[0][4]))
+    assert {r[2] for r in rows} == {m[7]} and {r[1] for r in rows} == {"10000"}
+
+
+def test_rtl_doc_paper_design_runs():
+    paper = _rtl("rtl_verify_verilator").set_index("check")
+    p = flat(RTL)
+    m = re.search(r"\): (\d+) s \(LQER-MXINT 6/4 \+ low rank\) to (\d+) s \(LLM\.int4\(\)\), in the CSV's `seconds` column",
+                  p)
+    assert m and agrees(m[1], paper.seconds.min()) and agrees(m[2], paper.seconds.max())
+    assert paper.seconds.idxmin() == "paper LQER-MXINT 6/4 + low rank (LB 8)"
+    assert paper.seconds.idxmax() == "paper LLM.int4()"
+    ll = _rtl("rtl_verify_icarus_llm_int8").iloc[0]
+    m = re.search(r"LB = 8 also at ([\d,]+) \(`docs/results/rtl_verify_icarus_llm_int8\.csv`, (\d+) s at load", p)
+    assert m and num(m[1]) == ll.vectors and agrees(m[2], ll.seconds) and ll.mismatches == 0
+
+
+def line_with(text: str, anchor: str) -> str:
+    hits = [ln for ln in text.splitlines() if anchor in ln]
+    assert len(hits) == 1, f"{anchor!r}: expected one line, found {len(hits)}"
+    return hits[0]
+
+
+def test_readme_speed_rows_datapath_and_16_cores():
+    d = pd.read_csv(RESULTS / "bench_datapath_cpu.csv").set_index("accumulator")
+    row = line_with(README, "| whole SmolLM2 through the datapath, 4×512 tokens, fp32 / FixedPoint(32,16)")
+    m = re.search(r"\| ([\d.]+)x / ([\d.]+)x \|", row)
+    assert m and agrees(m[1], d.loc["fp32", "x_float"]) and agrees(m[2], d.loc["fixed:32:16", "x_float"]), row
+    c = pd.read_csv(RESULTS / "bench_matmul_cpu16_h200host.csv").set_index("benchmark")
+    row = line_with(README, "| 16 cores (GPU machine's host, `docs/results/bench_matmul_cpu16_h200host.csv`)")
+    m = re.search(r"\| ([\d.]+)x / ([\d.]+)x \|", row)
+    assert m and agrees(m[1], c.loc["MXINT8 2048^3 exact", "ratio"]) and agrees(m[2], c.loc["MXINT8 2048^3 fp32", "ratio"])
+
+
+def test_speed_doc_datapath_sentence_and_16_core_paragraph():
+    d = pd.read_csv(RESULTS / "bench_datapath_cpu.csv").set_index("accumulator")
+    m = re.search(r"`docs/results/bench_datapath_cpu\.csv`\): float forward ([\d.]+) s; fp32 ([\d.]+)x, fp32:4 ([\d.]+)x, "
+                  r"FixedPoint\(32,16\) ([\d.]+)x", flat(SPEED))
+    assert m and agrees(m[1], d.loc["float", "seconds"])
+    for v, acc in zip(m.groups()[1:], ("fp32", "fp32:4", "fixed:32:16")):
+        assert agrees(v, d.loc[acc, "x_float"]), acc
+    c = pd.read_csv(RESULTS / "bench_matmul_cpu16_h200host.csv").set_index("benchmark")
+    m = re.search(r"`docs/results/bench_matmul_cpu16_h200host\.csv`\): torch's 2048³ fp32 GEMM ([\d.]+) ms; exact "
+                  r"([\d.]+) ms = \*\*([\d.]+)x\*\* \(CPU-time ([\d.]+)x\), fp32 ([\d.]+) ms = \*\*([\d.]+)x\*\* \(([\d.]+)x\), "
+                  r"FixedPoint\(32,16\) / \(24,8\) at 2048×576×1536 \*\*([\d.]+)x / ([\d.]+)x\*\* against a ([\d.]+) ms GEMM",
+                  flat(SPEED))
+    assert m
+    ex, f32 = c.loc["MXINT8 2048^3 exact"], c.loc["MXINT8 2048^3 fp32"]
+    want = [c.loc["torch float32 matmul 2048^3", "ms"], ex.ms, ex.ratio, ex.cpu_time_ratio, f32.ms, f32.ratio,
+            f32.cpu_time_ratio, c.loc["MXINT8 2048x576x1536 fixed:32:16", "ratio"],
+            c.loc["MXINT8 2048x576x1536 fixed:24:8", "ratio"], c.loc["torch float32 matmul 2048x576x1536", "ms"]]
+    for printed, value in zip(m.groups(), want):
+        assert agrees(printed, value), (printed, value)
+
+
+def _log_values(name: str, pattern: str) -> list:
+    return re.findall(pattern, (RESULTS / name).read_text())
+
+
+def test_readme_h200_rows_are_the_logs():
+    f32_part, bf16_part = (RESULTS / "bench_quantize_cuda.log").read_text().split("torch.bfloat16")
+    f32 = {k: float(v) for k, v in re.findall(r"(MX\w+)\s+fake_quantize\s+[\d.]+ ms\s+([\d.]+)%", f32_part)}
+    bf16 = [float(v) for v in re.findall(r"fake_quantize\s+[\d.]+ ms\s+([\d.]+)%", bf16_part)]
+    assert len(f32) == 3 and len(bf16) == 3
+    row = line_with(README, "| H200 (Triton, `mxsim/gpu/`): fake_quantize 8192² f32 MXINT8 / MXFP8 / MXFP4")
+    m = re.search(r"\| (\d+)% / (\d+)% / (\d+)% \(bf16: (\d+)%\) \|", row)
+    assert m, row
+    for printed, fmt in zip(m.groups()[:3], ("MXINT8", "MXFP8_E4M3", "MXFP4_E2M1")):
+        assert agrees(printed, f32[fmt]), fmt
+    assert min(bf16) - 0.5 <= float(m[4]) <= max(bf16) + 0.5
+    mm = dict(_log_values("bench_matmul_cuda.log", r"MXINT8 8192\^3 (\S+) \(throughput vs _int_mm\)\s+[\d.]+ ms\s+([\d.]+)"))
+    row = line_with(README, "| H200: MXINT8 8192³ exact / fp32 / FixedPoint(32,16) vs `torch._int_mm` throughput")
+    m = re.search(r"\| ([\d.]+) / ([\d.]+) / ([\d.]+) \|", row)
+    assert m and [agrees(v, mm[k]) for v, k in zip(m.groups(), ("exact", "fp32", "fixed:32:16"))] == [True] * 3, row
+
+
+def test_readme_h200_test_count_is_the_log():
+    """'its 93 bit-exactness tests pass on an H200': tests/mxsim/test_gpu.py's passes in the log
+    (call A: the MXINT quantize cases, call B: every other test of the file)."""
+    log = (RESULTS / "test_gpu_h200.log").read_text().split("# other CUDA tests")[0]
+    passed = [int(n) for n in re.findall(r"(\d+) passed", log)]
+    assert len(passed) == 2
+    m = re.search(r"its (\d+) bit-exactness tests pass on an H200: `docs/results/test_gpu_h200\.log`", README)
+    assert m and int(m[1]) == sum(passed)
