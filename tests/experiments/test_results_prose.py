@@ -178,3 +178,30 @@ def test_readme_h200_test_count_is_the_log():
     assert len(passed) == 2
     m = re.search(r"its (\d+) bit-exactness tests pass on an H200: `docs/results/test_gpu_h200\.log`", README)
     assert m and int(m[1]) == sum(passed)
+
+
+def _costs(tech: str) -> dict:
+    df = pd.read_csv(ROOT / "hwmodel" / "costs" / f"yosys_{tech}.csv")
+    return {(r.component, int(r.a), int(r.b)): float(r.cost) for r in df.itertuples()}
+
+
+def test_rtl_doc_unit_cost_selection_is_the_committed_tables():
+    """docs/hwmodel_rtl.md's 'selection of the calibrated rows': every cell is the row of
+    hwmodel/costs/yosys_<tech>.csv (what `hwmodel calibrate` wrote and the model prices with)."""
+    from experiments.provenance import markdown_table
+
+    head, body = markdown_table(RTL, "| component | a | b | xilinx (LUT)")
+    techs = ["xilinx", "ecp5", "cmos", "sky130"]
+    assert [h.split(" ")[0] for h in head[3:]] == techs and len(body) >= 10
+    costs = {t: _costs(t) for t in techs}
+    for comp, a, b, *cells in body:
+        for tech, cell in zip(techs, cells):
+            key = (comp, int(a), int(b))
+            assert key in costs[tech], (tech, key)
+            assert agrees(cell, costs[tech][key]), (tech, key, cell, costs[tech][key])
+
+
+def test_readme_yosys_fp16_unit_luts():
+    x = _costs("xilinx")
+    m = re.search(r"Yosys's FP16 multiplier \((\d+) LUT\) and adder \((\d+) LUT\)", flat(README))
+    assert m and agrees(m[1], x[("fp16_mul", 0, 0)]) and agrees(m[2], x[("fp16_add", 0, 0)])
