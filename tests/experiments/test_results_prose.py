@@ -205,3 +205,14 @@ def test_readme_yosys_fp16_unit_luts():
     x = _costs("xilinx")
     m = re.search(r"Yosys's FP16 multiplier \((\d+) LUT\) and adder \((\d+) LUT\)", flat(README))
     assert m and agrees(m[1], x[("fp16_mul", 0, 0)]) and agrees(m[2], x[("fp16_add", 0, 0)])
+
+
+def test_speed_doc_loaded_quantize_run_cites_its_committed_files():
+    """The loaded-machine fake_quantize run is quoted only as its files (the table was cut)."""
+    for f in ("quantize_loaded/bench_quantize_cpu.csv", "quantize_loaded/bench_quantize_cpu.meta.json",
+              "quantize_loaded/before_bbba5b2.log"):
+        assert (RESULTS / f).is_file(), f
+    assert "docs/results/quantize_loaded/bench_quantize_cpu.csv" in SPEED
+    assert "docs/results/quantize_loaded/before_bbba5b2.log" in SPEED
+    meta = json.loads((RESULTS / "quantize_loaded" / "bench_quantize_cpu.meta.json").read_text())
+    assert "--out docs/results/quantize_loaded" in " ".join(flat(SPEED).split()) and "--threads" in meta["command"]
