@@ -216,3 +216,23 @@ def test_speed_doc_loaded_quantize_run_cites_its_committed_files():
     assert "docs/results/quantize_loaded/before_bbba5b2.log" in SPEED
     meta = json.loads((RESULTS / "quantize_loaded" / "bench_quantize_cpu.meta.json").read_text())
     assert "--out docs/results/quantize_loaded" in " ".join(flat(SPEED).split()) and "--threads" in meta["command"]
+
+
+def test_whole_model_lrc_time_is_the_lrc_table():
+    d = pd.read_csv(RESULTS / "lrc_table.csv", keep_default_na=False)
+    s = d[(d.method == "lrc1") & (d.setting == "W4A4")].quantize_s.astype(float)
+    assert len(s) >= 2
+    lrc = flat((ROOT / "docs" / "lrc.md").read_text())
+    for text, pat in ((flat(README), r"Whole SmolLM2 LRC\(1\): (\d+)–(\d+) s excluding calibration"),
+                      (lrc, r"Whole SmolLM2 LRC\(1\): (\d+)–(\d+) s of quantization")):
+        m = re.search(pat, text)
+        assert m and agrees(m[1], s.min()) and agrees(m[2], s.max()), pat
+
+
+def test_lrc_doc_cpu_layer_row():
+    cpu = pd.read_csv(RESULTS / "bench_lrc_layer_cpu.csv").iloc[0]
+    row = line_with((ROOT / "docs" / "lrc.md").read_text(), "| idle 2-core machine (`docs/results/bench_lrc_layer_cpu.csv`)")
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert agrees(cells[3], cpu.lrc1_s) and agrees(cells[4].lstrip("≤ "), cpu.target_s)
+    assert agrees(cells[5], cpu.stats_s if not pd.isna(cpu.stats_s) else None)
+    assert cells[6] == f"{cpu.peak_rss_gb} GB" and agrees(cells[7].lstrip("≤ ").rstrip(" GB"), cpu.target_gb)
