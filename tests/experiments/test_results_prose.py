@@ -236,3 +236,23 @@ def test_lrc_doc_cpu_layer_row():
     assert agrees(cells[3], cpu.lrc1_s) and agrees(cells[4].lstrip("≤ "), cpu.target_s)
     assert agrees(cells[5], cpu.stats_s if not pd.isna(cpu.stats_s) else None)
     assert cells[6] == f"{cpu.peak_rss_gb} GB" and agrees(cells[7].lstrip("≤ ").rstrip(" GB"), cpu.target_gb)
+
+
+def test_readme_datapath_run_times_are_the_meta_runs():
+    runs = json.loads((RESULTS / "datapath_table.meta.json").read_text())["runs"]
+    by = {r["command"].split("--settings ")[1].split()[0]: r for r in runs}
+    p = flat(README)
+    m = re.search(r"W8A8-MXINT8 under load \(about \d+ runnable threads; (\d+) s\)", p)
+    assert m and agrees(m[1], by["W8A8-MXINT8"]["seconds"])
+    m = re.search(r"W4A8-L2QER with no other job running \(([\d.]+) s\)", p)
+    assert m and agrees(m[1], by["W4A8-L2QER"]["seconds"])
+    assert "no other job" in by["W4A8-L2QER"]["machine_state"]
+
+
+def test_fp16_baseline_inflation_is_the_yosys_rows():
+    y = pd.read_csv(RESULTS / "hw_paper_yosys.csv")
+    fp16 = y[(y.tech == "xilinx") & (y.design == "FP16")].iloc[0]
+    m = re.search(r"inflates the FP16 denominator ~([\d.]+)×", flat(README))
+    assert m and agrees(m[1], fp16.lut / fp16.paper_lut)
+    m = re.search(r"\*\*The FP16 baseline is ([\d.]+)× the paper's\*\* \(([\d,]+) vs ([\d,]+) LUT", flat(RTL))
+    assert m and agrees(m[1], fp16.lut / fp16.paper_lut) and agrees(m[2], fp16.lut) and agrees(m[3], fp16.paper_lut)
