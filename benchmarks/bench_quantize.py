@@ -1,6 +1,6 @@
 """fake_quantize throughput against references timed in the same run (issue 14).
 
-    python benchmarks/bench_quantize.py [--size 4096] [--repeat 5] [--threads 1,2] [--device cpu|cuda]
+    python benchmarks/bench_quantize.py [--size 4096] [--repeat 5] [--threads 1,2] [--device cpu|cuda] [--tile E,W]
 
 CPU: every format in every rounding (NVFP4: nearest_even only), as a fraction of a numpy
 copy of the same array (target >= 0.8x) and as a multiple of the torch referee; with
@@ -72,6 +72,11 @@ def cuda_main(args):
 
     n = args.size or 8192
     sync = torch.cuda.synchronize
+    import mxsim.gpu as G
+
+    if args.tile:  # the bit-pattern kernel's elements per program and warps (mxsim/gpu/__init__.py)
+        G.BLOCK_ELEMS_F32, G.QUANT_WARPS = args.tile
+    print(f"tile: {G.BLOCK_ELEMS_F32} elements, {G.QUANT_WARPS} warps per program")
 
     def timed(fn):
         fn()
@@ -126,6 +131,7 @@ def main():
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--no-compile", action="store_true", help="skip the compile-time subprocesses")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--tile", default=None, help="CUDA: ELEMS,WARPS of the quantize kernel's programs (e.g. 2048,4)")
     p.add_argument("--out", default=None, help="also write bench_quantize_cpu.csv + .meta.json into this folder (CPU)")
     p.add_argument("--threads", default=None,
                    help="comma-separated numba/torch thread counts, each measured in this run (default: numba's)")
@@ -149,6 +155,13 @@ def main():
             except ValueError as e:
                 p.error(f"--only: {e}")
     out = check_out_dir(p, args.out)
+    if args.tile is not None:
+        try:
+            e, w = (int(v) for v in args.tile.split(","))
+            assert e >= 32 and e & (e - 1) == 0 and w in (1, 2, 4, 8, 16)
+        except (ValueError, AssertionError):
+            p.error(f"--tile must be ELEMS,WARPS (ELEMS a power of two >= 32, WARPS 1/2/4/8/16), got {args.tile!r}")
+        args.tile = (e, w)
     if args.device == "cuda":
         import torch
 

@@ -87,7 +87,11 @@ def _launch_quant(x2, fmt, rounding, seed, inner, want_codes, want_deq, deq_dtyp
     return codes, scales, deq
 
 
-BLOCK_ELEMS_F32 = 4096  # elements per program of the bit-pattern kernel (blocks x padded block size)
+# elements per program of the bit-pattern kernel (blocks x padded block size) and its warps:
+# 16 elements per thread keeps the ~10 live int32 tiles in registers (32 could spill);
+# benchmarks/bench_quantize.py --tile sets both to try others
+BLOCK_ELEMS_F32 = 4096
+QUANT_WARPS = 8
 _IN_KIND = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
 
@@ -125,7 +129,8 @@ def _launch_f32(x2, fmt, rounding, seed, inner, want_codes, want_deq):
             BITS=fmt.element_bits, EBITS=getattr(fmt, "exponent_bits", 0), MBITS=getattr(fmt, "mantissa_bits", 0),
             BIAS=getattr(fmt, "exponent_bias", 0), EMAX=fmt.emax_elem, MAX_CODE=fmt.max_code if is_fp else 0,
             MAX_POS=float(fmt.element_max), MODE=rounding.kernel_id, RULE=fmt.scale.rule.kernel_id,
-            RMBITS=getattr(fmt, "mantissa_bits", fmt.element_bits - 2), WANT_CODES=want_codes, WANT_DEQ=want_deq)
+            RMBITS=getattr(fmt, "mantissa_bits", fmt.element_bits - 2), WANT_CODES=want_codes, WANT_DEQ=want_deq,
+            num_warps=QUANT_WARPS)
     return codes, scales, deq
 
 
