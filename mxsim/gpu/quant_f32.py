@@ -135,7 +135,10 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
     i = tl.arange(0, KP)
     col = b[:, None] * K + i[None, :]
     if FLAT:
-        m = ok_blk[:, None] & (i[None, :] < K)
+        if K == KP:  # a mask constant along the lanes: the loads/stores can vectorize
+            m = tl.broadcast_to(ok_blk[:, None], (BR, KP))
+        else:
+            m = ok_blk[:, None] & (i[None, :] < K)
         base = pid.to(tl.int64) * (BR * K)  # scalar; the tile's offsets stay int32
         off = (tl.arange(0, BR) * K)[:, None] + i[None, :]
         xp = x_ptr + base
