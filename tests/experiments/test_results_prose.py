@@ -256,3 +256,74 @@ def test_fp16_baseline_inflation_is_the_yosys_rows():
     assert m and agrees(m[1], fp16.lut / fp16.paper_lut)
     m = re.search(r"\*\*The FP16 baseline is ([\d.]+)× the paper's\*\* \(([\d,]+) vs ([\d,]+) LUT", flat(RTL))
     assert m and agrees(m[1], fp16.lut / fp16.paper_lut) and agrees(m[2], fp16.lut) and agrees(m[3], fp16.paper_lut)
+
+
+def _dp(setting, block, acc):
+    t = pd.read_csv(RESULTS / "datapath_table.csv")
+    hit = t[(t.setting == setting) & (t.block == block) & (t.accumulator == acc)]
+    assert len(hit) == 1, (setting, block, acc)
+    return hit.iloc[0]
+
+
+def test_readme_datapath_findings_are_the_csv():
+    """The 'What it shows' bullets: each number derived from docs/results/datapath_table.csv."""
+    p = flat(README)
+    W8, L2 = "W8A8-MXINT8", "W4A8-L2QER"
+    m = re.search(r"sit 0\.2% from the emulation \(([\d.]+) vs ([\d.]+), ([\d.]+)% of argmaxes changed\)", p)
+    ex, fl = _dp(W8, 16, "exact"), _dp(W8, 16, "float")
+    assert m and agrees(m[1], ex.ppl) and agrees(m[2], fl.ppl) and agrees(m[3], 100 * ex.argmax_changed)
+    assert agrees("0.2", 100 * (ex.ppl - fl.ppl) / fl.ppl)
+    m = re.search(r"exact and fp32 land on the emulation \(logits within ([\d.e-]+)\) and fp32:4's extra roundings "
+                  r"are what flips codes \(([\d.]+)\)", p)
+    assert m and max(_dp(W8, 32, a).max_logit_diff for a in ("exact", "fp32")) <= float(m[1])
+    assert agrees(m[2], _dp(W8, 32, "fp32:4").ppl)
+    m = re.search(r"truncation below F \(24 bits: ([\d.]+) at /32\)", p)
+    assert m and agrees(m[1], _dp(W8, 32, "fixed:24:saturate").ppl)
+    m = re.search(r"the rule leaves no headroom: ([\d.]+)–([\d.]+) outputs per million", p)
+    rates = [_dp(W8, b, f"fixed:{w}:{o}").overflow_rate * 1e6 for b in (16, 32) for w in (32, 24, 20)
+             for o in ("saturate", "wrap")]
+    assert m and agrees(m[1], min(rates)) and agrees(m[2], max(rates))
+    m = re.search(r"It breaks at 20 bits: ([\d.]+) at blocks of 32, ([\d.]+) at blocks of 16 \(W4A8 L2QER: ([\d.]+) and "
+                  r"([\d.]+)\)", p)
+    assert m and agrees(m[1], _dp(W8, 32, "fixed:20:saturate").ppl) and agrees(m[2], _dp(W8, 16, "fixed:20:saturate").ppl)
+    assert agrees(m[3], _dp(L2, 32, "fixed:20:saturate").ppl) and agrees(m[4], _dp(L2, 16, "fixed:20:saturate").ppl)
+    m = re.search(r"to the printed digits \(([\d.]+) at /16, ([\d.]+) at /32; logits within ([\d.e-]+)\)", p)
+    assert m
+    for block, v in ((16, m[1]), (32, m[2])):
+        for a in ("float", "exact", "fp32", "fp32:4"):
+            assert agrees(v, _dp(L2, block, a).ppl), (block, a)
+    assert max(_dp(L2, b, a).max_logit_diff for b in (16, 32) for a in ("exact", "fp32", "fp32:4")) <= float(m[3])
+    m = re.search(r"up to ([\d.]+)% of layer 12's v_proj outputs at 20 bits", p)
+    worst = max(_dp(L2, b, f"fixed:20:{o}").worst_rate for b in (16, 32) for o in ("saturate", "wrap"))
+    assert m and agrees(m[1], 100 * worst)
+    m = re.search(r"\(([\d.]+)/([\d.]+) at /16, ([\d.]+)/([\d.]+) at /32\) while their logits move the most \(max (\d+), "
+                  r"(\d+)% of the argmaxes changed at /32\)", p)
+    assert m
+    want = [_dp(W8, b, f"fixed:{w}:wrap").ppl for b in (16, 32) for w in (32, 24)]
+    assert all(agrees(v, w) for v, w in zip(m.groups()[:4], want)), (m.groups(), want)
+    wr32 = [_dp(W8, 32, f"fixed:{w}:wrap") for w in (32, 24)]
+    assert agrees(m[5], max(r.max_logit_diff for r in wr32)) and agrees(m[6], 100 * max(r.argmax_changed for r in wr32))
+
+
+def test_readme_block_sum_widths():
+    """One block's integer sum: an (a+b-1)-bit product plus one bit per adder-tree level (log2 k),
+    by hand and as mxsim.datapath_widths says."""
+    import mxsim
+
+    p = flat(README)
+    m = re.search(r"`mxsim\.datapath_widths`: (\d+) bits for MXINT8×MXINT4/16, (\d+) for MXINT8×MXINT8/16, (\d+) at /32", p)
+    assert m
+    for printed, (a, b, k) in zip(m.groups(), ((8, 4, 16), (8, 8, 16), (8, 8, 32))):
+        hand = a + b - 1 + k.bit_length() - 1
+        fa, fb = mxsim.MXIntFormat(a).with_block_size(k), mxsim.MXIntFormat(b).with_block_size(k)
+        assert int(printed) == hand == mxsim.datapath_widths(fa, fb)["sum_bits"], (a, b, k)
+    m = re.search(r"narrower than one block's integer sum of MXINT8 × MXINT8 \((\d+) bits at /16, (\d+) at /32", p)
+    assert m and (int(m[1]), int(m[2])) == (8 + 8 - 1 + 4, 8 + 8 - 1 + 5)
+
+
+def test_readme_datapath_cuda_test_count_is_the_log():
+    log = (RESULTS / "test_gpu_h200.log").read_text()
+    m = re.search(r"tests/lqer/test_datapath_cuda\.py \(.*?\):\n(\d+) passed", log)
+    r = re.search(r"`tests/lqer/test_datapath_cuda\.py`: (\d+) passed on an H200, `docs/results/test_gpu_h200\.log`",
+                  flat(README))
+    assert m and r and r[1] == m[1]
