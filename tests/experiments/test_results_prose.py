@@ -327,3 +327,23 @@ def test_readme_datapath_cuda_test_count_is_the_log():
     r = re.search(r"`tests/lqer/test_datapath_cuda\.py`: (\d+) passed on an H200, `docs/results/test_gpu_h200\.log`",
                   flat(README))
     assert m and r and r[1] == m[1]
+
+
+def test_experiments_doc_gpu_times_are_the_gpu_tables():
+    metas = {c: json.loads((RESULTS / f"gpu_fullsplit_{c}.meta.json").read_text()) for c in ("W4A8", "W3A8")}
+    rows = pd.concat([pd.read_csv(RESULTS / f"gpu_fullsplit_{c}.csv") for c in ("W4A8", "W3A8")])
+    p = flat((ROOT / "docs" / "experiments.md").read_text())
+    m = re.search(r"(\d+) s for W4A8 and (\d+) s for W3A8 over the whole split \(([\d,]+) tokens\); fp (\d+)–(\d+) s, "
+                  r"plain (\d+) s, LQER/L2QER/QERA (\d+)–(\d+) s each, LLM\.int8\(\) (\d+) s", p)
+    assert m
+    assert agrees(m[1], metas["W4A8"]["seconds"]) and agrees(m[2], metas["W3A8"]["seconds"])
+    assert num(m[3]) == metas["W4A8"]["tokens"]
+
+    def secs(*methods):
+        return rows[rows.method.isin(methods)].seconds
+
+    fp, plain, lq, i8 = secs("fp"), secs("plain"), secs("lqer", "l2qer", "qera"), secs("llm_int8")
+    assert agrees(m[4], fp.min()) and agrees(m[5], fp.max())
+    assert all(agrees(m[6], v) for v in plain)
+    assert agrees(m[7], lq.min()) and agrees(m[8], lq.max())
+    assert all(agrees(m[9], v) for v in i8)
