@@ -146,6 +146,19 @@ def block_rule_exponent(m, srule, emax, mbits, max_pos, smin, smax):
             s = e - emax + int(mant != 0)
         return min(max(s, smin), smax)
     a = f32_value_of_bits(m)
+    if srule == SR_RCEIL and m >= F32_MIN_NORMAL_BITS:
+        # without the division: for k >= -126, d = fl32(amax / max_pos) <= 2^k iff amax / max_pos
+        # <= 2^k (1 + 2^-24) (the float32 above 2^k is 2^k (1 + 2^-23); the tie rounds to 2^k,
+        # whose significand is even), i.e. amax <= T 2^k with T = max_pos (1 + 2^-24), exact in
+        # float64 (max_pos has at most 8 significant bits). With amax = 2^ea (1 + fa) and T =
+        # 2^et (1 + ft), amax / T lies in (2^(k0 - 1), 2^(k0 + 1)), k0 = ea - et, so the smallest
+        # such k is k0 or k0 + 1; where that k (or k - 1) leaves [-126, 126], the division below.
+        tt = max_pos + max_pos * 2.0**-24
+        k0 = int(m >> 23) - F32_EXP_BIAS - (int(_f64_bits(tt) >> 52) - 1023)
+        if -1000 < k0 < 1000:
+            kk = k0 + int(a > tt * pow2(k0))
+            if -125 <= kk <= 126:
+                return min(max(kk, smin), smax)
     if srule == SR_RCEIL:
         a = float(np.float32(a / max_pos))  # the float32 division (double rounding is exact here)
         if a == 0.0:
