@@ -347,3 +347,28 @@ def test_experiments_doc_gpu_times_are_the_gpu_tables():
     assert all(agrees(m[6], v) for v in plain)
     assert agrees(m[7], lq.min()) and agrees(m[8], lq.max())
     assert all(agrees(m[9], v) for v in i8)
+
+
+def test_formats_doc_w4_sentence_is_the_formats_table():
+    d = pd.read_csv(RESULTS / "formats_w4.csv", keep_default_na=False)
+    m = re.search(r"corrections at W4A4 \(([\d.]+) vs ([\d.]+)\) but not at W4A8 \(([\d.]+) vs QERA's ([\d.]+)\)",
+                  flat((ROOT / "docs" / "formats.md").read_text()))
+    assert m, "docs/formats.md's LRC sentence"
+    def ppl(setting, method):
+        hit = d[(d.setting == setting) & (d.w_format == "MXINT4/32") & (d.method == method)]
+        assert len(hit) == 1, (setting, method)
+        return float(hit.ppl.iloc[0])
+    assert agrees(m[1], ppl("W4A4", "lrc1")) and agrees(m[2], ppl("W4A4", "qera"))
+    assert agrees(m[3], ppl("W4A8", "lrc1")) and agrees(m[4], ppl("W4A8", "qera"))
+
+
+def test_formats_doc_cross_run_rows():
+    f = pd.read_csv(RESULTS / "formats_w4.csv", keep_default_na=False)
+    t = pd.read_csv(RESULTS / "lrc_table.csv", keep_default_na=False)
+    m = re.search(r"same configs \(an earlier commit\) are ([\d.]+) vs ([\d.]+) \(W4A4\) and ([\d.]+) vs ([\d.]+) \(W4A8\)",
+                  flat((ROOT / "docs" / "formats.md").read_text()))
+    assert m
+    for (h, c), setting in (((m[1], m[2]), "W4A4"), ((m[3], m[4]), "W4A8")):
+        hp = f[(f.setting == setting) & (f.w_format == "MXINT4/32") & (f.method == "plain")].ppl
+        cp = t[(t.setting == setting) & (t.method == "rtn") & (t.rotation == "none")].ppl
+        assert len(hp) == 1 and len(cp) == 1 and agrees(h, hp.iloc[0]) and agrees(c, cp.iloc[0]), setting
