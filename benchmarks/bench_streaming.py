@@ -16,8 +16,8 @@ the number of layers.
 
     .venv/bin/python benchmarks/bench_streaming.py --layers 4 32 --method l2qer
     .venv/bin/python benchmarks/bench_streaming.py --layers 4 32 --quantize-layers 4   # same depth quantized
-    .venv/bin/python benchmarks/bench_streaming.py --layers 4 --method lrc --calib-samples 88 \\
-        --calib-seq-len 256 --device cuda      # LRC needs >= 2 x 11008 calibration tokens
+    .venv/bin/python benchmarks/bench_streaming.py --layers 2 32 --quantize-layers 1 --method lrc \\
+        --stats-dtype float32 --calib-samples 172 --calib-seq-len 128   # LRC needs >= 2 x 11008 tokens
 
 Disk: the 32-layer bf16 checkpoint is 13.0 GB plus ~0.2 GB per quantized layer; --cleanup
 deletes the work directory afterwards.
@@ -92,6 +92,8 @@ def child(args):
     g = torch.Generator().manual_seed(0)
     calib = torch.randint(0, args.vocab, (args.calib_samples, args.calib_seq_len), generator=g)
     over = {"method": args.method, "rank": args.rank, "svd": args.svd}
+    if args.stats_dtype is not None:
+        over["options"] = {"stats_dtype": args.stats_dtype}
     cfg = load_config(args.config, **over)
     out = Path(args.child_out)
     if out.exists():
@@ -146,6 +148,9 @@ def main(argv=None):
     ap.add_argument("--calib-seq-len", type=int, default=128)
     ap.add_argument("--calibration-input", choices=["fp_prefix", "quantized_prefix"], default="fp_prefix")
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--stats-dtype", choices=["float64", "float32"], default=None,
+                    help="LRC's covariance dtype (lqer.options.LRCOptions.stats_dtype; float32 fits a 7B layer "
+                         "in the target)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--vocab", type=int, default=32000)
@@ -199,7 +204,8 @@ def main(argv=None):
                     model={"synthetic": "lqer.synthetic.write_synthetic_llama", **shapes, "stored_dtype": "bfloat16",
                            "weights": "N(0, 0.02^2), seed 0"},
                     method={"method": args.method, "config": args.config, "rank": args.rank, "svd": args.svd,
-                            "dtype": args.dtype, "calibration_input": args.calibration_input},
+                            "dtype": args.dtype, "calibration_input": args.calibration_input,
+                            **({"stats_dtype": args.stats_dtype} if args.stats_dtype else {})},
                     calibration={"samples": args.calib_samples, "seq_len": args.calib_seq_len, "tokens": tokens,
                                  "ids": "torch.randint(0, vocab) with generator seed 0"},
                     target={"formula": "one decoder layer fp32 + calibration activations + 2 GiB",
@@ -213,6 +219,8 @@ def main(argv=None):
                    "--calib-samples", str(args.calib_samples), "--calib-seq-len", str(args.calib_seq_len),
                    "--calibration-input", args.calibration_input, "--dtype", args.dtype, "--device", args.device,
                    "--threads", str(args.threads), "--vocab", str(args.vocab)]
+            if args.stats_dtype is not None:
+                cmd += ["--stats-dtype", args.stats_dtype]
             if args.quantize_layers:
                 cmd += ["--quantize-layers", str(min(args.quantize_layers, n))]
             res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})

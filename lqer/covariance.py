@@ -1,4 +1,4 @@
-"""Second-moment statistics of a layer's input for LRC / GPTQ / QERA, in float64.
+"""Second-moment statistics of a layer's input for LRC / GPTQ / QERA, in float64 (or float32).
 
 For a layer input X (n tokens x d_in, rows are tokens) and Y = Q_a(X) (mxsim fake
 quantization with the activation format, blocks along d_in):
@@ -13,6 +13,13 @@ dimension is d_in). An optional ``transform`` (d_in x d_in, e.g. a rotation R) i
 first, x <- x R, so the statistics describe the rotated input the quantized layer sees.
 Use it as the observer of ``lqer.calibrate.run_calibration``, which feeds each distinct
 input once (q/k/v and gate/up share one observer); ``lqer.quantize.collect_stats`` does that.
+
+``dtype`` is the accumulation (and storage) dtype: float64 by default; float32 (LRC's
+``stats_dtype``) halves the three d_in^2 matrices (2.9 GB -> 1.45 GB at a 7B down_proj's
+d_in = 11008), at a relative rounding of ~1e-7 per entry and per accumulated batch instead of
+~1e-16. ``exclusive`` says that one linear layer alone reads these statistics, so it may
+overwrite them in place (lqer.lrc's float32 path factorises Sigma_x and Sigma_y in their own
+memory); lqer.streaming sets it for an input read by a single linear layer (down_proj, o_proj).
 """
 
 from __future__ import annotations
@@ -32,8 +39,9 @@ __all__ = ["CovarianceStats", "CovarianceObserver", "MIN_TOKENS_PER_DIM", "check
 SYM_RTOL = 1e-6
 
 
-def check_second_moment(M, name: str, n: int | None = None) -> torch.Tensor:
-    """A second-moment matrix (X^T X, a GPTQ Hessian) as float64: square (n x n), finite,
+def check_second_moment(M, name: str, n: int | None = None, keep_dtype: bool = False) -> torch.Tensor:
+    """A second-moment matrix (X^T X, a GPTQ Hessian) as float64 (``keep_dtype``: a float32
+    tensor stays float32, no d x d float64 copy): square (n x n), finite,
     symmetric and with a non-negative diagonal, within SYM_RTOL of its largest entry. Raises
     ValueError naming ``name`` (an indefinite matrix is caught where its eigenvalues or Cholesky
     factor are computed anyway: lqer.approximate.sym_sqrt, lqer.gptq)."""
@@ -45,7 +53,9 @@ def check_second_moment(M, name: str, n: int | None = None) -> torch.Tensor:
         M = torch.from_numpy(M)
     if M.is_complex() or M.dtype == torch.bool:
         raise ValueError(f"{name} must be real, got dtype {M.dtype}")
-    M = M.detach().to(torch.float64)
+    M = M.detach()
+    if not (keep_dtype and M.dtype == torch.float32):
+        M = M.to(torch.float64)
     if M.ndim != 2 or M.shape[0] != M.shape[1] or (n is not None and M.shape[0] != n):
         want = f"({n}, {n})" if n is not None else "square"
         raise ValueError(f"{name} must be {want} (in x in), got shape {tuple(M.shape)}")
@@ -123,6 +133,7 @@ class CovarianceStats:
     sxy: torch.Tensor  # X^T Y
     n: int
     a_format: object = None
+    exclusive: bool = False  # the reader may overwrite sx, sy, sxy (CovarianceObserver.exclusive)
 
     @property
     def d_in(self) -> int:
@@ -137,7 +148,7 @@ class CovarianceStats:
             if not torch.isfinite(m).all():
                 raise ValueError(f"{name}: statistic {nm} contains NaN or Inf (non-finite activations?)")
             if nm != "sxy":  # X^T Y is not symmetric; X^T X and Y^T Y are
-                check_second_moment(m, f"{name}: statistic {nm}")
+                check_second_moment(m, f"{name}: statistic {nm}", keep_dtype=True)
         if d_in is not None and d != d_in:
             raise ValueError(f"{name}: statistics are for inputs of width {d}, the weight has d_in={d_in}")
         need = math.ceil(min_tokens_per_dim * d)
@@ -152,7 +163,11 @@ class CovarianceStats:
 class CovarianceObserver:
     """Accumulates Sigma_x, Sigma_y, Sigma_xy (float64) and the token count of one input."""
 
-    def __init__(self, a_format, *, transform: torch.Tensor | None = None, device=None):
+    def __init__(self, a_format, *, transform: torch.Tensor | None = None, device=None, dtype=torch.float64):
+        if dtype not in (torch.float64, torch.float32):
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
+        self.dtype = dtype
+        self.exclusive = False  # one linear layer alone reads the statistics (see the module doc)
         self.a_format = mxsim.get_format(a_format)
         self.transform = transform
         self.device = device
@@ -168,10 +183,10 @@ class CovarianceObserver:
             x = (x.to(torch.float64) @ R).to(x.dtype)
         y = mxsim.fake_quantize(x, self.a_format, axis=-1)
         dev = self.device if self.device is not None else x.device
-        x64 = x.to(dev, torch.float64)
-        y64 = y.to(dev, torch.float64)
+        x64 = x.to(dev, self.dtype)  # (named for the default dtype)
+        y64 = y.to(dev, self.dtype)
         if self.sx is None:
-            z = lambda: torch.zeros(d, d, dtype=torch.float64, device=dev)  # noqa: E731
+            z = lambda: torch.zeros(d, d, dtype=self.dtype, device=dev)  # noqa: E731
             self.sx, self.sy, self.sxy = z(), z(), z()
         elif self.sx.shape[0] != d:
             raise ValueError(f"input width changed from {self.sx.shape[0]} to {d}")
@@ -183,6 +198,12 @@ class CovarianceObserver:
     __call__ = update
 
     def result(self) -> CovarianceStats:
+        """The statistics; an ``exclusive`` observer hands them over (it forgets them, so the
+        one layer reading them can free or overwrite their memory) and cannot be read twice."""
         if self.sx is None:
-            raise ValueError("no activations were observed (did the calibration run reach this layer?)")
-        return CovarianceStats(self.sx, self.sy, self.sxy, self.n, self.a_format)
+            why = " (its exclusive statistics were already handed over)" if self.n else ""
+            raise ValueError(f"no activations were observed (did the calibration run reach this layer?){why}")
+        st = CovarianceStats(self.sx, self.sy, self.sxy, self.n, self.a_format, exclusive=self.exclusive)
+        if self.exclusive:
+            self.sx = self.sy = self.sxy = None
+        return st

@@ -106,7 +106,7 @@ def quantize_with_pins(w: torch.Tensor, pin: torch.Tensor, cap: torch.Tensor, fm
 
 
 def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, return_info=False,
-         overwrite_target=False):
+         overwrite_target=False, factor=None, lam=0.0, hessian_trace=False):
     """Quantize ``W`` (d_out x d_in) onto ``fmt`` (blocks along d_in) with GPTQ.
 
     H: d_in x d_in positive semi-definite Hessian (e.g. X^T X). target: the matrix W_q should
@@ -115,6 +115,13 @@ def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, retur
     factorisation. block: lazy-update batch width (columns). act_order: visit columns by
     decreasing diag(H); block exponents are still fixed at the first visited column of each
     format block, from its current updated weights.
+
+    factor (instead of H, which is then None): the lower Cholesky factor L of the damped
+    Hessian H + lam I, already made (LRC's float32 W-step shares it with its target), in any
+    float dtype; it is overwritten (H^-1 and its upper factor are formed in its memory) and the
+    work runs in its dtype. No act_order, no dead-input handling (H + lam I is definite).
+    hessian_trace: info also holds tr(W_q (H + lam I) W_q^T) = ||W_q U^-1||^2 (U^T U = (H +
+    lam I)^-1), summed in float64, for a caller that no longer holds H.
 
     Returns W_q (dtype and device of W); with return_info=True, (W_q, info) where info holds
     the column order and the damping used.
@@ -125,12 +132,21 @@ def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, retur
     if not isinstance(W, torch.Tensor) or W.ndim != 2:
         raise ValueError("W must be a 2-d tensor (d_out x d_in)")
     out_dtype, dev = W.dtype, W.device
-    T = _as_f64(W if target is None else target, "target", dev)
+    T = _as_f64(W if target is None else target, "target", dev) if factor is None else \
+        _as_work(W if target is None else target, "target", dev, factor)
     if not (overwrite_target and isinstance(target, torch.Tensor) and T.data_ptr() == target.data_ptr()):
-        T = T.clone()  # (overwrite_target: a float64 target on W's device is used as work space)
+        T = T.clone()  # (overwrite_target: a target of the work dtype on W's device is used as work space)
     if T.shape != W.shape:
         raise ValueError(f"target shape {tuple(T.shape)} != W shape {tuple(W.shape)}")
     d_out, d_in = T.shape
+    if factor is not None:
+        if H is not None or act_order:
+            raise ValueError("gptq: give either H or factor (and no act_order with a factor)")
+        if factor.shape != (d_in, d_in):
+            raise ValueError(f"factor must be {d_in} x {d_in} (d_in x d_in), got {tuple(factor.shape)}")
+        if not (block >= 1 and isinstance(block, int)):
+            raise ValueError(f"block must be a positive integer, got {block!r}")
+        return _gptq_factored(W, T, factor, fmt, block, lam, return_info, hessian_trace)
     H = _as_f64(H, "H", dev).clone()
     if H.shape != (d_in, d_in):
         raise ValueError(f"H must be {d_in} x {d_in} (d_in x d_in), got {tuple(H.shape)}")
@@ -168,6 +184,41 @@ def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, retur
         raise ValueError(
             "GPTQ: the damped Hessian is not positive definite (Cholesky failed at column "
             f"{info.item()}); increase damp (now {damp}) or use more calibration tokens")
+    Wq, U, perm = _gptq_solve(T, L, fmt, block, perm, invperm)
+    Wq = Wq[:, invperm] if act_order else Wq  # (the identity permutation would only copy)
+    Wq = Wq.to(out_dtype)
+    if return_info:
+        return Wq, {"perm": perm, "damp_lambda": lam}
+    return Wq
+
+
+def _as_work(x, name, dev, factor):
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point torch tensor")
+    return x.detach().to(dev, factor.dtype)
+
+
+def _gptq_factored(W, T, L, fmt, block, lam, return_info, hessian_trace):
+    perm = torch.arange(T.shape[1], device=W.device)
+    Q, U, _ = _gptq_solve(T, L, fmt, block, perm, perm)
+    del T
+    info = {"perm": perm, "damp_lambda": lam}
+    if hessian_trace:
+        X = torch.linalg.solve_triangular(U, Q, upper=True, left=False)  # Q U^-1
+        info["hessian_trace"] = sum(float(x.double().square().sum()) for x in X.split(256))
+        del X
+    del U
+    Wq = Q.to(W.dtype)
+    return (Wq, info) if return_info else Wq
+
+
+def _gptq_solve(T, L, fmt, block, perm, invperm):
+    """The column loop on the target T (overwritten) with the lower factor L of the damped
+    Hessian (overwritten): returns (Q in visiting order, U, perm)."""
+    from .covariance import cholesky_
+
+    d_out, d_in = T.shape
+    dev = T.device
     Hinv = torch.cholesky_inverse(L, out=L)
     del L
     U, _ = cholesky_(Hinv, upper=True)
@@ -180,7 +231,9 @@ def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, retur
     pins = torch.zeros(d_out, nblocks, dtype=torch.float64, device=dev)
     caps = torch.zeros_like(pins)
     have = [False] * nblocks
-    Q = torch.zeros_like(T)
+    # Q is written into T: a batch's columns of T are dead once the batch is copied to W1 (only
+    # later columns are read and updated), so T's memory holds W_q in the end (one d_out x d_in less)
+    Q = T
 
     # mxsim's numba kernels are parallel; on the tiny per-column arrays thread start-up
     # dominates (20 ms vs 0.1 ms per call seen on 2 busy cores), so run them serially here.
@@ -197,17 +250,15 @@ def gptq(W, H, fmt, *, target=None, damp=0.01, block=128, act_order=False, retur
             # Column by column a GPU is launch- and sync-bound (each column goes through the
             # CPU kernels anyway): run the loop on CPU copies, the factorisations stay on the GPU.
             cpu = torch.device("cpu")
-            Tc, Qc, pc, cc = T.cpu(), Q.cpu(), pins.cpu(), caps.cpu()
+            Tc, pc, cc = T.cpu(), pins.cpu(), caps.cpu()
+            Qc = Tc
             _gptq_loop(Tc, U.cpu(), Qc, fmt, d_in, block, perm_l, invperm_l, pc, cc, have, cpu)
             Q.copy_(Qc)
     finally:
         if numba is not None:
             numba.set_num_threads(n_threads)
 
-    Wq = Q[:, invperm].to(out_dtype)
-    if return_info:
-        return Wq, {"perm": perm, "damp_lambda": lam}
-    return Wq
+    return Q, U, perm
 
 
 def _gptq_loop(T, U, Q, fmt, d_in, block, perm_l, invperm_l, pins, caps, have, dev):

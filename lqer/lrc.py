@@ -44,7 +44,7 @@ import torch
 import mxsim
 from mxsim.rank import Rank
 
-from .covariance import CovarianceStats, cholesky_
+from .covariance import CovarianceStats, cholesky_, symmetrize_
 from .gptq import gptq
 
 __all__ = ["lrc", "LRCResult", "layer_loss", "uv_step", "quantize_factors", "top_eigvecs",
@@ -236,6 +236,84 @@ class _Problem:
         return torch.linalg.solve_triangular(self.Ly.mT, Y, upper=True).T
 
 
+def _dot64(A, B, rows: int = 256) -> float:
+    """sum(A * B) in float64 by row blocks: the products of float32 entries are exact in float64
+    and no d_out x d_in temporary (nor a float64 copy of one) is made."""
+    total = 0.0
+    for i in range(0, A.shape[0], rows):
+        total += float((A[i:i + rows].double() * B[i:i + rows].double()).sum())
+    return total
+
+
+class _Problem32(_Problem):
+    """float32 statistics (``LRCOptions.stats_dtype="float32"``): products and factors in
+    float32, every scalar sum of the loss in float64 (the loss is a small difference of large
+    traces). Memory (a 7B down_proj: d_in^2 float32 = 0.48 GB, the statistics 1.45 GB): the
+    factor Ly of Sigma_y + lambda is made once and handed to GPTQ as its factor (GPTQ damps
+    Sigma_y by the same lambda), which forms H^-1 and its upper factor in Ly's memory and
+    returns tr(W_q (Sigma_y + lambda) W_q^T) (t3 needs no Sigma_y afterwards); with
+    ``stats.exclusive`` Ly is made in Sigma_y's own memory and Sigma_xy is freed after its last
+    use, so at most three d_in^2 matrices are alive (Sigma_x, Sigma_xy, Ly / GPTQ's factor;
+    the UV-step: Sigma_x, Lx). Exclusive or not, the arithmetic is the same (tested)."""
+
+    def __init__(self, W, stats: CovarianceStats, damp: float, name: str):
+        stats.check(d_in=W.shape[1], name=name)
+        dev = stats.sx.device
+        self.W = W.detach().to(dev, torch.float32)
+        self.sx, self.sy, self.sxy = stats.sx, stats.sy, stats.sxy
+        self.exclusive = stats.exclusive
+        if self.exclusive:  # this problem owns the matrices now: its deletions free them
+            stats.sx = stats.sy = stats.sxy = None
+        self.stats = dataclasses.replace(stats, sx=self.sx, sy=None, sxy=None)  # n, d_in for messages
+        self.name = name
+        self.damp = damp
+        self.lam_x = None
+        self.lam_y = damp * torch.diagonal(self.sy).double().mean().item()
+        self.dead = torch.diagonal(self.sy) <= 0  # inputs that never fire: quantized to zero, as gptq
+        self._Lx = self._Ly = None
+        self.c0 = _dot64(self.W @ self.sx, self.W)
+
+    @property
+    def Ly(self):
+        if self._Ly is None:
+            if self.exclusive:  # symmetrize_ + ridge = _damped's bits, in Sigma_y's memory
+                M, self.sy = symmetrize_(self.sy), None
+                torch.diagonal(M).add_(self.lam_y)
+                self._Ly = self._chol(M, "Sigma_y")
+                del M
+            else:
+                self._Ly = self._chol(self._damped(self.sy, self.lam_y), "Sigma_y")
+        return self._Ly
+
+    def w_step(self, T, w_format, block, keep):
+        """GPTQ on target T (overwritten) with Ly as its factor; (W_q, t3). ``keep``: another
+        iteration follows (Ly is copied for GPTQ and Sigma_xy kept)."""
+        T[:, self.dead] = 0.0
+        L = self.Ly.clone() if keep else self.Ly
+        if not keep:
+            self._Ly = None
+        self._Lx = None  # recomputed for the UV-step (the same bits)
+        Wq, info = gptq(self.W, None, w_format, target=T, factor=L, lam=self.lam_y, block=block,
+                        overwrite_target=True, return_info=True, hessian_trace=True)
+        del L
+        t3 = info["hessian_trace"] - self.lam_y * _dot64(Wq, Wq)
+        return Wq, t3
+
+    def wq_products(self, Wq, keep=True):
+        WqSyx = Wq @ self.sxy.T
+        if self.exclusive and not keep:
+            self.sxy = None  # its last use
+        return WqSyx
+
+    def loss(self, Wq, U, V, t3=None, WqSyx=None):
+        if t3 is None or WqSyx is None:
+            raise ValueError("the float32 loss needs t3 and W_q Sigma_yx")
+        SxV = self.sx @ V
+        t1 = self.c0 - 2 * _dot64(U, self.W @ SxV) + _dot64(V.T @ SxV, U.T @ U)
+        t2 = _dot64(self.W, WqSyx) - _dot64(U, WqSyx @ V)
+        return float(t1 - 2 * t2 + t3)
+
+
 def uv_step(W, Wq, stats: CovarianceStats, rank, *, damp=0.0, solver="eigh", seed=0):
     """One UV-step on its own (W_q fixed): returns (U, V) float64."""
     pr = _Problem(W, stats, damp, "layer")
@@ -288,7 +366,9 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
     k = Rank.of(rank).resolve(d_in, d_out)
     if not torch.isfinite(W).all():
         raise ValueError(f"{name}: W contains NaN or Inf")
-    pr = _Problem(W, stats, damp, name)
+    lean = stats.sx.dtype == torch.float32
+    pr = (_Problem32 if lean else _Problem)(W, stats, damp, name)
+    dt = pr.W.dtype
     losses = []
 
     def record(step, value):
@@ -301,17 +381,24 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
     if init == "closed_form":
         U, V = pr.closed_form_init(k, solver, seed)
     else:
-        U = torch.zeros(d_out, k, dtype=torch.float64, device=pr.W.device)
-        V = torch.zeros(d_in, k, dtype=torch.float64, device=pr.W.device)
+        U = torch.zeros(d_out, k, dtype=dt, device=pr.W.device)
+        V = torch.zeros(d_in, k, dtype=dt, device=pr.W.device)
     Wq = WqSyx = None
     for it in range(1, iterations + 1):
         WqSyx = None  # the previous iteration's product is not needed any more
         T = pr.target(U, V)
-        pr.drop_factors()  # GPTQ factorises its own Hessian: two d_in^2 matrices less at its peak
-        Wq = gptq(pr.W, pr.sy, w_format, target=T, damp=damp, block=gptq_block, act_order=act_order,
-                  overwrite_target=True)
-        del T
-        t3, WqSyx = pr.wq_products(Wq)
+        if lean:
+            if act_order:
+                raise ValueError(f"{name}: act_order needs float64 statistics")
+            Wq, t3 = pr.w_step(T, w_format, gptq_block, keep=it < iterations)
+            del T
+            WqSyx = pr.wq_products(Wq, keep=it < iterations)
+        else:
+            pr.drop_factors()  # GPTQ factorises its own Hessian: two d_in^2 matrices less at its peak
+            Wq = gptq(pr.W, pr.sy, w_format, target=T, damp=damp, block=gptq_block, act_order=act_order,
+                      overwrite_target=True)
+            del T
+            t3, WqSyx = pr.wq_products(Wq)
         record(f"w_step{it}", pr.loss(Wq, U, V, t3, WqSyx))
         Un, Vn = pr.uv_step(WqSyx, k, solver, seed + it)
         new_loss = pr.loss(Wq, Un, Vn, t3, WqSyx)
@@ -322,7 +409,7 @@ def lrc(W, stats: CovarianceStats, *, w_format, a_format=None, rank, iterations:
         record(f"uv_step{it}", new_loss)
     if lowrank_format is not None:
         U, V = quantize_factors(U, V, lowrank_format)
-        record("factors_rounded", pr.loss(Wq, U.to(torch.float64), V.to(torch.float64), t3, WqSyx))
+        record("factors_rounded", pr.loss(Wq, U.to(dt), V.to(dt), t3, WqSyx))
     if not (torch.isfinite(U).all() and torch.isfinite(V).all()):
         raise ValueError(f"{name}: non-finite low-rank factors (ill-conditioned statistics)")
     return LRCResult(weight=Wq.to(W.dtype).to(W.device), U=U, V=V, rank=k, losses=losses, w_format=w_format,

@@ -192,7 +192,9 @@ def _cov_observer(name, module, config):
 
     if config.x_format is None:
         raise ValueError(f"{config.method} statistics need an activation format (config.x_format is none)")
-    return CovarianceObserver(config.x_format, transform=input_rotation(config, module.in_features))
+    f32 = getattr(config.options, "stats_dtype", "float64") == "float32"
+    return CovarianceObserver(config.x_format, transform=input_rotation(config, module.in_features),
+                              dtype=torch.float32 if f32 else torch.float64)
 
 
 def _cov_stats(name, stats, config, d_in):
@@ -240,7 +242,7 @@ def _lrc(name, linear, stats, config):
     o = config.options
     W = linear.weight.detach()
     st, R = _cov_stats(name, stats, config, W.shape[1])
-    Wr = rotate_weight(W.to(st.sx.device, torch.float64), R)
+    Wr = rotate_weight(W.to(st.sx.device, st.sx.dtype), R)  # float64, or float32 with float32 statistics
     lrf = o.lowrank_format
     res = lrc(Wr, st, w_format=config.w_format, a_format=config.x_format, rank=config.rank,
               iterations=o.iterations, init=o.init, damp=float(o.damp), lowrank_format=lrf,
@@ -315,7 +317,8 @@ for _m in (
            lambda c: ("covariance", c.x_format, _rotation_key(c)),
            label_of=lambda c: f"GPTQ ({_HESSIAN_LABEL[c.options.gptq_hessian]})", hardware=_hw_mxint),
     Method("lrc", "LRC", "LRC (Low-Rank Correction, FP16 factors on the unquantized input)", _lrc, LRCOptions,
-           _cov_observer, lambda c: ("covariance", c.x_format, _rotation_key(c)), low_rank=True,
+           _cov_observer, lambda c: ("covariance", c.x_format, _rotation_key(c))
+           + (("float32",) if c.options.stats_dtype == "float32" else ()), low_rank=True,
            label_of=lambda c: f"LRC({c.options.iterations})", hardware=_hw_lrc),
 ):
     register_method(_m)

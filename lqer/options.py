@@ -26,6 +26,7 @@ from .rotation import ROTATIONS
 GPTQ_HESSIANS = ("x", "y", "xy")
 LRC_INITS = ("closed_form", "zero")
 EIGEN_SOLVERS = ("auto", "eigh", "randomized")
+STATS_DTYPES = ("float64", "float32")
 
 
 def _check_choice(owner, name, value, allowed):
@@ -160,12 +161,15 @@ def parse_lowrank_format(v):
 @dataclass(frozen=True)
 class LRCOptions(GPTQStepOptions):
     """Low-Rank Correction (lqer.lrc.lrc): iterations of (W-step, UV-step) after ``init``;
-    factors U, V in ``lowrank_format`` on the unquantized input; eigen ``solver``."""
+    factors U, V in ``lowrank_format`` on the unquantized input; eigen ``solver``.
+    ``stats_dtype``: "float64" (default) or "float32" covariances and LRC maths (half the
+    memory; what a 7B down_proj needs to stream within one layer + 2 GB: docs/streaming.md)."""
 
     iterations: int = 1
     init: str = "closed_form"
     lowrank_format: object = "fp16"
     solver: str = "auto"
+    stats_dtype: str = "float64"
 
     def __post_init__(self):
         super().__post_init__()
@@ -173,6 +177,10 @@ class LRCOptions(GPTQStepOptions):
         _check_choice("lrc", "init", self.init, LRC_INITS)
         object.__setattr__(self, "lowrank_format", parse_lowrank_format(self.lowrank_format))
         _check_choice("lrc", "solver", self.solver, EIGEN_SOLVERS)
+        _check_choice("lrc", "stats_dtype", self.stats_dtype, STATS_DTYPES)
+        if self.stats_dtype == "float32" and self.act_order:
+            raise ValueError("lrc: act_order needs stats_dtype float64 (the float32 W-step hands GPTQ the "
+                             "factor of Sigma_y, which act_order would permute)")
 
     def to_dict(self) -> dict:
         from .config import format_to_str

@@ -42,11 +42,14 @@ def _assert_same_state(a, b):
 
 
 CONFIGS = {"l2qer": dict(method="l2qer", rank=4), "lrc": dict(method="lrc", rank=4),
-           "plain-fp32acc": dict(method="plain", accumulator="fp32")}
+           "plain-fp32acc": dict(method="plain", accumulator="fp32"),
+           # float32 statistics: streamed, o_proj and down_proj read them exclusively (in place)
+           "lrc-f32": dict(method="lrc", rank=4, options={"stats_dtype": "float32"})}
 
 
 @pytest.mark.parametrize("dtype,method", [(torch.float32, "l2qer"), (torch.bfloat16, "l2qer"),
-                                          (torch.float32, "lrc"), (torch.float32, "plain-fp32acc")])
+                                          (torch.float32, "lrc"), (torch.float32, "plain-fp32acc"),
+                                          (torch.float32, "lrc-f32"), (torch.bfloat16, "lrc-f32")])
 def test_streaming_equals_whole_model(tmp_path, dtype, method):
     """fp_prefix statistics are the whole model's: the same quantized tensors bit for bit, and the
     same perplexity (full precision and quantized) to the last bit of the float."""
