@@ -478,20 +478,25 @@ def quantize_streaming(model, config, calibration_batches=None, out_dir="quantiz
                     stats, y = _observe(layer, grp, wrapped, carry, stop=k > 0)
                     if k == 0:
                         outs = y
+                    del y
                     # while this group is quantized, the fp weights of the groups still to come are
                     # not needed: back to meta, re-read after (the same bits; LRC at 7B: 0.3 GB less
                     # beside down_proj's statistics)
                     later = [leaf for g in order[k + 1:] for leaf in g]
                     for leaf in later:
                         layer.get_submodule(leaf).to("meta")
+                    # the activations (layer inputs, and the outputs once made) wait on disk meanwhile
+                    spilled = _spill(out, carry, outs)
+                    carry = outs = None
                     _release_freed_memory()
                     for leaf in grp:
                         new, info[full(leaf)] = _quantize_linear(method, full(leaf), layer, leaf, stats[leaf],
                                                                  config)
                         _set_module(layer, leaf, new)
                         del new
-                    del stats, y
+                    del stats
                     _release_freed_memory()
+                    carry, outs = _unspill(spilled, sm.device)
                     for leaf in later:
                         _reread(sm, f"{prefix}.{i}.{leaf}", layer.get_submodule(leaf))
                 info = {full(n): info[full(n)] for n in names}
@@ -526,6 +531,32 @@ def quantize_streaming(model, config, calibration_batches=None, out_dir="quantiz
     n_w = sum(math.prod(r["shape"]) for rec in manifest["layers"] for r in rec["linears"].values())
     manifest["avg_bits_per_weight"] = bits / n_w if n_w else float("nan")
     return manifest
+
+
+SPILL = "spill.safetensors"
+
+
+def _spill(out: Path, carry, outs):
+    """Write the activations (inputs with their kwargs, outputs) to ``out/SPILL``: while a
+    group is quantized they wait on disk (LRC at 7B: 0.35 GB less beside its statistics)."""
+    from safetensors.torch import save_file
+
+    t = {f"h.{j}": h.detach().contiguous().cpu() for j, (h, _) in enumerate(carry)}
+    t.update({f"y.{j}": y.detach().contiguous().cpu() for j, y in enumerate(outs or [])})
+    atomic_write(out / SPILL, lambda tmp: save_file(t, tmp))
+    return out / SPILL, [kw for _, kw in carry], len(outs or [])
+
+
+def _unspill(spilled, device):
+    """The activations back from disk (the same bits); the file is removed."""
+    from safetensors.torch import load_file
+
+    f, kws, n_out = spilled
+    t = load_file(str(f))
+    os.unlink(f)
+    carry = [(t[f"h.{j}"].to(device), kw) for j, kw in enumerate(kws)]
+    outs = [t[f"y.{j}"].to(device) for j in range(n_out)]
+    return carry, outs
 
 
 def _reread(sm, name, module):
