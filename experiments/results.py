@@ -390,6 +390,10 @@ RESULTS = {r.name: r for r in (
            "docs/streaming.md benchmark table and the README 'Models larger than memory' paragraph",
            bench_command("streaming_7b_l2qer_cpu"), "randomized SVD, calibration 4 x 128 random tokens", False,
            benchmark("streaming_7b_l2qer_cpu")),
+    Result("streaming_7b_lrc_cpu", ("streaming_7b_lrc_cpu.csv", "streaming_7b_lrc_cpu.meta.json"),
+           "docs/streaming.md benchmark table (LRC rows) and the README 'Models larger than memory' paragraph",
+           bench_command("streaming_7b_lrc_cpu"), "LRC(1) W4A8 rank 32, float32 statistics, calibration 172 x 128 "
+           "random tokens", False, benchmark("streaming_7b_lrc_cpu")),
 )}
 
 

@@ -23,6 +23,12 @@ BENCHMARKS = {
     # writes a 13 GB synthetic 7B checkpoint under /tmp (deleted after); 1-2 h on an idle 2-core CPU
     "streaming_7b_l2qer_cpu": ("benchmarks/bench_streaming.py", ["--layers", "4", "32", "--method", "l2qer",
                                                                 "--cleanup"], "--out"),
+    # LRC needs >= 2 x 11008 calibration tokens; the first layer of a 2- and a 32-layer model (the
+    # same 13 GB checkpoint), float32 statistics: ~12 min per layer on a 2-core CPU
+    "streaming_7b_lrc_cpu": ("benchmarks/bench_streaming.py", ["--layers", "2", "32", "--quantize-layers", "1",
+                                                              "--method", "lrc", "--stats-dtype", "float32",
+                                                              "--calib-samples", "172", "--calib-seq-len", "128",
+                                                              "--cleanup"], "--out"),
 }
 
 

@@ -188,4 +188,6 @@ class LRCOptions(GPTQStepOptions):
         d = super().to_dict()
         lf = self.lowrank_format
         d["lowrank_format"] = "none" if lf is None else lf if isinstance(lf, str) else format_to_str(lf)
+        if d["stats_dtype"] == "float64":  # the default is left out: configs (and their caches) as before
+            del d["stats_dtype"]
         return d

@@ -118,3 +118,20 @@ def test_cuda_rows_are_the_files(method):
         assert agrees(q[doc_col], float(r[csv_col])), (method, doc_col, q[doc_col], r[csv_col])
     section = " ".join(DOC[DOC.index("## GPU"):].split())
     assert f"commit {meta['commit'][:7]}" in section
+
+
+def test_lrc_at_7b_is_quoted_and_within_its_target():
+    """LRC's 7B-shape run (float32 statistics): the README quotes its peak and target from the CSV,
+    the doc says which layers were quantized, and the peak is within the target it states."""
+    rows, meta = read_table(RESULTS / "streaming_7b_lrc_cpu.csv")
+    assert meta["method"]["method"] == "lrc" and meta["method"]["stats_dtype"] == "float32"
+    assert meta["calibration"]["tokens"] >= 2 * meta["model"]["intermediate_size"]  # LRC's minimum
+    para = _paragraph(README, "docs/results/streaming_7b_lrc_cpu.csv")
+    assert "mxlab reproduce streaming_7b_lrc_cpu" in para
+    for r in rows:
+        m = re.search(rf"layer 0 of the {r['model layers']}-layer model: peak RSS ([\d.]+) GiB against "
+                      rf"its ([\d.]+) GiB target", para)
+        assert m and agrees(m.group(1), float(r["peak_rss_GiB"])) and agrees(m.group(2), float(r["target_GiB"]))
+        assert int(r["quantized"]) == 1 and float(r["rss/target"]) <= 1.0
+    doc = _paragraph(DOC, "layer 0 of a 2-layer model")
+    assert all(f"layer 0 of a {r['model layers']}-layer model" in doc for r in rows)
