@@ -167,20 +167,22 @@ def mx_matmul_kernel(a_ptr, b_ptr, ea_ptr, eb_ptr, tra_ptr, trb_ptr, nanr_ptr, n
             inexact = inexact | (e != 0.0).to(tl.int32)
         else:
             if fast:
-                v = tl.floor((P32.to(tl.float32) * _pow2_f32(ea)[:, None]) * _pow2_f32(eb)[None, :])
+                # names of their own: Triton merges the names both branches of a runtime `if`
+                # assign, and the general branch's are int64/float64 (compile error otherwise)
+                v32 = tl.floor((P32.to(tl.float32) * _pow2_f32(ea)[:, None]) * _pow2_f32(eb)[None, :])
                 if SATURATE:
                     top: tl.constexpr = 2.0 ** (W - 1)
-                    al = tl.where(v >= top, HI, tl.maximum(v, -top).to(tl.int32))
-                    s = acc + al  # int32; W = 32 may wrap: detected below
+                    al32 = tl.where(v32 >= top, HI, tl.maximum(v32, -top).to(tl.int32))
+                    s32 = acc + al32  # int32; W = 32 may wrap: detected below
                     if W == 32:
-                        ovf = ((acc ^ s) & (al ^ s)) < 0
-                        s = tl.where(ovf, tl.where(al > 0, HI, LO), s)
-                    acc = tl.minimum(tl.maximum(s, LO), HI)
+                        ovf32 = ((acc ^ s32) & (al32 ^ s32)) < 0
+                        s32 = tl.where(ovf32, tl.where(al32 > 0, HI, LO), s32)
+                    acc = tl.minimum(tl.maximum(s32, LO), HI)
                 else:
-                    s = acc + v.to(tl.int32)  # modulo 2^32, then the low W bits sign-extended
+                    s32 = acc + v32.to(tl.int32)  # modulo 2^32, then the low W bits sign-extended
                     if W < 32:
-                        s = (s << (32 - W)) >> (32 - W)
-                    acc = s
+                        s32 = (s32 << (32 - W)) >> (32 - W)
+                    acc = s32
             else:
                 if LA * LB == 1:
                     P = P32.to(tl.int64)
