@@ -104,7 +104,8 @@ def symmetrize_(M: torch.Tensor) -> torch.Tensor:
 
 def cholesky_(M: torch.Tensor, upper: bool = False):
     """Cholesky factor of the symmetric M computed in M's own memory: (factor, info), the factor
-    bit-identical to ``torch.linalg.cholesky_ex(M, upper=upper)``'s and M's contents replaced.
+    the same LAPACK call as ``torch.linalg.cholesky_ex(M, upper=upper)`` and M's contents replaced
+    (MKL's result may differ in the last bits from a call on a differently aligned copy).
 
     LAPACK works on column-major storage; torch copies a row-major input into a column-major
     buffer first (one d x d temporary: 0.97 GB at d = 11008 in float64). M^T is a column-major
