@@ -62,19 +62,27 @@ def _blocked(x, axis):
     return moved.contiguous().reshape(R, L), max(inner, 1), moved.shape
 
 
-def _launch_quant(x2, fmt, rounding, seed, inner, want_codes, want_deq, deq_dtype):
-    from . import quant as Q
-
+def _quant_buffers(x2, fmt, want_codes, want_deq, deq_dtype, block_elems):
+    """Shapes and outputs of a quantize launch on (R, L) x2: blocks per row, lanes per block
+    (the block size rounded up to a power of two), blocks per program, and the code, scale and
+    value buffers (a 1-element placeholder for an output not wanted)."""
     R, L = x2.shape
-    k = fmt.block_size
-    nb = -(-L // k)
-    KP = _next_pow2(k)
-    BR = max(1, BLOCK_ELEMS // KP)
+    nb = -(-L // fmt.block_size)
+    KP = _next_pow2(fmt.block_size)
+    BR = max(1, block_elems // KP)
     dev = x2.device
     is_fp = isinstance(fmt, MXFPFormat)
     codes = torch.empty((R, L) if want_codes else (1,), dtype=torch.uint8 if is_fp else torch.int8, device=dev)
     deq = torch.empty((R, L) if want_deq else (1,), dtype=deq_dtype, device=dev)
     scales = torch.empty((R, nb), dtype=torch.uint8, device=dev)
+    return R, L, nb, KP, BR, codes, scales, deq
+
+
+def _launch_quant(x2, fmt, rounding, seed, inner, want_codes, want_deq, deq_dtype):
+    from . import quant as Q
+
+    R, L, nb, KP, BR, codes, scales, deq = _quant_buffers(x2, fmt, want_codes, want_deq, deq_dtype, BLOCK_ELEMS)
+    k, is_fp = fmt.block_size, isinstance(fmt, MXFPFormat)
     if R * nb:
         grid = (triton_cdiv(R * nb, BR),)
         Q.mx_quant_kernel[grid](
@@ -112,16 +120,8 @@ def _launch_f32(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     values written in x2's dtype (fused fake_quantize: no codes array)."""
     from . import quant_f32 as Q
 
-    R, L = x2.shape
-    k = fmt.block_size
-    nb = -(-L // k)
-    KP = _next_pow2(k)
-    BR = max(1, BLOCK_ELEMS_F32 // KP)
-    dev = x2.device
-    is_fp = isinstance(fmt, MXFPFormat)
-    codes = torch.empty((R, L) if want_codes else (1,), dtype=torch.uint8 if is_fp else torch.int8, device=dev)
-    deq = torch.empty((R, L) if want_deq else (1,), dtype=x2.dtype, device=dev)
-    scales = torch.empty((R, nb), dtype=torch.uint8, device=dev)
+    R, L, nb, KP, BR, codes, scales, deq = _quant_buffers(x2, fmt, want_codes, want_deq, x2.dtype, BLOCK_ELEMS_F32)
+    k, is_fp = fmt.block_size, isinstance(fmt, MXFPFormat)
     if R * nb:
         Q.mx_quant_f32_kernel[(triton_cdiv(R * nb, BR),)](
             _bits_view(x2), codes, scales, _bits_view(deq), R, L, nb, inner, _hseed(seed), K=k, KP=KP, BR=BR,
