@@ -177,15 +177,8 @@ def _launch_bfp(x2, fmt, rounding, seed, inner, want_codes, want_deq):
     """BlockFP on (R, L) float32 x2 (bfp.py): (codes, scales, float32 deq)."""
     from . import bfp as B
 
-    R, L = x2.shape
-    k = fmt.block_size
-    nb = -(-L // k)
-    KP = _next_pow2(k)
-    BR = max(1, BLOCK_ELEMS // KP)
-    dev = x2.device
-    codes = torch.empty((R, L) if want_codes else (1,), dtype=torch.int8, device=dev)
-    deq = torch.empty((R, L) if want_deq else (1,), dtype=torch.float32, device=dev)
-    scales = torch.empty((R, nb), dtype=torch.uint8, device=dev)
+    R, L, nb, KP, BR, codes, scales, deq = _quant_buffers(x2, fmt, want_codes, want_deq, torch.float32, BLOCK_ELEMS)
+    k, dev = fmt.block_size, x2.device
     amax = torch.empty(max(R * nb, 1), dtype=torch.int32, device=dev)
     thr = _bfp_thresholds_cpu().to(dev)
     sc = fmt.scale
