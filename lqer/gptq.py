@@ -235,28 +235,18 @@ def _gptq_solve(T, L, fmt, block, perm, invperm):
     # later columns are read and updated), so T's memory holds W_q in the end (one d_out x d_in less)
     Q = T
 
-    # mxsim's numba kernels are parallel; on the tiny per-column arrays thread start-up
-    # dominates (20 ms vs 0.1 ms per call seen on 2 busy cores), so run them serially here.
-    try:
-        import numba
-        n_threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-    except Exception:  # noqa: BLE001 - numba missing or no threading layer: nothing to restore
-        numba, n_threads = None, None
-    try:
-        if dev.type == "cpu":
-            _gptq_loop(T, U, Q, fmt, d_in, block, perm_l, invperm_l, pins, caps, have, dev)
-        else:
-            # Column by column a GPU is launch- and sync-bound (each column goes through the
-            # CPU kernels anyway): run the loop on CPU copies, the factorisations stay on the GPU.
-            cpu = torch.device("cpu")
-            Tc, pc, cc = T.cpu(), pins.cpu(), caps.cpu()
-            Qc = Tc
-            _gptq_loop(Tc, U.cpu(), Qc, fmt, d_in, block, perm_l, invperm_l, pc, cc, have, cpu)
-            Q.copy_(Qc)
-    finally:
-        if numba is not None:
-            numba.set_num_threads(n_threads)
+    # the per-column quantize calls are tiny (d_out x 2): mxsim runs such calls on the calling
+    # thread (mxsim.kernels.serial_if_small), where a parallel launch would wait for its pool
+    if dev.type == "cpu":
+        _gptq_loop(T, U, Q, fmt, d_in, block, perm_l, invperm_l, pins, caps, have, dev)
+    else:
+        # Column by column a GPU is launch- and sync-bound (each column goes through the
+        # CPU kernels anyway): run the loop on CPU copies, the factorisations stay on the GPU.
+        cpu = torch.device("cpu")
+        Tc, pc, cc = T.cpu(), pins.cpu(), caps.cpu()
+        Qc = Tc
+        _gptq_loop(Tc, U.cpu(), Qc, fmt, d_in, block, perm_l, invperm_l, pc, cc, have, cpu)
+        Q.copy_(Qc)
 
     return Q, U, perm
 

@@ -7,8 +7,8 @@ import numba
 # Below this many elements a call's prange kernels run on the calling thread alone. Waking
 # numba's pool costs tens of microseconds idle, and on a loaded machine a parallel call waits
 # for its slowest thread: a 576 x 2 float64 MXFP4 fake_quantize took 6.4 ms on average with 2
-# threads vs 0.16 ms with 1 (2-core VM at load 6), and GPTQ/LRC make one such call per weight
-# column (~150k per SmolLM2), which is what kept LRC on MXFP4/NVFP4 weights from finishing.
+# threads vs 0.16 ms with 1 (2-core VM at load 6). GPTQ/LRC make one such call per weight
+# column (~150k per SmolLM2); their column loop relies on this instead of pinning numba itself.
 SERIAL_BELOW = 1 << 15
 
 
