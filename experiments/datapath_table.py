@@ -70,9 +70,11 @@ def parse_accumulator_spec(spec: str):
     return parse_accumulator(spec, what="accumulator"), None
 
 
-def evaluate(model, windows, reference=None, keep: int = DIFF_WINDOWS) -> dict:
+def evaluate(model, windows, reference=None, keep: int = DIFF_WINDOWS, batch: int = 1) -> dict:
     """Perplexity of ``model`` on ``windows`` (as lqer.evaluate.perplexity: the summed next-token
-    cross-entropy over every window, one window per forward) and the first ``keep`` windows'
+    cross-entropy over every window, ``batch`` windows per forward: the GEMMs then see
+    batch x seq rows, which is what keeps a GPU busy; the sum is the same sum, the float path's
+    kernels may round differently per batch size) and the first ``keep`` windows'
     logits (float32, on the host); with ``reference`` (an earlier call's logits) also the max
     and mean |logit difference| and the fraction of positions whose argmax changed."""
     import math
@@ -83,13 +85,14 @@ def evaluate(model, windows, reference=None, keep: int = DIFF_WINDOWS) -> dict:
     dev = next(model.parameters()).device
     nll, n_tok, kept = 0.0, 0, []
     with torch.no_grad():
-        for i in range(windows.shape[0]):
-            ids = windows[i:i + 1].to(dev)
+        for i in range(0, windows.shape[0], batch):
+            ids = windows[i:i + batch].to(dev)
             logits = model(input_ids=ids).logits.float()
-            nll += float(F.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="sum"))
-            n_tok += ids.shape[1] - 1
-            if i < keep:
-                kept.append(logits[0].cpu())
+            nll += float(F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                         reduction="sum"))
+            n_tok += ids.shape[0] * (ids.shape[1] - 1)
+            kept.extend(logits[:max(0, keep - i)].cpu().unbind(0))
+            del logits
     out = {"ppl": math.exp(nll / n_tok), "logits": torch.stack(kept)}
     if reference is not None:
         d = (out["logits"] - reference).abs()
@@ -99,7 +102,7 @@ def evaluate(model, windows, reference=None, keep: int = DIFF_WINDOWS) -> dict:
 
 
 def run(model_name="smollm2-135m", settings=SETTINGS, blocks=BLOCKS, accumulators=SHORT_ACCUMULATORS, *,
-        windows=2, seq=512, calib=8, range_windows=1, device="cpu", log=print):
+        windows=2, seq=512, calib=8, range_windows=1, device="cpu", batch=1, log=print):
     """Yield (row, layer_records) per (setting, block, accumulator); one model load, one
     quantization and one partial-sum calibration per (setting, block)."""
     import copy
@@ -141,7 +144,7 @@ def run(model_name="smollm2-135m", settings=SETTINGS, blocks=BLOCKS, accumulator
                 yield row, []
                 continue
             with count_overflow(model):
-                ev = evaluate(model, win, ref)
+                ev = evaluate(model, win, ref, batch=batch)
             row["ppl"] = round(ev["ppl"], 3)
             if ref is None:
                 ref = ev["logits"]
@@ -284,6 +287,8 @@ def main(argv=None) -> int:
     p.add_argument("--calib", type=int, default=8, help="validation windows for L2QER's statistics")
     p.add_argument("--range-windows", type=int, default=1, help="of those, windows for the partial-sum ranges")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=1,
+                   help="test windows per forward (memory: batch x seq x vocab float32 logits; 16 on a GPU)")
     p.add_argument("--out", default="docs/results", help="folder for the CSVs and the meta JSON")
     p.add_argument("--tables", metavar="DIR", default=None,
                    help="only print the README's three tables (perplexity, logit differences vs float, first "
@@ -317,7 +322,7 @@ def main(argv=None) -> int:
             for a in accs:
                 parse_accumulator_spec(a)
         for name, v, lo in (("--windows", args.windows, 0), ("--seq-len", args.seq_len, 2), ("--calib", args.calib, 1),
-                            ("--range-windows", args.range_windows, 1)):
+                            ("--range-windows", args.range_windows, 1), ("--batch", args.batch, 1)):
             if v < lo:
                 raise UserError(f"{name} must be >= {lo}, got {v}")
         check_output(args.out, "--out", "dir")
@@ -327,13 +332,13 @@ def main(argv=None) -> int:
 
         meta = {"command": "python -m experiments.datapath_table " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "model": args.model, "windows": args.windows or "full", "seq_len": args.seq_len, "calib": args.calib,
-                "range_windows": args.range_windows, "device": args.device, "machine": platform.node(),
+                "range_windows": args.range_windows, "batch": args.batch, "device": args.device, "machine": platform.node(),
                 "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                 "fraction_bit_rule": "F = W - 1 - (floor(log2 max|partial sum|) + 1), per layer and GEMM, "
                                      "calibrated on range_windows validation windows",
                 "overflow_count": "outputs whose value differs from a 64-bit accumulator with the same F"}
         for r, ls in run(args.model, settings, blocks, accs, windows=args.windows or None, seq=args.seq_len,
-                         calib=args.calib, range_windows=args.range_windows, device=args.device,
+                         calib=args.calib, range_windows=args.range_windows, device=args.device, batch=args.batch,
                          log=lambda m: print(m, file=sys.stderr, flush=True)):
             rows.append(r)
             layers.extend(ls)

@@ -177,3 +177,31 @@ def test_tables_cli_prints_the_committed_csv(capsys, tmp_path):
     _check_ppl_table(capsys.readouterr().out)
     assert main(["--tables", str(tmp_path)]) == 2  # nothing written there: one line, exit 2
     assert "--tables" in capsys.readouterr().err
+
+
+def test_evaluate_batches_windows_without_changing_the_sum():
+    """--batch only groups windows per forward: a uniform predictor over V tokens has perplexity
+    exactly V whatever the grouping (hand calculation: every next-token NLL is log V), and the kept
+    logits are the first ``keep`` windows, also across a ragged last batch (5 windows, batch 2)."""
+    import types
+
+    import torch
+    from experiments.datapath_table import evaluate
+
+    vocab = 7
+
+    class Uniform(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids):
+            b, s = input_ids.shape
+            logits = torch.zeros(b, s, vocab) + input_ids[..., None] * 0.0 + self.w
+            return types.SimpleNamespace(logits=logits)
+
+    windows = torch.arange(5 * 6).reshape(5, 6) % vocab
+    for batch in (1, 2, 5):
+        out = evaluate(Uniform(), windows, keep=3, batch=batch)
+        assert out["ppl"] == pytest.approx(vocab, rel=1e-6)  # float32 log-softmax, summed in float64
+        assert out["logits"].shape == (3, 6, vocab)
