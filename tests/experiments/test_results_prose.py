@@ -418,3 +418,24 @@ def test_experiments_doc_sweep_run_is_its_results_csv():
     assert agrees(m[3], d.seconds.sum()) and agrees(m[4], d.seconds.iloc[0])
     by = d.set_index("label").perplexity
     assert agrees(m[5], by["l2qer W4A8 b16 k=32"]) and agrees(m[6], by["fp"])
+
+
+def test_readme_streaming_paragraph_rates_are_the_csvs():
+    """The 7B-shape runs' target, per-layer time, load and calibration tokens, as the CSVs and
+    the meta hold them (tests/lqer/test_streaming_results.py checks the peaks)."""
+    from experiments.provenance import read_table
+
+    l2, _ = read_table(RESULTS / "streaming_7b_l2qer_cpu.csv")
+    lrc, lrc_meta = read_table(RESULTS / "streaming_7b_lrc_cpu.csv")
+    four = next(r for r in l2 if r["model layers"] == "4")
+    p = flat(README)
+    m = re.search(r"4-layer model: peak RSS [\d.]+ GiB against a target of ([\d.]+) GiB \(.*?\), ([\d.]+) s wall / "
+                  r"([\d.]+) s CPU per layer at load average ([\d.]+)", p)
+    assert m
+    for printed, col in zip(m.groups(), ("target_GiB", "wall s/layer(mean)", "cpu s/layer(mean)", "load(mean)")):
+        assert agrees(printed, float(four[col])), col
+    m = re.search(r"and ([\d,]+) calibration tokens, layer 0 of the 2-layer model", p)
+    assert m and num(m[1]) == lrc_meta["calibration"]["tokens"]
+    m = re.search(r"one layer only: (\d+) s wall for it at load average ([\d.]+)\)", p)
+    assert m and len(lrc) == 1 and agrees(m[1], float(lrc[0]["wall s/layer(mean)"]))
+    assert agrees(m[2], float(lrc[0]["load(mean)"]))
