@@ -289,17 +289,22 @@ def _cpu_report(out: Path, rerun: bool) -> None:
 
     if not rerun:
         raise RuntimeError("needs --rerun (the main job's default report: ~5 min on an idle 2-core CPU)")
+    load_before = os.getloadavg()  # the step times mean little without how busy the machine was
     with tempfile.TemporaryDirectory() as d:
         rc = main(["report", "--name", "r", "--reports-dir", d, "--no-progress", "--torch-threads", "2"])
         if rc:
             raise RuntimeError(f"mxlab report exited {rc}")
         _copy(Path(d) / "r" / "ppl_table.csv", out / "smollm2_cpu_table.csv")
         _copy(Path(d) / "r" / "fig3_rank_sweep.csv", out / "smollm2_cpu_rank_sweep.csv")
+        # each report step's seconds (report.md's Timings): the README quotes the main job's time from here
+        _copy(Path(d) / "r" / "timings.csv", out / "smollm2_cpu_timings.csv")
         settings = json.loads((Path(d) / "r" / "settings.json").read_text())
     _write_json(out / "smollm2_cpu_table.meta.json", {
         "result": "smollm2_cpu_table", "command": "mxlab reproduce smollm2_cpu_table --rerun "
                                                   "(= bash scripts/main: mxlab report, default profile)",
         "commit": _git_commit(), "machine": machine(), "settings": settings,
+        "load_average_1_5_15min": {"before": [round(v, 2) for v in load_before],
+                                   "after": [round(v, 2) for v in os.getloadavg()]},
         "overrides": "svd: the presets' 'full' -> 'randomized' (the report's CPU default)",
         "configs": _table_configs_meta(settings["configs"], TABLE_METHODS)})
 
@@ -339,8 +344,9 @@ RESULTS = {r.name: r for r in (
            "README 'Whole WikiText-2 test split on a CUDA GPU', W3A8 column",
            "mxlab table --configs W3A8 --full --device cuda", "none (the W3A8 preset as written, full SVD)",
            True, _gpu_fullsplit("W3A8")),
-    Result("smollm2_cpu_table", ("smollm2_cpu_table.csv", "smollm2_cpu_rank_sweep.csv", "smollm2_cpu_table.meta.json"),
-           "README 'Results on a real model' W4A8/W3A8 table and the W3A8 rank sweep",
+    Result("smollm2_cpu_table", ("smollm2_cpu_table.csv", "smollm2_cpu_rank_sweep.csv", "smollm2_cpu_timings.csv",
+                                 "smollm2_cpu_table.meta.json"),
+           "README 'Results on a real model' W4A8/W3A8 table, the W3A8 rank sweep and the main job's step times",
            "bash scripts/main (mxlab report, default profile), sections 2 and 4",
            "svd: the presets' 'full' -> 'randomized'", False, _cpu_report),
     Result("datapath_table", ("datapath_table.csv", "datapath_layers.csv", "datapath_table.meta.json"),

@@ -439,3 +439,11 @@ def test_readme_streaming_paragraph_rates_are_the_csvs():
     m = re.search(r"one layer only: (\d+) s wall for it at load average ([\d.]+)\)", p)
     assert m and len(lrc) == 1 and agrees(m[1], float(lrc[0]["wall s/layer(mean)"]))
     assert agrees(m[2], float(lrc[0]["load(mean)"]))
+
+
+def test_readme_main_job_time_is_the_committed_timings():
+    t = pd.read_csv(RESULTS / "smollm2_cpu_timings.csv").set_index("step").seconds
+    meta = json.loads((RESULTS / "smollm2_cpu_table.meta.json").read_text())
+    assert set(meta["load_average_1_5_15min"]) == {"before", "after"}
+    m = re.search(r"`docs/results/smollm2_cpu_timings\.csv`: (\d+) s in all \(perplexity table (\d+) s\)", flat(README))
+    assert m and agrees(m[1], t["total"]) and agrees(m[2], t["perplexity table"])
