@@ -5,7 +5,8 @@
 CPU rows: MXINT8 size^3 "exact" and "fp32" (fused, per block) vs torch float32 matmul
 (targets <= 2x and <= 3x), FixedPoint(32,16) / (24,8) at the SmolLM2 MLP shape
 2048x576x1536 (target <= 3x). CUDA rows (--device cuda): the same accumulators at 8192^3 vs
-torch._int_mm on int8 (targets: fp32 and FixedPoint >= 30% of its throughput, exact >= 10%).
+torch._int_mm on int8 (targets: fp32 and FixedPoint >= 30% of its throughput, exact >= 10%);
+``--configs`` adds a sweep of the fused epilogue's launch configuration (mxsim.gpu.MM_CONFIGS).
 Every ratio is a best-of-``repeat`` wall time against a reference timed in this process.
 ``--out DIR`` also writes the printed rows (same rounding) to DIR/bench_matmul_{cpu,cuda}.csv and
 the machine, threads, commit and command to its .meta.json (experiments.provenance).
@@ -136,6 +137,20 @@ def cuda_rows(args):
         mxsim.matmul(a, b, acc)
         s = best_of(lambda: mxsim.matmul(a, b, acc), args.repeat, sync)
         rows.append((f"MXINT8 {n}^3 {acc} (throughput vs _int_mm)", s, ref / s, f">= {target:.0%}", None))
+    if args.configs:  # tuning sweep of the float32/int32 epilogue's launch configuration
+        from mxsim import gpu
+
+        keep = gpu.MM_CONFIGS["fast"]
+        try:
+            for spec in args.configs.split(","):
+                cfg = tuple(int(v) for v in spec.lower().split("x"))
+                gpu.MM_CONFIGS["fast"] = cfg
+                for acc in ("fp32", mxsim.FixedPoint(32, 16)):
+                    mxsim.matmul(a, b, acc)
+                    s = best_of(lambda: mxsim.matmul(a, b, acc), args.repeat, sync)
+                    rows.append((f"  config {spec} {acc}", s, ref / s, ">= 30%", None))
+        finally:
+            gpu.MM_CONFIGS["fast"] = keep
     return rows
 
 
@@ -145,6 +160,8 @@ def main():
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--out", default=None, help="also write bench_matmul_DEVICE.csv + .meta.json into this folder")
+    p.add_argument("--configs", default=None,
+                   help="cuda: also time the fast epilogue at launch configs BMxBNxWARPSxSTAGES,... (e.g. 128x128x8x3,128x64x4x4)")
     p.add_argument("--threads", type=int, default=None, help="threads for torch and numba (default: all cores)")
     args = p.parse_args()
     if args.threads is not None:

@@ -4,10 +4,10 @@ The third implementation of docs/mxsim_semantics.md beside the numba kernels and
 referee; mxsim.fake_quantize / quantize / MXTensor.dequantize / matmul route CUDA tensors
 here. Covered in Triton: MXINT2-8 and every MXFP element format, every scale rule, every
 rounding mode (the stochastic stream is the CPU's: same hash of the same flat index), any block size and axis,
-BlockFP quantization, and matmul for every format pair and accumulator except two cases that run the CPU (numba)
-path on host copies and return to the device: MXFP8_E5M2 operands in matmul (block sums up
-to 2^68.6 need the CPU's split-limb float64 path) and BlockFP matmul operands. Exact-accumulator outputs whose
-float64 running sum became inexact (rare: extreme scale spreads) are recomputed on the CPU.
+BlockFP quantization, and matmul for every format pair (MXFP8_E5M2 included: its block sums
+beyond int64 as two int64 words; BlockFP operands included) and accumulator, on the device.
+Exact-accumulator outputs whose float64 running sum became inexact (rare: extreme scale
+spreads) are recomputed on the CPU, those rows only.
 Quantize: float32/bfloat16/float16 input takes the float32/int32 bit-pattern kernel
 (quant_f32.py: native narrow loads, fused fake_quantize, values in the caller's dtype);
 float64 input the float64 kernel (quant.py).
@@ -27,7 +27,14 @@ from ..accumulators import FP32, Exact
 from ..formats import BlockFP, MXFPFormat, MXIntFormat
 
 BLOCK_ELEMS = 2048  # elements per quantize program (blocks x padded block size)
-MM_TILE = 64  # output tile (rows and columns) of one matmul program; int8 dots need K >= 32
+# matmul launch configurations (BM, BN, num_warps, num_stages), explicit so that a GPU run
+# can tune them (benchmarks/bench_matmul.py --configs): "fast" = the float32/int32 epilogue
+# (one limb pair, fp32 or FixedPoint up to 32 bits), "exact" = float64 TwoSum, "general" =
+# every other case (limbs, WIDE, int64 fixed point). Hopper-sized guesses, not yet measured
+# for "fast"; "exact" is the measured 64x64 tile of the first H200 run (num_warps 4, stages 3).
+MM_CONFIGS = {"fast": (128, 128, 8, 3), "exact": (64, 64, 4, 3), "general": (64, 64, 4, 3)}
+MM_FAST = True  # the proof-selected float32/int32 epilogue; tests switch it off to compare
+MM_GROUP = 8  # row tiles that sweep the column tiles together (L2 reuse of B panels)
 
 
 def handles(fmt) -> bool:
@@ -283,6 +290,40 @@ def _limbs(ints: torch.Tensor, max_int: int) -> torch.Tensor:
     return torch.stack(out).contiguous()
 
 
+def _tile_ranges(e, T):
+    """(NS, 2, tiles) int32: per step, the min and max of e (NS, L) over each run of T entries."""
+    import torch.nn.functional as F
+
+    NS, L = e.shape
+    nt = triton_cdiv(L, T)
+    pad = nt * T - L
+    lo = F.pad(e, (0, pad), value=1 << 20).reshape(NS, nt, T).amin(-1)
+    hi = F.pad(e, (0, pad), value=-(1 << 20)).reshape(NS, nt, T).amax(-1)
+    return torch.stack([lo, hi], 1).contiguous()
+
+
+def _int8_operand(t, fmt, M, K, dev):
+    """(L, M, K) int8 limbs of the integer view of codes t reshaped (M, K): MXINT and BlockFP
+    codes are their integers (no copy); others go through the format's table."""
+    codes = t.reshape(M, K).contiguous()
+    if isinstance(fmt, (MXIntFormat, BlockFP)):
+        return codes.view(torch.int8).unsqueeze(0)
+    return _limbs(_lut(fmt, dev)[codes.view(torch.uint8).long()], _max_abs_int(fmt))
+
+
+@functools.lru_cache(maxsize=None)
+def _max_abs_int(fmt):
+    return int(_lut_cpu(fmt).abs().max())  # every code byte (> max_int for E5M2's NaN codes)
+
+
+def _mm_handles(fmt) -> bool:
+    """Whether the matmul kernel takes ``fmt``: MXINT, MXFP, BlockFP whose scale exponents stay
+    within +-200, so every 2^E of the kernel (E up to 2 * 201 + 512 frac bits + quanta) is a
+    normal float64."""
+    sc = fmt.scale
+    return isinstance(fmt, (MXIntFormat, MXFPFormat, BlockFP)) and -200 <= sc.exp_min and sc.exp_max <= 200
+
+
 def matmul(a, b, acc, lanes):
     """a (..., K), b (K, N) MXTensors with device codes; the result on that device."""
     from . import mm_kernel as MM
@@ -294,43 +335,51 @@ def matmul(a, b, acc, lanes):
     M, N = int(np.prod(batch, dtype=np.int64)), b.shape[1]
     dev = a.codes.device
     out_dtype = torch.float32 if isinstance(acc, FP32) else torch.float64
-    if any(isinstance(f, MXFPFormat) and f.exponent_bits == 5 or not handles(f) for f in (fa, fb)):
-        # E5M2 block sums exceed int64: CPU limb path; BlockFP (quantized on the device) too
+    if not (_mm_handles(fa) and _mm_handles(fb)):  # other scale encodings: the CPU path
         from ..api import matmul as cpu_matmul
 
         out = cpu_matmul(a.cpu(), b.cpu(), acc)
         return torch.from_numpy(np.ascontiguousarray(out)).to(dev)
     if M == 0 or N == 0 or K == 0:
         return torch.zeros(*batch, N, dtype=out_dtype, device=dev)
-    codes_a = a.codes.reshape(M, K)
-    ia = _lut(fa, dev)[codes_a.view(torch.uint8).long()]
-    ib = _lut(fb, dev)[b.codes.view(torch.uint8).long()]
-    A8, B8 = _limbs(ia, fa.max_int), _limbs(ib, fb.max_int)
-    ea = a.scales.reshape(M, -1).to(torch.int32) - fa.scale.bias
-    eb = b.scales.to(torch.int32) - fb.scale.bias
-    nan = (a.scales.reshape(M, -1) == fa.scale.nan_code).any(1)[:, None] | (b.scales == fb.scale.nan_code).any(0)[None, :]
+    A8 = _int8_operand(a.codes, fa, M, K, dev)
+    B8 = _int8_operand(b.codes, fb, K, N, dev)
     step = lanes if isinstance(acc, FP32) else k
-    if step != k:  # fp32 lane steps: each step is a "block" carrying its block's scale
-        blk = torch.arange(0, K, step, device=dev) // k
-        ea, eb = ea[:, blk].contiguous(), eb[blk].contiguous()
-    nsteps = ea.shape[1]
     qsum = fa.quantum_log2 + fb.quantum_log2
     if isinstance(acc, Exact):
-        kind, shift, W, sat = 0, qsum, 64, False
-        out = torch.empty((M, N), dtype=torch.float64, device=dev)
+        kind, shift, W, sat, frac = 0, qsum, 64, False, 0
     elif isinstance(acc, FP32):
-        kind, shift, W, sat = 1, qsum, 64, False
-        out = torch.empty((M, N), dtype=torch.float32, device=dev)
+        kind, shift, W, sat, frac = 1, qsum, 64, False, 0
     else:
-        kind, shift, W, sat = 2, qsum + acc.frac_bits, acc.total_bits, acc.saturate
-        out = torch.empty((M, N), dtype=torch.int64, device=dev)
-    flag = torch.zeros((M, N) if kind == 0 else (1,), dtype=torch.int8, device=dev)
+        kind, shift, W, sat, frac = 2, qsum + acc.frac_bits, acc.total_bits, acc.saturate, acc.frac_bits
+    sa = a.scales.reshape(M, -1)
+    ea = sa.to(torch.int32) - (fa.scale.bias - shift)  # the quanta (and frac_bits) ride on a's side
+    eb = b.scales.to(torch.int32) - fb.scale.bias
+    nanr = (sa == fa.scale.nan_code).any(1).to(torch.int8)
+    nanc = (b.scales == fb.scale.nan_code).any(0).to(torch.int8)
+    if step != k:  # fp32 lane steps: each step is a "block" carrying its block's scale
+        blk = torch.arange(0, K, step, device=dev) // k
+        ea, eb = ea[:, blk], eb[blk]
+    ea, eb = ea.t().contiguous(), eb.contiguous()  # (steps, M), (steps, N): coalesced per step
+    nsteps = ea.shape[0]
+    bound = _max_abs_int(fa) * _max_abs_int(fb) * step  # |P| <= bound
+    wide = bound >= 1 << 53
+    one = A8.shape[0] * B8.shape[0] == 1
+    fast = MM_FAST and one and kind != 0 and bound < 1 << 24 and (kind == 1 or W <= 32)
+    BM, BN, warps, stages = MM_CONFIGS["fast" if fast else ("exact" if kind == 0 else "general")]
+    ntm, ntn = triton_cdiv(M, BM), triton_cdiv(N, BN)
+    if fast:
+        tra, trb = _tile_ranges(ea, BM), _tile_ranges(eb, BN)
+    else:
+        tra = trb = torch.zeros(1, dtype=torch.int32, device=dev)
+    out = torch.empty((M, N), dtype=torch.float32 if kind == 1 else torch.float64, device=dev)
+    flag = torch.empty((M, N) if kind == 0 else (1,), dtype=torch.int8, device=dev)
     hi = (1 << (W - 1)) - 1
-    BM, BN = MM_TILE, MM_TILE
-    grid = (triton_cdiv(M, BM), triton_cdiv(N, BN))
-    MM.mx_matmul_kernel[grid](A8, B8, ea.contiguous(), eb.contiguous(), out, flag, M, N, K, nsteps, shift,
-                              BLK=step, KP=max(32, _next_pow2(step)), LA=A8.shape[0], LB=B8.shape[0], BM=BM,
-                              BN=BN, ACC=kind, W=W, SATURATE=sat, HI=hi, LO=-hi - 1)
+    MM.mx_matmul_kernel[(ntm * ntn,)](
+        A8, B8, ea, eb, tra, trb, nanr, nanc, out, flag, M, N, K, nsteps, ntm, ntn,
+        BLK=step, KP=max(32, _next_pow2(step)), LA=A8.shape[0], LB=B8.shape[0], BM=BM, BN=BN, GROUP=MM_GROUP,
+        ACC=kind, W=W, SATURATE=sat, HI=hi, LO=-hi - 1, FRAC=frac, WIDE=wide, FAST=fast,
+        PBITS=bound.bit_length(), num_warps=warps, num_stages=stages)
     if kind == 0:
         rows = torch.nonzero(flag.any(1)).flatten()
         if rows.numel():  # rare: redo those rows exactly on the CPU (correctly rounded fsum)
@@ -344,7 +393,4 @@ def matmul(a, b, acc, lanes):
                            np.ascontiguousarray(host.scales.reshape(M, -1)[r]), fa, 1, (r.size, K))
             redo = cpu_matmul(sub, b.cpu(), acc)
             out[rows] = torch.from_numpy(np.ascontiguousarray(redo)).to(dev)
-    elif kind == 2:
-        out = out.to(torch.float64) * 2.0 ** -acc.frac_bits  # int64 -> float64 RNE, then exact
-    out = torch.where(nan, torch.full_like(out, float("nan")), out)
     return out.reshape(*batch, N)

@@ -17,6 +17,7 @@ import torch
 import mxsim
 from mxsim import reference as R
 from mxsim.formats import ROUNDING_MODES
+from mxsim.tensor import MXTensor
 from mxsim.validate import _bits_equal, adversarial_batches, random_case, scale_rule_batch
 
 triton = pytest.importorskip("triton")
@@ -25,6 +26,21 @@ if torch.cuda.is_available() and not INTERPRET:
     DEV = torch.device("cuda")
 elif INTERPRET:
     DEV = torch.device("cpu")
+    import triton.runtime.interpreter as _ti
+
+    if not getattr(_ti, "_mxsim_index_shim", False):
+        # Triton 3.6's interpreter makes scalar kernel arguments 1-element arrays and indexes
+        # them with int(array), which numpy >= 2.4 refuses for 1-d arrays (a loop bound like
+        # range(0, NB) then fails); take the element instead. Interpreter only: compiled code
+        # never sees this.
+        _orig_patch = _ti._patch_lang_tensor
+
+        def _patch_lang_tensor(tensor, scope):
+            _orig_patch(tensor, scope)
+            scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+        _ti._patch_lang_tensor = _patch_lang_tensor
+        _ti._mxsim_index_shim = True
 else:
     pytestmark = pytest.mark.skip(reason="needs CUDA (or TRITON_INTERPRET=1 for the interpreter)")
     DEV = None
@@ -357,3 +373,76 @@ def test_blockfp_other_dtypes(dtype):
     for fmt in BFP_FORMATS[:3]:
         got = mxsim.fake_quantize(x.to(DEV), fmt, rounding="stochastic", seed=1)
         assert got.dtype == dtype and same(got, R.fake_quantize(x, fmt, rounding="stochastic", seed=1))
+FAST_PAIRS = [(mxsim.MXINT8, mxsim.MXINT8), (mxsim.MXINT4, mxsim.MXINT8), (mxsim.MXFP4_E2M1, mxsim.MXFP4_E2M1),
+              (mxsim.BlockFP(8), mxsim.MXINT8)]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+@pytest.mark.parametrize("pair", FAST_PAIRS, ids=lambda p: f"{p[0].name}x{p[1].name}")
+def test_matmul_fast_epilogue_and_general_path_agree(pair, fast, monkeypatch):
+    """The float32/int32 epilogue (chosen per tile and block from the scale exponents) and the
+    general float64/int64 code, each against the referee: scales per block alternate between
+    ones the proof accepts and ones it refuses (2^127, 2^-127 zero-block exponents, the float32
+    overflow edge), so the accumulator crosses between the two codes along K; values near
+    the fixed-point limits saturate and wrap."""
+    from mxsim import gpu
+
+    monkeypatch.setattr(gpu, "MM_FAST", fast)
+    rng = np.random.default_rng(11)
+    k = 16
+    fa, fb = pair[0].with_block_size(k), pair[1].with_block_size(k)
+    M, N, nb = 5, 4, 6
+    K = nb * k - 3
+    ac, bc = _random_codes(rng, fa, (M, K)), _random_codes(rng, fb, (K, N))
+    ac[0], bc[:, 0] = fa.max_code if not isinstance(fa, mxsim.MXFPFormat) else 0x07, 0  # one-sided extremes
+    asc = rng.integers(120, 136, size=(M, nb))
+    bsc = rng.integers(120, 136, size=(nb, N))
+    asc[:, 1] = 254  # refused: 2^127 (float32 overflow to Inf; fixed point saturates, wraps to 0)
+    asc[1, 3], bsc[3, 2] = 0, 0  # exponent -127 on both sides: below float32's exact range
+    bsc[4, 1] = 127 + 30  # large but inside: terms near 2^31 (int32 fixed point edge)
+    asc[2] = 127 + 12
+    qa = _tensor(ac, np.minimum(asc, 254), fa, 1)
+    qb = _tensor(bc, np.minimum(bsc, 254), fb, 0)
+    for acc in _accs() + [mxsim.FixedPoint(32, 0, "saturate"), mxsim.FixedPoint(32, -8, "wrap"),
+                          mxsim.FixedPoint(31, 4, "saturate"), mxsim.FixedPoint(12, 2, "wrap")]:
+        _check_matmul(qa, qb, acc)
+    _check_matmul(qa, qb, "fp32", 4)
+    qa2 = _tensor(ac, np.full((M, nb), 127 + 3), fa, 1)  # every tile on the fast side
+    for acc in (mxsim.FP32(), mxsim.FixedPoint(32, 16), mxsim.FixedPoint(24, 8, "wrap"), mxsim.FixedPoint(20, 4)):
+        _check_matmul(qa2, _tensor(bc, np.full((nb, N), 127 + 5), fb, 0), acc)
+
+
+def test_matmul_e5m2_on_device(monkeypatch):
+    """MXFP8_E5M2 matmul stays on the device: the CPU matmul is made to fail. The largest
+    products (every element 57344 = 7 * 2^13, block 32: a block sum of 49 * 2^63 in integer
+    units, beyond int64) give the hand value 32 * 57344^2 = 49 * 2^31 (exact in float32);
+    a 36-bit fixed point saturates to 2^35 - 1 or wraps to (49 - 64) * 2^31. Random codes and scales (block sums spanning
+    both int64 words): fp32 and fixed point on the device against the referee; exact may
+    recompute rows on the CPU (inexact float64 running sums), so it runs unpatched."""
+    import mxsim.api as api
+    import mxsim.datapath as dp
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the CPU matmul ran")
+
+    f = mxsim.MXFP8_E5M2
+    a = MXTensor(np.full((2, 32), 0x7B, np.uint8), np.full((2, 1), 127, np.uint8), f, 1, (2, 32))
+    b = MXTensor(np.full((32, 3), 0x7B, np.uint8), np.full((1, 3), 127, np.uint8), f, 0, (32, 3))
+    want = 32 * 57344.0**2
+    rng = np.random.default_rng(4)
+    qa = _tensor(_random_codes(rng, f, (3, 64)), rng.integers(120, 150, size=(3, 2)), f, 1)
+    qb = _tensor(_random_codes(rng, f, (64, 2)), rng.integers(120, 150, size=(2, 2)), f, 0)
+    with monkeypatch.context() as mp:
+        mp.setattr(dp, "matmul_cpu", refuse)
+        mp.setattr(api, "matmul_cpu", refuse)
+        for acc, exp in ((mxsim.Exact(), want), (mxsim.FP32(), want), (mxsim.FixedPoint(64, 0), want),
+                         (mxsim.FixedPoint(36, 0), 2.0**35 - 1), (mxsim.FixedPoint(36, 0, "wrap"), want - 2.0**37)):
+            got = mxsim.matmul(on_dev(a), on_dev(b), acc)
+            assert got.device.type == DEV.type
+            assert bool((got.cpu().double() == exp).all()), f"{acc}: {got}"
+        for acc in _accs()[1:]:
+            got = mxsim.matmul(on_dev(qa), on_dev(qb), acc)
+            ref = R.matmul(torch.from_numpy(qa.codes), torch.from_numpy(qa.scales), f, torch.from_numpy(qb.codes),
+                           torch.from_numpy(qb.scales), f, accumulator=acc)
+            assert got.device.type == DEV.type and same(got, ref), f"{acc}"
+    _check_matmul(qa, qb, mxsim.Exact())
