@@ -121,7 +121,8 @@ def mx_matmul_kernel(a_ptr, b_ptr, ea_ptr, eb_ptr, tra_ptr, trb_ptr, nanr_ptr, n
             P = P & ((1 << 28) - 1)
         ea = tl.load(ea_ptr + j * M + rm, mask=mm, other=0)
         eb = tl.load(eb_ptr + j * N + rn, mask=mn, other=0)
-        fast = False
+        fast: tl.constexpr = False  # constexpr: a plain False would become an i1 tensor, the `if fast:`
+        # below a runtime branch, and the int32 fast code would be compiled for W > 32 too (HI out of int32)
         if FAST:
             amin = tl.load(tra_ptr + (j * 2) * NTM + pid_m)
             amax = tl.load(tra_ptr + (j * 2 + 1) * NTM + pid_m)

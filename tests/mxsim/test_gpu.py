@@ -446,3 +446,28 @@ def test_matmul_e5m2_on_device(monkeypatch):
                            torch.from_numpy(qb.scales), f, accumulator=acc)
             assert got.device.type == DEV.type and same(got, ref), f"{acc}"
     _check_matmul(qa, qb, mxsim.Exact())
+
+
+@pytest.mark.parametrize("pair", [(mxsim.MXINT8, mxsim.MXINT8), (mxsim.MXFP8_E4M3, mxsim.MXINT8)],
+                         ids=lambda p: f"{p[0].name}x{p[1].name}")
+def test_matmul_wide_saturating_fixed_point(pair):
+    """Saturating FixedPoint wider than 32 bits on pairs without E5M2 (one limb pair and
+    limbs). The kernel's float32/int32 fast code must not even be compiled for them: it
+    saturates to HI = 2^(W-1) - 1, out of int32's range for W > 32 (with FAST off it still
+    was, as a runtime branch: CompilationError 'Scalar 9223372036854775807 is out of range
+    for type int32' on the H200). Scales put block terms on both sides of 2^(W-1): the
+    running sum saturates at +HI and -HI - 1 and comes back. Expected: the referee."""
+    rng = np.random.default_rng(21)
+    k = 16
+    fa, fb = pair[0].with_block_size(k), pair[1].with_block_size(k)
+    M, N, nb = 3, 2, 5
+    K = nb * k
+    ac, bc = _random_codes(rng, fa, (M, K)), _random_codes(rng, fb, (K, N))
+    asc = rng.integers(120, 136, size=(M, nb))
+    bsc = np.full((nb, N), 127)
+    bsc[1], bsc[3] = 127 + 40, 127 + 60  # terms near 2^36 .. 2^64 (with the frac bits)
+    qa, qb = _tensor(ac, asc, fa, 1), _tensor(bc, bsc, fb, 0)
+    for acc in (mxsim.FixedPoint(64, 0, "saturate"), mxsim.FixedPoint(64, 8, "saturate"),
+                mxsim.FixedPoint(36, 4, "saturate"), mxsim.FixedPoint(33, 0, "saturate"),
+                mxsim.FixedPoint(33, 0, "wrap")):
+        _check_matmul(qa, qb, acc)
