@@ -210,14 +210,14 @@ def _grid(rows, fmt, corner="accumulator") -> str:
     return "\n".join(lines)
 
 
-def markdown(rows) -> str:
+def markdown(rows, corner: str = "accumulator") -> str:
     """Perplexity per accumulator (rows) x setting/block (columns), with the fraction of outputs
     that overflow changed ("ovf"); a width that cannot be built reads "not representable"."""
     def ppl(r):
         ov = r.get("overflow_rate")
         return f"{r['ppl']:.3f}" + (f" (ovf {ov:.1e})" if isinstance(ov, float) and ov > 0 else "")
 
-    return _grid(rows, ppl)
+    return _grid(rows, ppl, corner)
 
 
 def diff_markdown(rows) -> str:
@@ -245,7 +245,7 @@ def overflow_markdown(rows) -> str:
     return "\n".join(lines)
 
 
-def write(out_dir, rows, layers, meta) -> dict:
+def write(out_dir, rows, layers, meta, extra_columns=()) -> dict:
     """docs/results-style files: datapath_table.csv, datapath_layers.csv, datapath_table.meta.json
     (atomic, mxsim.files.atomic_write)."""
     from pathlib import Path
@@ -257,12 +257,50 @@ def write(out_dir, rows, layers, meta) -> dict:
     paths = {"table": out / "datapath_table.csv", "layers": out / "datapath_layers.csv",
              "meta": out / "datapath_table.meta.json"}
     with atomic_write(paths["table"]) as tmp:
-        pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS).to_csv(tmp, index=False)
+        pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS + list(extra_columns)).to_csv(tmp, index=False)
     with atomic_write(paths["layers"]) as tmp:
-        pd.DataFrame(layers).reindex(columns=LAYER_COLUMNS).to_csv(tmp, index=False)
+        pd.DataFrame(layers).reindex(columns=LAYER_COLUMNS + list(extra_columns)).to_csv(tmp, index=False)
     with atomic_write(paths["meta"]) as tmp:
         Path(tmp).write_text(json.dumps(meta, indent=1) + "\n")
     return paths
+
+
+def combine(run_dirs, out_dir) -> dict:
+    """One table from several runs' folders (each written by :func:`write`, e.g. processes that
+    shared a GPU, one accumulator group each): rows in the order given, the first row of each
+    (setting, block, accumulator) kept (every process measures its own float reference row;
+    with the same windows and configuration its perplexity is the same, which is checked), a
+    ``run`` column naming the folder; the meta's ``runs`` holds each run's meta with every row's
+    seconds (repeated rows too: they are how a warm time is read)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from mxsim.errors import UserError
+
+    rows, layers, runs, seen = [], [], [], {}
+    for d in map(Path, run_dirs):
+        if not (d / "datapath_table.csv").is_file():
+            raise UserError(f"--combine: {d} has no datapath_table.csv")
+        meta = json.loads((d / "datapath_table.meta.json").read_text())
+        table = read_rows(d / "datapath_table.csv")
+        meta["run"] = d.name
+        meta["row_seconds"] = [[r["accumulator"], r["seconds"]] for r in table]
+        runs.append(meta)
+        for r in table:
+            key = (r["setting"], r["block"], r["accumulator"])
+            if key in seen:
+                if seen[key] != r["ppl"] and r["status"] == "ok":
+                    raise UserError(f"--combine: {key} has perplexity {seen[key]} in one run and {r['ppl']} in {d}")
+                continue
+            seen[key] = r["ppl"]
+            rows.append({**r, "run": d.name})
+            lay = pd.read_csv(d / "datapath_layers.csv")
+            lay = lay[(lay.setting == r["setting"]) & (lay.block == r["block"]) & (lay.accumulator == r["accumulator"])]
+            layers.extend({**x, "run": d.name} for x in lay.to_dict("records"))
+    meta = {"combined_from": [d.name for d in map(Path, run_dirs)], "runs": runs,
+            "complete": all(m.get("complete") for m in runs)}
+    return write(out_dir, rows, layers, meta, extra_columns=["run"])
 
 
 def main(argv=None) -> int:
@@ -293,6 +331,9 @@ def main(argv=None) -> int:
     p.add_argument("--tables", metavar="DIR", default=None,
                    help="only print the README's three tables (perplexity, logit differences vs float, first "
                         "overflowing layer) from DIR/datapath_table.csv, written earlier; runs nothing")
+    p.add_argument("--combine", metavar="DIR", nargs="+", default=None,
+                   help="only join earlier runs' folders (e.g. parallel processes, one accumulator group each) into "
+                        "one table in --out; runs nothing")
     args = p.parse_args(argv)
 
     def tables():
@@ -307,6 +348,11 @@ def main(argv=None) -> int:
     def body():
         if args.tables is not None:
             return tables()
+        if args.combine is not None:
+            check_output(args.out, "--out", "dir")
+            paths = combine(args.combine, args.out)
+            print(f"# wrote {', '.join(str(v) for v in paths.values())}", file=sys.stderr)
+            return None
         with user_input("--settings"):
             settings = [s.strip() for s in args.settings.split(",") if s.strip()]
             for s in settings:

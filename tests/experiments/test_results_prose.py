@@ -166,19 +166,24 @@ def test_readme_h200_rows_are_the_logs():
     for i, fmt in enumerate(("MXINT8", "MXFP8_E4M3", "MXFP4_E2M1")):
         assert agrees(m[1 + i], f32[fmt]) and agrees(m[4 + i], bf16[fmt]), fmt
     mm = dict(_log_values("bench_matmul_cuda.log", r"MXINT8 8192\^3 (\S+) \(throughput vs _int_mm\)\s+[\d.]+ ms\s+([\d.]+)"))
-    row = line_with(README, "| H200: MXINT8 8192³ exact / fp32 / FixedPoint(32,16) vs `torch._int_mm` throughput")
-    m = re.search(r"\| ([\d.]+) / ([\d.]+) / ([\d.]+) \|", row)
-    assert m and [agrees(v, mm[k]) for v, k in zip(m.groups(), ("exact", "fp32", "fixed:32:16"))] == [True] * 3, row
+    row = line_with(README, "| H200: MXINT8 8192³ exact / fp32 / FixedPoint(32,16) / (24,8) vs `torch._int_mm` throughput")
+    m = re.search(r"\| ([\d.]+) / ([\d.]+) / ([\d.]+) / ([\d.]+) \|", row)
+    keys = ("exact", "fp32", "fixed:32:16", "fixed:24:8")
+    assert m and [agrees(v, mm[k]) for v, k in zip(m.groups(), keys)] == [True] * 4, row
+    # the CSV beside the log holds the same ratios
+    csv = pd.read_csv(RESULTS / "bench_matmul_cuda.csv").dropna(subset=["ratio"])
+    assert [agrees(str(r), mm[k]) for r, k in zip(csv["ratio"], keys)] == [True] * 4
 
 
 def test_readme_h200_test_count_is_the_log():
-    """'its 93 bit-exactness tests pass on an H200': tests/mxsim/test_gpu.py's passes in the log
-    (call A: the MXINT quantize cases, call B: every other test of the file)."""
-    log = (RESULTS / "test_gpu_h200.log").read_text().split("# other CUDA tests")[0]
-    passed = [int(n) for n in re.findall(r"(\d+) passed", log)]
-    assert len(passed) == 2
-    m = re.search(r"its (\d+) bit-exactness tests pass on an H200: `docs/results/test_gpu_h200\.log`", README)
-    assert m and int(m[1]) == sum(passed)
+    """'its 158 bit-exactness tests pass on an H200, with 21 CUDA tests of other files': the two
+    pytest summaries of the session-8 log, in that order."""
+    log = (RESULTS / "test_gpu_h200_session8.log").read_text()
+    passed = [int(n) for n in re.findall(r"^(\d+) passed", log, re.M)]
+    assert len(passed) == 2 and "failed" not in log
+    m = re.search(r"its (\d+) bit-exactness tests pass on an H200, with (\d+) CUDA tests of other files: "
+                  r"`docs/results/test_gpu_h200_session8\.log`", README)
+    assert m and [int(m[1]), int(m[2])] == passed
 
 
 def _costs(tech: str) -> dict:
@@ -325,11 +330,20 @@ def test_readme_block_sum_widths():
 
 
 def test_readme_datapath_cuda_test_count_is_the_log():
-    log = (RESULTS / "test_gpu_h200.log").read_text()
-    m = re.search(r"tests/lqer/test_datapath_cuda\.py \(.*?\):\n(\d+) passed", log)
-    r = re.search(r"`tests/lqer/test_datapath_cuda\.py`: (\d+) passed on an H200, `docs/results/test_gpu_h200\.log`",
+    """The 13 datapath CUDA tests are among the log's 158: the first call ran exactly the three files."""
+    log = (RESULTS / "test_gpu_h200_session8.log").read_text()
+    call = re.search(r"# call 1: .*pytest .* (tests/\S+) (tests/\S+) (tests/\S+)\n", log)
+    assert call and "tests/lqer/test_datapath_cuda.py" in call.groups()
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dp_cuda", ROOT / "tests/lqer/test_datapath_cuda.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    n_tests = 2 * len(mod.ACCUMULATORS) + 3  # one parametrized test (2 settings x accumulators) + three plain ones
+    r = re.search(r"`tests/lqer/test_datapath_cuda\.py`'s (\d+) tests are among the (\d+) that\s+passed there",
                   flat(README))
-    assert m and r and r[1] == m[1]
+    assert r and int(r[2]) == int(re.search(r"^(\d+) passed", log, re.M)[1])
+    assert int(r[1]) == n_tests
 
 
 def test_experiments_doc_gpu_times_are_the_gpu_tables():

@@ -1,0 +1,82 @@
+"""The whole-split datapath table measured on an H200 (docs/results/datapath_cuda_fullsplit/) as
+the README quotes it, and experiments.datapath_table.combine, which joined its six runs."""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.datapath_table import combine, markdown, read_rows, write
+
+ROOT = Path(__file__).resolve().parents[2]
+FOLDER = ROOT / "docs" / "results" / "datapath_cuda_fullsplit"
+README = (ROOT / "README.md").read_text()
+META = json.loads((FOLDER / "datapath_table.meta.json").read_text())
+
+
+def test_readme_table_is_the_committed_rows():
+    assert markdown(read_rows(FOLDER / "datapath_table.csv"), corner="H200, whole split: accumulator") in README
+
+
+def test_sixteen_bits_are_refused_for_the_block_sum_width():
+    # hand: an MXINT8 x MXINT8 product is 8 + 8 - 1 = 15 bits signed; a block of k adds log2(k) bits
+    t = pd.read_csv(FOLDER / "datapath_table.csv")
+    for block, need in ((16, 15 + 4), (32, 15 + 5)):
+        refused = t[(t.block == block) & t.accumulator.str.startswith("fixed:16")]
+        assert len(refused) == 2 and (refused.status == "not representable").all()
+        assert refused.note.str.contains(rf"total_bits in \[{need}\b").all(), refused.note.tolist()
+
+
+def test_every_run_finished_on_one_commit():
+    calls = (FOLDER / "device_calls.txt").read_text()
+    assert META["complete"] and len(META["runs"]) == 6
+    assert re.search(r"^1712d03[0-9a-f]{33}$", calls, re.M)
+    assert len(re.findall(r"exit 0", calls)) == 6  # five processes of call 1, the timing run of call 2
+    assert all(r["windows"] == "full" and r["seq_len"] == 1024 and r["device"] == "cuda" for r in META["runs"])
+
+
+def test_readme_warm_fp32_time_is_the_timing_run():
+    timing = next(r for r in META["runs"] if r["run"] == "dt_W32_timing")
+    seconds = timing["row_seconds"]
+    assert [a for a, _ in seconds] == ["float", "fp32", "float", "fp32", "exact"]
+    warm_float, warm_fp32, exact = seconds[2][1], seconds[3][1], seconds[4][1]
+    m = re.search(r"fp32 datapath ([\d.]+) s vs the float emulation ([\d.]+) s for the whole split = ([\d.]+)×",
+                  " ".join(README.split()))
+    assert m and float(m[1]) == warm_fp32 and float(m[2]) == warm_float
+    assert float(m[3]) == round(warm_fp32 / warm_float, 2) <= 2
+    assert f"exact {exact} s" in README
+
+
+def _run(tmp, name, accs_ppl):
+    rows = [{"setting": "W8A8-MXINT8", "block": 32, "accumulator": a, "status": "ok", "ppl": p, "seconds": 1.0}
+            for a, p in accs_ppl]
+    layers = [{"setting": "W8A8-MXINT8", "block": 32, "accumulator": a, "layer": "l0", "gemm": "main",
+               "outputs": 10, "overflowed": 1} for a, _ in accs_ppl if a.startswith("fixed")]
+    write(tmp / name, rows, layers, {"complete": True})
+    return tmp / name
+
+
+def test_combine_keeps_the_first_of_each_row_and_every_time(tmp_path):
+    a = _run(tmp_path, "a", [("float", 21.0), ("fixed:20:wrap", 99.0)])
+    b = _run(tmp_path, "b", [("float", 21.0), ("fp32", 21.5), ("fp32", 21.5)])
+    combine([a, b], tmp_path / "out")
+    t = pd.read_csv(tmp_path / "out" / "datapath_table.csv")
+    assert t.accumulator.tolist() == ["float", "fixed:20:wrap", "fp32"]
+    assert t.run.tolist() == ["a", "a", "b"]
+    lay = pd.read_csv(tmp_path / "out" / "datapath_layers.csv")
+    assert lay.accumulator.tolist() == ["fixed:20:wrap"] and lay.run.tolist() == ["a"]
+    meta = json.loads((tmp_path / "out" / "datapath_table.meta.json").read_text())
+    assert [len(r["row_seconds"]) for r in meta["runs"]] == [2, 3] and meta["complete"]
+
+
+def test_combine_refuses_runs_that_disagree(tmp_path):
+    from mxsim.errors import UserError
+
+    a = _run(tmp_path, "a", [("float", 21.0)])
+    b = _run(tmp_path, "b", [("float", 22.0)])
+    with pytest.raises(UserError, match="perplexity"):
+        combine([a, b], tmp_path / "out")
+    with pytest.raises(UserError, match="no datapath_table.csv"):
+        combine([a, tmp_path / "missing"], tmp_path / "out")
