@@ -106,3 +106,15 @@ def test_add_rows_from_bench_lrc_json_lines(tmp_path):
     assert rows[-1] == new[0]  # the last task of the table (W4A8-NVFP4, LRC(1))
     meta = json.loads((tmp_path / "formats_w4.meta.json").read_text())
     assert meta["rows"][-1]["config"]["w_format"] == "NVFP4/16" and meta["rows"][-1]["device"] == "cuda"
+
+
+def test_fp4_lrc_times_are_the_csv_rows_and_the_log():
+    """docs/formats.md: 'each quantized in 60–82 s' -- the four H200 LRC(1) rows' quantize_s, which
+    the committed log printed."""
+    rows = [r for r in csv_rows() if r["method"] == "lrc1" and r["device"] == "cuda"]
+    assert len(rows) == 4
+    secs = sorted(float(r["quantize_s"]) for r in rows)
+    m = re.search(r"each\s+quantized in (\d+)–(\d+) s", DOC)
+    assert m and (int(m[1]), int(m[2])) == (round(secs[0]), round(secs[-1]))
+    log = (ROOT / "docs" / "results" / "formats_w4_lrc_h200.log").read_text()
+    assert sorted(float(v) for v in re.findall(r'"quantize_s": ([\d.]+)', log)) == secs
