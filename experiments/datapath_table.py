@@ -284,6 +284,7 @@ def combine(run_dirs, out_dir) -> dict:
             raise UserError(f"--combine: {d} has no datapath_table.csv")
         meta = json.loads((d / "datapath_table.meta.json").read_text())
         table = read_rows(d / "datapath_table.csv")
+        run_layers = pd.read_csv(d / "datapath_layers.csv")
         meta["run"] = d.name
         meta["row_seconds"] = [[r["accumulator"], r["seconds"]] for r in table]
         runs.append(meta)
@@ -295,8 +296,8 @@ def combine(run_dirs, out_dir) -> dict:
                 continue
             seen[key] = r["ppl"]
             rows.append({**r, "run": d.name})
-            lay = pd.read_csv(d / "datapath_layers.csv")
-            lay = lay[(lay.setting == r["setting"]) & (lay.block == r["block"]) & (lay.accumulator == r["accumulator"])]
+            lay = run_layers[(run_layers.setting == r["setting"]) & (run_layers.block == r["block"])
+                             & (run_layers.accumulator == r["accumulator"])]
             layers.extend({**x, "run": d.name} for x in lay.to_dict("records"))
     meta = {"combined_from": [d.name for d in map(Path, run_dirs)], "runs": runs,
             "complete": all(m.get("complete") for m in runs)}
