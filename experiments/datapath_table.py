@@ -278,10 +278,12 @@ def combine(run_dirs, out_dir) -> dict:
 
     from mxsim.errors import UserError
 
-    rows, layers, runs, seen = [], [], [], {}
-    for d in map(Path, run_dirs):
+    dirs = [Path(d) for d in run_dirs]
+    for d in dirs:  # every folder checked before any is read
         if not (d / "datapath_table.csv").is_file():
             raise UserError(f"--combine: {d} has no datapath_table.csv")
+    rows, layers, runs, seen = [], [], [], {}
+    for d in dirs:
         meta = json.loads((d / "datapath_table.meta.json").read_text())
         table = read_rows(d / "datapath_table.csv")
         run_layers = pd.read_csv(d / "datapath_layers.csv")
@@ -299,7 +301,7 @@ def combine(run_dirs, out_dir) -> dict:
             lay = run_layers[(run_layers.setting == r["setting"]) & (run_layers.block == r["block"])
                              & (run_layers.accumulator == r["accumulator"])]
             layers.extend({**x, "run": d.name} for x in lay.to_dict("records"))
-    meta = {"combined_from": [d.name for d in map(Path, run_dirs)], "runs": runs,
+    meta = {"combined_from": [m["run"] for m in runs], "runs": runs,
             "complete": all(m.get("complete") for m in runs)}
     return write(out_dir, rows, layers, meta, extra_columns=["run"])
 
