@@ -271,7 +271,8 @@ def combine(run_dirs, out_dir) -> dict:
     (setting, block, accumulator) kept (every process measures its own float reference row;
     with the same windows and configuration its perplexity is the same, which is checked), a
     ``run`` column naming the folder; the meta's ``runs`` holds each run's meta with every row's
-    seconds (repeated rows too: they are how a warm time is read)."""
+    seconds (repeated rows too: they are how a warm time is read). A folder written by an earlier
+    ``combine`` may be one of the runs: its rows keep their run names and its runs are carried."""
     from pathlib import Path
 
     import pandas as pd
@@ -287,9 +288,12 @@ def combine(run_dirs, out_dir) -> dict:
         meta = json.loads((d / "datapath_table.meta.json").read_text())
         table = read_rows(d / "datapath_table.csv")
         run_layers = pd.read_csv(d / "datapath_layers.csv")
-        meta["run"] = d.name
-        meta["row_seconds"] = [[r["accumulator"], r["seconds"]] for r in table]
-        runs.append(meta)
+        if "combined_from" in meta:  # an earlier combination: its runs and row names carry over
+            runs.extend(meta["runs"])
+        else:
+            meta["run"] = d.name
+            meta["row_seconds"] = [[r["accumulator"], r["seconds"]] for r in table]
+            runs.append(meta)
         for r in table:
             key = (r["setting"], r["block"], r["accumulator"])
             if key in seen:
@@ -297,10 +301,13 @@ def combine(run_dirs, out_dir) -> dict:
                     raise UserError(f"--combine: {key} has perplexity {seen[key]} in one run and {r['ppl']} in {d}")
                 continue
             seen[key] = r["ppl"]
-            rows.append({**r, "run": d.name})
+            run = r.get("run") or d.name
+            rows.append({**r, "run": run})
             lay = run_layers[(run_layers.setting == r["setting"]) & (run_layers.block == r["block"])
                              & (run_layers.accumulator == r["accumulator"])]
-            layers.extend({**x, "run": d.name} for x in lay.to_dict("records"))
+            if "run" in lay.columns:
+                lay = lay[lay.run == run]
+            layers.extend({**x, "run": run} for x in lay.to_dict("records"))
     meta = {"combined_from": [m["run"] for m in runs], "runs": runs,
             "complete": all(m.get("complete") for m in runs)}
     return write(out_dir, rows, layers, meta, extra_columns=["run"])
@@ -379,7 +386,11 @@ def main(argv=None) -> int:
         rows, layers = [], []
         import torch
 
+        from experiments.provenance import commit, machine_info
+
         meta = {"command": "python -m experiments.datapath_table " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "commit": commit(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine_info": machine_info(args.device),
                 "model": args.model, "windows": args.windows or "full", "seq_len": args.seq_len, "calib": args.calib,
                 "range_windows": args.range_windows, "batch": args.batch, "device": args.device, "machine": platform.node(),
                 "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),

@@ -71,6 +71,21 @@ def test_combine_keeps_the_first_of_each_row_and_every_time(tmp_path):
     assert [len(r["row_seconds"]) for r in meta["runs"]] == [2, 3] and meta["complete"]
 
 
+def test_combine_carries_an_earlier_combination(tmp_path):
+    a = _run(tmp_path, "a", [("float", 21.0), ("fixed:20:wrap", 99.0)])
+    b = _run(tmp_path, "b", [("float", 21.0), ("fp32", 21.5)])
+    combine([a, b], tmp_path / "first")
+    c = _run(tmp_path, "c", [("float", 21.0), ("fixed:24:wrap", 30.0)])
+    combine([tmp_path / "first", c], tmp_path / "out")
+    t = pd.read_csv(tmp_path / "out" / "datapath_table.csv")
+    assert t.accumulator.tolist() == ["float", "fixed:20:wrap", "fp32", "fixed:24:wrap"]
+    assert t.run.tolist() == ["a", "a", "b", "c"]  # rows keep the run that measured them
+    lay = pd.read_csv(tmp_path / "out" / "datapath_layers.csv")
+    assert list(zip(lay.accumulator, lay.run)) == [("fixed:20:wrap", "a"), ("fixed:24:wrap", "c")]
+    meta = json.loads((tmp_path / "out" / "datapath_table.meta.json").read_text())
+    assert [r["run"] for r in meta["runs"]] == ["a", "b", "c"] and meta["combined_from"] == ["a", "b", "c"]
+
+
 def test_combine_refuses_runs_that_disagree(tmp_path):
     from mxsim.errors import UserError
 
