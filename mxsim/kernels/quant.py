@@ -526,75 +526,111 @@ def bfp_kernel(x, xbits, k, width, exp_min, exp_max, nan_code, bias, passthrough
 _MAGIC = 6755399441055744.0  # 1.5 * 2^52: (t + M) - M rounds |t| < 2^51 to nearest even
 
 
-@njit(cache=True, parallel=True)
+def specialized(make):
+    """One compiled kernel per (rounding mode, want_codes, want_deq), built on first use by
+    ``make(mode, want_codes, want_deq)``, whose kernel takes them from its closure: numba
+    freezes closure variables as constants, so each kernel holds only its own loops. With the
+    three as runtime arguments every kernel carried all its loops and branches, and the
+    one that ran was slower for it (MXINT8 nearest_even fake_quantize, 1 thread, CPU time on
+    the Intel Xeon VM: 24.9 ms generic, 15.6 ms with the dead loops gone, a numpy copy into a
+    preallocated array 8.3 ms). numba caches each closure apart (its index key hashes the
+    closure's values), so cache=True holds."""
+    kernels = {}
+
+    def get(mode, want_codes, want_deq):
+        key = (int(mode), bool(want_codes), bool(want_deq))
+        kern = kernels.get(key)
+        if kern is None:
+            kern = kernels[key] = make(*key)
+        return kern
+
+    return get
+
+
+def _make_mxint_f32(mode, want_codes, want_deq):
+    @njit(cache=True, parallel=True)
+    def kernel(x, xbits, k, bits, smin, smax, sbias, snan, srule, seed, inner, codes, scales, deq):
+        R, L = x.shape
+        nb = (L + k - 1) // k
+        q = -(bits - 2)
+        maxc = float(2 ** (bits - 1) - 1)
+        max_pos = math.ldexp(maxc, q)
+        hseed = seed_hash(seed)
+        G = chunk_blocks(k)
+        nc = (nb + G - 1) // G
+        for t in prange(R * nc):  # work items of G blocks of one row: one division each
+            r = t // nc
+            b0 = (t - r * nc) * G
+            idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
+            for b in range(b0, min(b0 + G, nb)):
+                j0 = b * k
+                j1 = min(j0 + k, L)
+                m = block_max_bits(xbits[r, j0:j1])
+                if m >= F32_INF_BITS:
+                    scales[r, b] = snan
+                    fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
+                    continue
+                # a zero block takes smin (contract); a nonzero one its rule's exponent (emax 0)
+                s = smin if m == 0 else block_rule_exponent(m, srule, 0, bits - 2, max_pos, smin, smax)
+                scales[r, b] = s + sbias
+                # the block's slices, indexed from 0 (chunk_blocks: no gathers)
+                _mxint_f32_elements(x[r, j0:j1], pow2(-(s + q)), pow2(s + q), maxc, mode, hseed, idx0 + j0 * inner,
+                                    inner, want_codes, want_deq, codes[r, j0:j1], deq[r, j0:j1])
+
+    return kernel
+
+
+@njit(cache=True, inline="always")
+def _mxint_f32_elements(xs, down, up, maxc, mode, hseed, i0, inner, want_codes, want_deq, cs, ds):
+    """One MXINT block (the slices xs, cs, ds; i0: the flat index of its first element),
+    rounded by exact float64 arithmetic: v = x 2^-(s+q) is exact and |v| <= maxc after the
+    clamp, so the 1.5 2^52 magic number rounds it to nearest even."""
+    n = xs.size
+    if mode == RN_STOCH:
+        for j in range(n):
+            v = float(xs[j]) * down
+            c = min(round_mag(min(abs(v), maxc), RN_STOCH, stoch_u(hseed, i0 + j * inner)), maxc)
+            c = -c if v < 0.0 else c
+            if want_codes:
+                cs[j] = np.int8(c)
+            if want_deq:
+                ds[j] = c * up + 0.0  # c == 0 gives +0.0 (contract)
+        return
+    if want_deq:
+        if mode == RN_EVEN:
+            for j in range(n):
+                v = min(max(float(xs[j]) * down, -maxc), maxc)
+                ds[j] = ((v + _MAGIC) - _MAGIC) * up + 0.0
+        elif mode == RN_AWAY:
+            for j in range(n):
+                v = min(max(float(xs[j]) * down, -maxc), maxc)
+                ds[j] = math.copysign(np.floor(abs(v) + 0.5), v) * up + 0.0  # |v|+0.5 exact
+        else:
+            for j in range(n):
+                v = min(max(float(xs[j]) * down, -maxc), maxc)
+                ds[j] = np.trunc(v) * up + 0.0
+    if want_codes:
+        for j in range(n):
+            v = min(max(float(xs[j]) * down, -maxc), maxc)
+            if mode == RN_EVEN:
+                c = (v + _MAGIC) - _MAGIC
+            elif mode == RN_AWAY:
+                c = math.copysign(np.floor(abs(v) + 0.5), v)
+            else:
+                c = np.trunc(v)
+            cs[j] = np.int8(c)
+
+
+_mxint_f32_kernel = specialized(_make_mxint_f32)
+
+
 def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed, inner, want_codes, want_deq, codes,
                    scales, deq):
     """MXINT for float32 input, every scale rule and rounding, written to vectorize: amax and
-    NaN/Inf from the bit patterns (block_max_bits), rounding by exact float64 arithmetic."""
-    R, L = x.shape
-    nb = (L + k - 1) // k
-    q = -(bits - 2)
-    maxc = float(2 ** (bits - 1) - 1)
-    max_pos = math.ldexp(maxc, q)
-    hseed = seed_hash(seed)
-    G = chunk_blocks(k)
-    nc = (nb + G - 1) // G
-    for t in prange(R * nc):  # work items of G blocks of one row: one division each
-        r = t // nc
-        b0 = (t - r * nc) * G
-        idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
-        for b in range(b0, min(b0 + G, nb)):
-            j0 = b * k
-            j1 = min(j0 + k, L)
-            # the block's slices, indexed from 0 (chunk_blocks: no gathers)
-            xs = x[r, j0:j1]
-            m = block_max_bits(xbits[r, j0:j1])
-            if m >= F32_INF_BITS:
-                scales[r, b] = snan
-                fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
-                continue
-            # a zero block takes smin (contract); a nonzero one its rule's exponent (emax 0)
-            s = smin if m == 0 else block_rule_exponent(m, srule, 0, bits - 2, max_pos, smin, smax)
-            scales[r, b] = s + sbias
-            down = pow2(-(s + q))
-            up = pow2(s + q)
-            ds = deq[r, j0:j1]
-            cs = codes[r, j0:j1]
-            n = j1 - j0
-            if mode == RN_STOCH:
-                i0 = idx0 + j0 * inner
-                for j in range(n):
-                    v = float(xs[j]) * down
-                    c = min(round_mag(min(abs(v), maxc), RN_STOCH, stoch_u(hseed, i0 + j * inner)), maxc)
-                    c = -c if v < 0.0 else c
-                    if want_codes:
-                        cs[j] = np.int8(c)
-                    if want_deq:
-                        ds[j] = c * up + 0.0  # c == 0 gives +0.0 (contract)
-                continue
-            if want_deq:
-                if mode == RN_EVEN:
-                    for j in range(n):
-                        v = min(max(float(xs[j]) * down, -maxc), maxc)
-                        ds[j] = ((v + _MAGIC) - _MAGIC) * up + 0.0
-                elif mode == RN_AWAY:
-                    for j in range(n):
-                        v = min(max(float(xs[j]) * down, -maxc), maxc)
-                        ds[j] = math.copysign(np.floor(abs(v) + 0.5), v) * up + 0.0  # |v|+0.5 exact
-                else:
-                    for j in range(n):
-                        v = min(max(float(xs[j]) * down, -maxc), maxc)
-                        ds[j] = np.trunc(v) * up + 0.0
-            if want_codes:
-                for j in range(n):
-                    v = min(max(float(xs[j]) * down, -maxc), maxc)
-                    if mode == RN_EVEN:
-                        c = (v + _MAGIC) - _MAGIC
-                    elif mode == RN_AWAY:
-                        c = math.copysign(np.floor(abs(v) + 0.5), v)
-                    else:
-                        c = np.trunc(v)
-                    cs[j] = np.int8(c)
+    NaN/Inf from the bit patterns (block_max_bits), rounding by exact float64 arithmetic; the
+    kernel of this (mode, want_codes, want_deq) (``specialized``)."""
+    _mxint_f32_kernel(mode, want_codes, want_deq)(x, xbits, k, bits, smin, smax, sbias, snan, srule, seed, inner,
+                                                  codes, scales, deq)
 
 
 @njit(cache=True)
