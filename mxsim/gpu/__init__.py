@@ -30,9 +30,11 @@ BLOCK_ELEMS = 2048  # elements per quantize program (blocks x padded block size)
 # matmul launch configurations (BM, BN, num_warps, num_stages), explicit so that a GPU run
 # can tune them (benchmarks/bench_matmul.py --configs): "fast" = the float32/int32 epilogue
 # (one limb pair, fp32 or FixedPoint up to 32 bits), "exact" = float64 TwoSum, "general" =
-# every other case (limbs, WIDE, int64 fixed point). Hopper-sized guesses, not yet measured
-# for "fast"; "exact" is the measured 64x64 tile of the first H200 run (num_warps 4, stages 3).
-MM_CONFIGS = {"fast": (128, 128, 8, 3), "exact": (64, 64, 4, 3), "general": (64, 64, 4, 3)}
+# every other case (limbs, WIDE, int64 fixed point). "fast" is the best FixedPoint(32,16) row
+# of the H200 sweep of nine configurations (docs/results/bench_matmul_cuda_configs.csv: 0.32
+# of torch._int_mm, fp32 0.54; the earlier guess 128x128x8x3 gave 0.24 and 0.41); "exact" is
+# the measured 64x64 tile of the first H200 run.
+MM_CONFIGS = {"fast": (64, 64, 4, 3), "exact": (64, 64, 4, 3), "general": (64, 64, 4, 3)}
 MM_FAST = True  # the proof-selected float32/int32 epilogue; tests switch it off to compare
 MM_GROUP = 8  # row tiles that sweep the column tiles together (L2 reuse of B panels)
 
