@@ -175,14 +175,35 @@ def test_readme_h200_rows_are_the_logs():
     assert [agrees(str(r), mm[k]) for r, k in zip(csv["ratio"], keys)] == [True] * 4
 
 
+def test_fast_launch_configuration_is_the_sweeps_best_fixed_point_row():
+    """mxsim.gpu.MM_CONFIGS["fast"] is the configuration whose FixedPoint(32,16) row is the
+    highest of the committed H200 sweep, and docs/mxsim_speed.md quotes that row and its fp32 row."""
+    from mxsim import gpu
+
+    sweep = pd.read_csv(RESULTS / "bench_matmul_cuda_configs.csv")
+    rows = sweep[sweep.benchmark.str.strip().str.startswith("config ")]
+    parsed = [(b.split()[1], b.split()[2], r) for b, r in zip(rows.benchmark.str.strip(), rows.ratio)]
+    fixed = {c: r for c, acc, r in parsed if acc == "fixed:32:16"}
+    fp32 = {c: r for c, acc, r in parsed if acc == "fp32"}
+    assert len(fixed) == len(fp32) == 9
+    best = max(fixed, key=fixed.get)
+    assert tuple(int(v) for v in best.split("x")) == gpu.MM_CONFIGS["fast"]
+    speed = flat((ROOT / "docs" / "mxsim_speed.md").read_text())
+    bm, bn, warps, stages = best.split("x")
+    assert f"**{fixed[best]:.2f}× at {bm} × {bn}, {warps} warps, {stages} stages**" in speed
+    assert f"(its fp32 row there: {fp32[best]:.2f}×" in speed
+    top3 = sorted(fixed.values(), reverse=True)[:3]
+    assert "(" + ", ".join(f"{v:.2f}" for v in top3[:2]) + f" and {top3[2]:.2f} for the three best" in speed
+
+
 def test_readme_h200_test_count_is_the_log():
     """'its 158 bit-exactness tests pass on an H200, with 21 CUDA tests of other files': the two
-    pytest summaries of the session-8 log, in that order."""
-    log = (RESULTS / "test_gpu_h200_session8.log").read_text()
+    pytest summaries of the session-9 log, in that order."""
+    log = (RESULTS / "test_gpu_h200_session9.log").read_text()
     passed = [int(n) for n in re.findall(r"^(\d+) passed", log, re.M)]
     assert len(passed) == 2 and "failed" not in log
     m = re.search(r"its (\d+) bit-exactness tests pass on an H200, with (\d+) CUDA tests of other files: "
-                  r"`docs/results/test_gpu_h200_session8\.log`", README)
+                  r"`docs/results/test_gpu_h200_session9\.log`", README)
     assert m and [int(m[1]), int(m[2])] == passed
 
 
@@ -331,7 +352,7 @@ def test_readme_block_sum_widths():
 
 def test_readme_datapath_cuda_test_count_is_the_log():
     """The 13 datapath CUDA tests are among the log's 158: the first call ran exactly the three files."""
-    log = (RESULTS / "test_gpu_h200_session8.log").read_text()
+    log = (RESULTS / "test_gpu_h200_session9.log").read_text()
     call = re.search(r"# call 1: .*pytest .* (tests/\S+) (tests/\S+) (tests/\S+)\n", log)
     assert call and "tests/lqer/test_datapath_cuda.py" in call.groups()
     import importlib.util
