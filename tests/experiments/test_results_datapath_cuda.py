@@ -20,21 +20,47 @@ def test_readme_table_is_the_committed_rows():
     assert markdown(read_rows(FOLDER / "datapath_table.csv"), corner="H200, whole split: accumulator") in README
 
 
-def test_sixteen_bits_are_refused_for_the_block_sum_width():
-    # hand: an MXINT8 x MXINT8 product is 8 + 8 - 1 = 15 bits signed; a block of k adds log2(k) bits
+def test_sixteen_and_twelve_bits_are_refused_for_the_block_sum_width():
+    # hand: an MXINT a x MXINT b product is a + b - 1 bits signed; a block of k adds log2(k) bits.
+    # 16 bits: every GEMM of MXINT8 x MXINT8 (W8A8, and L2QER's low-rank path) needs 15 + log2(k);
+    # 12 bits: L2QER's main GEMM, MXINT8 x MXINT4, already needs 11 + log2(k)
     t = pd.read_csv(FOLDER / "datapath_table.csv")
-    for block, need in ((16, 15 + 4), (32, 15 + 5)):
-        refused = t[(t.block == block) & t.accumulator.str.startswith("fixed:16")]
-        assert len(refused) == 2 and (refused.status == "not representable").all()
-        assert refused.note.str.contains(rf"total_bits in \[{need}\b").all(), refused.note.tolist()
+    for block, log2k in ((16, 4), (32, 5)):
+        at = t[t.block == block]
+        for total, setting, need in ((16, "W4A8-L2QER", 15), (16, "W8A8-MXINT8", 15),
+                                     (12, "W4A8-L2QER", 11), (12, "W8A8-MXINT8", 15)):
+            refused = at[(at.setting == setting) & at.accumulator.str.startswith(f"fixed:{total}:")]
+            assert len(refused) == 2 and (refused.status == "not representable").all(), (block, total, setting)
+            assert refused.note.str.contains(rf"total_bits in \[{need + log2k}\b").all(), refused.note.tolist()
 
 
-def test_every_run_finished_on_one_commit():
+SESSION9_RUNS = ["dt_L16x", "dt_L16y", "dt_L16z", "dt_L32x", "dt_L32y", "dt_W16x", "dt_W16y", "dt_W32x", "dt_W32y"]
+
+
+def test_every_run_says_where_it_ran_and_the_one_cut_short_is_made_up():
     calls = (FOLDER / "device_calls.txt").read_text()
-    assert META["complete"] and len(META["runs"]) == 6
-    assert re.search(r"^1712d03[0-9a-f]{33}$", calls, re.M)
-    assert len(re.findall(r"exit 0", calls)) == 6  # five processes of call 1, the timing run of call 2
-    assert all(r["windows"] == "full" and r["seq_len"] == 1024 and r["device"] == "cuda" for r in META["runs"])
+    runs = {r["run"]: r for r in META["runs"]}
+    assert list(runs)[6:] == SESSION9_RUNS and len(runs) == 15
+    assert all(r["windows"] == "full" and r["seq_len"] == 1024 and r["device"] == "cuda" for r in runs.values())
+    # session 8: commit 1712d03 on the device, six processes, each exit 0
+    s8, s9 = calls.split("# Session 9", 1)
+    assert re.search(r"^1712d03[0-9a-f]{33}$", s8, re.M) and len(re.findall(r"exit 0", s8)) == 6
+    # session 9: the metas carry the device's stale HEAD, which the committed git status explains
+    status = (ROOT / "docs" / "results" / "device_git_session9.txt").read_text()
+    assert all(runs[n]["commit"] == "ac8cdb9+dirty" for n in SESSION9_RUNS) and status.count("\nac8cdb9") == 1
+    assert " M experiments/datapath_table.py" in status
+    exits = dict(re.findall(r"^(\w+) exit (\d+)$", s9, re.M))
+    assert {f"dt_{k}" for k in exits} == set(SESSION9_RUNS)
+    assert [k for k, v in exits.items() if v != "0"] == ["L16y"] == [n[3:] for n in SESSION9_RUNS
+                                                                     if not runs[n].get("complete")]
+    # what the cut-short run did not reach is the row the one after it measured
+    t = pd.read_csv(FOLDER / "datapath_table.csv")
+    assert t[(t.block == 16) & (t.setting == "W4A8-L2QER") & (t.accumulator == "fixed:24:saturate")].run.tolist() == ["dt_L16z"]
+    # every (setting, block) has the full accumulator list, once
+    from experiments.datapath_table import BLOCKS, FULL_ACCUMULATORS, SETTINGS
+
+    assert sorted(zip(t.setting, t.block, t.accumulator)) == sorted(
+        (s, b, a) for s in SETTINGS for b in BLOCKS for a in FULL_ACCUMULATORS)
 
 
 def test_readme_warm_fp32_time_is_the_timing_run():
