@@ -121,3 +121,24 @@ def test_combine_refuses_runs_that_disagree(tmp_path):
         combine([a, b], tmp_path / "out")
     with pytest.raises(UserError, match="no datapath_table.csv"):
         combine([a, tmp_path / "missing"], tmp_path / "out")
+
+
+def test_readme_overflow_sums_and_row_times_are_the_files():
+    """'saturated: 34,456 vs 34,146 for L2QER /16, 8,923 vs 8,633 for MXINT8 /16' are the sums of
+    the layer file's overflowed outputs; '54–260 s ... (82.4 s alone)' the fixed rows' seconds."""
+    text = " ".join(README.split())
+    lay = pd.read_csv(FOLDER / "datapath_layers.csv")
+
+    def summed(setting, total):
+        at = lay[(lay.setting == setting) & (lay.block == 16) & (lay.accumulator == f"fixed:{total}:saturate")]
+        return f"{int(at.overflowed.sum()):,}"
+
+    assert (f"saturated: {summed('W4A8-L2QER', 32)} vs {summed('W4A8-L2QER', 24)} for L2QER /16, "
+            f"{summed('W8A8-MXINT8', 32)} vs {summed('W8A8-MXINT8', 24)} for MXINT8 /16") in text
+    t = pd.read_csv(FOLDER / "datapath_table.csv")
+    fixed = t[t.accumulator.str.startswith("fixed") & (t.status == "ok")]
+    shared = fixed[fixed.run != "dt_L16z"].seconds
+    alone = fixed[fixed.run == "dt_L16z"].seconds.tolist()
+    m = re.search(r"a fixed-point row took (\d+)–(\d+) s with five to eight processes sharing the GPU \(([\d.]+) s alone\)",
+                  text)
+    assert m and (int(m[1]), int(m[2])) == (int(shared.min()), int(shared.max())) and [float(m[3])] == alone
