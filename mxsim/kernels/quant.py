@@ -527,8 +527,9 @@ _MAGIC = 6755399441055744.0  # 1.5 * 2^52: (t + M) - M rounds |t| < 2^51 to near
 
 
 def specialized(make):
-    """One compiled kernel per (rounding mode, want_codes, want_deq), built on first use by
-    ``make(mode, want_codes, want_deq)``, whose kernel takes them from its closure: numba
+    """One compiled kernel per key (the rounding mode, want_codes, want_deq, and for MXFP the
+    element format's constants), built on first use by ``make(*key)``, whose kernel takes them
+    from its closure: numba
     freezes closure variables as constants, so each kernel holds only its own loops. With the
     three as runtime arguments every kernel carried all its loops and branches, and the
     one that ran was slower for it (MXINT8 nearest_even fake_quantize, 1 thread, CPU time on
@@ -537,8 +538,7 @@ def specialized(make):
     closure's values), so cache=True holds."""
     kernels = {}
 
-    def get(mode, want_codes, want_deq):
-        key = (int(mode), bool(want_codes), bool(want_deq))
+    def get(*key):
         kern = kernels.get(key)
         if kern is None:
             kern = kernels[key] = make(*key)
@@ -629,8 +629,8 @@ def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed
     """MXINT for float32 input, every scale rule and rounding, written to vectorize: amax and
     NaN/Inf from the bit patterns (block_max_bits), rounding by exact float64 arithmetic; the
     kernel of this (mode, want_codes, want_deq) (``specialized``)."""
-    _mxint_f32_kernel(mode, want_codes, want_deq)(x, xbits, k, bits, smin, smax, sbias, snan, srule, seed, inner,
-                                                  codes, scales, deq)
+    _mxint_f32_kernel(int(mode), bool(want_codes), bool(want_deq))(x, xbits, k, bits, smin, smax, sbias, snan, srule,
+                                                                   seed, inner, codes, scales, deq)
 
 
 @njit(cache=True)
@@ -669,52 +669,51 @@ def _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, mode,
             ds[j] = -mag if neg else mag
 
 
-@njit(cache=True, parallel=True)
+def _make_mxfp_f32(mode, want_codes, want_deq):
+    @njit(cache=True, parallel=True)
+    def kernel(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, smax, sbias, snan, srule, ebits, seed,
+               inner, codes, scales, deq):
+        R, L = x.shape
+        nb = (L + k - 1) // k
+        emin = 1 - bias
+        sign_bit = 1 << (ebits + mbits)
+        hseed = seed_hash(seed)
+        G = chunk_blocks(k)
+        nc = (nb + G - 1) // G
+        for t in prange(R * nc):  # work items of G blocks of one row: one division each
+            r = t // nc
+            b0 = (t - r * nc) * G
+            idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
+            for b in range(b0, min(b0 + G, nb)):
+                j0 = b * k
+                j1 = min(j0 + k, L)
+                m = block_max_bits(xbits[r, j0:j1])
+                if m >= F32_INF_BITS:
+                    scales[r, b] = snan
+                    fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
+                    continue
+                if m == 0:
+                    scales[r, b] = smin + sbias
+                    fill_block(codes, deq, r, j0, j1, 0.0, want_codes, want_deq)
+                    continue
+                s = block_rule_exponent(m, srule, emax_elem, mbits, max_normal, smin, smax)
+                scales[r, b] = s + sbias
+                # the block's slices, indexed from 0 (chunk_blocks: no gathers)
+                _mxfp_f32_elements(x[r, j0:j1], s, mbits, emin, max_code, max_normal, sign_bit, mode, hseed,
+                                   idx0 + j0 * inner, inner, want_codes, want_deq, codes[r, j0:j1], deq[r, j0:j1])
+
+    return kernel
+
+
+_mxfp_f32_kernel = specialized(_make_mxfp_f32)
+
+
 def mxfp_f32(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, smax, sbias, snan, srule, ebits, mode,
              seed, inner, want_codes, want_deq, codes, scales, deq):
     """MXFP for float32 input (``xbits``: its int32 view), every scale rule and rounding, in
     one pass per block: amax and NaN/Inf from the bit patterns, each element by exact float64
-    arithmetic (no libm call, no float64 copy of the tensor)."""
-    R, L = x.shape
-    nb = (L + k - 1) // k
-    emin = 1 - bias
-    sign_bit = 1 << (ebits + mbits)
-    hseed = seed_hash(seed)
-    G = chunk_blocks(k)
-    nc = (nb + G - 1) // G
-    for t in prange(R * nc):  # work items of G blocks of one row: one division each
-        r = t // nc
-        b0 = (t - r * nc) * G
-        idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
-        for b in range(b0, min(b0 + G, nb)):
-            j0 = b * k
-            j1 = min(j0 + k, L)
-            m = block_max_bits(xbits[r, j0:j1])
-            if m >= F32_INF_BITS:
-                scales[r, b] = snan
-                fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
-                continue
-            if m == 0:
-                scales[r, b] = smin + sbias
-                fill_block(codes, deq, r, j0, j1, 0.0, want_codes, want_deq)
-                continue
-            s = block_rule_exponent(m, srule, emax_elem, mbits, max_normal, smin, smax)
-            scales[r, b] = s + sbias
-            # the block's slices, indexed from 0 (chunk_blocks: no gathers)
-            xs = x[r, j0:j1]
-            cs = codes[r, j0:j1]
-            ds = deq[r, j0:j1]
-            i0 = idx0 + j0 * inner
-            # one loop per mode, so that each compiles without the mode branch
-            if mode == RN_EVEN:
-                _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_EVEN, hseed, i0, inner,
-                                   want_codes, want_deq, cs, ds)
-            elif mode == RN_AWAY:
-                _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_AWAY, hseed, i0, inner,
-                                   want_codes, want_deq, cs, ds)
-            elif mode == RN_FLOOR:
-                _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_FLOOR, hseed, i0, inner,
-                                   want_codes, want_deq, cs, ds)
-            else:
-                _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_STOCH, hseed, i0, inner,
-                                   want_codes, want_deq, cs, ds)
+    arithmetic (no libm call, no float64 copy of the tensor); the kernel of this rounding and
+    output choice (``specialized``)."""
+    _mxfp_f32_kernel(int(mode), bool(want_codes), bool(want_deq))(x, xbits, k, mbits, bias, max_code, max_normal,
+                                                                   emax_elem, smin, smax, sbias, snan, srule, ebits,
+                                                                   seed, inner, codes, scales, deq)
