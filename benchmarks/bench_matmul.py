@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import mxsim  # noqa: E402
 from experiments.provenance import check_out_dir, run_meta, write_table  # noqa: E402
+from experiments.results_bench import MATMUL_CSV_COLUMNS  # noqa: E402
 
 
 CPU_TIMES = {}  # best process CPU seconds per timed function (reported beside wall time)
@@ -199,7 +200,7 @@ def main():
 
 
 # the CSV: one row per printed line, the values rounded as printed
-CSV_COLUMNS = ["benchmark", "ms", "ratio", "target", "cpu_time_ratio"]
+CSV_COLUMNS = MATMUL_CSV_COLUMNS
 RATIO = {"cpu": "mxsim time / the torch float32 matmul above it (wall); cpu_time_ratio: the same in process CPU time",
          "cuda": "throughput as a fraction of torch._int_mm above it"}
 

@@ -10,6 +10,12 @@ import sys
 from pathlib import Path
 
 
+# the columns of the two speed tables (the scripts write them, the README tests read them)
+MATMUL_CSV_COLUMNS = ["benchmark", "ms", "ratio", "target", "cpu_time_ratio"]
+QUANTIZE_CSV_COLUMNS = ["format", "rounding", "threads", "melem_per_s", "x_copy", "target", "referee_melem_per_s",
+                        "x_referee", "x_copy_kept"]
+
+
 # (script, its arguments, its output-folder flag): each writes NAME.csv + NAME.meta.json there
 # (experiments.provenance); bench_lqer's --out is the layer's output width, so it takes --results
 BENCHMARKS = {

@@ -3,7 +3,6 @@ benchmark CSVs (docs/results/bench_*_cpu.csv, written by the benchmarks' --out):
 value is recomputed here from the CSV and looked up in the sentence or table row that quotes it.
 A re-run that changes a number fails here until the prose says the new one."""
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -59,13 +58,12 @@ def in_group(quoted: str, values) -> bool:
 
 def test_committed_csvs_have_the_benchmarks_columns():
     """The files are in the format the scripts write (so an idle re-run overwrites them alike)."""
-    for name in ("bench_matmul", "bench_quantize"):
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+    from experiments.results_bench import MATMUL_CSV_COLUMNS, QUANTIZE_CSV_COLUMNS
+
+    for name, columns in (("bench_matmul", MATMUL_CSV_COLUMNS), ("bench_quantize", QUANTIZE_CSV_COLUMNS)):
         rows, meta = read_table(RESULTS / f"{name}_cpu.csv")
         header = (RESULTS / f"{name}_cpu.csv").read_text().splitlines()[0].split(",")
-        assert header == list(mod.CSV_COLUMNS) == meta["columns"]
+        assert header == list(columns) == meta["columns"]
         assert rows and meta["commit"] and meta["machine"]["logical_cpus"] and meta["command"].startswith(
             f"python benchmarks/{name}.py")
 
