@@ -111,8 +111,16 @@ def test_speed_doc_idle_paragraph():
                        ("FixedPoint(32,16)", "MXINT8 2048x576x1536 fixed:32:16"),
                        ("(24,8)", "MXINT8 2048x576x1536 fixed:24:8")):
         assert f"{label} {m[key]['ratio']}x" in p, label
+    p = paragraph_with(SPEED_DOC, "Two references in the same run")
     lo, hi = min(x_copy(q, *MXINT_RN)), max(x_copy(q, *MXINT_RN))
     assert f"MXINT2–8 {lo:.2f}–{hi:.2f}x a numpy copy" in p
+    rates = {r["format"]: float(r["melem_per_s"]) for r in read_table(RESULTS / "bench_quantize_cpu.csv")[0]
+             if r["threads"] == THREADS and not r["rounding"]}
+    assert f"`x.copy()`, {rates['numpy copy']:.0f} Melem/s" in p
+    assert f"kept array, {rates['numpy copy into a kept array']:.0f} Melem/s" in p
+    kept = [float(r["x_copy_kept"]) for r in read_table(RESULTS / "bench_quantize_cpu.csv")[0]
+            if r["threads"] == THREADS and r["rounding"]]
+    assert f"every format is at {min(kept):.2f}–{max(kept):.2f}x" in p
     for label, g in (("MXFP", MXFP_RN), ("BlockFP", BLOCKFP), ("NVFP4", [("NVFP4", "nearest_even")]),
                      ("stochastic", [("MXINT8", "stochastic")]), ("non-floor scale rule", MXFP_RULES)):
         v = re.search(rf"{re.escape(label)} (\d\.\d\d)x", p)
