@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mxsim.errors import ArgumentParser, UserError, int_at_least, run_cli, user_input
+from mxsim.errors import ArgumentParser, UserError, int_at_least, rank_arg, run_cli, user_input
 
 from . import report as rep
 from .designs import LOWRANK_DESIGNS
@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--outliers-file", default=None, help="JSON {layer_name: n_outlier_columns}")
     r.add_argument("--lanes", type=int_at_least(1), default=None, help="lanes per GEMM unit (default 16)")
     r.add_argument("--lowrank-lanes", type=int_at_least(1), default=None, help="lanes of the low-rank units (1 = the paper's fold)")
-    r.add_argument("--rank", type=int_at_least(1), default=None, help="low-rank rank (LQER default 32)")
+    r.add_argument("--rank", type=rank_arg, default=None,
+                   help="low-rank rank: 32, a fraction of min(d_in, d_out) such as 0.1, or 0.1:of_params (LQER default 32)")
     r.add_argument("--breakdown", action="store_true", help="print (md) or emit (csv) the per-component breakdown")
     r.add_argument("--plot", default=None, help="write a stacked area breakdown PNG here")
     r.set_defaults(func=_report)

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from mxsim.errors import ArgumentParser, UserError, int_at_least, run_cli, user_input
+from mxsim.errors import ArgumentParser, UserError, int_at_least, rank_arg, run_cli, user_input
 from mxsim.files import atomic_write, check_output
 
 
@@ -31,7 +31,8 @@ def _common(p):
     p.add_argument("--calib-samples", type=int_at_least(1), default=16, help="calibration windows from valid.txt")
     p.add_argument("--calib-seq-len", type=int_at_least(2), default=512, help="calibration window length")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rank", type=int_at_least(1), default=None, help="override the config's rank")
+    p.add_argument("--rank", type=rank_arg, default=None,
+                   help="override the config's rank: 32, a fraction of min(d_in, d_out) such as 0.1, or 0.1:of_params")
     p.add_argument("--svd", choices=["full", "randomized"], default=None)
     p.add_argument("--factor-axis", choices=["last", "reduction"], default=None)
     p.add_argument("--accumulator", type=_accumulator, default=None, metavar="float|exact|fp32[:lanes]|fixed:TOTAL:FRAC[:wrap]",

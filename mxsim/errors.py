@@ -38,6 +38,16 @@ def user_input(what: str):
         raise UserError(f"{what}: {msg}") from None
 
 
+def rank_arg(text: str):
+    """An argparse ``type=``: a rank as mxsim.Rank.parse reads it (32, 0.1, 0.1:of_params)."""
+    from .rank import Rank
+
+    try:
+        return Rank.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def int_at_least(lo: int):
     """An argparse ``type=``: an integer >= ``lo`` (every CLI's counts, sizes and ranks)."""
     want = "a positive integer" if lo == 1 else f"an integer >= {lo}"

@@ -49,6 +49,20 @@ class Rank:
             return cls(float(spec), reading)
         raise ValueError(f"rank must be a positive integer, a fraction in (0, 1] or a Rank, got {spec!r}")
 
+    @classmethod
+    def parse(cls, text: str) -> "Rank":
+        """A command line's rank: ``32`` (absolute), ``0.1`` (a fraction, of_min_dim) or
+        ``0.1:of_params`` (a fraction with its reading)."""
+        value, _, reading = str(text).strip().partition(":")
+        try:
+            number = int(value) if value.lstrip("+").isdigit() else float(value)
+        except ValueError:
+            number = None
+        if number is None or (reading and reading not in RANK_READINGS[1:]) or (reading and isinstance(number, int)):
+            raise ValueError(f"rank must be a positive integer (32), a fraction in (0, 1] (0.1) or a fraction with "
+                             f"its reading (0.1:{'|'.join(RANK_READINGS[1:])}), got {text!r}")
+        return cls.of(number, reading or "of_min_dim")
+
     @property
     def is_fraction(self) -> bool:
         return self.reading != "absolute"
