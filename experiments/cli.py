@@ -53,6 +53,9 @@ def _add_eval_args(p, windows_default=None):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lqer.methods import required_methods, table_methods
+
+    table, required = ",".join(table_methods()), ",".join(required_methods())  # lqer's registry's lists
     ap = ArgumentParser(prog="mxlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd")
 
@@ -65,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ranks", type=_int_list, default=None, help="ranks for the perplexity-vs-rank figure")
     r.add_argument("--configs", type=_str_list, default=None, help="lqer presets for the table (default W4A8,W3A8)")
     r.add_argument("--methods", type=_str_list, default=None,
-                   help="table methods (default fp,plain,lqer,l2qer,qera,llm_int8; fp,plain,lqer,l2qer are required)")
+                   help=f"table methods (default {table}; {required} are required)")
     r.add_argument("--spectrum-layer", default=None, help="linear layer for the spectrum figure (a module name)")
     r.add_argument("--svd", default=None, choices=["full", "randomized"],
                    help="lqer SVD for the quantized models (default randomized; full with --full)")
@@ -90,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("table", help="the perplexity / bits-per-weight table (e.g. full split on a GPU)")
     _add_eval_args(t)
     t.add_argument("--configs", type=_str_list, default=["W4A8", "W3A8"], help="lqer presets")
-    t.add_argument("--methods", type=_str_list, default=None, help="methods (default fp,plain,lqer,l2qer,qera,llm_int8)")
+    t.add_argument("--methods", type=_str_list, default=None, help=f"methods (default {table})")
     t.add_argument("--out", default="reports/table", help="output directory (table.csv, table.md)")
 
     rp = sub.add_parser("reproduce", help="regenerate a published result (docs/results/NAME.csv + meta JSON)")

@@ -59,8 +59,8 @@ def point_config(p: DesignPoint, factor_axis: str | None = None):
     from lqer.config import QuantConfig, parse_format
     from lqer.methods import get_method
 
-    if p.method == "fp":
-        return QuantConfig(method="fp", name=p.label)
+    if get_method(p.method).full_precision:
+        return QuantConfig(method=p.method, name=p.label)
     kw = dict(method=p.method, w_format=parse_format(f"MXINT{p.w_bits}/{p.block}{p.format_suffix()}"),
               x_format=parse_format(f"MXINT{p.a_bits}/{p.block}{p.format_suffix()}"), name=p.label)
     if get_method(p.method).low_rank:

@@ -14,6 +14,7 @@ _STATS: dict = {}
 
 def evaluate_point(p: DesignPoint, settings: dict) -> dict:
     """Perplexity, bits per weight and area of one design point."""
+    from lqer.methods import get_method
     from lqer.quantize import SharedStats
 
     from .util import resolve_device
@@ -23,11 +24,12 @@ def evaluate_point(p: DesignPoint, settings: dict) -> dict:
     windows = get_windows(tok, settings["seq_len"], settings["windows"], settings["model"])
     shape = sweep_shape(settings, model)  # the swept model's own shape unless hw_shape names one
     cfg = point_config(p, settings.get("factor_axis"))
-    if settings.get("svd") and p.method != "fp":
+    full_precision = get_method(p.method).full_precision
+    if settings.get("svd") and not full_precision:
         cfg = cfg.replace(svd=settings["svd"])
     outliers = None
-    if p.method == "fp":
-        ppl, bits = perplexity(model, windows, progress=False), 16.0
+    if full_precision:  # the unquantized model, counted as its config's fp_bits per weight
+        ppl, bits = perplexity(model, windows, progress=False), float(cfg.options.fp_bits)
     else:
         skey = (settings["model"], device, settings["calib_samples"], settings["calib_seq_len"], settings["seed"],
                 SharedStats.key(cfg))

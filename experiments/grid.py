@@ -64,6 +64,13 @@ def _low_rank(method: str) -> bool:
     return get_method(method).low_rank
 
 
+def _full_precision(method: str) -> bool:
+    """The method keeps the float weights (lqer.methods.Method.full_precision): no formats, no rank."""
+    from lqer.methods import get_method
+
+    return get_method(method).full_precision
+
+
 @dataclass(frozen=True)
 class DesignPoint:
     method: str
@@ -76,8 +83,8 @@ class DesignPoint:
 
     @property
     def label(self) -> str:
-        if self.method == "fp":
-            return "fp"
+        if _full_precision(self.method):
+            return self.method
         r = f" k={self.rank}" if _low_rank(self.method) else ""
         s = f" @{self.scale_rule}" if self.scale_rule != "floor" else ""
         a = f" acc={self.accumulator}" if self.accumulator != "float" else ""
@@ -99,8 +106,8 @@ class DesignPoint:
 def normalise_point(method, w_bits, a_bits, block, rank, scale_rule="floor", accumulator="float") -> DesignPoint:
     """Drop the fields a method ignores so equal designs hash equally; the accumulator in its
     canonical spelling ("fixed:24:8", not "fixed:24:8:saturate")."""
-    if method == "fp":
-        return DesignPoint("fp", None, None, None, 0)
+    if _full_precision(method):
+        return DesignPoint(method, None, None, None, 0)
     if not _low_rank(method):
         rank = 0
     from mxsim.accumulators import parse_accumulator
@@ -187,7 +194,7 @@ def check_settings(settings: dict, where: str = "grid") -> None:
 def _check_formats(p: "DesignPoint", where: str) -> None:
     """The point's MXINT formats exist in mxsim (element bits and block size as mxsim allows),
     and its accumulator can run them (the method's operands are MX, a FixedPoint holds a block sum)."""
-    if p.method == "fp":
+    if _full_precision(p.method):
         return
     from mxsim.formats import MXIntFormat
 

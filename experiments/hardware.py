@@ -53,9 +53,9 @@ def method_design(config, shape="smollm2-135m") -> tuple[str, dict]:
     layers = _shape_layers(shape)
     design, params = method.hardware(config)
     rot = _rotation(config, layers)
-    if rot != "none" and design not in ("fp16", "llm.int8", "llm.int4"):
+    if rot != "none" and method.hw_rotation:  # the design has an input-rotation stage
         params = {**params, "input_rotation": rot}
-    if design in ("mxint", "lqer-mxint") and str(config.accumulator) != "float":
+    if method.hw_accumulator and str(config.accumulator) != "float":
         # the MX units' accumulator (hwmodel.designs.base.mx_gemm); "float" is an emulation with
         # no hardware of its own: it is priced as the default aligned accumulator
         params = {**params, "accumulator": str(config.accumulator)}
@@ -101,7 +101,6 @@ def area_for_point(p: DesignPoint, shape: str, tech: str, outliers=None, factor_
 
 # ----------------------------------------------------------------------------- the report's tables
 REFERENCE_SHAPE = "llama-7b"  # the LQER paper's hardware figures are one LLaMA-7B MLP layer
-NO_FORMATS = ("fp16", "llm.int8", "llm.int4")  # designs whose datapath does not depend on the preset
 
 
 def model_shape(model_name, model=None):
@@ -172,7 +171,7 @@ def report_designs(configs, methods, shape) -> list[tuple[str, str, dict]]:
             cfg = make_config(preset, m)
             design, params = method_design(cfg, shape)
             key = (design, json.dumps(jsonable_params(params), sort_keys=True))
-            suffix = "" if design in NO_FORMATS else f" {preset}"
+            suffix = "" if get_method(m).own_formats is not None else f" {preset}"  # same unit for every preset
             if get_method(m).low_rank:
                 suffix += f" k={design_rank(cfg, layers)}"
             label = get_method(m).table_label(cfg)

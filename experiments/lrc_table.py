@@ -41,6 +41,13 @@ def _task(task: str) -> tuple[str, dict]:
     return t, {}
 
 
+def task_method(task: str):
+    """The lqer.methods.Method a table task runs ("lrc5" -> lrc's)."""
+    from lqer.methods import get_method
+
+    return get_method(_task(task)[0])
+
+
 def row_config(setting: str, task: str, rank=None, rotation: str = "none"):
     """The QuantConfig of one table row (see the module doc)."""
     from lqer.config import QuantConfig
@@ -54,9 +61,9 @@ def row_config(setting: str, task: str, rank=None, rotation: str = "none"):
     w_format, x_format = SETTINGS[setting]
     common = dict(w_format=w_format, x_format=x_format, a_format="MXINT8/32", b_format="MXINT8/32",
                   factor_axis="last", quantize_lowrank_output=True)
-    if method == "fp":
-        return QuantConfig(method="fp", **common)
     m = get_method(method)
+    if m.full_precision:  # no rotation, no rank: the unquantized model
+        return QuantConfig(method=method, **common)
     if issubclass(m.options, RotationOptions):
         options = {**options, "rotation": rotation}
     if m.low_rank:
@@ -155,7 +162,8 @@ def table_records(rows, shape: str = "smollm2-135m", tech: str = "fpga") -> list
                         "rank": r.get("rank"), "rotation": r.get("rotation"), "ppl": r["ppl"],
                         "bits_per_weight": r.get("bits_per_weight"), "quantize_s": r.get("quantize_s"),
                         "hw_design": design, "hw_rank": hw_rank,
-                        "hw_input_rotation": params.get("input_rotation", "none") if design != "fp16" else None,
+                        "hw_input_rotation": None if task_method(r["method"]).full_precision
+                        else params.get("input_rotation", "none"),
                         "area": area, "unit": unit, "area_ratio_to_fp16": area / fp_area, "tech": tech,
                         "shape": shape})
     return records
@@ -170,7 +178,7 @@ def markdown(records) -> str:
     lines = [f"| setting | method | rank | rotation | ppl | bits/weight | quantize s | area ({unit}) | area / FP16 |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
-        fp = str(r["method"]).lower() == "fp"
+        fp = task_method(r["method"]).full_precision
         rk = "" if r["rank"] is None else f"{r['rank']:.0%}"
         bits = "" if r["bits_per_weight"] is None else f"{r['bits_per_weight']:.2f}"
         qs = "" if r["quantize_s"] is None else r["quantize_s"]

@@ -24,11 +24,41 @@ from mxsim.files import atomic_dir, check_output
 
 from .util import Timer, resolve_device
 
-TABLE_METHODS = ["fp", "plain", "lqer", "l2qer", "qera", "llm_int8"]
-REQUIRED_METHODS = ("fp", "plain", "lqer", "l2qer")
-# methods with their own formats: one row for every preset (the figures need REQUIRED_METHODS;
-# the others may fail and are reported)
-CONFIG_FREE = {"fp": "fp32", "llm_int8": "int8 + fp16 outliers", "llm_int4": "int4 + fp16 outliers"}
+
+# Which methods the table runs by default, which the figures need (the others may fail and are
+# reported) and which have formats of their own (one row for every preset) are fields of lqer's
+# method descriptors (lqer.methods.Method: in_default_table, report_required, own_formats), read
+# when used, so a method registered after this import counts too.
+def _table_methods() -> list[str]:
+    from lqer.methods import table_methods
+
+    return table_methods()
+
+
+def _required_methods() -> list[str]:
+    from lqer.methods import required_methods
+
+    return required_methods()
+
+
+def _own_formats(method: str) -> str | None:
+    from lqer.methods import get_method
+
+    return get_method(method).own_formats
+
+
+def __getattr__(name):
+    """TABLE_METHODS / REQUIRED_METHODS / CONFIG_FREE for importers (``from .report import
+    TABLE_METHODS``): the registry's lists at the time of the import statement."""
+    if name == "TABLE_METHODS":
+        return _table_methods()
+    if name == "REQUIRED_METHODS":
+        return tuple(_required_methods())
+    if name == "CONFIG_FREE":
+        from lqer.methods import METHODS
+
+        return {n: m.own_formats for n, m in METHODS.items() if m.own_formats is not None}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_methods(methods) -> None:
@@ -48,7 +78,9 @@ def _description(method: str) -> str:
 
 def _run_configs(preset_names, methods):
     """The QuantConfigs a table run quantizes (what the shared calibration must cover)."""
-    return [presets.make_config(c, m) for c in preset_names for m in methods if m != "fp"]
+    from lqer.methods import get_method
+
+    return [presets.make_config(c, m) for c in preset_names for m in methods if not get_method(m).full_precision]
 
 
 PROFILES = {
@@ -73,7 +105,7 @@ class ReportSettings:
     seed: int = 0
     ranks: list[int] = field(default_factory=lambda: [8, 32, 128])
     configs: list[str] = field(default_factory=lambda: ["W4A8", "W3A8"])
-    methods: list[str] = field(default_factory=lambda: list(TABLE_METHODS))
+    methods: list[str] = field(default_factory=_table_methods)
     rank_config: str = "W3A8"
     spectrum_layer: str | None = None
     quick: bool = False
@@ -130,7 +162,7 @@ class ReportSettings:
             with user_input("--configs"):
                 presets.check_preset(c)
         _check_methods(self.methods)
-        for m in REQUIRED_METHODS:
+        for m in _required_methods():
             if m not in self.methods:
                 raise UserError(f"the report needs method {m!r} (its figures compare against it); got {self.methods}")
 
@@ -213,30 +245,35 @@ def ppl_table(model, tok, windows, stats, configs, methods, progress=True, log=_
     """Rows (config, method, rank, perplexity, bits_per_weight, seconds); infos for ``keep_info`` pairs."""
     import time
 
+    from lqer.methods import get_method
+
     rows, infos = [], {}
+    required = _required_methods()
     for cfg in configs:
         for m in methods:
-            if m in CONFIG_FREE and any(r["method"] == m for r in rows):
+            own = _own_formats(m)
+            if own is not None and any(r["method"] == m for r in rows):
                 continue  # its own formats: the same model for every preset, run once
             t = time.perf_counter()
             log(f"{cfg} {m}: quantize + perplexity on {windows.shape[0]}x{windows.shape[1]} tokens")
-            if m == "fp":
-                ppl, bits, rank, info = models.perplexity(model, windows, progress), 16.0, 0, None
+            if get_method(m).full_precision:  # the unquantized model, counted as the config's fp_bits
+                bits = float(presets.make_config(cfg, m).options.fp_bits)
+                ppl, rank, info = models.perplexity(model, windows, progress), 0, None
             else:
                 try:
                     with calibration.quantized(model, cfg, method=m, stats=stats, progress=progress,
                                            max_blocks=max_blocks, svd=svd) as (qm, info):
                         ppl = models.perplexity(qm, windows, progress)
                 except Exception as e:  # noqa: BLE001 - an optional method must not sink the report
-                    if m in REQUIRED_METHODS:
+                    if m in required:
                         raise
                     log(f"  -> FAILED: {type(e).__name__}: {e}")
-                    rows.append({"config": CONFIG_FREE.get(m, cfg), "method": m, "rank": presets.config_rank(cfg, m),
+                    rows.append({"config": own or cfg, "method": m, "rank": presets.config_rank(cfg, m),
                                  "perplexity": float("nan"), "bits_per_weight": float("nan"),
                                  "seconds": time.perf_counter() - t, "error": f"{type(e).__name__}: {e}"})
                     continue
                 bits, rank = analysis.bits_per_weight(info), presets.config_rank(cfg, m)
-            rows.append({"config": CONFIG_FREE.get(m, cfg), "method": m, "rank": rank, "perplexity": ppl,
+            rows.append({"config": own or cfg, "method": m, "rank": rank, "perplexity": ppl,
                          "bits_per_weight": bits, "seconds": time.perf_counter() - t})
             if (cfg, m) in keep_info:
                 infos[(cfg, m)] = info
@@ -255,7 +292,7 @@ def check_table_args(args) -> None:
     check_model(args.model)
     check_data_files()
     resolve_device(args.device)
-    _check_methods(args.methods or TABLE_METHODS)
+    _check_methods(args.methods or _table_methods())
     for c in args.configs:
         with user_input("--configs"):
             presets.check_preset(c)
@@ -266,7 +303,7 @@ def run_table(args) -> Path:
     check_table_args(args)
     out = Path(args.out)
     device = resolve_device(args.device)
-    methods = args.methods or TABLE_METHODS
+    methods = args.methods or _table_methods()
     seq_len = args.seq_len or 1024
     n_windows = None if args.full else (args.windows or 4)
     timer = Timer()

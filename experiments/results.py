@@ -128,12 +128,15 @@ def formats_w4_spec() -> str:
     return ";".join(f"{s}:{t}" + (f"@{r}" if r else "") for s, t, r in formats_w4_tasks())
 
 
-def _formats_w4_area(cfg, method: str):
+def _formats_w4_area(cfg):
     """(hw_design, area, ratio to FP16) of a row that is one datapath (FP, plain), else blanks: the
-    LQER family and LRC add a second datapath, and units mixing block sizes have no design."""
+    LQER family and LRC add a second datapath (a low-rank one), and units mixing block sizes have
+    no design."""
+    from lqer.methods import get_method
+
     from .hardware import method_design, model_area
 
-    if method not in ("fp", "plain"):
+    if get_method(cfg.method).low_rank:
         return "", "", ""
     try:
         design, params = method_design(cfg, "smollm2-135m")
@@ -161,7 +164,7 @@ def _formats_w4_from(src: Path, out: Path, rerun: bool = False) -> None:
     from .hardware import jsonable_params, method_design
 
     def formats(setting, task):
-        return ("fp32", "fp32") if task == "fp" else lrc_table.SETTINGS[setting]
+        return ("fp32", "fp32") if lrc_table.task_method(task).full_precision else lrc_table.SETTINGS[setting]
 
     tasks = formats_w4_tasks()
     meta = json.loads((src.parent / "formats_w4.meta.json").read_text())
@@ -179,7 +182,7 @@ def _formats_w4_from(src: Path, out: Path, rerun: bool = False) -> None:
         if m is None:
             continue
         cfg = lrc_table.row_config(setting, task, rank)
-        design, area, ratio = _formats_w4_area(cfg, task)
+        design, area, ratio = _formats_w4_area(cfg)
         w, x = formats(setting, task)
         rows.append({"setting": setting[:4], "w_format": w, "x_format": x, "method": task,
                      "rank": "" if rank is None else rank, "ppl": m["ppl"], "bits_per_weight": m["bits_per_weight"],
@@ -214,7 +217,8 @@ def add_formats_w4_rows(jsonl_files, device: str, out: Path = RESULTS_DIR) -> li
                 or r.get("rank") != tasks[(r["setting"], r["method"])]:
             left_out.append(r)
             continue
-        w, x = lrc_table.SETTINGS[r["setting"]] if r["method"] != "fp" else ("fp32", "fp32")
+        fp = lrc_table.task_method(r["method"]).full_precision
+        w, x = ("fp32", "fp32") if fp else lrc_table.SETTINGS[r["setting"]]
         new = {"setting": r["setting"][:4], "w_format": w, "x_format": x, "method": r["method"],
                "ppl": r["ppl"], "bits_per_weight": r["bits_per_weight"], "quantize_s": r["quantize_s"],
                "device": device}

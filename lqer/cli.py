@@ -86,7 +86,8 @@ def run_rows(args, configs, methods):
             stats = collect_shared_stats(model, [c for _, c in cfgs], calib, progress=progress)
             print(f"# calibration: {time.perf_counter() - t:.1f} s", file=sys.stderr)
         t = time.perf_counter()
-        if cfg.method == "fp" and fp_ppl is not None:
+        full_precision = get_method(cfg.method).full_precision  # the same float model for every config
+        if full_precision and fp_ppl is not None:
             ppl, bits, tq = fp_ppl
         else:
             model, info = quantize_model(model, cfg, stats=None if stats is None else stats.for_config(cfg),
@@ -94,7 +95,7 @@ def run_rows(args, configs, methods):
             tq = time.perf_counter() - t
             ppl = perplexity(model, windows, progress=progress)
             bits = info["avg_bits_per_weight"]
-            if cfg.method == "fp":
+            if full_precision:
                 fp_ppl = (ppl, bits, tq)
         row = {"config": cname, "method": cfg.method, "accumulator": str(cfg.accumulator), "perplexity": ppl, "avg_bits_per_weight": bits,
                "quantize_s": tq}
@@ -202,6 +203,8 @@ def check_args(args, configs, methods) -> None:
 
 
 def build_parser():
+    from .methods import table_methods
+
     p = ArgumentParser(prog="lqer", description="LQER / L2QER / QERA on real causal LMs (mxsim formats)")
     sub = p.add_subparsers(dest="cmd", required=True)
     pe = sub.add_parser("eval", help="quantize with one config + method and report WikiText-2 perplexity")
@@ -210,7 +213,7 @@ def build_parser():
     _common(pe)
     pt = sub.add_parser("table", help="perplexity and bits/weight table for several configs and methods")
     pt.add_argument("--configs", default="W4A8,W3A8")
-    pt.add_argument("--methods", default="fp,plain,lqer,l2qer,qera,llm_int8")
+    pt.add_argument("--methods", default=",".join(table_methods()))  # the registry's in_default_table
     pt.add_argument("--csv", default=None, help="also write the raw rows as CSV")
     _common(pt)
     ps = sub.add_parser("stream", help="quantize a model larger than memory one decoder layer at a time "

@@ -12,6 +12,11 @@ lrc. Each descriptor also names its hardware design, ``hardware(config) -> (hwmo
 params)``: plain data that ``experiments.hardware`` hands to hwmodel (lqer does not import
 hwmodel), so a method registered elsewhere brings its own design. ``stats`` handed to ``build`` is the observer after calibration (shared by
 q/k/v and gate/up), or None for data-free methods.
+
+What the tables and the report need to know of a method is a descriptor field too
+(``full_precision``, ``own_formats``, ``in_default_table``, ``report_required``, ``hw_rotation``,
+``hw_accumulator``), and the lists they use are read from the registry (``table_methods()``,
+``required_methods()``): no list of method names is written again outside this file.
 """
 
 from __future__ import annotations
@@ -44,10 +49,25 @@ class Method:
     label_of: Callable | None = None             # config -> label when options change it ("LRC(5)")
     mx_datapath: bool = True                     # x and W are MX: the GEMMs can run on mxsim.matmul
     hardware: Callable | None = None             # config -> (hwmodel design name, params), see _hw_*
+    # what the experiments ask of a method, here so that no list of names is written elsewhere
+    full_precision: bool = False                 # keeps the float weights: the unquantized model, counted
+                                                 # as config.options.fp_bits per weight
+    own_formats: str | None = None               # formats of its own, not the preset's (table text, "fp32"):
+                                                 # one model, one table row, for every preset
+    in_default_table: bool = False               # a default method of the perplexity table (lqer/mxlab table, report)
+    report_required: bool = False                # the report's figures compare against it: it must run
+    hw_rotation: bool = True                     # its hardware design takes the config's input rotation
+    hw_accumulator: bool = False                 # its hardware design takes the config's MX accumulator
 
     def __post_init__(self):
         if (self.observer is None) != (self.stats_key is None):
             raise ValueError(f"method {self.name!r}: give both observer and stats_key, or neither")
+        if self.own_formats is not None and (not isinstance(self.own_formats, str) or not self.own_formats):
+            raise ValueError(f"method {self.name!r}: own_formats must be a non-empty string or None, "
+                             f"got {self.own_formats!r}")
+        if self.report_required and not self.in_default_table:
+            # the report's default methods must satisfy its own check
+            raise ValueError(f"method {self.name!r}: report_required needs in_default_table")
 
     @property
     def calibrates(self) -> bool:
@@ -79,6 +99,16 @@ def get_method(name: str) -> Method:
 
 def method_names() -> list[str]:
     return list(METHODS)
+
+
+def table_methods() -> list[str]:
+    """The perplexity table's default methods (``in_default_table``), in registration order."""
+    return [n for n, m in METHODS.items() if m.in_default_table]
+
+
+def required_methods() -> list[str]:
+    """The methods the report cannot do without (``report_required``), in registration order."""
+    return [n for n, m in METHODS.items() if m.report_required]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -291,35 +321,44 @@ def _hw_llm_int(bits):
 
 
 # ----------------------------------------------------------------------------- the registry
+# The report's table (in_default_table) runs fp, plain, LQER, L2QER, QERA-exact and LLM.int8(); its
+# figures need the first four (report_required). hw_rotation: hwmodel's fp16 and llm.int* designs
+# have no input-rotation stage; hw_accumulator: only its MX units (mxint, lqer-mxint) take one.
+_TABLE = dict(in_default_table=True)
+_REQUIRED = dict(in_default_table=True, report_required=True)
+_MX_ACC = dict(hw_accumulator=True)
 for _m in (
     Method("fp", "FP", "full precision (dequantized GGUF, run in fp32, counted as 16-bit)", _fp, FPOptions,
-           mx_datapath=False, hardware=_hw_fp16),
-    Method("plain", "plain MXINT", "plain MXINT (no correction)", _plain, RotationOptions, hardware=_hw_mxint),
+           mx_datapath=False, hardware=_hw_fp16, full_precision=True, own_formats="fp32", hw_rotation=False,
+           **_REQUIRED),
+    Method("plain", "plain MXINT", "plain MXINT (no correction)", _plain, RotationOptions, hardware=_hw_mxint,
+           **_MX_ACC, **_REQUIRED),
     Method("rtn", "RTN", "RTN (W and x round to nearest; plain MXINT)", _plain, RotationOptions,
-           hardware=_hw_mxint),
+           hardware=_hw_mxint, **_MX_ACC),
     Method("lqer", "LQER", "LQER (plain SVD)", _lqer, LowRankOptions, low_rank=True,
-           hardware=_hw_lqer_mxint),
+           hardware=_hw_lqer_mxint, **_MX_ACC, **_REQUIRED),
     Method("l2qer", "L2QER", "L2QER (activation-scaled SVD)", _l2qer, LowRankOptions, _abs_observer,
-           lambda c: ("abs_mean_max", _rotation_key(c)), low_rank=True, hardware=_hw_lqer_mxint),
+           lambda c: ("abs_mean_max", _rotation_key(c)), low_rank=True, hardware=_hw_lqer_mxint,
+           **_MX_ACC, **_REQUIRED),
     Method("qera", "QERA-exact", "QERA (closed form, full activation 2nd moment)", _qera, LowRankOptions,
            _xtx_observer, lambda c: ("second_moment", _rotation_key(c)), low_rank=True,
-           hardware=_hw_lqer_mxint),
+           hardware=_hw_lqer_mxint, **_MX_ACC, **_TABLE),
     Method("qera_approx", "QERA-approx", "QERA-approx (RMS scale)", _qera_approx, LowRankOptions,
            _xtx_observer, lambda c: ("second_moment", _rotation_key(c)), low_rank=True,
-           hardware=_hw_lqer_mxint),
+           hardware=_hw_lqer_mxint, **_MX_ACC),
     Method("llm_int8", "LLM.int8()", "LLM.int8()-style (columns with any abs(x) > threshold (6 by default) in FP16, rest int8)",
            _llm_int(8), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold), mx_datapath=False,
-           hardware=_hw_llm_int(8)),
+           hardware=_hw_llm_int(8), own_formats="int8 + fp16 outliers", hw_rotation=False, **_TABLE),
     Method("llm_int4", "LLM.int4()", "LLM.int4()-style (columns with any abs(x) > threshold in FP16, rest int4)",
            _llm_int(4), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold), mx_datapath=False,
-           hardware=_hw_llm_int(4)),
+           hardware=_hw_llm_int(4), own_formats="int4 + fp16 outliers", hw_rotation=False),
     Method("gptq", "GPTQ (Σx)", "GPTQ weights, x round to nearest", _gptq, GPTQOptions, _cov_observer,
            lambda c: ("covariance", c.x_format, _rotation_key(c)),
-           label_of=lambda c: f"GPTQ ({_HESSIAN_LABEL[c.options.gptq_hessian]})", hardware=_hw_mxint),
+           label_of=lambda c: f"GPTQ ({_HESSIAN_LABEL[c.options.gptq_hessian]})", hardware=_hw_mxint, **_MX_ACC),
     Method("lrc", "LRC", "LRC (Low-Rank Correction, FP16 factors on the unquantized input)", _lrc, LRCOptions,
            _cov_observer, lambda c: ("covariance", c.x_format, _rotation_key(c))
            + (("float32",) if c.options.stats_dtype == "float32" else ()), low_rank=True,
            label_of=lambda c: f"LRC({c.options.iterations})", hardware=_hw_lrc),
 ):
     register_method(_m)
-del _m
+del _m, _TABLE, _REQUIRED, _MX_ACC

@@ -95,3 +95,88 @@ def test_python_floor_covers_tomllib():
     if users:
         assert floor >= (3, 11), f"requires-python >={floor} but {users[0]} imports tomllib (3.11+)"
     assert sys.version_info >= floor
+
+
+# the lists as the README table and the report had them written by hand before they became
+# descriptor fields (lqer.methods.Method): today's registry must give exactly these
+TABLE = ["fp", "plain", "lqer", "l2qer", "qera", "llm_int8"]
+REQUIRED = ["fp", "plain", "lqer", "l2qer"]
+OWN_FORMATS = {"fp": "fp32", "llm_int8": "int8 + fp16 outliers", "llm_int4": "int4 + fp16 outliers"}
+
+
+def _option(parser, cmd, flag):
+    sub = next(a for a in parser._actions if a.dest == "cmd").choices[cmd]
+    return next(a for a in sub._actions if flag in a.option_strings)
+
+
+def test_method_lists_come_from_the_registry():
+    """The default table's methods, the report's required ones, the rows with formats of their own
+    and the CLI defaults / help are read from the descriptors (one typed vocabulary): a method
+    registered with the fields shows up in every list, without a name written anywhere else."""
+    from dataclasses import replace
+
+    from experiments import report
+    from experiments.cli import build_parser as mxlab_parser
+    from lqer.cli import build_parser as lqer_parser
+    from lqer.methods import METHODS, get_method, register_method, required_methods, table_methods
+
+    assert table_methods() == TABLE and report.TABLE_METHODS == TABLE
+    assert required_methods() == REQUIRED and report.REQUIRED_METHODS == tuple(REQUIRED)
+    assert report.CONFIG_FREE == OWN_FORMATS
+    assert [n for n, m in METHODS.items() if m.full_precision] == ["fp"]
+    assert report.ReportSettings().methods == TABLE
+    assert lqer_parser().parse_args(["table"]).methods == "fp,plain,lqer,l2qer,qera,llm_int8"
+    assert _option(mxlab_parser(), "report", "--methods").help == \
+        "table methods (default fp,plain,lqer,l2qer,qera,llm_int8; fp,plain,lqer,l2qer are required)"
+    assert _option(mxlab_parser(), "table", "--methods").help == "methods (default fp,plain,lqer,l2qer,qera,llm_int8)"
+
+    register_method(replace(get_method("plain"), name="_probe", in_default_table=True, report_required=True,
+                            own_formats="probe formats"))
+    try:
+        assert table_methods() == TABLE + ["_probe"] == report.TABLE_METHODS  # registration order
+        assert report.REQUIRED_METHODS == (*REQUIRED, "_probe")
+        assert report.CONFIG_FREE == {**OWN_FORMATS, "_probe": "probe formats"}
+        assert lqer_parser().parse_args(["table"]).methods == "fp,plain,lqer,l2qer,qera,llm_int8,_probe"
+        assert "fp,plain,lqer,l2qer,_probe are required" in _option(mxlab_parser(), "report", "--methods").help
+    finally:
+        METHODS.pop("_probe")
+    with pytest.raises(ValueError, match="report_required needs in_default_table"):
+        replace(get_method("rtn"), name="_probe", report_required=True)  # rtn: not in the default table
+
+
+def test_hardware_stages_follow_the_descriptor_not_the_design_name():
+    """experiments.hardware adds the input rotation / the accumulator to a design's params by the
+    method's hw_rotation / hw_accumulator, whatever its design is called."""
+    from dataclasses import replace
+
+    from experiments.hardware import method_design
+    from lqer.config import load_config
+    from lqer.methods import METHODS, get_method, register_method
+
+    def params(method):
+        cfg = load_config("W4A8", method=method, accumulator="fp32", options={"rotation": "random"})
+        return method_design(cfg, "smollm2-135m")
+
+    assert params("plain") == ("mxint", {"w_fmt": "MXINT4/16", "x_fmt": "MXINT8/16", "input_rotation": "dense",
+                                         "accumulator": "fp32"})
+    # hwmodel's lrc design has a rotation stage but no accumulator parameter
+    assert "input_rotation" in params("lrc")[1] and "accumulator" not in params("lrc")[1]
+    register_method(replace(get_method("plain"), name="_probe", hw_rotation=False, hw_accumulator=False))
+    try:
+        assert params("_probe") == ("mxint", {"w_fmt": "MXINT4/16", "x_fmt": "MXINT8/16"})
+    finally:
+        METHODS.pop("_probe")
+    assert {n for n, m in METHODS.items() if not m.hw_rotation} == {"fp", "llm_int8", "llm_int4"}
+    assert {n for n, m in METHODS.items() if m.hw_accumulator} == {"plain", "rtn", "gptq", "lqer", "l2qer", "qera",
+                                                                   "qera_approx"}
+
+
+def test_report_counts_the_fp_row_at_its_configs_fp_bits(monkeypatch):
+    """The full-precision row is the unquantized model counted at the config's FPOptions.fp_bits:
+    16 bits per weight (FP16 storage) for the presets, once for all presets, labelled fp32."""
+    from experiments import models, report
+
+    monkeypatch.setattr(models, "perplexity", lambda model, windows, progress=True: 10.0)
+    df, _ = report.ppl_table(None, None, torch.zeros(1, 8, dtype=torch.long), None, ["W4A8", "W3A8"], ["fp"],
+                             progress=False, log=lambda *_: None)
+    assert df[["config", "method", "rank", "bits_per_weight"]].values.tolist() == [["fp32", "fp", 0, 16.0]]
