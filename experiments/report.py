@@ -47,20 +47,6 @@ def _own_formats(method: str) -> str | None:
     return get_method(method).own_formats
 
 
-def __getattr__(name):
-    """TABLE_METHODS / REQUIRED_METHODS / CONFIG_FREE for importers (``from .report import
-    TABLE_METHODS``): the registry's lists at the time of the import statement."""
-    if name == "TABLE_METHODS":
-        return _table_methods()
-    if name == "REQUIRED_METHODS":
-        return tuple(_required_methods())
-    if name == "CONFIG_FREE":
-        from lqer.methods import METHODS
-
-        return {n: m.own_formats for n, m in METHODS.items() if m.own_formats is not None}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _check_methods(methods) -> None:
     """--methods: lqer's registered methods (lqer.methods), nothing listed again here."""
     from lqer.methods import method_names

@@ -262,7 +262,7 @@ def _gpu_fullsplit(preset: str):
     """Without --rerun: the committed measurement's meta gets the resolved configs and hardware
     designs (the CSV is left as measured); with --rerun: re-measured on a CUDA GPU (~250 s)."""
     def regen(out: Path, rerun: bool) -> None:
-        from .report import TABLE_METHODS
+        from lqer.methods import table_methods
 
         name = f"gpu_fullsplit_{preset}"
         if rerun:
@@ -280,7 +280,7 @@ def _gpu_fullsplit(preset: str):
             meta = json.loads((RESULTS_DIR / f"{name}.meta.json").read_text())
             if Path(out) != RESULTS_DIR:
                 _copy(RESULTS_DIR / f"{name}.csv", out / f"{name}.csv")
-        meta.update(result=name, configs=_table_configs_meta([preset], TABLE_METHODS),
+        meta.update(result=name, configs=_table_configs_meta([preset], table_methods()),
                     overrides="none: the preset as written (full SVD); calibration 32 x 2048 tokens of valid")
         _write_json(out / f"{name}.meta.json", meta)
 
@@ -288,8 +288,9 @@ def _gpu_fullsplit(preset: str):
 
 
 def _cpu_report(out: Path, rerun: bool) -> None:
+    from lqer.methods import table_methods
+
     from .cli import main
-    from .report import TABLE_METHODS
 
     if not rerun:
         raise RuntimeError("needs --rerun (the main job's default report: ~5 min on an idle 2-core CPU)")
@@ -310,7 +311,7 @@ def _cpu_report(out: Path, rerun: bool) -> None:
         "load_average_1_5_15min": {"before": [round(v, 2) for v in load_before],
                                    "after": [round(v, 2) for v in os.getloadavg()]},
         "overrides": "svd: the presets' 'full' -> 'randomized' (the report's CPU default)",
-        "configs": _table_configs_meta(settings["configs"], TABLE_METHODS)})
+        "configs": _table_configs_meta(settings["configs"], table_methods())})
 
 
 # the datapath study's short CPU run (README 'Accuracy under the real MX datapath'); the lead's GPU
