@@ -527,15 +527,13 @@ _MAGIC = 6755399441055744.0  # 1.5 * 2^52: (t + M) - M rounds |t| < 2^51 to near
 
 
 def specialized(make):
-    """One compiled kernel per key (the rounding mode, want_codes, want_deq, and for MXFP the
-    element format's constants), built on first use by ``make(*key)``, whose kernel takes them
-    from its closure: numba
-    freezes closure variables as constants, so each kernel holds only its own loops. With the
-    three as runtime arguments every kernel carried all its loops and branches, and the
-    one that ran was slower for it (MXINT8 nearest_even fake_quantize, 1 thread, CPU time on
-    the Intel Xeon VM: 24.9 ms generic, 15.6 ms with the dead loops gone, a numpy copy into a
-    preallocated array 8.3 ms). numba caches each closure apart (its index key hashes the
-    closure's values), so cache=True holds."""
+    """One compiled kernel per key (want_codes, want_deq), built on first use by ``make(*key)``,
+    whose kernel takes them from its closure: numba freezes closure variables as constants, so
+    each kernel holds only the stores of the outputs it writes. The rounding mode stays a runtime
+    argument, dispatched once per block to element loops compiled with it constant: keying on the
+    mode as well compiled 2.4x longer on a fresh cache (16 uses of MXINT8 and MXFP4: 104 s vs
+    43 s on the Intel Xeon VM) for no measurable speed. numba caches each closure apart (its index
+    key hashes the closure's values), so cache=True holds."""
     kernels = {}
 
     def get(*key):
@@ -547,9 +545,9 @@ def specialized(make):
     return get
 
 
-def _make_mxint_f32(mode, want_codes, want_deq):
+def _make_mxint_f32(want_codes, want_deq):
     @njit(cache=True, parallel=True)
-    def kernel(x, xbits, k, bits, smin, smax, sbias, snan, srule, seed, inner, codes, scales, deq):
+    def kernel(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed, inner, codes, scales, deq):
         R, L = x.shape
         nb = (L + k - 1) // k
         q = -(bits - 2)
@@ -574,8 +572,17 @@ def _make_mxint_f32(mode, want_codes, want_deq):
                 s = smin if m == 0 else block_rule_exponent(m, srule, 0, bits - 2, max_pos, smin, smax)
                 scales[r, b] = s + sbias
                 # the block's slices, indexed from 0 (chunk_blocks: no gathers)
-                _mxint_f32_elements(x[r, j0:j1], pow2(-(s + q)), pow2(s + q), maxc, mode, hseed, idx0 + j0 * inner,
-                                    inner, want_codes, want_deq, codes[r, j0:j1], deq[r, j0:j1])
+                xs, cs, ds = x[r, j0:j1], codes[r, j0:j1], deq[r, j0:j1]
+                down, up, i0 = pow2(-(s + q)), pow2(s + q), idx0 + j0 * inner
+                # one call per rounding, each with its mode a constant: the loops compile without the branch
+                if mode == RN_EVEN:
+                    _mxint_f32_elements(xs, down, up, maxc, RN_EVEN, hseed, i0, inner, want_codes, want_deq, cs, ds)
+                elif mode == RN_AWAY:
+                    _mxint_f32_elements(xs, down, up, maxc, RN_AWAY, hseed, i0, inner, want_codes, want_deq, cs, ds)
+                elif mode == RN_FLOOR:
+                    _mxint_f32_elements(xs, down, up, maxc, RN_FLOOR, hseed, i0, inner, want_codes, want_deq, cs, ds)
+                else:
+                    _mxint_f32_elements(xs, down, up, maxc, RN_STOCH, hseed, i0, inner, want_codes, want_deq, cs, ds)
 
     return kernel
 
@@ -629,8 +636,8 @@ def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed
     """MXINT for float32 input, every scale rule and rounding, written to vectorize: amax and
     NaN/Inf from the bit patterns (block_max_bits), rounding by exact float64 arithmetic; the
     kernel of this (mode, want_codes, want_deq) (``specialized``)."""
-    _mxint_f32_kernel(int(mode), bool(want_codes), bool(want_deq))(x, xbits, k, bits, smin, smax, sbias, snan, srule,
-                                                                   seed, inner, codes, scales, deq)
+    _mxint_f32_kernel(bool(want_codes), bool(want_deq))(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed,
+                                                        inner, codes, scales, deq)
 
 
 @njit(cache=True)
@@ -669,10 +676,10 @@ def _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, mode,
             ds[j] = -mag if neg else mag
 
 
-def _make_mxfp_f32(mode, want_codes, want_deq):
+def _make_mxfp_f32(want_codes, want_deq):
     @njit(cache=True, parallel=True)
-    def kernel(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, smax, sbias, snan, srule, ebits, seed,
-               inner, codes, scales, deq):
+    def kernel(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, smax, sbias, snan, srule, ebits, mode,
+               seed, inner, codes, scales, deq):
         R, L = x.shape
         nb = (L + k - 1) // k
         emin = 1 - bias
@@ -699,8 +706,20 @@ def _make_mxfp_f32(mode, want_codes, want_deq):
                 s = block_rule_exponent(m, srule, emax_elem, mbits, max_normal, smin, smax)
                 scales[r, b] = s + sbias
                 # the block's slices, indexed from 0 (chunk_blocks: no gathers)
-                _mxfp_f32_elements(x[r, j0:j1], s, mbits, emin, max_code, max_normal, sign_bit, mode, hseed,
-                                   idx0 + j0 * inner, inner, want_codes, want_deq, codes[r, j0:j1], deq[r, j0:j1])
+                xs, cs, ds, i0 = x[r, j0:j1], codes[r, j0:j1], deq[r, j0:j1], idx0 + j0 * inner
+                # one call per rounding, each with its mode a constant: the loops compile without the branch
+                if mode == RN_EVEN:
+                    _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_EVEN, hseed, i0, inner,
+                                       want_codes, want_deq, cs, ds)
+                elif mode == RN_AWAY:
+                    _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_AWAY, hseed, i0, inner,
+                                       want_codes, want_deq, cs, ds)
+                elif mode == RN_FLOOR:
+                    _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_FLOOR, hseed, i0, inner,
+                                       want_codes, want_deq, cs, ds)
+                else:
+                    _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_STOCH, hseed, i0, inner,
+                                       want_codes, want_deq, cs, ds)
 
     return kernel
 
@@ -714,6 +733,6 @@ def mxfp_f32(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, sm
     one pass per block: amax and NaN/Inf from the bit patterns, each element by exact float64
     arithmetic (no libm call, no float64 copy of the tensor); the kernel of this rounding and
     output choice (``specialized``)."""
-    _mxfp_f32_kernel(int(mode), bool(want_codes), bool(want_deq))(x, xbits, k, mbits, bias, max_code, max_normal,
-                                                                   emax_elem, smin, smax, sbias, snan, srule, ebits,
-                                                                   seed, inner, codes, scales, deq)
+    _mxfp_f32_kernel(bool(want_codes), bool(want_deq))(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin,
+                                                       smax, sbias, snan, srule, ebits, mode, seed, inner, codes,
+                                                       scales, deq)
