@@ -193,14 +193,14 @@ def main():
                 line += f"   CPU-time ratio {cpu:5.2f}x"
         print(line)
     if out is not None:
-        write_table(out, f"bench_matmul_{args.device}", [csv_row(*r) for r in rows], CSV_COLUMNS,
+        write_table(out, f"bench_matmul_{args.device}", [csv_row(*r) for r in rows], MATMUL_CSV_COLUMNS,
                     run_meta(f"bench_matmul_{args.device}", "benchmarks/bench_matmul.py", device=args.device,
                              ratio=RATIO[args.device]))
         print(f"wrote {out / f'bench_matmul_{args.device}.csv'} and its .meta.json")
 
 
-# the CSV: one row per printed line, the values rounded as printed
-CSV_COLUMNS = MATMUL_CSV_COLUMNS
+# the CSV (its columns: experiments.results_bench.MATMUL_CSV_COLUMNS): one row per printed line, the
+# values rounded as printed; RATIO: what its ratio column means
 RATIO = {"cpu": "mxsim time / the torch float32 matmul above it (wall); cpu_time_ratio: the same in process CPU time",
          "cuda": "throughput as a fraction of torch._int_mm above it"}
 

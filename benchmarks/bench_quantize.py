@@ -247,14 +247,14 @@ def main():
         compile_s = {"empty_cache": {"import": round(imp1, 2), "first_call": round(c1, 2)},
                      "cache_hit": {"import": round(imp2, 2), "first_call": round(c2, 2)}}
     if out is not None:
-        write_table(out, "bench_quantize_cpu", records, CSV_COLUMNS,
+        write_table(out, "bench_quantize_cpu", records, QUANTIZE_CSV_COLUMNS,
                     run_meta("bench_quantize_cpu", "benchmarks/bench_quantize.py", size=[n, n], dtype="float32",
                              block=32, numba_compile_s=compile_s))
         print(f"wrote {out / 'bench_quantize_cpu.csv'} and its .meta.json")
 
 
-# the CSV: one row per printed value and thread count, the values rounded as printed
-CSV_COLUMNS = QUANTIZE_CSV_COLUMNS
+# the CSV (its columns: experiments.results_bench.QUANTIZE_CSV_COLUMNS): one row per printed value and
+# thread count, the values rounded as printed. PREALLOC: the name of the copy into a kept array
 PREALLOC = "numpy copy into a kept array"
 
 

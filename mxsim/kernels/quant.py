@@ -13,6 +13,7 @@ only when ``want_codes`` and ``deq`` (R, L) only when ``want_deq`` (pass (1, 1) 
 otherwise), so fake quantization never touches a codes array.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -526,25 +527,13 @@ def bfp_kernel(x, xbits, k, width, exp_min, exp_max, nan_code, bias, passthrough
 _MAGIC = 6755399441055744.0  # 1.5 * 2^52: (t + M) - M rounds |t| < 2^51 to nearest even
 
 
-def specialized(make):
-    """One compiled kernel per key (want_codes, want_deq), built on first use by ``make(*key)``,
-    whose kernel takes them from its closure: numba freezes closure variables as constants, so
-    each kernel holds only the stores of the outputs it writes. The rounding mode stays a runtime
-    argument, dispatched once per block to element loops compiled with it constant: keying on the
-    mode as well compiled 2.4x longer on a fresh cache (16 uses of MXINT8 and MXFP4: 104 s vs
-    43 s on the Intel Xeon VM) for no measurable speed. numba caches each closure apart (its index
-    key hashes the closure's values), so cache=True holds."""
-    kernels = {}
-
-    def get(*key):
-        kern = kernels.get(key)
-        if kern is None:
-            kern = kernels[key] = make(*key)
-        return kern
-
-    return get
-
-
+# The float32 MXINT/MXFP kernels are built per (want_codes, want_deq) by a make function, cached
+# (functools.cache), whose kernel takes the two from its closure: numba freezes closure variables
+# as constants, so each kernel holds only the stores of the outputs it writes. The rounding mode
+# stays a runtime argument, dispatched once per block to element loops compiled with it constant:
+# keying on the mode as well compiled 2.4x longer on a fresh cache (16 uses of MXINT8 and MXFP4:
+# 104 s vs 43 s on the Intel Xeon VM) for no measurable speed. numba caches each closure apart
+# (its index key hashes the closure's values), so cache=True holds.
 def _make_mxint_f32(want_codes, want_deq):
     @njit(cache=True, parallel=True)
     def kernel(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed, inner, codes, scales, deq):
@@ -628,14 +617,14 @@ def _mxint_f32_elements(xs, down, up, maxc, mode, hseed, i0, inner, want_codes, 
             cs[j] = np.int8(c)
 
 
-_mxint_f32_kernel = specialized(_make_mxint_f32)
+_mxint_f32_kernel = functools.cache(_make_mxint_f32)
 
 
 def mxint_f32_fast(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed, inner, want_codes, want_deq, codes,
                    scales, deq):
     """MXINT for float32 input, every scale rule and rounding, written to vectorize: amax and
     NaN/Inf from the bit patterns (block_max_bits), rounding by exact float64 arithmetic; the
-    kernel of this (mode, want_codes, want_deq) (``specialized``)."""
+    kernel built for this (want_codes, want_deq)."""
     _mxint_f32_kernel(bool(want_codes), bool(want_deq))(x, xbits, k, bits, smin, smax, sbias, snan, srule, mode, seed,
                                                         inner, codes, scales, deq)
 
@@ -724,15 +713,15 @@ def _make_mxfp_f32(want_codes, want_deq):
     return kernel
 
 
-_mxfp_f32_kernel = specialized(_make_mxfp_f32)
+_mxfp_f32_kernel = functools.cache(_make_mxfp_f32)
 
 
 def mxfp_f32(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, smax, sbias, snan, srule, ebits, mode,
              seed, inner, want_codes, want_deq, codes, scales, deq):
     """MXFP for float32 input (``xbits``: its int32 view), every scale rule and rounding, in
     one pass per block: amax and NaN/Inf from the bit patterns, each element by exact float64
-    arithmetic (no libm call, no float64 copy of the tensor); the kernel of this rounding and
-    output choice (``specialized``)."""
+    arithmetic (no libm call, no float64 copy of the tensor); the kernel built for this
+    (want_codes, want_deq)."""
     _mxfp_f32_kernel(bool(want_codes), bool(want_deq))(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin,
                                                        smax, sbias, snan, srule, ebits, mode, seed, inner, codes,
                                                        scales, deq)
