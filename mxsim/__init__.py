@@ -27,7 +27,7 @@ from .formats import (
 from .rounding import Rounding
 from .api import fake_quantize, quantize
 from .tensor import MXTensor
-from .accumulators import FP32, Exact, FixedPoint, Float, parse_accumulator
+from .accumulators import FP32, CalibratedFixedPoint, Exact, FixedPoint, Float, parse_accumulator
 from .api import datapath_widths, matmul
 from .partial_sums import partial_sum_range
 from .rank import Rank

@@ -10,6 +10,11 @@ Spellings accepted at the boundaries (CLI, TOML, sweep grids) are parsed by
 :func:`parse_accumulator` into these types; nothing past the boundary sees a string.
   CLI / string: ``float``, ``exact``, ``fp32``, ``fp32:LANES``, ``fixed:TOTAL:FRAC[:saturate|wrap]``
   TOML:         ``"fp32"`` or ``{fp32 = {lanes = 4}}`` or ``{fixed = [24, 8], overflow = "saturate"}``
+
+``fixed:TOTAL[:saturate|wrap]`` (no FRAC) is :class:`CalibratedFixedPoint`: a fixed point whose
+fraction bits a calibration chooses per GEMM (lqer.datapath.calibrated_fixed_point). It is not
+an accumulator anything can compute with, so only a caller that calibrates asks for it
+(``parse_accumulator(spec, allow_calibrated=True)``); everywhere else it is a ValueError.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 
 OVERFLOW_MODES = ("saturate", "wrap")
 ACCUMULATOR_SPELLINGS = "float, exact, fp32, fp32:LANES, fixed:TOTAL:FRAC[:saturate|wrap]"
+CALIBRATED_SPELLING = "fixed:TOTAL[:saturate|wrap]"
 
 
 def _is_int(v) -> bool:
@@ -97,33 +103,70 @@ class FixedPoint:
         return f"fixed:{self.total_bits}:{self.frac_bits}" + (":wrap" if self.overflow == "wrap" else "")
 
 
+@dataclass(frozen=True)
+class CalibratedFixedPoint:
+    """A FixedPoint of ``total_bits`` (2..64) and ``overflow`` whose fraction bits are not given:
+    a calibration of the partial-sum ranges chooses them per GEMM. ``str`` spells the overflow
+    mode out (``fixed:24:saturate``), the name the datapath table's rows carry."""
+
+    total_bits: int
+    overflow: str = "saturate"
+    name = "fixed"
+
+    def __post_init__(self):
+        if not _is_int(self.total_bits) or not 2 <= self.total_bits <= 64:
+            raise ValueError(f"CalibratedFixedPoint total_bits must be an integer in [2, 64], got {self.total_bits!r}")
+        object.__setattr__(self, "total_bits", int(self.total_bits))
+        if self.overflow not in OVERFLOW_MODES:
+            raise ValueError(f"CalibratedFixedPoint overflow must be one of {OVERFLOW_MODES}, got {self.overflow!r}")
+
+    def with_frac_bits(self, frac_bits: int) -> FixedPoint:
+        return FixedPoint(self.total_bits, frac_bits, self.overflow)
+
+    def __str__(self):
+        return f"fixed:{self.total_bits}:{self.overflow}"
+
+
 Accumulator = Float | Exact | FP32 | FixedPoint
 DATAPATH_ACCUMULATORS = (Exact, FP32, FixedPoint)
 
 
-def _bad(what, spec):
-    return ValueError(f"{what} must be one of {ACCUMULATOR_SPELLINGS} (or an mxsim accumulator object), got {spec!r}")
+def _spellings(allow_calibrated):
+    return ACCUMULATOR_SPELLINGS + (f", {CALIBRATED_SPELLING} (fraction bits from calibration)"
+                                    if allow_calibrated else "")
 
 
-def _parse_int(text, what, spec):
+def _bad(what, spec, allow_calibrated=False):
+    return ValueError(f"{what} must be one of {_spellings(allow_calibrated)} (or an mxsim accumulator object), "
+                      f"got {spec!r}")
+
+
+def _parse_int(text, what, spec, allow_calibrated=False):
     try:
         return int(text)
     except (TypeError, ValueError):
-        raise _bad(what, spec) from None
+        raise _bad(what, spec, allow_calibrated) from None
 
 
-def parse_accumulator(spec, what: str = "accumulator"):
+def parse_accumulator(spec, what: str = "accumulator", allow_calibrated: bool = False):
     """An accumulator object from any accepted spelling (see module doc); ``what`` names the
-    argument in the error message."""
+    argument in the error message. ``allow_calibrated``: also accept ``fixed:TOTAL[:saturate|wrap]``
+    (and CalibratedFixedPoint objects) as a :class:`CalibratedFixedPoint`; without it they are
+    refused, since the caller needs an accumulator it can compute with."""
     try:
-        return _parse(spec, what)
+        acc = _parse(spec, what, allow_calibrated)
     except ValueError as e:
         msg = str(e)
         raise ValueError(msg if msg.startswith(what) else f"{what}: {msg}") from None
+    if isinstance(acc, CalibratedFixedPoint) and not allow_calibrated:
+        raise ValueError(f"{what} {str(spec)!r} is a fixed point without fraction bits (they come from a "
+                         f"calibration, experiments.datapath_table); here an accumulator that can compute is "
+                         f"needed: one of {ACCUMULATOR_SPELLINGS}")
+    return acc
 
 
-def _parse(spec, what):
-    if isinstance(spec, (Float, Exact, FP32, FixedPoint)):
+def _parse(spec, what, allow_calibrated=False):
+    if isinstance(spec, (Float, Exact, FP32, FixedPoint, CalibratedFixedPoint)):
         return spec
     if isinstance(spec, str):
         parts = spec.strip().lower().split(":")
@@ -134,10 +177,15 @@ def _parse(spec, what):
             return Exact()
         if head == "fp32" and len(rest) <= 1:
             return FP32(_parse_int(rest[0], what, spec) if rest else None)
+        if head == "fixed" and (len(rest) == 1 or len(rest) == 2 and rest[1] in OVERFLOW_MODES):
+            # no FRAC: fixed:TOTAL or fixed:TOTAL:saturate|wrap (a FRAC is an integer, never a mode)
+            overflow = rest[1] if len(rest) == 2 else "saturate"
+            return CalibratedFixedPoint(_parse_int(rest[0], what, spec, allow_calibrated), overflow)
         if head == "fixed" and len(rest) in (2, 3):
             overflow = rest[2] if len(rest) == 3 else "saturate"
-            return FixedPoint(_parse_int(rest[0], what, spec), _parse_int(rest[1], what, spec), overflow)
-        raise _bad(what, spec)
+            return FixedPoint(_parse_int(rest[0], what, spec, allow_calibrated),
+                              _parse_int(rest[1], what, spec, allow_calibrated), overflow)
+        raise _bad(what, spec, allow_calibrated)
     if isinstance(spec, dict):
         if set(spec) == {"fp32"} and isinstance(spec["fp32"], dict) and set(spec["fp32"]) <= {"lanes"}:
             return FP32(spec["fp32"].get("lanes"))
@@ -145,8 +193,8 @@ def _parse(spec, what):
             tf = spec["fixed"]
             if isinstance(tf, (list, tuple)) and len(tf) == 2:
                 return FixedPoint(tf[0], tf[1], spec.get("overflow", "saturate"))
-        raise _bad(what, spec)
-    raise _bad(what, spec)
+        raise _bad(what, spec, allow_calibrated)
+    raise _bad(what, spec, allow_calibrated)
 
 
 def accumulator_to_toml(acc) -> object:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import mxsim
-from mxsim import FP32, Exact, FixedPoint, Float, Rank, parse_accumulator
+from mxsim import FP32, CalibratedFixedPoint, Exact, FixedPoint, Float, Rank, parse_accumulator
 from mxsim.accumulators import accumulator_to_toml
 
 
@@ -28,6 +28,48 @@ def test_string_and_toml_round_trip(acc):
 def test_bad_spellings_name_the_argument(bad):
     with pytest.raises(ValueError, match="^acc_arg"):
         parse_accumulator(bad, what="acc_arg")
+
+
+@pytest.mark.parametrize("spec, want", [
+    ("fixed:24", CalibratedFixedPoint(24, "saturate")), ("fixed:24:saturate", CalibratedFixedPoint(24, "saturate")),
+    ("fixed:32:wrap", CalibratedFixedPoint(32, "wrap")), (" FIXED:12:Wrap ", CalibratedFixedPoint(12, "wrap")),
+    (CalibratedFixedPoint(20, "wrap"), CalibratedFixedPoint(20, "wrap")),
+    # a third field that is an integer is FRAC: still the concrete accumulator
+    ("fixed:24:8", FixedPoint(24, 8, "saturate")),
+])
+def test_calibrated_fixed_point_spellings(spec, want):
+    acc = parse_accumulator(spec, allow_calibrated=True)
+    assert acc == want and type(acc) is type(want)
+
+
+def test_calibrated_fixed_point_names_and_frac_bits():
+    # the datapath table's committed row names, spelled out with the overflow mode
+    assert str(CalibratedFixedPoint(24, "saturate")) == "fixed:24:saturate"
+    assert str(CalibratedFixedPoint(32, "wrap")) == "fixed:32:wrap"
+    assert parse_accumulator("fixed:20:wrap", allow_calibrated=True).name == "fixed"
+    assert CalibratedFixedPoint(24, "wrap").with_frac_bits(7) == FixedPoint(24, 7, "wrap")
+
+
+@pytest.mark.parametrize("bad", ["fixed:24:sat", "fixed:0", "fixed:65:wrap", "fixed:x:wrap", "fixed:24:8:sat",
+                                 "fixed", "fixed:24:wrap:8"])
+def test_calibrated_bad_spellings_name_the_argument(bad):
+    with pytest.raises(ValueError, match="^acc_arg"):
+        parse_accumulator(bad, what="acc_arg", allow_calibrated=True)
+
+
+def test_bad_spelling_lists_the_calibrated_spelling_where_allowed():
+    with pytest.raises(ValueError, match=r"^acc_arg .*fixed:TOTAL\[:saturate\|wrap\].*'fixed:24:sat'"):
+        parse_accumulator("fixed:24:sat", what="acc_arg", allow_calibrated=True)
+
+
+@pytest.mark.parametrize("spec", ["fixed:24:saturate", "fixed:32:wrap", CalibratedFixedPoint(24)])
+def test_calibrated_refused_where_a_concrete_accumulator_is_needed(spec):
+    with pytest.raises(ValueError, match=r"^acc_arg .*fraction bits.*fixed:TOTAL:FRAC"):
+        parse_accumulator(spec, what="acc_arg")
+    a = mxsim.quantize(np.ones((1, 32)), "MXINT8/32", axis=-1)
+    b = mxsim.quantize(np.ones((32, 1)), "MXINT8/32", axis=0)
+    with pytest.raises(ValueError, match="^accumulator .*fraction bits"):
+        mxsim.matmul(a, b, accumulator=spec)
 
 
 def test_numpy_integers_are_integers():
