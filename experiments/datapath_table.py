@@ -56,20 +56,6 @@ def row_config(setting: str, block: int):
     return QuantConfig(method="plain", w_format=i8, x_format=i8)
 
 
-def parse_accumulator_spec(spec: str):
-    """("float"|"exact"|"fp32[:lanes]") -> (accumulator, None); "fixed:TOTAL:saturate|wrap" ->
-    (None, (TOTAL, overflow)): fixed point whose fraction bits the calibration chooses."""
-    from mxsim.accumulators import OVERFLOW_MODES, parse_accumulator
-
-    parts = str(spec).split(":")
-    if parts[0] == "fixed":
-        if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in OVERFLOW_MODES:
-            raise ValueError(f"accumulator {spec!r}: the table's fixed point is fixed:TOTAL:saturate|wrap (its "
-                             "fraction bits come from the calibrated partial-sum ranges)")
-        return None, (int(parts[1]), parts[2])
-    return parse_accumulator(spec, what="accumulator"), None
-
-
 def evaluate(model, windows, reference=None, keep: int = DIFF_WINDOWS, batch: int = 1) -> dict:
     """Perplexity of ``model`` on ``windows`` (as lqer.evaluate.perplexity: the summed next-token
     cross-entropy over every window, ``batch`` windows per forward: the GEMMs then see
@@ -113,8 +99,11 @@ def run(model_name="smollm2-135m", settings=SETTINGS, blocks=BLOCKS, accumulator
                                set_accumulator)
     from lqer.model import load_model
     from lqer.quantize import collect_shared_stats, quantize_model
+    from mxsim.accumulators import CalibratedFixedPoint, parse_accumulator
 
-    specs = [(a, parse_accumulator_spec(a)) for a in accumulators]
+    # fixed:TOTAL[:saturate|wrap] is a CalibratedFixedPoint: its fraction bits come from the ranges below;
+    # the row's name is the parsed value's spelling (the committed rows' fixed:24:saturate, fp32:4, ...)
+    specs = [parse_accumulator(a, what="accumulator", allow_calibrated=True) for a in accumulators]
     cfgs = [(s, b, row_config(s, b)) for s in settings for b in blocks]
     dev = torch.device(device)
     base, tok = load_model(model_name, device=dev)
@@ -129,13 +118,16 @@ def run(model_name="smollm2-135m", settings=SETTINGS, blocks=BLOCKS, accumulator
         log(json.dumps({"event": "quantized", "setting": setting, "block": block,
                         "seconds": round(time.perf_counter() - t0, 1)}))
         ref = None  # the float row's logits (the first row when float is not in the list)
-        for name, (acc, fixed) in specs:
+        for spec in specs:
+            name = str(spec)
+            fixed = spec if isinstance(spec, CalibratedFixedPoint) else None
+            acc = None if fixed is not None else spec
             t1 = time.perf_counter()
             row = {"setting": setting, "block": block, "accumulator": name, "status": "ok", "note": ""}
             try:
                 per = None
                 if fixed is not None:
-                    per = calibrated_fixed_point(ranges, fixed[0], fixed[1])
+                    per = calibrated_fixed_point(ranges, fixed.total_bits, fixed.overflow)
                     acc = next(iter(next(iter(per.values())).values()))  # layer-wide; every MX GEMM overridden
                 set_accumulator(model, acc, per)
             except ValueError as e:
@@ -375,8 +367,9 @@ def main(argv=None) -> int:
         accs = (args.accumulators.split(",") if args.accumulators else
                 list(FULL_ACCUMULATORS if args.full else SHORT_ACCUMULATORS))
         with user_input("--accumulators"):
-            for a in accs:
-                parse_accumulator_spec(a)
+            from mxsim.accumulators import parse_accumulator
+
+            accs = [parse_accumulator(a, what="accumulator", allow_calibrated=True) for a in accs]
         for name, v, lo in (("--windows", args.windows, 0), ("--seq-len", args.seq_len, 2), ("--calib", args.calib, 1),
                             ("--range-windows", args.range_windows, 1), ("--batch", args.batch, 1)):
             if v < lo:

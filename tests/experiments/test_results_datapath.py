@@ -205,3 +205,18 @@ def test_evaluate_batches_windows_without_changing_the_sum():
         out = evaluate(Uniform(), windows, keep=3, batch=batch)
         assert out["ppl"] == pytest.approx(vocab, rel=1e-6)  # float32 log-softmax, summed in float64
         assert out["logits"].shape == (3, 6, vocab)
+
+
+@pytest.mark.parametrize("folder", [RESULTS, RESULTS / "datapath_cuda_fullsplit"])
+def test_committed_row_names_are_mxsim_spellings_that_print_back_unchanged(folder):
+    # the rows were written when the table had its own fixed:TOTAL:mode grammar; mxsim's parser
+    # must read every name and print it back as the same string (so a rerun keeps the names)
+    from mxsim.accumulators import CalibratedFixedPoint, parse_accumulator
+
+    names = sorted(set(pd.read_csv(folder / "datapath_table.csv")["accumulator"]))
+    assert {"fixed:24:saturate", "fixed:32:wrap"} <= set(names)
+    for name in names:
+        acc = parse_accumulator(name, allow_calibrated=True)
+        assert str(acc) == name
+        # fixed rows carry no fraction bits: the calibration chose them per GEMM
+        assert isinstance(acc, CalibratedFixedPoint) == name.startswith("fixed:")
