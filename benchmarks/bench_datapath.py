@@ -42,16 +42,23 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="also write bench_datapath_cpu.csv + .meta.json into this folder")
     args = p.parse_args(argv)
     from experiments.provenance import check_out_dir, run_meta, write_table
+    from experiments.util import set_threads
+    from mxsim.accumulators import parse_accumulator
+    from mxsim.errors import UserError
 
     out = check_out_dir(p, args.out)
+    try:  # every spelling checked before the model loads; a name's kind picks its target below
+        accs = {a: parse_accumulator(a, what="accumulator") for a in args.accumulators.split(",")}
+    except ValueError as e:
+        p.error(f"--accumulators: {e}")
 
     import torch
 
-    if args.threads:
-        import numba
-
-        torch.set_num_threads(args.threads)  # also mxsim.matmul's strip workers
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))  # quantize kernels
+    if args.threads is not None:
+        try:
+            set_threads(args.threads)  # torch (also mxsim.matmul's strip workers) and numba (quantize kernels)
+        except UserError as e:
+            p.error(str(e))
     from lqer.config import load_config
     from lqer.data import load_wikitext, token_windows
     from lqer.datapath import set_accumulator
@@ -61,17 +68,16 @@ def main(argv=None) -> int:
     model, tok = load_model(args.model)
     ids = token_windows(tok, load_wikitext("test"), args.seq, args.batch)
     quantize_model(model, load_config(args.config, method=args.method), progress=False)
-    accs = args.accumulators.split(",")
     times = {acc: float("inf") for acc in accs}
     with torch.no_grad():
         for acc in accs:  # warm-up: numba compiles (cached) and the layers move W^T, A, B once
-            set_accumulator(model, acc)
+            set_accumulator(model, accs[acc])
             model(ids[:1, :16])
         # rounds of every accumulator in turn, best per accumulator: on a shared machine a load
         # change then hits all of them instead of biasing the ratios of whichever ran during it
         for rnd in range(args.repeat):
             for acc in accs:
-                set_accumulator(model, acc)
+                set_accumulator(model, accs[acc])
                 t = time.perf_counter()
                 model(ids)
                 times[acc] = min(times[acc], time.perf_counter() - t)
@@ -86,7 +92,7 @@ def main(argv=None) -> int:
           f"load average {load:.1f}; {args.batch} x {args.seq} tokens, {args.config} {args.method}")
     rows = []
     for acc, t in times.items():
-        target = TARGETS.get(acc.split(":")[0])
+        target = TARGETS.get(accs[acc].name)
         if base:
             goal = f" (target <= {target:g}x)" if target else ""
             print(f"{acc:>14}: {t:8.2f} s  {t / base:6.2f}x float{goal}")

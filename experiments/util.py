@@ -54,9 +54,12 @@ class Timer:
 
 
 def set_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads; None = auto: all cores on an idle machine, ONE thread when
-    the load average already reaches the core count (on a shared 2-core box, a 2-thread SVD was
-    measured 30x slower than a 1-thread one: OpenMP threads spin waiting for each other)."""
+    """Set torch's intra-op threads (also mxsim.matmul's strip workers) and numba's (the quantize
+    kernels), numba's capped at the pool it was started with; None = auto: all cores on an idle
+    machine, ONE thread when the load average already reaches the core count (on a shared 2-core
+    box, a 2-thread SVD was measured 30x slower than a 1-thread one: OpenMP threads spin waiting
+    for each other). Returns torch's thread count."""
+    import numba
     import torch
 
     cores = os.cpu_count() or 1
@@ -69,4 +72,5 @@ def set_threads(threads: int | None) -> int:
     if threads < 1:
         raise UserError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     return threads

@@ -1,48 +1,60 @@
-"""benchmarks/bench_datapath.py --threads N: torch's and numba's pools run the forwards with N
-threads and the printed machine line says so (a run printed "torch threads 2" for --threads 1).
-The model, data and quantization are stand-ins: only the thread handling is under test."""
-
-import importlib.util
-import re
-from pathlib import Path
+"""experiments.util.set_threads, the one thread setter of the experiments and the benchmarks
+(benchmarks/bench_datapath.py --threads N calls it): it sets torch's pool (mxsim.matmul's strip
+workers) and numba's (the quantize kernels) to N, numba's capped at the pool numba started with
+(a run once printed "torch threads 2" for --threads 1: the flag had not reached the pools)."""
 
 import numba
+import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from experiments import util
+from mxsim.errors import UserError
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_datapath", ROOT / "benchmarks" / "bench_datapath.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_threads_flag_sets_and_prints_the_pools(monkeypatch, capsys):
-    import lqer.data
-    import lqer.datapath
-    import lqer.model
-    import lqer.quantize
-
-    seen = []
-
-    def model(ids):
-        seen.append((torch.get_num_threads(), numba.get_num_threads()))
-
-    monkeypatch.setattr(lqer.model, "load_model", lambda name: (model, None))
-    monkeypatch.setattr(lqer.data, "load_wikitext", lambda split: "")
-    monkeypatch.setattr(lqer.data, "token_windows", lambda tok, text, seq, batch: torch.zeros(batch, seq, dtype=torch.long))
-    monkeypatch.setattr(lqer.quantize, "quantize_model", lambda *a, **k: None)
-    monkeypatch.setattr(lqer.datapath, "set_accumulator", lambda m, acc: None)
+@pytest.fixture(autouse=True)
+def wide_pools():
+    # the pools start as wide as they go, so a count left unapplied shows; restored afterwards
     old = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(2)  # the pools start wider than asked for, so a flag left unapplied shows
+    torch.set_num_threads(max(2, old[0]))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    try:
-        assert _bench().main(["--threads", "1", "--accumulators", "float,fp32", "--batch", "1", "--seq", "4"]) == 0
-    finally:
-        torch.set_num_threads(old[0])
-        numba.set_num_threads(old[1])
-    assert seen and set(seen) == {(1, 1)}
-    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("# ")]
-    assert len(line) == 1 and re.search(r"torch threads 1, numba threads 1,", line[0]), line
+    yield
+    torch.set_num_threads(old[0])
+    numba.set_num_threads(old[1])
+
+
+def test_one_thread_reaches_both_pools():
+    assert util.set_threads(1) == 1
+    assert (torch.get_num_threads(), numba.get_num_threads()) == (1, 1)
+
+
+def test_more_threads_than_numbas_pool_caps_numba_only():
+    n = numba.config.NUMBA_NUM_THREADS  # numba cannot run more threads than it launched with
+    assert util.set_threads(n + 1) == n + 1
+    assert (torch.get_num_threads(), numba.get_num_threads()) == (n + 1, n)
+
+
+@pytest.mark.parametrize("load, want", [(0.3, 2), (1.9, 2), (2.0, 1), (5.0, 1)])
+def test_auto_is_one_thread_on_a_busy_two_core_machine(monkeypatch, load, want):
+    # 2 cores: busy means a load average of at least 2
+    monkeypatch.setattr(util.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(util.os, "getloadavg", lambda: (load, load, load))
+    assert util.set_threads(None) == want
+    assert torch.get_num_threads() == want
+    assert numba.get_num_threads() == min(want, numba.config.NUMBA_NUM_THREADS)
+
+
+def test_auto_without_a_load_average_uses_every_core(monkeypatch):
+    def no_load():
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(util.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(util.os, "getloadavg", no_load)
+    assert util.set_threads(None) == 2 and torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_fewer_than_one_thread_is_refused_before_any_pool_changes(bad):
+    before = torch.get_num_threads(), numba.get_num_threads()
+    with pytest.raises(UserError, match=f"^--threads must be >= 1, got {bad}$"):
+        util.set_threads(bad)
+    assert (torch.get_num_threads(), numba.get_num_threads()) == before
