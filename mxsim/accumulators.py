@@ -159,9 +159,8 @@ def parse_accumulator(spec, what: str = "accumulator", allow_calibrated: bool = 
         msg = str(e)
         raise ValueError(msg if msg.startswith(what) else f"{what}: {msg}") from None
     if isinstance(acc, CalibratedFixedPoint) and not allow_calibrated:
-        raise ValueError(f"{what} {str(spec)!r} is a fixed point without fraction bits (they come from a "
-                         f"calibration, experiments.datapath_table); here an accumulator that can compute is "
-                         f"needed: one of {ACCUMULATOR_SPELLINGS}")
+        raise ValueError(f"{_bad(what, spec)}: a fixed point without FRAC takes its fraction bits from a "
+                         "calibration (experiments.datapath_table); here the accumulator must compute")
     return acc
 
 
