@@ -336,12 +336,6 @@ MATMUL_PAIRS = [
 MATMUL_ACCS = [Exact(), FP32(), FixedPoint(32, 16, "saturate"), FixedPoint(24, 8, "wrap"), FixedPoint(12, 4, "saturate")]
 
 
-def _fmt(name):
-    if name.startswith("BlockFP"):
-        return BlockFP(int(name[7:]))
-    return get_format(name)
-
-
 def _matmul_records(rng, seed, M=5, K=70, N=4):
     import mxsim
 
@@ -350,7 +344,7 @@ def _matmul_records(rng, seed, M=5, K=70, N=4):
     recs = []
     for an, bn in MATMUL_PAIRS:
         for k in (16, 32):
-            fa, fb = _fmt(an).with_block_size(k), _fmt(bn).with_block_size(k)
+            fa, fb = get_format(an).with_block_size(k), get_format(bn).with_block_size(k)
             for acc in MATMUL_ACCS:
                 for lanes in ((None, 4) if isinstance(acc, FP32) else (None,)):
                     n = bad = 0
