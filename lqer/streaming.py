@@ -69,7 +69,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mxsim.errors import UserError
-from mxsim.files import atomic_write as _atomic_write
+from mxsim.files import atomic_write, write_text
 
 from .calibrate import input_groups
 from .checkpoint import open_checkpoint
@@ -97,23 +97,6 @@ ARCHITECTURES = {"llama": _LLAMA}
 
 def _layer_file(i: int) -> str:
     return f"layer-{i:05d}.safetensors"
-
-
-def atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename onto ``path`` (mxsim.files.atomic_write: a failure leaves
-    ``path`` as it was and no temp file behind; mode 0666 & ~umask)."""
-    with _atomic_write(path) as tmp:
-        write(str(tmp))
-
-
-def _write_json(path: Path, obj) -> None:
-    def w(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1, default=float)
-            f.flush()
-            os.fsync(f.fileno())
-
-    atomic_write(path, w)
 
 
 class _Stop(Exception):
@@ -360,8 +343,8 @@ def _save_carry(out: Path, carry, next_layer: int, tag: str):
     from safetensors.torch import save_file
 
     tensors = {f"h.{i}": h.detach().contiguous().cpu() for i, (h, _) in enumerate(carry)}
-    atomic_write(out / CARRY, lambda tmp: save_file(tensors, tmp, metadata={"next_layer": str(next_layer),
-                                                                          "settings": tag}))
+    with atomic_write(out / CARRY) as tmp:
+        save_file(tensors, str(tmp), metadata={"next_layer": str(next_layer), "settings": tag})
 
 
 def _load_carry(out: Path, captured, next_layer: int, tag: str, device):
@@ -543,7 +526,8 @@ def _spill(out: Path, carry, outs):
 
     t = {f"h.{j}": h.detach().contiguous().cpu() for j, (h, _) in enumerate(carry)}
     t.update({f"y.{j}": y.detach().contiguous().cpu() for j, y in enumerate(outs or [])})
-    atomic_write(out / SPILL, lambda tmp: save_file(t, tmp))
+    with atomic_write(out / SPILL) as tmp:
+        save_file(t, str(tmp))
     return out / SPILL, [kw for _, kw in carry], len(outs or [])
 
 
@@ -567,7 +551,10 @@ def _reread(sm, name, module):
 
 def _write_json_or_explain(out, manifest, i):
     try:
-        _write_json(out / MANIFEST, manifest)
+        # the manifest's own spelling, not mxsim.files.write_json's: a resumed run reads the layers'
+        # linears back in module order (write_json sorts keys), and a numpy/torch scalar in a
+        # method's metrics stays a number (write_json's default=str would make it a string)
+        write_text(out / MANIFEST, json.dumps(manifest, indent=1, default=float))
     except OSError as e:
         raise OSError(e.errno, f"writing {MANIFEST} after layer {i} in {str(out)!r} failed ({e.strerror}); "
                                f"layers 0..{i - 1} stay recorded, re-run to resume") from e
@@ -578,8 +565,8 @@ def _save_layer(sm, out: Path, i: int, layer, config, info):
 
     sm.set_layer(i, layer)
     try:
-        atomic_write(out / _layer_file(i), lambda tmp: save_quantized(sm.skeleton, tmp, config=config,
-                                                                      info={"layer": i, "linears": info}))
+        with atomic_write(out / _layer_file(i)) as tmp:
+            save_quantized(sm.skeleton, str(tmp), config=config, info={"layer": i, "linears": info})
     except OSError as e:
         raise OSError(e.errno, f"writing layer {i} to {str(out)!r} failed ({e.strerror or e}); nothing of it was "
                                f"kept, layers 0..{i - 1} are saved and a re-run resumes at layer {i}") from e
