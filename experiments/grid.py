@@ -34,11 +34,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mxsim.errors import UserError, user_input
+from mxsim.formats import MXIntFormat
 
-ELEMENT_BITS = (2, 8)  # MXINT element bits mxsim implements (mxsim.formats.MXIntFormat)
+# a point's formats are MXINT<w_bits>/<block>@<scale_rule> (experiments.configs.point_config), so the
+# bit widths and scale rules a grid may name are the ones mxsim's MXIntFormat implements
+ELEMENT_BITS = MXIntFormat.ELEMENT_BITS
+SCALE_RULES = tuple(r.value for r in MXIntFormat.SCALE_RULES)  # "floor" (OCP's) first
 GRID_KEYS = ("method", "w_bits", "a_bits", "block", "rank", "scale_rule", "accumulator")
-# the MX shared-scale rules (mxsim.ScaleRule, as torchao's ScaleCalculationMode); "floor" is OCP's
-SCALE_RULES = ("floor", "ceil", "even", "rceil")
 
 DEFAULT_SETTINGS = {
     "model": "smollm2-135m",

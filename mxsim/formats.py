@@ -202,10 +202,11 @@ class MXIntFormat(_FormatBase):
     kind = "mxint"
     emax_elem = 0
     SCALE_RULES = (ScaleRule.FLOOR, ScaleRule.CEIL, ScaleRule.EVEN, ScaleRule.RCEIL)
+    ELEMENT_BITS = (2, 8)  # the element widths implemented, smallest and largest (codes are int8)
 
     def __post_init__(self):
         super().__post_init__()
-        _int_field(self, "element_bits", 2, 8)
+        _int_field(self, "element_bits", *self.ELEMENT_BITS)
         _check_scale(self, self.SCALE_RULES)
 
     @property
