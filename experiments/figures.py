@@ -11,8 +11,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-COLORS = {"lqer": "tab:blue", "l2qer": "tab:red", "qera": "tab:green", "plain": "tab:gray",
-          "fp": "black", "llm_int8": "tab:purple", "lrc": "tab:orange", "gptq": "tab:brown", "rtn": "tab:olive"}
+
+
+def _color(method: str):
+    """A method's colour (lqer.methods.Method.color); None (matplotlib's next colour) for a method
+    without one or a name the registry does not know."""
+    from lqer.methods import METHODS
+
+    m = METHODS.get(method)
+    return None if m is None else m.color
 
 
 def _save(fig, path: Path):
@@ -32,8 +39,8 @@ def spectra_plot(sv_plain, sv_scaled, path: Path, layer: str, k: int | None = No
     """Paper Fig. 1: singular values of E^T and of diag(s) E^T, each normalised to unit Frobenius norm."""
     a, b = normalise_spectrum(sv_plain), normalise_spectrum(sv_scaled)
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    ax.semilogy(np.arange(1, len(a) + 1), a, color=COLORS["lqer"], label="plain: $E^T$ (LQER)")
-    ax.semilogy(np.arange(1, len(b) + 1), b, color=COLORS["l2qer"], label="scaled: diag(s) $E^T$ (L2QER)")
+    ax.semilogy(np.arange(1, len(a) + 1), a, color=_color("lqer"), label="plain: $E^T$ (LQER)")
+    ax.semilogy(np.arange(1, len(b) + 1), b, color=_color("l2qer"), label="scaled: diag(s) $E^T$ (L2QER)")
     if k:
         ax.axvline(k, color="k", ls=":", lw=1, label=f"rank k = {k}")
     ax.set_xlabel("singular value index i")
@@ -50,9 +57,12 @@ def rank_plot(df: pd.DataFrame, path: Path, fp_ppl: float | None = None, plain_p
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for m, g in df.groupby("method", sort=False):
         g = g.sort_values("rank")
-        ax.plot(g["rank"], g["perplexity"], "o-", color=COLORS.get(m), label=m.upper())
-    if plain_ppl is not None:
-        ax.axhline(plain_ppl, color=COLORS["plain"], ls="--", lw=1, label=f"plain MXINT ({plain_ppl:.2f})")
+        ax.plot(g["rank"], g["perplexity"], "o-", color=_color(m), label=m.upper())
+    if plain_ppl is not None:  # the report's baseline method (lqer.methods.baseline_method)
+        from lqer.methods import baseline_method, get_method
+
+        base = get_method(baseline_method())
+        ax.axhline(plain_ppl, color=base.color, ls="--", lw=1, label=f"{base.label} ({plain_ppl:.2f})")
     if fp_ppl is not None:
         ax.axhline(fp_ppl, color="k", ls=":", lw=1, label=f"full precision ({fp_ppl:.2f})")
     ax.set_xscale("log", base=2)
@@ -69,7 +79,7 @@ def layer_error_plot(df: pd.DataFrame, path: Path, metric: str, ylabel: str) -> 
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for m, g in df.groupby("method", sort=False):
         g = g.groupby("layer_index", as_index=False)[metric].mean().sort_values("layer_index")
-        ax.plot(g["layer_index"], g[metric], "o-", ms=3, color=COLORS.get(m), label=m.upper())
+        ax.plot(g["layer_index"], g[metric], "o-", ms=3, color=_color(m), label=m.upper())
     ax.set_yscale("log")
     ax.set_xlabel("decoder layer index")
     ax.set_ylabel(ylabel)
@@ -89,7 +99,7 @@ def pareto_plot(df: pd.DataFrame, path: Path, tech: str | None = None) -> None:
     markers = dict(zip(accs, "osD^v<>pPX*h"))
     for (m, a), g in ok.groupby(["method", "accumulator"], sort=False):
         lab = m if len(accs) == 1 else f"{m}, acc {a}"
-        ax.scatter(g["area"], g["perplexity"], color=COLORS.get(m), marker=markers.get(a, "o"), label=lab, zorder=3)
+        ax.scatter(g["area"], g["perplexity"], color=_color(m), marker=markers.get(a, "o"), label=lab, zorder=3)
     front = ok[ok["pareto"]].sort_values("area")
     if len(front):
         ax.plot(front["area"], front["perplexity"], "k--", lw=1, label="Pareto front", zorder=2)

@@ -328,6 +328,8 @@ def _pretty_table(df: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- the report
 def run_report(s: ReportSettings) -> Path:
+    from lqer.methods import baseline_method, get_method
+
     timer = Timer()
     device = resolve_device(s.device)
     final = Path(s.reports_dir) / s.name
@@ -366,8 +368,10 @@ def run_report(s: ReportSettings) -> Path:
         with timer("rank sweep"):
             rank_df = rank_sweep(model, windows, stats, s, table)
             rank_df.to_csv(out / "fig3_rank_sweep.csv", index=False)
-            fp_ppl = float(table.loc[table.method == "fp", "perplexity"].iloc[0])
-            plain_ppl = float(table.loc[(table.method == "plain") & (table.config == s.rank_config), "perplexity"].iloc[0])
+            fp_rows = table.method.map(lambda m: get_method(m).full_precision).astype(bool)
+            fp_ppl = float(table.loc[fp_rows, "perplexity"].iloc[0])
+            base = (table.method == baseline_method()) & (table.config == s.rank_config)
+            plain_ppl = float(table.loc[base, "perplexity"].iloc[0])
             figures.rank_plot(rank_df, out / "fig3_rank_sweep.png", fp_ppl, plain_ppl, title=s.rank_config)
 
         # 3. per-layer error

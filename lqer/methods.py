@@ -15,8 +15,9 @@ q/k/v and gate/up), or None for data-free methods.
 
 What the tables and the report need to know of a method is a descriptor field too
 (``full_precision``, ``own_formats``, ``in_default_table``, ``report_required``, ``hw_rotation``,
-``hw_accumulator``), and the lists they use are read from the registry (``table_methods()``,
-``required_methods()``): no list of method names is written again outside this file.
+``hw_accumulator``, ``baseline``, ``color``), and the lists they use are read from the registry
+(``table_methods()``, ``required_methods()``, ``baseline_method()``): no list of method names is
+written again outside this file.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class Method:
     report_required: bool = False                # the report's figures compare against it: it must run
     hw_rotation: bool = True                     # its hardware design takes the config's input rotation
     hw_accumulator: bool = False                 # its hardware design takes the config's MX accumulator
+    baseline: bool = False                       # the report's uncorrected quantized reference (the rank
+                                                 # figure's dashed line); exactly one method, report_required
+    color: str | None = None                     # matplotlib colour of its lines and points in the figures
+                                                 # (None: matplotlib's next colour)
 
     def __post_init__(self):
         if (self.observer is None) != (self.stats_key is None):
@@ -68,6 +73,9 @@ class Method:
         if self.report_required and not self.in_default_table:
             # the report's default methods must satisfy its own check
             raise ValueError(f"method {self.name!r}: report_required needs in_default_table")
+        if self.baseline and (not self.report_required or self.full_precision):
+            # the report reads the baseline's perplexity from its own table
+            raise ValueError(f"method {self.name!r}: baseline needs report_required and a quantized model")
 
     @property
     def calibrates(self) -> bool:
@@ -109,6 +117,14 @@ def table_methods() -> list[str]:
 def required_methods() -> list[str]:
     """The methods the report cannot do without (``report_required``), in registration order."""
     return [n for n, m in METHODS.items() if m.report_required]
+
+
+def baseline_method() -> str:
+    """The report's uncorrected quantized reference (the one ``baseline`` method)."""
+    names = [n for n, m in METHODS.items() if m.baseline]
+    if len(names) != 1:
+        raise ValueError(f"exactly one registered method must have baseline=True, got {names or 'none'}")
+    return names[0]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -324,41 +340,44 @@ def _hw_llm_int(bits):
 # The report's table (in_default_table) runs fp, plain, LQER, L2QER, QERA-exact and LLM.int8(); its
 # figures need the first four (report_required). hw_rotation: hwmodel's fp16 and llm.int* designs
 # have no input-rotation stage; hw_accumulator: only its MX units (mxint, lqer-mxint) take one.
+# baseline: plain MXINT is what the low-rank corrections are measured against.
 _TABLE = dict(in_default_table=True)
 _REQUIRED = dict(in_default_table=True, report_required=True)
 _MX_ACC = dict(hw_accumulator=True)
 for _m in (
     Method("fp", "FP", "full precision (dequantized GGUF, run in fp32, counted as 16-bit)", _fp, FPOptions,
            mx_datapath=False, hardware=_hw_fp16, full_precision=True, own_formats="fp32", hw_rotation=False,
-           **_REQUIRED),
+           color="black", **_REQUIRED),
     Method("plain", "plain MXINT", "plain MXINT (no correction)", _plain, RotationOptions, hardware=_hw_mxint,
-           **_MX_ACC, **_REQUIRED),
+           baseline=True, color="tab:gray", **_MX_ACC, **_REQUIRED),
     Method("rtn", "RTN", "RTN (W and x round to nearest; plain MXINT)", _plain, RotationOptions,
-           hardware=_hw_mxint, **_MX_ACC),
+           hardware=_hw_mxint, color="tab:olive", **_MX_ACC),
     Method("lqer", "LQER", "LQER (plain SVD)", _lqer, LowRankOptions, low_rank=True,
-           hardware=_hw_lqer_mxint, **_MX_ACC, **_REQUIRED),
+           hardware=_hw_lqer_mxint, color="tab:blue", **_MX_ACC, **_REQUIRED),
     Method("l2qer", "L2QER", "L2QER (activation-scaled SVD)", _l2qer, LowRankOptions, _abs_observer,
            lambda c: ("abs_mean_max", _rotation_key(c)), low_rank=True, hardware=_hw_lqer_mxint,
-           **_MX_ACC, **_REQUIRED),
+           color="tab:red", **_MX_ACC, **_REQUIRED),
     Method("qera", "QERA-exact", "QERA (closed form, full activation 2nd moment)", _qera, LowRankOptions,
            _xtx_observer, lambda c: ("second_moment", _rotation_key(c)), low_rank=True,
-           hardware=_hw_lqer_mxint, **_MX_ACC, **_TABLE),
+           hardware=_hw_lqer_mxint, color="tab:green", **_MX_ACC, **_TABLE),
     Method("qera_approx", "QERA-approx", "QERA-approx (RMS scale)", _qera_approx, LowRankOptions,
            _xtx_observer, lambda c: ("second_moment", _rotation_key(c)), low_rank=True,
            hardware=_hw_lqer_mxint, **_MX_ACC),
     Method("llm_int8", "LLM.int8()", "LLM.int8()-style (columns with any abs(x) > threshold (6 by default) in FP16, rest int8)",
            _llm_int(8), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold), mx_datapath=False,
-           hardware=_hw_llm_int(8), own_formats="int8 + fp16 outliers", hw_rotation=False, **_TABLE),
+           hardware=_hw_llm_int(8), own_formats="int8 + fp16 outliers", hw_rotation=False, color="tab:purple",
+           **_TABLE),
     Method("llm_int4", "LLM.int4()", "LLM.int4()-style (columns with any abs(x) > threshold in FP16, rest int4)",
            _llm_int(4), LLMIntOptions, _outlier_observer, lambda c: ("outliers", c.options.threshold), mx_datapath=False,
            hardware=_hw_llm_int(4), own_formats="int4 + fp16 outliers", hw_rotation=False),
     Method("gptq", "GPTQ (Σx)", "GPTQ weights, x round to nearest", _gptq, GPTQOptions, _cov_observer,
            lambda c: ("covariance", c.x_format, _rotation_key(c)),
-           label_of=lambda c: f"GPTQ ({_HESSIAN_LABEL[c.options.gptq_hessian]})", hardware=_hw_mxint, **_MX_ACC),
+           label_of=lambda c: f"GPTQ ({_HESSIAN_LABEL[c.options.gptq_hessian]})", hardware=_hw_mxint,
+           color="tab:brown", **_MX_ACC),
     Method("lrc", "LRC", "LRC (Low-Rank Correction, FP16 factors on the unquantized input)", _lrc, LRCOptions,
            _cov_observer, lambda c: ("covariance", c.x_format, _rotation_key(c))
            + (("float32",) if c.options.stats_dtype == "float32" else ()), low_rank=True,
-           label_of=lambda c: f"LRC({c.options.iterations})", hardware=_hw_lrc),
+           label_of=lambda c: f"LRC({c.options.iterations})", hardware=_hw_lrc, color="tab:orange"),
 ):
     register_method(_m)
 del _m, _TABLE, _REQUIRED, _MX_ACC

@@ -143,6 +143,35 @@ def test_method_lists_come_from_the_registry():
         replace(get_method("rtn"), name="_probe", report_required=True)  # rtn: not in the default table
 
 
+def test_figure_colours_and_the_baseline_come_from_the_registry():
+    """The figures colour a method by its descriptor's ``color`` and draw the rank figure's dashed
+    line for the one ``baseline`` method (plain MXINT, labelled by its descriptor)."""
+    from dataclasses import replace
+
+    from experiments.figures import _color
+    from lqer.methods import METHODS, baseline_method, get_method, register_method
+
+    # the colours the report's and the sweep's figures have always used
+    assert {n: m.color for n, m in METHODS.items() if m.color is not None} == {
+        "fp": "black", "plain": "tab:gray", "rtn": "tab:olive", "lqer": "tab:blue", "l2qer": "tab:red",
+        "qera": "tab:green", "llm_int8": "tab:purple", "gptq": "tab:brown", "lrc": "tab:orange"}
+    assert _color("qera_approx") is None and _color("not-a-method") is None  # matplotlib's next colour
+    assert baseline_method() == "plain" and get_method("plain").label == "plain MXINT"
+    register_method(replace(get_method("rtn"), name="_probe", color="tab:pink"))
+    try:
+        assert _color("_probe") == "tab:pink"
+    finally:
+        METHODS.pop("_probe")
+    register_method(replace(get_method("plain"), name="_probe"))  # a second baseline
+    try:
+        with pytest.raises(ValueError, match="exactly one registered method must have baseline=True"):
+            baseline_method()
+    finally:
+        METHODS.pop("_probe")
+    with pytest.raises(ValueError, match="baseline needs report_required"):
+        replace(get_method("rtn"), name="_probe", baseline=True)  # rtn: not run by the report
+
+
 def test_hardware_stages_follow_the_descriptor_not_the_design_name():
     """experiments.hardware adds the input rotation / the accumulator to a design's params by the
     method's hw_rotation / hw_accumulator, whatever its design is called."""
