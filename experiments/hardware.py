@@ -77,7 +77,9 @@ def _fmt_params(params: dict) -> dict:
 
 
 def model_area(shape: str, design: str, params: dict, tech: str = "fpga", outliers=None):
-    """(totals row, breakdown) of one design over every linear layer of a model shape."""
+    """(totals row, breakdown) of one design over every linear layer of a model shape.
+    ``outliers`` ({layer: n} or None) reach only the designs with outlier columns
+    (hwmodel.report.OUTLIER_DESIGNS; hwmodel.report.model_report picks them)."""
     from hwmodel.report import canonical, model_report
 
     d = canonical(design)
@@ -88,7 +90,7 @@ def model_area(shape: str, design: str, params: dict, tech: str = "fpga", outlie
 def config_area(config, shape: str, tech: str = "fpga", outliers=None) -> tuple[float, str]:
     """(area, unit) of a QuantConfig's design over a model shape's linear layers."""
     design, params = method_design(config, shape)
-    tot, _ = model_area(shape, design, params, tech, outliers if design.startswith("llm") else None)
+    tot, _ = model_area(shape, design, params, tech, outliers)
     return float(tot["area"]), str(tot["unit"])
 
 
@@ -201,8 +203,7 @@ def hardware_tables(out, configs, methods, shape=None, model_label: str = "SmolL
     for vtag, vshape, title, o_view in views:
         rows, bds = [], []
         for label, design, params in report_designs(configs, methods, vshape):
-            o = o_view if design.startswith("llm") else None
-            tot, bd = model_area(vshape, design, params, tech, o)
+            tot, bd = model_area(vshape, design, params, tech, o_view)
             rows.append({"design": label, "hwmodel_design": design, "area": tot["area"], "unit": tot["unit"],
                          "on_chip_memory_bits": tot["on_chip_memory_bits"],
                          "offchip_bytes_per_token": tot["offchip_bytes_per_token"], "cycles": tot["cycles"]})

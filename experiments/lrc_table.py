@@ -115,8 +115,9 @@ def run_tasks(model_name: str, tasks, *, rotation="none", windows=8, seq=512, ca
         row = {"setting": setting, "method": task, "rank": rank, "rotation": rotation,
                "ppl": round(ppl, 3), "bits_per_weight": round(info["avg_bits_per_weight"], 3),
                "quantize_s": round(t_q, 1)}
-        if cfg.method == "lrc":
-            row["sum_final_layer_loss"] = sum(v["lrc_losses"][-1][1] for v in info["layers"].values())
+        layers = info["layers"].values()
+        if any("lrc_losses" in v for v in layers):  # LRC's per-layer loss history (lqer.methods._lrc's metrics)
+            row["sum_final_layer_loss"] = sum(v["lrc_losses"][-1][1] for v in layers)
         log(json.dumps(row))
         yield row
         del q
