@@ -64,6 +64,36 @@ def test_mxint():
     assert c.register_bits() == 162
 
 
+def test_mxfp_pair_widths_are_mxsims():
+    """MXFP8_E4M3 x MXFP4_E2M1 (OCP MX v1.0 element formats): hwmodel prices the widths of
+    mxsim.datapath_widths, and both equal the hand derivation.
+
+    An MXFP element's integer view is its value over the smallest subnormal step
+    2^(emin - mantissa_bits), emin = 1 - bias:
+      E4M3: bias 7, emin -6, 3 mantissa bits -> step 2^-9; max 448 = 448 * 2^9 = 229376 < 2^18:
+            18 magnitude bits + sign = 19-bit operand
+      E2M1: bias 1, emin 0, 1 mantissa bit -> step 2^-1; max 6 = 12 < 2^4: 4 bits + sign = 5
+    Largest product 229376 * 12 = 2752512, 2^21 <= it < 2^22: 22 magnitude bits + sign = 23 bits
+    (MXINT's a + b - 1 gives 23 here too, by coincidence: mxsim sizes MXFP products from the maxima).
+    A 16-input tree (block 16): 8 x 24b, 4 x 25b, 2 x 26b, 1 x 27b, sum 27 bits; block 32: one
+    more level, 28 bits. Exponents: E8M0 + E8M0 -> 9-bit adder. Aligned accumulator as MXINT's
+    (test_mxint): sum 27 + log2(2 blocks) 1 + 1 guard = 29 bits."""
+    import mxsim
+    from mxsim.formats import MXFP4_E2M1, MXFP8_E4M3
+
+    x, w = MXFP8_E4M3.with_block_size(16), MXFP4_E2M1.with_block_size(16)
+    hand = {"operand_bits": [19, 5], "product_bits": 23, "adder_tree_levels": 4,
+            "adder_tree_widths": [24, 25, 26, 27], "sum_bits": 27, "exponent_adder_bits": 9, "lanes": 16}
+    assert mxsim.datapath_widths(x, w) == hand
+    wide = mxsim.datapath_widths(MXFP8_E4M3, MXFP4_E2M1)  # OCP's block of 32
+    assert (wide["adder_tree_widths"], wide["sum_bits"]) == ([24, 25, 26, 27, 28], 28)
+    c = build("mxint", TINY, w_fmt=w, x_fmt=x)
+    assert counts(c, "int_mul") == {(19, 5): 16}  # x's 19-bit view times w's 5-bit one, 16 lanes
+    assert c.adders() == {24: 8, 25: 4, 26: 2, 27: 1}
+    assert counts(c, "fixed_acc") == {(29, 0): 1}
+    assert counts(c, "exp_add") == {(9, 0): 2, (8, 0): 1}  # as test_mxint: 2 in the unit, 1 in the out cast
+
+
 def test_int():
     c = build("int", TINY, w_bits=4, x_bits=8)
     assert counts(c, "int_mul") == {(8, 4): 16}
