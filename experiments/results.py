@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from mxsim.files import write_json
+
 from .results_bench import bench_command, benchmark
 from .results_hw import hw_accumulators, hw_composite, hw_paper
 from .results_validation import validation
@@ -66,12 +68,6 @@ def machine() -> str:
             f"torch {torch.__version__}, python {platform.python_version()}")
 
 
-def _write_json(path: Path, obj) -> None:
-    from mxsim.files import write_json
-
-    write_json(path, obj)
-
-
 # ----------------------------------------------------------------------------- the LRC table
 def _lrc_table(out: Path, rerun: bool) -> None:
     from . import lrc_table
@@ -99,7 +95,7 @@ def _lrc_table(out: Path, rerun: bool) -> None:
         design, params = method_design(cfg, "smollm2-135m")
         meta_rows.append({"setting": r["setting"], "task": r["method"], "rank": r["rank"], "rotation": r["rotation"],
                           "config": cfg.to_dict(), "hw_design": design, "hw_params": jsonable_params(params)})
-    _write_json(out / "lrc_table.meta.json", {
+    write_json(out / "lrc_table.meta.json", {
         "result": "lrc_table", "command": "mxlab reproduce lrc_table" + (" --rerun" if rerun else ""),
         "measured_by": "experiments.lrc_table.run_tasks (benchmarks/bench_lrc.py model), tasks "
                        + "; ".join(f"rotation {r}: {t}" for r, t in LRC_TABLE_TASKS),
@@ -196,7 +192,7 @@ def _formats_w4_from(src: Path, out: Path, rerun: bool = False) -> None:
             wr = csv.DictWriter(f, fieldnames=FORMATS_W4_COLUMNS, lineterminator="\n")
             wr.writeheader()
             wr.writerows(rows)
-    _write_json(out / "formats_w4.meta.json", {**meta, "result": "formats_w4", "rows": meta_rows})
+    write_json(out / "formats_w4.meta.json", {**meta, "result": "formats_w4", "rows": meta_rows})
 
 
 def add_formats_w4_rows(jsonl_files, device: str, out: Path = RESULTS_DIR) -> list[dict]:
@@ -282,7 +278,7 @@ def _gpu_fullsplit(preset: str):
                 _copy(RESULTS_DIR / f"{name}.csv", out / f"{name}.csv")
         meta.update(result=name, configs=_table_configs_meta([preset], table_methods()),
                     overrides="none: the preset as written (full SVD); calibration 32 x 2048 tokens of valid")
-        _write_json(out / f"{name}.meta.json", meta)
+        write_json(out / f"{name}.meta.json", meta)
 
     return regen
 
@@ -304,7 +300,7 @@ def _cpu_report(out: Path, rerun: bool) -> None:
         # each report step's seconds (report.md's Timings): the README quotes the main job's time from here
         _copy(Path(d) / "r" / "timings.csv", out / "smollm2_cpu_timings.csv")
         settings = json.loads((Path(d) / "r" / "settings.json").read_text())
-    _write_json(out / "smollm2_cpu_table.meta.json", {
+    write_json(out / "smollm2_cpu_table.meta.json", {
         "result": "smollm2_cpu_table", "command": "mxlab reproduce smollm2_cpu_table --rerun "
                                                   "(= bash scripts/main: mxlab report, default profile)",
         "commit": _git_commit(), "machine": machine(), "settings": settings,

@@ -12,14 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mxsim.files import write_json
+
 from .provenance import commit
-
-
-def _write_json(path: Path, obj) -> None:
-    from mxsim.files import write_json
-
-    write_json(path, obj)
-
 
 COMPOSITE_TECHS = ("sky130", "xilinx", "ecp5", "cmos")
 PAPER_YOSYS_TECHS = ("xilinx", "sky130")
@@ -58,7 +53,7 @@ def hw_paper(out: Path, rerun: bool) -> None:
             pr = r.get("paper_ratio")
             rows.append({"tech": tech, **r, "diff_pct": None if pr is None else 100.0 * (r["ratio"] - pr) / pr})
     _frame_csv(out / "hw_paper_yosys.csv", pd.DataFrame(rows))
-    _write_json(out / "hw_paper.meta.json", _hw_meta(
+    write_json(out / "hw_paper.meta.json", _hw_meta(
         "hw_paper", "mxlab reproduce hw_paper" + (" --rerun" if rerun else ""),
         "hw_paper.csv: hwmodel.paper.paper_table('fpga') (= hwmodel paper); hw_paper_yosys.csv: "
         f"hwmodel.rtl_designs.paper_luts for {', '.join(PAPER_YOSYS_TECHS)} (= python -m hwmodel.rtl_designs paper "
@@ -73,7 +68,7 @@ def hw_composite(out: Path, rerun: bool) -> None:
 
     rows = [r for tech in COMPOSITE_TECHS for r in rtl_designs.composite_check(tech, cached_only=not rerun, log=None)]
     _frame_csv(out / "hw_composite.csv", pd.DataFrame(rows))
-    _write_json(out / "hw_composite.meta.json", _hw_meta(
+    write_json(out / "hw_composite.meta.json", _hw_meta(
         "hw_composite", "mxlab reproduce hw_composite" + (" --rerun" if rerun else ""),
         f"hwmodel.rtl_designs.composite_check for {', '.join(COMPOSITE_TECHS)}; analytical = the designs' counts "
         "priced by the Yosys-calibrated unit-cost table of the same technology"))
@@ -119,4 +114,4 @@ def hw_accumulators(out: Path, rerun: bool) -> None:
                     "experiments.hardware.config_area: hwmodel's whole-model view of SmolLM2-135M's linears, one "
                     "16-lane unit, 'fpga' table; the accumulator priced by hwmodel.designs.base.mx_gemm")
     meta.pop("synthesis")
-    _write_json(out / "hw_accumulators.meta.json", {**meta, "configs": configs})
+    write_json(out / "hw_accumulators.meta.json", {**meta, "configs": configs})
