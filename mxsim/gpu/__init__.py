@@ -40,12 +40,15 @@ MM_GROUP = 8  # row tiles that sweep the column tiles together (L2 reuse of B pa
 
 
 def handles(fmt) -> bool:
-    """Whether the Triton kernels cover ``fmt``: MXINT and MXFP with the OCP E8M0 scale encoding
-    (bias 127, NaN 0xFF) and any of its scale rules; other encodings take the numba path."""
-    from ..formats import E8M0
+    """Whether the Triton quantize kernels cover ``fmt``: MXINT and MXFP with any scale encoding
+    (the kernels read its bias, NaN code and exponent range from ``fmt.scale``) and rule."""
+    return isinstance(fmt, (MXIntFormat, MXFPFormat))
 
-    return (isinstance(fmt, (MXIntFormat, MXFPFormat))
-            and (fmt.scale.bits, fmt.scale.bias) == (E8M0.bits, E8M0.bias))
+
+def _scale_args(fmt) -> dict:
+    """The block-scale encoding as the quantize kernels' constexprs."""
+    sc = fmt.scale
+    return dict(SBIAS=sc.bias, SNAN=sc.nan_code, SMIN=sc.exp_min, SMAX=sc.exp_max)
 
 
 def triton_cdiv(a, b):
@@ -100,7 +103,7 @@ def _launch_quant(x2, fmt, rounding, seed, inner, want_codes, want_deq, deq_dtyp
             BIAS=getattr(fmt, "exponent_bias", 0), EMAX=fmt.emax_elem, MAX_NORMAL=float(fmt.element_max),
             MODE=rounding.kernel_id, RULE=fmt.scale.rule.kernel_id,
             RMBITS=getattr(fmt, "mantissa_bits", fmt.element_bits - 2), F32_IN=x2.dtype != torch.float64,
-            WANT_CODES=want_codes, WANT_DEQ=want_deq)
+            WANT_CODES=want_codes, WANT_DEQ=want_deq, **_scale_args(fmt))
     return codes, scales, deq
 
 
@@ -114,9 +117,10 @@ _IN_KIND = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
 def _exact_f32(fmt) -> bool:
     """Whether the bit-pattern kernel (quant_f32.py) takes ``fmt``: every MX value N * 2^t it
-    builds needs t >= -149 (float32's subnormal step) with the smallest scale 2^-127, i.e. a
-    subnormal element step 2^quantum_log2 >= 2^-22 (all the standard formats; MXINT always)."""
-    return isinstance(fmt, MXIntFormat) or fmt.quantum_log2 - 127 >= -149
+    builds needs t >= -149 (float32's subnormal step), i.e. the element step 2^quantum_log2 at
+    the smallest scale 2^exp_min at least 2^-149 (with E8M0's 2^-127: every standard format);
+    the others take the float64 kernel."""
+    return fmt.quantum_log2 + fmt.scale.exp_min >= -149
 
 
 def _bits_view(t):
@@ -139,7 +143,7 @@ def _launch_f32(x2, fmt, rounding, seed, inner, want_codes, want_deq):
             BIAS=getattr(fmt, "exponent_bias", 0), EMAX=fmt.emax_elem, MAX_CODE=fmt.max_code if is_fp else 0,
             MAX_POS=float(fmt.element_max), MODE=rounding.kernel_id, RULE=fmt.scale.rule.kernel_id,
             RMBITS=getattr(fmt, "mantissa_bits", fmt.element_bits - 2), WANT_CODES=want_codes, WANT_DEQ=want_deq,
-            num_warps=QUANT_WARPS)
+            num_warps=QUANT_WARPS, **_scale_args(fmt))
     return codes, scales, deq
 
 

@@ -103,8 +103,11 @@ def mx_quant_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, hsee
                     BITS: tl.constexpr, EBITS: tl.constexpr, MBITS: tl.constexpr, BIAS: tl.constexpr,
                     EMAX: tl.constexpr, MAX_NORMAL: tl.constexpr, MODE: tl.constexpr,
                     RULE: tl.constexpr, RMBITS: tl.constexpr, F32_IN: tl.constexpr,
+                    SBIAS: tl.constexpr, SNAN: tl.constexpr, SMIN: tl.constexpr, SMAX: tl.constexpr,
                     WANT_CODES: tl.constexpr, WANT_DEQ: tl.constexpr):
-    """One program: BR blocks (flattened over rows x blocks per row), KP >= K lanes each."""
+    """One program: BR blocks (flattened over rows x blocks per row), KP >= K lanes each; the
+    block scale is stored as its format's ScaleEncoding says (SBIAS, NaN code SNAN, exponents
+    SMIN..SMAX)."""
     pid = tl.program_id(0)
     t = pid * BR + tl.arange(0, BR)  # block ids
     r = t // NB
@@ -121,8 +124,8 @@ def mx_quant_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, hsee
     amax = tl.max(ax, axis=1)
     zero = amax == 0.0
     s = rule_exponent(tl.where(zero, 1.0, amax), RULE, EMAX, RMBITS, MAX_NORMAL, F32_IN)
-    s = tl.minimum(tl.maximum(s, -127), 127)
-    s = tl.where(zero, -127, s)
+    s = tl.minimum(tl.maximum(s, SMIN), SMAX)
+    s = tl.where(zero, SMIN, s)
     if MODE == 3:
         idx = (r[:, None].to(tl.int64) // inner) * L * inner + col * inner + (r[:, None].to(tl.int64) % inner)
         h = lowbias32(hseed.to(tl.uint32) ^ (idx & 0xFFFFFFFF).to(tl.uint32))
@@ -166,7 +169,7 @@ def mx_quant_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, hsee
             tl.store(codes_ptr + off, code.to(tl.int8), mask=m)
     if WANT_DEQ:
         tl.store(deq_ptr + off, val.to(deq_ptr.dtype.element_ty), mask=m)
-    sc = tl.where(bad, 0xFF, s + 127)
+    sc = tl.where(bad, SNAN, s + SBIAS)
     tl.store(scales_ptr + r.to(tl.int64) * NB + b, sc.to(tl.uint8), mask=ok_blk)
 
 

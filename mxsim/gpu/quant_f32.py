@@ -56,10 +56,11 @@ def _norm(m):
 
 
 @triton.jit
-def _scale_exp(m, RULE: tl.constexpr, EMAX: tl.constexpr, RMBITS: tl.constexpr, MAX_POS: tl.constexpr):
-    """Clamped shared exponent (int32) of blocks whose |x| bits max is m (0 < m < INF_BITS),
-    under the scale rule (docs/mxsim_semantics.md, "Scale rules"); mxsim/kernels/quant.py's
-    block_rule_exponent for the E8M0 range [-127, 127]."""
+def _scale_exp(m, RULE: tl.constexpr, EMAX: tl.constexpr, RMBITS: tl.constexpr, MAX_POS: tl.constexpr,
+               SMIN: tl.constexpr, SMAX: tl.constexpr):
+    """Shared exponent (int32) of blocks whose |x| bits max is m (0 < m < INF_BITS), under the
+    scale rule (docs/mxsim_semantics.md, "Scale rules"), clamped to the scale encoding's
+    exponents [SMIN, SMAX]; mxsim/kernels/quant.py's block_rule_exponent."""
     fl, fr = _norm(m)
     if RULE == SR_CEIL:
         s = fl + (fr != 0).to(tl.int32) - EMAX
@@ -74,7 +75,7 @@ def _scale_exp(m, RULE: tl.constexpr, EMAX: tl.constexpr, RMBITS: tl.constexpr, 
         s = tl.where(d > 0.0, ceil_log2(tl.where(d > 0.0, d, 1.0)), -1023).to(tl.int32)
     else:  # floor (OCP)
         s = fl - EMAX
-    return tl.minimum(tl.maximum(s, -127), 127)
+    return tl.minimum(tl.maximum(s, SMIN), SMAX)
 
 
 @triton.jit
@@ -121,7 +122,8 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
                         IN_KIND: tl.constexpr, OUT_KIND: tl.constexpr, IS_FP: tl.constexpr,
                         BITS: tl.constexpr, EBITS: tl.constexpr, MBITS: tl.constexpr, BIAS: tl.constexpr,
                         EMAX: tl.constexpr, MAX_CODE: tl.constexpr, MAX_POS: tl.constexpr, MODE: tl.constexpr,
-                        RULE: tl.constexpr, RMBITS: tl.constexpr, WANT_CODES: tl.constexpr,
+                        RULE: tl.constexpr, RMBITS: tl.constexpr, SBIAS: tl.constexpr, SNAN: tl.constexpr,
+                        SMIN: tl.constexpr, SMAX: tl.constexpr, WANT_CODES: tl.constexpr,
                         WANT_DEQ: tl.constexpr):
     """One program: a [BR, KP] tile of BR consecutive blocks (flattened over rows x blocks per
     row), KP >= K lanes each. FLAT: L % K == 0, so the tile is one contiguous run of memory.
@@ -158,8 +160,8 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
     mx = tl.max(a, axis=1)
     bad = mx >= INF_BITS  # NaN or Inf in the block
     zero = mx == 0
-    s = _scale_exp(tl.where(bad | zero, 0x3F800000, mx), RULE, EMAX, RMBITS, MAX_POS)
-    s = tl.where(zero, -127, s)
+    s = _scale_exp(tl.where(bad | zero, 0x3F800000, mx), RULE, EMAX, RMBITS, MAX_POS, SMIN, SMAX)
+    s = tl.where(zero, SMIN, s)
     if MODE == 3:
         r64 = r.to(tl.int64)
         idx0 = ((r64 // inner) * L * inner + (r64 % inner)) & 0xFFFFFFFF  # flat index of column 0
@@ -212,5 +214,5 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
             tl.store(dp + off, (vb >> 16).to(tl.int16), mask=m)  # exact: the low 16 bits are 0
         else:
             tl.store(dp + off, vb.to(tl.float32, bitcast=True).to(tl.float16), mask=m)
-    sc = tl.where(bad, 0xFF, s + 127)
+    sc = tl.where(bad, SNAN, s + SBIAS)
     tl.store(scales_ptr + r.to(tl.int64) * NB + b, sc.to(tl.uint8), mask=ok_blk)

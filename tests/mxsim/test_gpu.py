@@ -471,3 +471,36 @@ def test_matmul_wide_saturating_fixed_point(pair):
                 mxsim.FixedPoint(36, 4, "saturate"), mxsim.FixedPoint(33, 0, "saturate"),
                 mxsim.FixedPoint(33, 0, "wrap")):
         _check_matmul(qa, qb, acc)
+
+
+from test_scale_encodings import ENCODING_FORMATS, OTHER_SCALES, encoding_inputs, with_scale  # noqa: E402
+
+
+@pytest.mark.parametrize("scale", OTHER_SCALES, ids=lambda s: s.name)
+def test_other_scale_encodings_match_referee_and_numba(scale):
+    """The Triton kernels read the scale's bias, NaN code and exponent range from the format:
+    narrow encodings clamp at both ends (and the 8-bit bias-254 one routes float32 input with
+    elements below 2^-149 through the float64 kernel); float32, bfloat16 and float64 input,
+    every rounding, values, codes and scales bit for bit; matmul of such tensors too."""
+    rng = np.random.default_rng(scale.bits * 1000 + scale.bias)
+    for fmt in ENCODING_FORMATS:
+        for block in (32, 7) if not INTERPRET else (7,):
+            f = with_scale(fmt.with_block_size(block), scale)
+            x32 = torch.from_numpy(encoding_inputs(f, rng))
+            for x in (x32, x32.to(torch.bfloat16), x32.double()):
+                for rounding in ROUNDING_MODES:
+                    kw = dict(rounding=rounding, seed=5)
+                    got = mxsim.fake_quantize(x.to(DEV), f, **kw)
+                    assert same(got, R.fake_quantize(x, f, **kw)), f"{f.name} {rounding} {x.dtype}"
+                    q = mxsim.quantize(x.to(DEV), f, **kw)
+                    rc, rs = R.quantize(x, f, **kw)
+                    assert same(q.codes, rc) and same(q.scales, rs), f"{f.name} {rounding} {x.dtype} codes/scales"
+                    if x.dtype == torch.float32:
+                        assert same(got, torch.from_numpy(mxsim.fake_quantize(x.numpy(), f, **kw)))
+    fa = with_scale(mxsim.MXINT8.with_block_size(16), scale)
+    fb = with_scale(mxsim.MXFP4_E2M1.with_block_size(16), scale)
+    a = np.concatenate([random_case(rng, 2, 50, kind) for kind in ("normal", "wide")])
+    b = np.ascontiguousarray(random_case(rng, 3, 50, "wide").T)
+    qa, qb = mxsim.quantize(a, fa, axis=1), mxsim.quantize(b, fb, axis=0)
+    for acc in _accs():
+        _check_matmul(qa, qb, acc)
