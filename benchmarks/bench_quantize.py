@@ -10,9 +10,9 @@ the numba compile on first use (fresh cache dir) and in a second process (cache 
 CUDA (--device cuda, default 8192^2): MXINT8 / MXFP8_E4M3 / MXFP4_E2M1 on float32 and
 bfloat16 as a fraction of torch clone()'s bandwidth (target >= 70%) and, when torchao is
 installed (optional import of this script only), against its to_mx cast under torch.compile
-(target >= 1.5x). ``--out DIR`` also writes the CPU rows (rounded as printed) to
-DIR/bench_quantize_cpu.csv and the machine, threads, commit, command and compile times to its
-.meta.json (experiments.provenance).
+(target >= 1.5x). ``--out DIR`` also writes the rows (rounded as printed) to
+DIR/bench_quantize_cpu.csv (or bench_quantize_cuda.csv) and the machine, threads, commit,
+command and compile times to its .meta.json (experiments.provenance).
 """
 
 import argparse
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import mxsim  # noqa: E402
 from mxsim.formats import check_rounding  # noqa: E402
 from experiments.provenance import check_out_dir, run_meta, write_table  # noqa: E402
-from experiments.results_bench import QUANTIZE_CSV_COLUMNS  # noqa: E402
+from experiments.results_bench import QUANTIZE_CSV_COLUMNS, QUANTIZE_CUDA_CSV_COLUMNS  # noqa: E402
 
 FORMATS = ["MXINT8", "MXINT6", "MXINT4", "MXINT2", "MXFP8_E4M3", "MXFP8_E5M2", "MXFP6_E3M2", "MXFP6_E2M3",
            "MXFP4_E2M1", "BlockFP4", "BlockFP8",
@@ -69,7 +69,7 @@ def compile_times():
     return out
 
 
-def cuda_main(args):
+def cuda_main(args, out=None):
     import torch
 
     n = args.size or 8192
@@ -101,20 +101,27 @@ def cuda_main(args):
         ao, cast = {}, None
         print(f"torchao unavailable ({type(e).__name__}); its ratio is skipped")
     print(f"x: {n}x{n} on {torch.cuda.get_device_name()}, block 32")
+    records = []
     for dtype in (torch.float32, torch.bfloat16):
         x = torch.randn(n, n, device="cuda").to(dtype)
         clone = timed(lambda: x.clone())
         gbs = 2 * x.numel() * x.element_size() / clone / 1e9
         print(f"{str(dtype):<16} clone() {gbs:8.1f} GB/s")
+        dt = str(dtype).removeprefix("torch.")
+        records.append(dict(dtype=dt, case="clone", op="clone", ms=round(clone * 1e3, 4), clone_gb_per_s=round(gbs, 1)))
         for name in ("MXINT8", "MXFP8_E4M3", "MXFP4_E2M1"):
             s = timed(lambda: mxsim.fake_quantize(x, name))
             line = f"  {name:<12} fake_quantize {s * 1e3:8.2f} ms  {clone / s:6.1%} of clone bandwidth (target >= 70%)"
+            rec = dict(dtype=dt, case=name, op="fake_quantize", ms=round(s * 1e3, 4), pct_of_clone=round(100 * clone / s, 1),
+                       target_pct=70.0)
             if name in ao:
                 try:
                     t_ao = timed(lambda: cast(x, ao[name]))
                     line += f"   torchao to_mx compiled {t_ao * 1e3:7.2f} ms: mxsim {t_ao / s:5.2f}x (target >= 1.5x)"
+                    rec.update(torchao_ms=round(t_ao * 1e3, 4), x_torchao=round(t_ao / s, 2), target_x_torchao=1.5)
                 except Exception as e:  # noqa: BLE001
                     line += f"   torchao failed ({type(e).__name__})"
+            records.append(rec)
             print(line)
         # the other formats / modes through the same kernels (no target of their own), and
         # quantize (codes + scales, int8/uint8 out: less to write than fake_quantize)
@@ -123,8 +130,17 @@ def cuda_main(args):
             s = timed(lambda: mxsim.fake_quantize(x, name, **kw))
             label = name + (" stoch" if kw else "")
             print(f"  {label:<20} fake_quantize {s * 1e3:8.2f} ms  {clone / s:6.1%} of clone bandwidth")
+            records.append(dict(dtype=dt, case=label, op="fake_quantize", ms=round(s * 1e3, 4),
+                                pct_of_clone=round(100 * clone / s, 1)))
         s = timed(lambda: mxsim.quantize(x, "MXFP8_E4M3"))
         print(f"  {'MXFP8_E4M3':<20} quantize      {s * 1e3:8.2f} ms  {clone / s:6.1%} of clone time")
+        records.append(dict(dtype=dt, case="MXFP8_E4M3", op="quantize", ms=round(s * 1e3, 4),
+                            pct_of_clone=round(100 * clone / s, 1)))
+    if out is not None:
+        write_table(out, "bench_quantize_cuda", records, QUANTIZE_CUDA_CSV_COLUMNS,
+                    run_meta("bench_quantize_cuda", "benchmarks/bench_quantize.py", device="cuda", size=[n, n], block=32,
+                             tile=[G.BLOCK_ELEMS_F32, G.QUANT_WARPS], repeat=args.repeat))
+        print(f"wrote {out / 'bench_quantize_cuda.csv'} and its .meta.json")
 
 
 def main():
@@ -134,7 +150,7 @@ def main():
     p.add_argument("--no-compile", action="store_true", help="skip the compile-time subprocesses")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--tile", default=None, help="CUDA: ELEMS,WARPS of the quantize kernel's programs (e.g. 2048,4)")
-    p.add_argument("--out", default=None, help="also write bench_quantize_cpu.csv + .meta.json into this folder (CPU)")
+    p.add_argument("--out", default=None, help="also write bench_quantize_DEVICE.csv + .meta.json into this folder")
     p.add_argument("--threads", default=None,
                    help="comma-separated numba/torch thread counts, each measured in this run (default: numba's)")
     p.add_argument("--only", default=None,
@@ -169,7 +185,7 @@ def main():
 
         if not torch.cuda.is_available():
             p.error("--device cuda: no CUDA device is available")
-        return cuda_main(args)
+        return cuda_main(args, out)
     n = args.size or 4096
     x = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     try:

@@ -14,6 +14,9 @@ from pathlib import Path
 MATMUL_CSV_COLUMNS = ["benchmark", "ms", "ratio", "target", "cpu_time_ratio"]
 QUANTIZE_CSV_COLUMNS = ["format", "rounding", "threads", "melem_per_s", "x_copy", "target", "referee_melem_per_s",
                         "x_referee", "x_copy_kept"]
+# --device cuda: one row per timed kernel and input dtype; pct_of_clone = clone() time / its time
+QUANTIZE_CUDA_CSV_COLUMNS = ["dtype", "case", "op", "ms", "pct_of_clone", "target_pct", "clone_gb_per_s", "torchao_ms",
+                             "x_torchao", "target_x_torchao"]
 
 
 # (script, its arguments, its output-folder flag): each writes NAME.csv + NAME.meta.json there
