@@ -154,11 +154,11 @@ def _log_values(name: str, pattern: str) -> list:
 
 
 def test_readme_h200_rows_are_the_logs():
-    f32_part, bf16_part = (RESULTS / "bench_quantize_cuda.log").read_text().split("torch.bfloat16")
-    # the three rows with a target (the log also times other formats against the same clone())
-    pat = r"(MX\w+)\s+fake_quantize\s+[\d.]+ ms\s+([\d.]+)% of clone bandwidth \(target"
-    f32 = {k: float(v) for k, v in re.findall(pat, f32_part)}
-    bf16 = {k: float(v) for k, v in re.findall(pat, bf16_part)}
+    # bench_quantize --device cuda --out: the three rows with a target, per input dtype
+    q = pd.read_csv(RESULTS / "bench_quantize_cuda.csv")
+    q = q[(q.op == "fake_quantize") & q.target_pct.notna()]
+    f32 = dict(zip(q[q.dtype == "float32"].case, q[q.dtype == "float32"].pct_of_clone))
+    bf16 = dict(zip(q[q.dtype == "bfloat16"].case, q[q.dtype == "bfloat16"].pct_of_clone))
     assert len(f32) == 3 and len(bf16) == 3
     row = line_with(README, "| H200 (Triton, `mxsim/gpu/`): fake_quantize 8192² f32 MXINT8 / MXFP8 / MXFP4")
     m = re.search(r"\| (\d+)% / (\d+)% / (\d+)% \(bf16: (\d+)% / (\d+)% / (\d+)%\) \|", row)
