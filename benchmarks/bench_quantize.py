@@ -109,19 +109,24 @@ def cuda_main(args, out=None):
         print(f"{str(dtype):<16} clone() {gbs:8.1f} GB/s")
         dt = str(dtype).removeprefix("torch.")
         records.append(dict(dtype=dt, case="clone", op="clone", ms=round(clone * 1e3, 4), clone_gb_per_s=round(gbs, 1)))
+
+        def row(case, op, seconds, **extra):
+            """One CSV record: the time and its share of this dtype's clone() time."""
+            records.append(dict(dtype=dt, case=case, op=op, ms=round(seconds * 1e3, 4),
+                                pct_of_clone=round(100 * clone / seconds, 1), **extra))
+
         for name in ("MXINT8", "MXFP8_E4M3", "MXFP4_E2M1"):
             s = timed(lambda: mxsim.fake_quantize(x, name))
             line = f"  {name:<12} fake_quantize {s * 1e3:8.2f} ms  {clone / s:6.1%} of clone bandwidth (target >= 70%)"
-            rec = dict(dtype=dt, case=name, op="fake_quantize", ms=round(s * 1e3, 4), pct_of_clone=round(100 * clone / s, 1),
-                       target_pct=70.0)
+            extra = dict(target_pct=70.0)
             if name in ao:
                 try:
                     t_ao = timed(lambda: cast(x, ao[name]))
                     line += f"   torchao to_mx compiled {t_ao * 1e3:7.2f} ms: mxsim {t_ao / s:5.2f}x (target >= 1.5x)"
-                    rec.update(torchao_ms=round(t_ao * 1e3, 4), x_torchao=round(t_ao / s, 2), target_x_torchao=1.5)
+                    extra.update(torchao_ms=round(t_ao * 1e3, 4), x_torchao=round(t_ao / s, 2), target_x_torchao=1.5)
                 except Exception as e:  # noqa: BLE001
                     line += f"   torchao failed ({type(e).__name__})"
-            records.append(rec)
+            row(name, "fake_quantize", s, **extra)
             print(line)
         # the other formats / modes through the same kernels (no target of their own), and
         # quantize (codes + scales, int8/uint8 out: less to write than fake_quantize)
@@ -130,12 +135,10 @@ def cuda_main(args, out=None):
             s = timed(lambda: mxsim.fake_quantize(x, name, **kw))
             label = name + (" stoch" if kw else "")
             print(f"  {label:<20} fake_quantize {s * 1e3:8.2f} ms  {clone / s:6.1%} of clone bandwidth")
-            records.append(dict(dtype=dt, case=label, op="fake_quantize", ms=round(s * 1e3, 4),
-                                pct_of_clone=round(100 * clone / s, 1)))
+            row(label, "fake_quantize", s)
         s = timed(lambda: mxsim.quantize(x, "MXFP8_E4M3"))
         print(f"  {'MXFP8_E4M3':<20} quantize      {s * 1e3:8.2f} ms  {clone / s:6.1%} of clone time")
-        records.append(dict(dtype=dt, case="MXFP8_E4M3", op="quantize", ms=round(s * 1e3, 4),
-                            pct_of_clone=round(100 * clone / s, 1)))
+        row("MXFP8_E4M3", "quantize", s)
     if out is not None:
         write_table(out, "bench_quantize_cuda", records, QUANTIZE_CUDA_CSV_COLUMNS,
                     run_meta("bench_quantize_cuda", "benchmarks/bench_quantize.py", device="cuda", size=[n, n], block=32,
@@ -176,8 +179,9 @@ def main():
     if args.tile is not None:
         try:
             e, w = (int(v) for v in args.tile.split(","))
-            assert e >= 32 and e & (e - 1) == 0 and w in (1, 2, 4, 8, 16)
-        except (ValueError, AssertionError):
+            if not (e >= 32 and e & (e - 1) == 0 and w in (1, 2, 4, 8, 16)):
+                raise ValueError
+        except ValueError:
             p.error(f"--tile must be ELEMS,WARPS (ELEMS a power of two >= 32, WARPS 1/2/4/8/16), got {args.tile!r}")
         args.tile = (e, w)
     if args.device == "cuda":
