@@ -307,8 +307,6 @@ def combine(run_dirs, out_dir) -> dict:
 
 def main(argv=None) -> int:
     import argparse
-    import os
-    import platform
     import sys
 
     from mxsim.errors import ArgumentParser, UserError, run_cli, user_input
@@ -377,16 +375,13 @@ def main(argv=None) -> int:
         check_output(args.out, "--out", "dir")
         t0 = time.perf_counter()
         rows, layers = [], []
-        import torch
-
         from experiments.provenance import commit, machine_info
 
         meta = {"command": "python -m experiments.datapath_table " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "commit": commit(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "machine_info": machine_info(args.device),
                 "model": args.model, "windows": args.windows or "full", "seq_len": args.seq_len, "calib": args.calib,
-                "range_windows": args.range_windows, "batch": args.batch, "device": args.device, "machine": platform.node(),
-                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                "range_windows": args.range_windows, "batch": args.batch, "device": args.device,
                 "fraction_bit_rule": "F = W - 1 - (floor(log2 max|partial sum|) + 1), per layer and GEMM, "
                                      "calibrated on range_windows validation windows",
                 "overflow_count": "outputs whose value differs from a 64-bit accumulator with the same F"}

@@ -220,3 +220,18 @@ def test_committed_row_names_are_mxsim_spellings_that_print_back_unchanged(folde
         assert str(acc) == name
         # fixed rows carry no fraction bits: the calibration chose them per GEMM
         assert isinstance(acc, CalibratedFixedPoint) == name.startswith("fixed:")
+
+
+def test_a_run_records_the_machine_once(monkeypatch, tmp_path, capsys):
+    """The meta names the machine through provenance.machine_info alone (host, logical CPUs, torch
+    threads); the flat "machine"/"cpu_count"/"torch_threads" keys that repeated it are not written.
+    The model run is replaced by one committed row, so this runs nothing."""
+    import experiments.datapath_table as dt
+
+    row = dt.read_rows(RESULTS / "datapath_table.csv")[0]
+    monkeypatch.setattr(dt, "run", lambda *a, **k: iter([(row, [])]))
+    assert dt.main(["--settings", row["setting"], "--blocks", str(row["block"]), "--accumulators", "float",
+                    "--out", str(tmp_path)]) == 0
+    meta = json.loads((tmp_path / "datapath_table.meta.json").read_text())
+    assert {"host", "logical_cpus", "torch_threads"} <= set(meta["machine_info"])
+    assert not {"machine", "cpu_count", "torch_threads"} & set(meta) and meta["complete"]
