@@ -328,7 +328,7 @@ def _pretty_table(df: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- the report
 def run_report(s: ReportSettings) -> Path:
-    from lqer.methods import baseline_method, get_method
+    from lqer.methods import baseline_method, get_method, rank_figure_methods
 
     timer = Timer()
     device = resolve_device(s.device)
@@ -347,7 +347,7 @@ def run_report(s: ReportSettings) -> Path:
                                           _run_configs(s.configs, s.methods), progress=s.progress)
 
         # 4. the table (first: its runs feed figures 3 and 4)
-        keep = {(c, m) for c in s.configs for m in ("lqer", "l2qer")}
+        keep = {(c, m) for c in s.configs for m in rank_figure_methods()}  # figure 4's layer records
         with timer("perplexity table"):
             table, infos = ppl_table(model, tok, windows, stats, s.configs, s.methods, s.progress, keep_info=keep,
                                      max_blocks=s.max_blocks, svd=s.svd)
@@ -471,9 +471,12 @@ def committed_datapath_study(results_dir=None) -> str:
 
 
 def rank_sweep(model, windows, stats, s: ReportSettings, table: pd.DataFrame) -> pd.DataFrame:
-    """Perplexity at each rank for LQER and L2QER at ``s.rank_config``; rank 32 comes from the table."""
+    """Perplexity at each rank for the figure's low-rank corrections (lqer.methods.rank_figure_methods:
+    LQER and L2QER) at ``s.rank_config``; rank 32 comes from the table."""
+    from lqer.methods import rank_figure_methods
+
     rows = []
-    for m in ("lqer", "l2qer"):
+    for m in rank_figure_methods():
         have = table[(table.config == s.rank_config) & (table.method == m)]
         for k in s.ranks:
             if len(have) and int(have["rank"].iloc[0]) == k:

@@ -15,8 +15,9 @@ q/k/v and gate/up), or None for data-free methods.
 
 What the tables and the report need to know of a method is a descriptor field too
 (``full_precision``, ``own_formats``, ``in_default_table``, ``report_required``, ``hw_rotation``,
-``hw_accumulator``, ``baseline``, ``color``), and the lists they use are read from the registry
-(``table_methods()``, ``required_methods()``, ``baseline_method()``): no list of method names is
+``hw_accumulator``, ``baseline``, ``rank_figures``, ``color``), and the lists they use are read from
+the registry (``table_methods()``, ``required_methods()``, ``baseline_method()``,
+``rank_figure_methods()``): no list of method names is
 written again outside this file.
 """
 
@@ -63,6 +64,9 @@ class Method:
                                                  # figure's dashed line); exactly one method, report_required
     color: str | None = None                     # matplotlib colour of its lines and points in the figures
                                                  # (None: matplotlib's next colour)
+    rank_figures: bool = False                   # one of the low-rank corrections the report's paper figures
+                                                 # compare: swept over rank (Fig. 3) and drawn per layer
+                                                 # (Fig. 4); needs low_rank and report_required
 
     def __post_init__(self):
         if (self.observer is None) != (self.stats_key is None):
@@ -76,6 +80,9 @@ class Method:
         if self.baseline and (not self.report_required or self.full_precision):
             # the report reads the baseline's perplexity from its own table
             raise ValueError(f"method {self.name!r}: baseline needs report_required and a quantized model")
+        if self.rank_figures and not (self.low_rank and self.report_required):
+            # the rank sweep varies config.rank; the per-layer figure reads the table's runs of it
+            raise ValueError(f"method {self.name!r}: rank_figures needs low_rank and report_required")
 
     @property
     def calibrates(self) -> bool:
@@ -117,6 +124,12 @@ def table_methods() -> list[str]:
 def required_methods() -> list[str]:
     """The methods the report cannot do without (``report_required``), in registration order."""
     return [n for n, m in METHODS.items() if m.report_required]
+
+
+def rank_figure_methods() -> list[str]:
+    """The low-rank corrections of the report's rank-sweep and per-layer figures (``rank_figures``),
+    in registration order."""
+    return [n for n, m in METHODS.items() if m.rank_figures]
 
 
 def baseline_method() -> str:
@@ -338,7 +351,8 @@ def _hw_llm_int(bits):
 
 # ----------------------------------------------------------------------------- the registry
 # The report's table (in_default_table) runs fp, plain, LQER, L2QER, QERA-exact and LLM.int8(); its
-# figures need the first four (report_required). hw_rotation: hwmodel's fp16 and llm.int* designs
+# figures need the first four (report_required); LQER and L2QER are the corrections its rank and
+# per-layer figures compare, as the paper's Fig. 3 and 4 do (rank_figures). hw_rotation: hwmodel's fp16 and llm.int* designs
 # have no input-rotation stage; hw_accumulator: only its MX units (mxint, lqer-mxint) take one.
 # baseline: plain MXINT is what the low-rank corrections are measured against.
 _TABLE = dict(in_default_table=True)
@@ -353,10 +367,10 @@ for _m in (
     Method("rtn", "RTN", "RTN (W and x round to nearest; plain MXINT)", _plain, RotationOptions,
            hardware=_hw_mxint, color="tab:olive", **_MX_ACC),
     Method("lqer", "LQER", "LQER (plain SVD)", _lqer, LowRankOptions, low_rank=True,
-           hardware=_hw_lqer_mxint, color="tab:blue", **_MX_ACC, **_REQUIRED),
+           hardware=_hw_lqer_mxint, color="tab:blue", rank_figures=True, **_MX_ACC, **_REQUIRED),
     Method("l2qer", "L2QER", "L2QER (activation-scaled SVD)", _l2qer, LowRankOptions, _abs_observer,
            lambda c: ("abs_mean_max", _rotation_key(c)), low_rank=True, hardware=_hw_lqer_mxint,
-           color="tab:red", **_MX_ACC, **_REQUIRED),
+           color="tab:red", rank_figures=True, **_MX_ACC, **_REQUIRED),
     Method("qera", "QERA-exact", "QERA (closed form, full activation 2nd moment)", _qera, LowRankOptions,
            _xtx_observer, lambda c: ("second_moment", _rotation_key(c)), low_rank=True,
            hardware=_hw_lqer_mxint, color="tab:green", **_MX_ACC, **_TABLE),

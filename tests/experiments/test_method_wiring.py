@@ -208,3 +208,31 @@ def test_report_counts_the_fp_row_at_its_configs_fp_bits(monkeypatch):
     df, _ = report.ppl_table(None, None, torch.zeros(1, 8, dtype=torch.long), None, ["W4A8", "W3A8"], ["fp"],
                              progress=False, log=lambda *_: None)
     assert df[["config", "method", "rank", "bits_per_weight"]].values.tolist() == [["fp32", "fp", 0, 16.0]]
+
+
+def test_rank_figures_methods_come_from_the_registry():
+    """The report's rank sweep (paper Fig. 3, perplexity vs rank) and per-layer error figure (paper
+    Fig. 4) compare the paper's two corrections, LQER and L2QER: today's registry must give exactly
+    these, and a method registered with ``rank_figures`` is swept too, without editing report.py."""
+    from dataclasses import replace
+
+    import pandas as pd
+    from experiments import report
+    from lqer.methods import METHODS, get_method, rank_figure_methods, register_method
+
+    assert rank_figure_methods() == ["lqer", "l2qer"]  # the paper's Fig. 3/4 lines, in its order
+    s = report.ReportSettings(ranks=[32], rank_config="W3A8")
+    # every method's rank-32 row is in the table, so the sweep reads it and quantizes nothing
+    table = pd.DataFrame([{"config": "W3A8", "method": m, "rank": 32, "perplexity": p, "bits_per_weight": 4.5}
+                          for m, p in (("lqer", 30.0), ("l2qer", 25.0), ("_probe", 20.0))])
+    sweep = lambda: report.rank_sweep(None, None, None, s, table)  # noqa: E731
+    assert list(zip(sweep().method, sweep().perplexity)) == [("lqer", 30.0), ("l2qer", 25.0)]
+    register_method(replace(get_method("l2qer"), name="_probe"))
+    try:
+        assert list(sweep().method) == ["lqer", "l2qer", "_probe"]
+    finally:
+        METHODS.pop("_probe")
+    with pytest.raises(ValueError, match="rank_figures needs low_rank and report_required"):
+        replace(get_method("plain"), name="_probe", rank_figures=True)  # plain has no rank to sweep
+    with pytest.raises(ValueError, match="rank_figures needs low_rank and report_required"):
+        replace(get_method("qera"), name="_probe", rank_figures=True)  # qera: not required by the report
