@@ -38,3 +38,22 @@ def test_lqer_cli_rank_reaches_the_config_as_given():
     args = argparse.Namespace(rank=Rank.parse("0.1:of_params"), svd=None, factor_axis=None, accumulator=None)
     cfg = load_config("W4A8", **_overrides(args, "l2qer"))
     assert cfg.rank == Rank(0.1, "of_params")
+
+
+@pytest.mark.parametrize("text, want", [("32", Rank(32)), ("0.1", Rank(0.1, "of_min_dim")),
+                                        ("0.25:of_params", Rank(0.25, "of_params"))])
+def test_lqer_cli_parses_every_rank_spelling(text, want):
+    from lqer.cli import build_parser
+
+    for cmd in (["eval"], ["table"], ["stream", "--out", "x"]):  # --rank is shared by the three commands
+        assert build_parser().parse_args([*cmd, "--rank", text]).rank == want
+
+
+@pytest.mark.parametrize("text", ["0", "1.5", "0.1:of_rows", "ten"])
+def test_lqer_cli_rejects_a_bad_rank_as_a_usage_error(text, capsys):
+    from lqer.cli import build_parser
+
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["eval", "--rank", text])
+    assert stop.value.code == 2
+    assert "lqer eval: error: argument --rank:" in capsys.readouterr().err
