@@ -42,11 +42,23 @@ def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of --threads: an integer >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return n
+
+
 def cmd_layer(a):
+    from experiments.util import set_threads
     from lqer.covariance import CovarianceObserver
     from lqer.lrc import lrc
 
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)  # torch's and numba's, so the CSV's threads column is what ran
     dev = torch.device(a.device)
     fmt = mxsim.MXINT4
     g = torch.Generator().manual_seed(0)
@@ -94,8 +106,9 @@ def cmd_layer(a):
 def cmd_model(a):
     """Rows of the LRC table (experiments.lrc_table.run_tasks), one JSON line each."""
     from experiments.lrc_table import parse_tasks, run_tasks
+    from experiments.util import set_threads
 
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     for _ in run_tasks(a.model, parse_tasks(a.tasks), rotation=a.rotation, windows=a.windows, seq=a.seq,
                        calib=a.calib, device=a.device, log=lambda line: print(line, flush=True)):
         pass
@@ -120,8 +133,8 @@ def main(argv=None):
     pl.add_argument("--d", type=int, default=4096)
     pl.add_argument("--tokens", type=int, default=8192)
     pl.add_argument("--rank", type=float, default=0.1)
-    pl.add_argument("--device", default="cpu")
-    pl.add_argument("--threads", type=int, default=2)
+    pl.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    pl.add_argument("--threads", type=_positive_int, default=2)
     pl.add_argument("--out", default=None, help="also write bench_lrc_layer_DEVICE.csv + .meta.json into this folder")
     pm = sub.add_parser("model")
     pm.add_argument("--model", default="smollm2-135m")
@@ -130,8 +143,8 @@ def main(argv=None):
     pm.add_argument("--seq", type=int, default=512)
     pm.add_argument("--calib", type=int, default=16)
     pm.add_argument("--rotation", default="none")
-    pm.add_argument("--device", default="cpu")
-    pm.add_argument("--threads", type=int, default=2)
+    pm.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    pm.add_argument("--threads", type=_positive_int, default=2)
     pt = sub.add_parser("table", help="markdown table of model rows with hwmodel area columns")
     pt.add_argument("files", nargs="+")
     pt.add_argument("--csv", default=None, metavar="PATH", help="also write the table as CSV (atomically)")
@@ -142,6 +155,14 @@ def main(argv=None):
         from experiments.provenance import check_out_dir
 
         a.out = check_out_dir(pl, a.out)  # before any work
+        if a.d < 1 or a.tokens < 2 * a.d:  # the covariances need >= 2 x d_in tokens (lqer.covariance)
+            pl.error(f"--d must be >= 1 and --tokens >= 2 x --d, got --d {a.d} --tokens {a.tokens}")
+        try:
+            mxsim.Rank.of(a.rank).resolve(a.d, a.d)
+        except ValueError as e:
+            pl.error(f"--rank: {e}")
+        if a.device == "cuda" and not torch.cuda.is_available():
+            pl.error("--device cuda: no CUDA device is available")
     {"layer": cmd_layer, "model": cmd_model, "table": cmd_table}[a.cmd](a)
 
 
