@@ -23,3 +23,13 @@ def test_nothing_overridden_says_none_and_a_block_limit_is_named():
     assert overrides_note(ReportSettings(svd="full")) == "Settings this report overrides in the presets: none."
     note = overrides_note(ReportSettings(svd="full", max_blocks=2))
     assert note.endswith("only the first 2 decoder block(s) quantized (the rest full precision).")
+
+
+def test_both_overrides_are_named_in_one_sentence():
+    # the default configs W4A8, W3A8 (both 'full' in their TOML, checked above), named in sorted order
+    assert overrides_note(ReportSettings(max_blocks=1)) == (
+        "Settings this report overrides in the presets: svd: W3A8 'full', W4A8 'full' -> 'randomized'; "
+        "only the first 1 decoder block(s) quantized (the rest full precision).")
+    # a preset list of one: only that preset is named
+    assert overrides_note(ReportSettings(configs=["W2A8"])) == \
+        "Settings this report overrides in the presets: svd: W2A8 'full' -> 'randomized'."
