@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 import mxsim  # noqa: E402
+from mxsim.errors import int_at_least, rank_arg  # noqa: E402
 
 TARGET_LAYER_S = 60.0
 TARGET_LAYER_GB = 2.0
@@ -40,17 +41,6 @@ LAYER_CSV_COLUMNS = ["d", "tokens", "rank", "device", "threads", "stats_s", "lrc
 
 def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-
-
-def _positive_int(text: str) -> int:
-    """argparse type of --threads: an integer >= 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return n
 
 
 def cmd_layer(a):
@@ -132,9 +122,9 @@ def main(argv=None):
     pl = sub.add_parser("layer")
     pl.add_argument("--d", type=int, default=4096)
     pl.add_argument("--tokens", type=int, default=8192)
-    pl.add_argument("--rank", type=float, default=0.1)
+    pl.add_argument("--rank", type=rank_arg, default=mxsim.Rank.of(0.1), help="32, 0.1 (of min dim) or 0.1:of_params")
     pl.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    pl.add_argument("--threads", type=_positive_int, default=2)
+    pl.add_argument("--threads", type=int_at_least(1), default=2)
     pl.add_argument("--out", default=None, help="also write bench_lrc_layer_DEVICE.csv + .meta.json into this folder")
     pm = sub.add_parser("model")
     pm.add_argument("--model", default="smollm2-135m")
@@ -144,7 +134,7 @@ def main(argv=None):
     pm.add_argument("--calib", type=int, default=16)
     pm.add_argument("--rotation", default="none")
     pm.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    pm.add_argument("--threads", type=_positive_int, default=2)
+    pm.add_argument("--threads", type=int_at_least(1), default=2)
     pt = sub.add_parser("table", help="markdown table of model rows with hwmodel area columns")
     pt.add_argument("files", nargs="+")
     pt.add_argument("--csv", default=None, metavar="PATH", help="also write the table as CSV (atomically)")
@@ -158,7 +148,7 @@ def main(argv=None):
         if a.d < 1 or a.tokens < 2 * a.d:  # the covariances need >= 2 x d_in tokens (lqer.covariance)
             pl.error(f"--d must be >= 1 and --tokens >= 2 x --d, got --d {a.d} --tokens {a.tokens}")
         try:
-            mxsim.Rank.of(a.rank).resolve(a.d, a.d)
+            a.rank.resolve(a.d, a.d)
         except ValueError as e:
             pl.error(f"--rank: {e}")
         if a.device == "cuda" and not torch.cuda.is_available():
