@@ -9,12 +9,14 @@ rounding (53 >= 2 * 24 + 2), so each line below is one IEEE float32 operation.
 Arrays are (R, L) with the blocked axis last, as in quant.py.
 """
 
+import functools
 import math
 
 import numpy as np
 from numba import njit, prange
 
-from .quant import F32_INF_BITS, _f64_bits, _f64_from_bits, block_max_bits, chunk_blocks, f32_value_of_bits, fill_block
+from ..formats import NVFP4_BLOCK
+from .quant import F32_ABS, F32_INF_BITS, chunk_blocks, f32_bits, f32_from_bits, fill_block, row_block_max_bits
 
 E4M3_NAN = 0x7F
 E4M3_TINY = 2.0**-6  # smallest normal E4M3 (torch.finfo(torch.float8_e4m3fn).tiny)
@@ -41,125 +43,156 @@ def e4m3_units(code):
     return -n if c & 0x80 else n
 
 
-@njit(cache=True, inline="always")
-def e4m3_rne_bits(t):
-    """(value, code) of the E4M3 RNE cast of t in [2^-6, 448] (normal range only), from t's
-    float64 bit pattern: the 52-bit fraction rounded to 3 bits, nearest even (a carry lands in
-    the exponent field, and 448 = the largest E4M3 normal does not overflow)."""
-    bits = _f64_bits(t)
-    bits = ((bits + ((np.int64(1) << 48) - 1) + ((bits >> 49) & 1)) >> 49) << 49
-    e = int(bits >> 52) - 1023
-    return _f64_from_bits(bits), ((e + 7) << 3) | int((bits >> 49) & 7)
+# float32 constants (a float64 literal would widen the float32 arithmetic)
+_F1, _F6 = np.float32(1.0), np.float32(E2M1_MAX)
+_E4M3_TINY, _E4M3_MAX = np.float32(E4M3_TINY), np.float32(E4M3_MAX)
+_EXP_FIELD = np.int32(0x7F800000)
+_ONE_BITS = np.int32(0x3F800000)  # 1.0: the binade of E2M1's smallest normal (below it, quantum 0.5)
+_HALF_QUANTUM_MAGIC = np.int32((22 << 23) | 0x400000)  # 2^E bits + this = 1.5 * 2^(E + 22)
 
 
 @njit(cache=True, inline="always")
-def _block_scale(m, p, inv_p, two_level):
-    """(E4M3 scale code, float32 reciprocal, float32 dequantization scale) of a finite block
-    whose amax has bits m: the recipe's float32 operations, each one rounding."""
-    bs = float(np.float32(f32_value_of_bits(m) / E2M1_MAX))
-    if two_level:
-        bs = float(np.float32(bs / p))
-    sc, sc_code = e4m3_rne_bits(min(max(bs, E4M3_TINY), E4M3_MAX))
-    if two_level:
-        rcp = float(np.float32(inv_p / sc))
-        deq_scale = float(np.float32(p * sc))
-    else:
-        rcp = float(np.float32(1.0 / sc))
-        deq_scale = sc
-    return sc_code, np.float32(rcp), np.float32(deq_scale)
+def _block_scales(mb, n, p, inv_p, two_level, sr, rcp, dsc):
+    """Each block g < n (amax bits mb[g]): its E4M3 scale code into sr[g], the float32
+    reciprocal into rcp[g] and dequantization scale into dsc[g]. The recipe's float32
+    operations as float32 operations (numba keeps float32 / float32 in float32, one IEEE
+    rounding each), the E4M3 RNE cast on the clamped scale's float32 pattern (the 23-bit
+    fraction rounded to 3 bits, nearest even; a carry lands in the exponent field and 448,
+    the largest E4M3 normal, does not overflow). One loop over the blocks without branches:
+    it vectorizes across blocks (per block, its divisions' latency chain cost 20 ns). A
+    NaN/Inf block (mb[g] >= F32_INF_BITS) gets the NaN code; its rcp/dsc are unused."""
+    for g in range(n):
+        m = mb[g]
+        bs = f32_from_bits(m) / _F6
+        if two_level:
+            bs = bs / p
+        bb = f32_bits(min(max(bs, _E4M3_TINY), _E4M3_MAX))
+        bb = ((bb + np.int32((1 << 19) - 1) + ((bb >> 20) & 1)) >> 20) << 20
+        sc = f32_from_bits(bb)
+        code = (((bb >> 23) - 120) << 3) | ((bb >> 20) & 7)  # ((E + 7) << 3) | mantissa
+        sr[g] = np.uint8(E4M3_NAN) if m >= F32_INF_BITS else np.uint8(code)
+        if two_level:
+            rcp[g] = inv_p / sc
+            dsc[g] = p * sc
+        else:
+            rcp[g] = _F1 / sc
+            dsc[g] = sc
 
 
 @njit(cache=True, inline="always")
-def _elements(xs, cs, ds, split, rcp_a, rcp_b, dsc_a, dsc_b, want_codes, want_deq):
-    """The elements of one or two blocks (slices, indexed from 0): those before ``split`` take
-    block a's scales, the rest block b's (a select, so one loop covers both).
+def _e2m1_round(v):
+    """|v| (a float32) rounded to E2M1 magnitudes, nearest even, saturating at 6: clamp, then
+    the magic-number rounding at the quantum of its binade (0.5 below 2, where E2M1 is
+    subnormal or has exponent 0): adding c = 1.5 * 2^(E + 22) (E = max(binade, 0)) puts the
+    sum in the binade whose ulp is that quantum, so float32 RNE rounds there, and c's last
+    significand bit is 0, so a tie goes to the even multiple = the even code (1.75 -> 2,
+    2.5 -> 2, 5 -> 4). Subtracting c is exact."""
+    av = min(abs(v), _F6)
+    c = f32_from_bits(max(f32_bits(av) & _EXP_FIELD, _ONE_BITS) + _HALF_QUANTUM_MAGIC)
+    return (av + c) - c
 
-    E2M1 round to nearest, ties to the even code, by counting the decision points passed (a
-    tie goes up at 0.75, 1.75, 3.5 and down at 0.25, 1.25, 2.5, 5); v is one float32 multiply
-    (numba keeps float32 * float32 in float32); the sign is v's sign bit (-0.0 and negatives
-    that round to zero keep it). One loop per output, without branches, so that each vectorizes."""
+
+@njit(cache=True, inline="always")
+def _elements(xs, cs, ds, size, split, rcp_a, rcp_b, dsc_a, dsc_b, want_codes, want_deq):
+    """The ``size`` elements of one or two blocks (slices, indexed from 0; a constant size and
+    split compile to loops of that many iterations): those before ``split`` take
+    block a's scales, the rest block b's (a select, so one loop covers both: 16 elements are
+    shorter than the vectorized loop's step, which then never runs; pairs measured 1.7x
+    faster in a micro-kernel). v is one float32 multiply (numba keeps float32 * float32 in
+    float32); the value fl32(e * sc) as in the recipe; the sign is v's sign bit (-0.0 and
+    negatives that round to zero keep it). One loop per output, without branches, so that
+    each vectorizes."""
     if want_deq:
-        for j in range(xs.size):
+        for j in range(size):
             hi = j >= split
             v = xs[j] * (rcp_b if hi else rcp_a)
-            av = min(abs(v), _F6)
-            # |value| / 0.5 of the code (e2m1_half_units), steps 1 1 1 1 2 2 4; the float32
-            # product (hu * 0.5 exact) rounds once, as fl32(e * sc) in the recipe
-            hu = (np.float32(av > _T1) + np.float32(av >= _T2) + np.float32(av > _T3)
-                  + np.float32(av >= _T4) + _F2 * (np.float32(av > _T5) + np.float32(av >= _T6))
-                  + _F4 * np.float32(av > _T7))
-            ds[j] = math.copysign(hu * _FHALF * (dsc_b if hi else dsc_a), v)
+            ds[j] = math.copysign(_e2m1_round(v) * (dsc_b if hi else dsc_a), v)
     if want_codes:
-        for j in range(xs.size):
+        for j in range(size):
             v = xs[j] * (rcp_b if j >= split else rcp_a)
-            av = min(abs(v), _F6)
-            c = (int(av > _T1) + int(av >= _T2) + int(av > _T3) + int(av >= _T4) + int(av > _T5)
-                 + int(av >= _T6) + int(av > _T7))
-            cs[j] = np.uint8(c | 8) if math.copysign(_F1, v) < _F0 else np.uint8(c)
+            q = _e2m1_round(v)
+            # the code of q: 2 q below 1 (0, 0.5), else 2 + 2 E + the mantissa bit, i.e. the
+            # pattern's top 9 bits (biased E, mantissa bit) - 252
+            c = np.int32(q + q) if q < _F1 else (f32_bits(q) >> 22) - 252
+            cs[j] = np.uint8(c | 8) if f32_bits(v) < 0 else np.uint8(c)
 
 
-@njit(cache=True, parallel=True)
-def quantize_kernel(x, xbits, k, p, two_level, want_codes, want_deq, codes, scales, deq):
-    """x: float32 (R, L), ``xbits`` its int32 view. p: the per-tensor scale (float32 value;
-    ignored unless two_level). The elements without branches (e2m1 by counting the decision
-    points passed, its value by the same counts), the block prologue from the bit patterns.
-    A finite block is paired with the next one when that is finite too: one element loop
-    over both (16 elements are shorter than the vectorized loop's step, which then never
-    runs: pairs measured 1.7x faster in a micro-kernel)."""
-    R, L = x.shape
-    nb = (L + k - 1) // k
-    inv_p = float(np.float32(1.0 / p)) if two_level else 1.0
-    G = chunk_blocks(k)
-    nc = (nb + G - 1) // G
-    for t in prange(R * nc):  # work items of G blocks of one row: one division each
-        r = t // nc
-        b = (t - r * nc) * G
-        be = min(b + G, nb)
-        xr = x[r]
-        cr = codes[r]
-        dr = deq[r]
-        while b < be:
-            j0 = b * k
-            j1 = min(j0 + k, L)
-            m = block_max_bits(xbits[r, j0:j1])
-            if m >= F32_INF_BITS:
-                scales[r, b] = E4M3_NAN
-                fill_block(codes, deq, r, j0, j1, np.nan, want_codes, want_deq)
-                b += 1
-                continue
-            code_a, rcp_a, dsc_a = _block_scale(m, p, inv_p, two_level)
-            scales[r, b] = code_a
-            jend, rcp_b, dsc_b = j1, rcp_a, dsc_a
-            if b + 1 < be:
-                j2 = min(j1 + k, L)
-                m2 = block_max_bits(xbits[r, j1:j2])
-                if m2 < F32_INF_BITS:  # else the next iteration fills that NaN block
-                    code_b, rcp_b, dsc_b = _block_scale(m2, p, inv_p, two_level)
-                    scales[r, b + 1] = code_b
-                    jend = j2
-                    b += 1
+# built per (want_codes, want_deq), as quant._make_mxint_f32 (why: there): each kernel holds
+# only the loops of the outputs it writes
+def _make_quantize(want_codes, want_deq):
+    @njit(cache=True, parallel=True)
+    def kernel(x, xbits, k, p, two_level, codes, scales, deq):
+        R, L = x.shape
+        nb = (L + k - 1) // k
+        pf = np.float32(p)
+        inv_p = _F1 / pf
+        G = chunk_blocks(k)
+        nc = (nb + G - 1) // G
+        for t in prange(R * nc):  # work items of G blocks of one row: one division each
+            r = t // nc
+            b0 = (t - r * nc) * G
+            n = min(b0 + G, nb) - b0
+            mb = np.empty(G, np.int32)
+            rcp = np.empty(G, np.float32)
+            dsc = np.empty(G, np.float32)
+            xr = xbits[r]
+            nan = False
+            for g in range(n):
+                j0 = (b0 + g) * k
+                m = row_block_max_bits(xr, j0, min(j0 + k, L))
+                mb[g] = m
+                nan |= m >= F32_INF_BITS
+            _block_scales(mb, n, pf, inv_p, two_level, scales[r, b0:b0 + n], rcp, dsc)
             # the blocks' slices, indexed from 0 (quant.chunk_blocks: no gathers)
-            _elements(xr[j0:jend], cr[j0:jend], dr[j0:jend], j1 - j0, rcp_a, rcp_b, dsc_a, dsc_b, want_codes,
-                      want_deq)
-            b += 1
+            xs, cr, dr = x[r], codes[r], deq[r]
+            g = 0
+            while g < n:
+                j0 = (b0 + g) * k
+                j1 = min(j0 + k, L)
+                if g + 1 < n:  # a pair (the last block of a row may be short)
+                    j2 = min(j1 + k, L)
+                    if k == NVFP4_BLOCK and j2 - j0 == 2 * NVFP4_BLOCK:  # NVFP4's pairs: loops of 32 (1.2x)
+                        _elements(xs[j0:j2], cr[j0:j2], dr[j0:j2], 2 * NVFP4_BLOCK, NVFP4_BLOCK, rcp[g], rcp[g + 1],
+                                  dsc[g], dsc[g + 1], want_codes, want_deq)
+                    else:
+                        _elements(xs[j0:j2], cr[j0:j2], dr[j0:j2], j2 - j0, k, rcp[g], rcp[g + 1], dsc[g], dsc[g + 1],
+                                  want_codes, want_deq)
+                    g += 2
+                else:
+                    _elements(xs[j0:j1], cr[j0:j1], dr[j0:j1], j1 - j0, k, rcp[g], rcp[g], dsc[g], dsc[g], want_codes,
+                              want_deq)
+                    g += 1
+            if nan:
+                for g in range(n):
+                    if mb[g] >= F32_INF_BITS:
+                        j0 = (b0 + g) * k
+                        fill_block(codes, deq, r, j0, min(j0 + k, L), np.nan, want_codes, want_deq)
+
+    return kernel
 
 
-# float32 constants of the element loop (a float64 literal would widen the float32 arithmetic)
-_F0, _FHALF, _F1, _F2, _F4 = np.float32(0.0), np.float32(0.5), np.float32(1.0), np.float32(2.0), np.float32(4.0)
-_F6 = np.float32(E2M1_MAX)
-_T1, _T2, _T3, _T4 = np.float32(0.25), np.float32(0.75), np.float32(1.25), np.float32(1.75)
-_T5, _T6, _T7 = np.float32(2.5), np.float32(3.5), np.float32(5.0)
+_quantize_kernel = functools.cache(_make_quantize)
+
+
+def quantize_kernel(x, xbits, k, p, two_level, want_codes, want_deq, codes, scales, deq):
+    """x: float32 (R, L), ``xbits`` its int32 view. p: the per-tensor scale (a float32 value;
+    ignored unless two_level). Each work item of G blocks of a row runs in three loops: the
+    block maxima from the bit patterns (16 lanes at a time), every block's scale in one
+    vectorized loop across the blocks, then the elements of each pair of blocks; NaN/Inf
+    blocks are filled last (rare: one flag for the item). The kernel built for this
+    (want_codes, want_deq)."""
+    _quantize_kernel(bool(want_codes), bool(want_deq))(x, xbits, k, p, two_level, codes, scales, deq)
 
 
 @njit(cache=True, parallel=True)
 def finite_amax_bits(xbits):
     """The largest |x| bit pattern over the finite elements of a flat float32 bit array (0 if
-    none): two-level scaling's tensor amax in one read, without an |x| temporary."""
-    m = 0
+    none): two-level scaling's tensor amax in one read, without an |x| temporary; int32 and
+    a select, so that the loop vectorizes (int64 lanes halve the width)."""
+    m = np.int32(0)
     for i in prange(xbits.size):
-        a = int(xbits[i] & 0x7FFFFFFF)
-        if a < F32_INF_BITS:
-            m = max(m, a)
+        a = np.int32(xbits[i] & F32_ABS)
+        m = max(m, a if a < F32_INF_BITS else np.int32(0))
     return m
 
 

@@ -141,6 +141,67 @@ def test_numba_vs_referee(fmt, axis):
             np.testing.assert_array_equal(_bits(dq), _bits(g.astype(np.float32)))
 
 
+def _e4m3_values():
+    """Every positive finite E4M3 value, by its definition (not mxsim's decoder)."""
+    v = [m * 2.0**-9 for m in range(1, 8)]  # subnormals: m * 2^-3 * 2^-6
+    v += [(1 + m / 8) * 2.0**e for e in range(-6, 9) for m in range(8)]
+    return sorted(x for x in v if x <= 448)
+
+
+def _scale_boundaries(rng):
+    """Blocks of 16 whose max puts amax / 6 on or next to every E4M3 rounding boundary (the
+    midpoints between neighbours, and the values themselves) and on the clamps (2^-6, 448);
+    all-subnormal, all-zero and -0 blocks; NaN/Inf among finite blocks; float32 extremes. The
+    other elements are E2M1 ties and near-ties of that block's scale, so every element
+    decision boundary is hit under many scales."""
+    vals = _e4m3_values()
+    mids = [(a + b) / 2 for a, b in zip(vals, vals[1:])]
+    maxima = []
+    for t in vals + mids + [2.0**-7, 2.0**-10, 449.0, 464.0, 500.0, 1e4]:
+        a = np.float32(6 * t)
+        maxima += [a, np.nextafter(a, np.float32(0)), np.nextafter(a, np.float32(np.inf))]
+    ties = np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 5.5, 6.5, 0.5, 1.0, 3.0, 4.0, 0.0, -0.0],
+                    np.float32)
+    rows = []
+    for a in maxima:
+        sc = np.float32(np.float32(a) / np.float32(6))
+        row = np.empty(16, np.float32)
+        row[0] = a
+        el = ties * max(sc, np.float32(2.0**-6))
+        pert = np.where(rng.random(15) < 0.3, np.nextafter(el, np.float32(np.inf)), el)
+        row[1:] = pert * np.where(rng.random(15) < 0.5, -1, 1).astype(np.float32)
+        rows.append(rng.permutation(row))
+    sub = (rng.integers(1, 1 << 23, (8, 16)) * np.where(rng.random((8, 16)) < 0.5, -1, 1)).astype(np.int32)
+    rows += list(sub.view(np.float32))  # every element subnormal
+    rows += [np.zeros(16, np.float32), np.full(16, -0.0, np.float32)]
+    bad = rng.standard_normal((3, 16)).astype(np.float32)
+    bad[0, 7], bad[1, 0], bad[2, 15] = np.nan, np.inf, -np.inf
+    rows += list(bad)
+    rows.append(np.array([3.4028235e38, -3.4e38, 1e-45, -1e-45] * 4, np.float32))
+    x = np.concatenate(rows)
+    # rows of 16 * 67 + 5: a work item (64 blocks) boundary, an odd block count and a short
+    # last block in every row
+    n = 16 * 67 + 5
+    x = np.concatenate([x, rng.standard_normal((-x.size) % n).astype(np.float32)])
+    return x.reshape(-1, n)
+
+
+@pytest.mark.parametrize("fmt", [NV, NV2], ids=["single", "two_level"])
+def test_numba_vs_referee_at_scale_and_element_boundaries(fmt):
+    x = _scale_boundaries(np.random.default_rng(7))
+    # p: automatic (two level) or given, from 2^-120 (bs / p overflows to the 448 clamp) to
+    # values that put subnormal block maxima above E4M3's smallest normal
+    for p in (None, 2.0**-120, 1e-30, 0.037, 3.0) if fmt is NV else (None,):
+        got = mxsim.fake_quantize(x, fmt, per_tensor_scale=p)
+        ref = RN.fake_quantize(x, fmt, per_tensor_scale=p)
+        np.testing.assert_array_equal(_bits(got), _bits(ref))
+        q = mxsim.quantize(x, fmt, per_tensor_scale=p)
+        rc, rs, rp = RN.quantize(x, fmt, per_tensor_scale=p)
+        np.testing.assert_array_equal(q.codes, rc.numpy())
+        np.testing.assert_array_equal(q.scales, rs.numpy())
+        assert q.tensor_scale == rp
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_path_matches_cpu():
     x = _adversarial(np.random.default_rng(4))
