@@ -123,6 +123,30 @@ def _exact_f32(fmt) -> bool:
     return fmt.quantum_log2 + fmt.scale.exp_min >= -149
 
 
+QUANT_FAST = True  # the float32 element path of the bit-pattern kernel; tests switch it off to compare
+
+
+def _fast_range(fmt):
+    """(lo, hi): the block exponents s for which the bit-pattern kernel's float32 element path
+    (quant_f32.py, _elems_float) is exact for ``fmt``, or None where it never is. The values are
+    scaled by 2^b, b = s (MXFP) or s + 2 - bits (MXINT); exactness needs 2^b and 2^-b normal
+    float32s (-126 <= b <= 126) and every element below 2^-126 (or a subnormal |x| below
+    2^-126 * 2^-b) to be under 2^-25 element steps: b >= -101 for MXINT (step 2^b); MXFP
+    (steps >= 2^(emin - mbits)) b >= mbits - emin - 101, and its element grid in float32:
+    2^(emin - mbits) normal, 2^(mbits - te) normal for te <= emax, mbits - emin <= 101 (then
+    an element under 2^-126 is under 2^-25 steps), max_normal an exact float32. Tiles with a
+    block outside (rare: amax below about 2^-95 or near 2^127, or an encoding whose exponents
+    reach past float32's) take the integer path."""
+    if isinstance(fmt, MXIntFormat):
+        q = 2 - fmt.element_bits
+        return -101 - q, 126 - q
+    m, emin, emax = fmt.mantissa_bits, fmt.emin, fmt.emax_elem
+    if not (emin - m >= -126 and emax <= 126 + m and m - emin <= 101
+            and float(np.float32(fmt.max_normal)) == fmt.max_normal):
+        return None
+    return max(m - emin - 101, -126), 126
+
+
 def _bits_view(t):
     """The int32 (float32) / int16 (bfloat16) view the kernel reads or writes as bit patterns."""
     return t.view(torch.int32) if t.dtype == torch.float32 else t.view(torch.int16) if t.dtype == torch.bfloat16 else t
@@ -135,6 +159,7 @@ def _launch_f32(x2, fmt, rounding, seed, inner, want_codes, want_deq):
 
     R, L, nb, KP, BR, codes, scales, deq = _quant_buffers(x2, fmt, want_codes, want_deq, x2.dtype, BLOCK_ELEMS_F32)
     k, is_fp = fmt.block_size, isinstance(fmt, MXFPFormat)
+    fast = _fast_range(fmt) if QUANT_FAST else None
     if R * nb:
         Q.mx_quant_f32_kernel[(triton_cdiv(R * nb, BR),)](
             _bits_view(x2), codes, scales, _bits_view(deq), R, L, nb, inner, _hseed(seed), K=k, KP=KP, BR=BR,
@@ -143,6 +168,7 @@ def _launch_f32(x2, fmt, rounding, seed, inner, want_codes, want_deq):
             BIAS=getattr(fmt, "exponent_bias", 0), EMAX=fmt.emax_elem, MAX_CODE=fmt.max_code if is_fp else 0,
             MAX_POS=float(fmt.element_max), MODE=rounding.kernel_id, RULE=fmt.scale.rule.kernel_id,
             RMBITS=getattr(fmt, "mantissa_bits", fmt.element_bits - 2), WANT_CODES=want_codes, WANT_DEQ=want_deq,
+            FAST=fast is not None, FAST_LO=fast[0] if fast else 0, FAST_HI=fast[1] if fast else 0,
             num_warps=QUANT_WARPS, **_scale_args(fmt))
     return codes, scales, deq
 

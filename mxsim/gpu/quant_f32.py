@@ -74,7 +74,13 @@ def _scale_exp(m, RULE: tl.constexpr, EMAX: tl.constexpr, RMBITS: tl.constexpr, 
         d = (a64 / MAX_POS).to(tl.float32).to(tl.float64)
         s = tl.where(d > 0.0, ceil_log2(tl.where(d > 0.0, d, 1.0)), -1023).to(tl.int32)
     else:  # floor (OCP)
-        s = fl - EMAX
+        if SMIN >= -127 - EMAX:
+            # the exponent field alone (no _norm, whose int -> float conversion runs at a quarter
+            # rate, replicated on every thread of the block): a subnormal amax reads -127 - EMAX
+            # and its true floor(log2) - EMAX is below that too; both clamp to SMIN
+            s = (m >> 23) - 127 - EMAX
+        else:
+            s = fl - EMAX
     return tl.minimum(tl.maximum(s, SMIN), SMAX)
 
 
@@ -117,6 +123,147 @@ def _f32_bits(N, t):
 
 
 @triton.jit
+def _elems_bits(a, sbits, s2, bad2, zero2, A, IS_FP: tl.constexpr, BITS: tl.constexpr, EBITS: tl.constexpr,
+                MBITS: tl.constexpr, BIAS: tl.constexpr, MAX_CODE: tl.constexpr, MODE: tl.constexpr,
+                WANT_DEQ: tl.constexpr):
+    """(codes, value bits) of the elements |x| bits a, sign bits sbits, block exponents s2, on
+    integers only (every block and format routed to this kernel); the value bits are NaN in
+    NaN/Inf blocks, +0.0 in zero blocks (MXFP) and for code 0 (MXINT)."""
+    ex = a >> 23
+    E = tl.maximum(ex, 1)
+    sig = tl.where(ex > 0, (a & FRAC) | 0x800000, a)  # |x| = sig * 2^(E - 150)
+    if IS_FP:
+        EMIN: tl.constexpr = 1 - BIAS
+        fl, _ = _norm(tl.where(a > 0, a, 1))
+        te = tl.maximum(tl.where(a > 0, fl - s2, EMIN), EMIN)  # the element's binade
+        n = _round_shift(sig, te - MBITS + s2 + 150 - E, MODE, A)
+        code = tl.minimum(((te - EMIN) << MBITS) + n, MAX_CODE)  # a mantissa carry moves the exponent
+        code = tl.where(sbits != 0, code | (1 << (EBITS + MBITS)), code)
+        code = tl.where(bad2 | zero2, 0, code)
+        vb = code
+        if WANT_DEQ:
+            ef = code >> MBITS
+            ef = ef & ((1 << EBITS) - 1)
+            mf = code & ((1 << MBITS) - 1)
+            N = tl.where(ef == 0, mf, mf | (1 << MBITS))
+            vb = _f32_bits(N, tl.maximum(ef, 1) - 1 + EMIN - MBITS + s2) | sbits  # -0.0 kept
+            vb = tl.where(zero2, 0, vb)  # an all-zero block is +0.0 (contract)
+    else:
+        Q: tl.constexpr = 2 - BITS
+        MAXC: tl.constexpr = (1 << (BITS - 1)) - 1
+        sh = s2 + Q + 150 - E
+        c = tl.where(sh <= 0, MAXC, tl.minimum(_round_shift(sig, sh, MODE, A), MAXC))
+        code = tl.where(bad2, 0, tl.where(sbits != 0, 0 - c, c))
+        vb = code
+        if WANT_DEQ:
+            vb = _f32_bits(c, s2 + Q) | tl.where(c != 0, sbits, 0)  # code 0 gives +0.0
+    return code, tl.where(bad2, NAN_BITS, vb)
+
+
+@triton.jit
+def _pow2f(e):
+    """2^e as float32 for integers -126 <= e <= 127 (a normal float32 from its bits, exact)."""
+    return ((e + 127) << 23).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _round_f(w, MODE: tl.constexpr, A):
+    """w rounded to an integer (float32) by the rounding mode, for float32 0 <= w < 2^22 that
+    is the exact scaled element, or below 2^-25 (then every mode gives 0, see _elems_float).
+
+    RNE is the magic-number add: w + 2^23 lies in [2^23, 2^24), where the float32 step is 1,
+    so the one RNE rounding of the add rounds w to an integer with ties to even (2^23 is even),
+    and subtracting 2^23 again is exact. Two float adds (the FP32 pipe runs twice the int32
+    rate on Hopper; cvt.rni/cvt.rmi are conversions at a quarter of it). If the compiler
+    contracts the product that made w into this add (an FMA), the result is the same: that
+    product is exact. Toward zero (w >= 0: floor): r - 1 where RNE went up (r > w). Ties away:
+    RNE, plus 1 where it went down on a tie (w - r == 0.5; w - r is exact, |w - r| <= 1/2 and
+    both are multiples of w's ulp). Stochastic: d = w - floor(w) (exact, w < 2^24), up iff
+    d >= 1 - u, u = (h >> 8) / 2^24, i.e. d >= A / 2^24 with A = 2^24 - (h >> 8) in [1, 2^24]
+    (exact float32s, and 1 - u > 0 makes the contract's d > 0 implicit)."""
+    M: tl.constexpr = 8388608.0  # 2^23
+    r = (w + M) - M
+    if MODE == 0:  # nearest, ties to even
+        n = r
+    elif MODE == 1:  # nearest, ties away
+        n = tl.where(w - r == 0.5, r + 1.0, r)
+    else:
+        f = tl.where(r > w, r - 1.0, r)
+        if MODE == 2:  # toward zero
+            n = f
+        else:  # stochastic
+            n = tl.where(w - f >= A.to(tl.float32) * (1.0 / 16777216.0), f + 1.0, f)
+    return n
+
+
+@triton.jit
+def _elems_float(a, sbits, sw, bad2, zero2, A, IS_FP: tl.constexpr, BITS: tl.constexpr, EBITS: tl.constexpr,
+                 MBITS: tl.constexpr, BIAS: tl.constexpr, MAX_POS: tl.constexpr, MODE: tl.constexpr,
+                 WANT_CODES: tl.constexpr, WANT_DEQ: tl.constexpr):
+    """_elems_bits's result in float32 arithmetic, for tiles whose block exponents sw (NaN/zero
+    blocks: 0) lie in [FAST_LO, FAST_HI] of the format (mxsim/gpu/__init__.py, _fast_range;
+    `b` = the exponent the values are scaled by: sw for MXFP, sw + 2 - BITS for MXINT).
+    Why it is exact, operation by operation (float32 RNE; it also holds if the GPU flushed
+    subnormal operands or results to zero, so it does not rest on Triton's IEEE f32 mul):
+
+    - 2^-b and 2^b are normal float32s (-101 <= b <= 126), so v = |x| * 2^-b is exact
+      whenever it is a normal float32 (a power-of-two scaling only moves the exponent);
+    - otherwise the exact v is < 2^-126 (v subnormal or flushed), or |x| is subnormal and v
+      < 2^-126 * 2^-b <= 2^-25 (flushed input). The MX formats' steps at 2^-b are >= 2^-b
+      (MXINT) or >= 2^(emin - mbits) (MXFP, FAST_LO makes 2^-126+mbits-emin and the subnormal
+      input bound <= 2^-25 in step units), so the element, measured in steps, is < 2^-25:
+      every mode rounds it to 0 (nearest: < 1/2; stochastic: below 1 - u >= 2^-24), whatever
+      float (or 0) the hardware holds for it. Both sides agree: code 0, value +-0;
+    - MXFP: clamping v to max_normal first is the saturation (max_normal lies on the element
+      grid and rounding is monotone, so anything above rounds to >= max_normal). v's exponent
+      field (floored at emin's, which also covers v = 0 / subnormal) is the element binade te,
+      so w = v * 2^(mbits - te) < 2^(mbits+1) and q = 2^(te - mbits) are exact powers of two
+      (te - mbits >= emin - mbits >= -126: checked in _fast_range), n * q is the exact
+      rounded element (n <= 2^(mbits+1): a carry lands on 2^(te+1) <= max_normal), and
+      the value n * q * 2^b is exact: >= 2^(emin - mbits + b) >= 2^-101, or >= 2^128, which
+      is Inf under RNE as the bit path's F >= 255;
+    - MXINT: t = min(v, 2^(b-1)-1) (clamping first is equivalent: the bound is an integer),
+      n <= 127 and n * 2^b is exact (>= 2^-101, or Inf);
+    - signs from bit operations, never from a float negation (Triton's 0 - x gives +0.0)."""
+    af = a.to(tl.float32, bitcast=True)
+    if IS_FP:
+        EMIN: tl.constexpr = 1 - BIAS
+        EMINB: tl.constexpr = (EMIN + 127) << 23  # float32 bits of 2^emin
+        v = tl.minimum(af * _pow2f(0 - sw), MAX_POS)
+        ev = tl.maximum(v.to(tl.int32, bitcast=True) & INF_BITS, EMINB)  # bits of 2^te
+        # v / 2^(te - mbits): bits (127 + mbits - te) << 23 (the constant (254 + mbits) << 23 would
+        # not fit an int32 literal; LLVM folds the two subtractions, which wrap identically)
+        w = v * (((127 + MBITS) << 23) - (ev - 0x3F800000)).to(tl.float32, bitcast=True)
+        n = _round_f(w, MODE, A)
+        spec = bad2 | zero2
+        vb = ev
+        if WANT_DEQ:
+            mag = n * (ev - (MBITS << 23)).to(tl.float32, bitcast=True)
+            vb = (mag * _pow2f(sw)).to(tl.int32, bitcast=True) | sbits  # -0.0 kept
+            vb = tl.where(spec, tl.where(bad2, NAN_BITS, 0), vb)  # zero blocks +0.0, NaN blocks NaN
+        code = ev
+        if WANT_CODES:
+            # a NaN block's n may be NaN: zero it before the int conversion (its codes are 0)
+            ni = tl.where(spec, 0.0, n).to(tl.int32)
+            code = ((ev - EMINB) >> (23 - MBITS)) + ni  # (te - emin) << mbits, plus a carry
+            code = tl.where(spec, 0, tl.where(sbits != 0, code | (1 << (EBITS + MBITS)), code))
+    else:
+        Q: tl.constexpr = 2 - BITS
+        MAXC: tl.constexpr = (1 << (BITS - 1)) - 1
+        b = sw + Q
+        n = _round_f(tl.minimum(af * _pow2f(0 - b), MAXC * 1.0), MODE, A)
+        vb = a
+        if WANT_DEQ:
+            vb = (n * _pow2f(b)).to(tl.int32, bitcast=True)
+            vb = tl.where(bad2, NAN_BITS, tl.where(vb != 0, vb | sbits, 0))  # code 0 gives +0.0
+        code = a
+        if WANT_CODES:
+            c = tl.where(bad2, 0.0, n).to(tl.int32)
+            code = tl.where(sbits != 0, 0 - c, c)
+    return code, vb
+
+
+@triton.jit
 def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, hseed,
                         K: tl.constexpr, KP: tl.constexpr, BR: tl.constexpr, FLAT: tl.constexpr,
                         IN_KIND: tl.constexpr, OUT_KIND: tl.constexpr, IS_FP: tl.constexpr,
@@ -124,7 +271,8 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
                         EMAX: tl.constexpr, MAX_CODE: tl.constexpr, MAX_POS: tl.constexpr, MODE: tl.constexpr,
                         RULE: tl.constexpr, RMBITS: tl.constexpr, SBIAS: tl.constexpr, SNAN: tl.constexpr,
                         SMIN: tl.constexpr, SMAX: tl.constexpr, WANT_CODES: tl.constexpr,
-                        WANT_DEQ: tl.constexpr):
+                        WANT_DEQ: tl.constexpr, FAST: tl.constexpr, FAST_LO: tl.constexpr,
+                        FAST_HI: tl.constexpr):
     """One program: a [BR, KP] tile of BR consecutive blocks (flattened over rows x blocks per
     row), KP >= K lanes each. FLAT: L % K == 0, so the tile is one contiguous run of memory.
     IN_KIND: 0 float32 (x_ptr: its int32 view), 1 bfloat16 (int16 view), 2 float16.
@@ -152,7 +300,7 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
     if IN_KIND == 0:
         xb = tl.load(xp + off, mask=m, other=0)
     elif IN_KIND == 1:
-        xb = (tl.load(xp + off, mask=m, other=0).to(tl.int32) & 0xFFFF) << 16
+        xb = tl.load(xp + off, mask=m, other=0).to(tl.int32) << 16  # the sign extension shifts out
     else:
         xb = tl.load(xp + off, mask=m, other=0.0).to(tl.float32).to(tl.int32, bitcast=True)
     a = xb & ABS
@@ -172,33 +320,23 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
         A = (1 << 24) - (h >> 8).to(tl.int32)
     else:
         A = 0
-    ex = a >> 23
-    E = tl.maximum(ex, 1)
-    sig = tl.where(ex > 0, (a & FRAC) | 0x800000, a)  # |x| = sig * 2^(E - 150)
     s2 = s[:, None]
-    if IS_FP:
-        EMIN: tl.constexpr = 1 - BIAS
-        fl, _ = _norm(tl.where(a > 0, a, 1))
-        te = tl.maximum(tl.where(a > 0, fl - s2, EMIN), EMIN)  # the element's binade
-        n = _round_shift(sig, te - MBITS + s2 + 150 - E, MODE, A)
-        code = tl.minimum(((te - EMIN) << MBITS) + n, MAX_CODE)  # a mantissa carry moves the exponent
-        code = tl.where(sbits != 0, code | (1 << (EBITS + MBITS)), code)
-        code = tl.where((bad | zero)[:, None], 0, code)
-        if WANT_DEQ:
-            ef = code >> MBITS
-            ef = ef & ((1 << EBITS) - 1)
-            mf = code & ((1 << MBITS) - 1)
-            N = tl.where(ef == 0, mf, mf | (1 << MBITS))
-            vb = _f32_bits(N, tl.maximum(ef, 1) - 1 + EMIN - MBITS + s2) | sbits  # -0.0 kept
-            vb = tl.where(zero[:, None], 0, vb)  # an all-zero block is +0.0 (contract)
+    bad2 = bad[:, None]
+    if FAST:
+        # the float32 path where every block of the tile lies in its exact range (normal data:
+        # always; see _elems_float), the bit-pattern path otherwise: a branch per tile, so
+        # each element runs one of the two
+        sw = tl.where(bad | zero, 0, s)  # the scale NaN/zero blocks multiply by (results replaced)
+        ok = (sw >= FAST_LO) & (sw <= FAST_HI)
+        if tl.min(ok.to(tl.int32), axis=0) == 1:
+            code, vb = _elems_float(a, sbits, sw[:, None], bad2, zero[:, None], A, IS_FP, BITS, EBITS, MBITS,
+                                    BIAS, MAX_POS, MODE, WANT_CODES, WANT_DEQ)
+        else:
+            code, vb = _elems_bits(a, sbits, s2, bad2, zero[:, None], A, IS_FP, BITS, EBITS, MBITS, BIAS,
+                                   MAX_CODE, MODE, WANT_DEQ)
     else:
-        Q: tl.constexpr = 2 - BITS
-        MAXC: tl.constexpr = (1 << (BITS - 1)) - 1
-        sh = s2 + Q + 150 - E
-        c = tl.where(sh <= 0, MAXC, tl.minimum(_round_shift(sig, sh, MODE, A), MAXC))
-        code = tl.where(bad[:, None], 0, tl.where(sbits != 0, 0 - c, c))
-        if WANT_DEQ:
-            vb = _f32_bits(c, s2 + Q) | tl.where(c != 0, sbits, 0)  # code 0 gives +0.0
+        code, vb = _elems_bits(a, sbits, s2, bad2, zero[:, None], A, IS_FP, BITS, EBITS, MBITS, BIAS, MAX_CODE,
+                               MODE, WANT_DEQ)
     if WANT_CODES:
         cp = codes_ptr + base
         if IS_FP:
@@ -206,7 +344,6 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
         else:
             tl.store(cp + off, code.to(tl.int8), mask=m)
     if WANT_DEQ:
-        vb = tl.where(bad[:, None], NAN_BITS, vb)
         dp = deq_ptr + base
         if OUT_KIND == 0:
             tl.store(dp + off, vb, mask=m)
@@ -215,4 +352,7 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
         else:
             tl.store(dp + off, vb.to(tl.float32, bitcast=True).to(tl.float16), mask=m)
     sc = tl.where(bad, SNAN, s + SBIAS)
-    tl.store(scales_ptr + r.to(tl.int64) * NB + b, sc.to(tl.uint8), mask=ok_blk)
+    # r * NB + b is the block id t: no division (r = t // NB, by a runtime NB, costs tens of
+    # instructions per block, replicated on each thread of a block; it stays only where the
+    # non-flat addressing or the stochastic index needs r and b)
+    tl.store(scales_ptr + t.to(tl.int64), sc.to(tl.uint8), mask=ok_blk)

@@ -504,3 +504,122 @@ def test_other_scale_encodings_match_referee_and_numba(scale):
     qa, qb = mxsim.quantize(a, fa, axis=1), mxsim.quantize(b, fb, axis=0)
     for acc in _accs():
         _check_matmul(qa, qb, acc)
+
+
+# -- the bit-pattern kernel's float32 element path (quant_f32.py, _elems_float): taken per tile
+# where every block's exponent lies in mxsim.gpu._fast_range(fmt); one block per tile here, so
+# that each block of an adversarial batch takes its own path, and the integer path alone as a
+# second witness (QUANT_FAST off)
+
+
+def _one_block_tiles(monkeypatch):
+    import mxsim.gpu as G
+
+    monkeypatch.setattr(G, "BLOCK_ELEMS_F32", 1)  # blocks per program: max(1, 1 // KP) = 1
+
+
+def _block_tops_f32(rng, rows):
+    """float32 blocks of 32 random bit patterns a few binades under a random top exponent field
+    (every top 0..255: subnormal, fast-range, near-2^127 and NaN/Inf blocks), random signs."""
+    top = np.concatenate([np.arange(256), rng.integers(0, 256, size=rows - 256)])[:, None]
+    exp = np.clip(top - rng.geometric(0.3, size=(rows, 32)) + 1, 0, None)
+    bits = (exp << 23) | rng.integers(0, 1 << 23, size=(rows, 32)) | (rng.integers(0, 2, size=(rows, 32)) << 31)
+    # ties of every element step: mantissas with few low bits set
+    bits[::3, ::2] &= ~np.int64((1 << 20) - 1)
+    return torch.from_numpy(bits.astype(np.uint32).view(np.int32)).view(torch.float32)
+
+
+@pytest.mark.parametrize("fmt", MX_FORMATS, ids=lambda f: f.name)
+def test_float_element_path_every_block_top(fmt, monkeypatch):
+    """Per block of every float32 exponent top (and the adversarial batches, ragged blocks of 7),
+    every rounding x scale rule pair, float32 and bfloat16: the float32 element path (blocks in
+    the fast range) and the integer path (the rest) against the referee and numba, bit for bit;
+    both paths are exercised."""
+    import mxsim.gpu as G
+
+    _one_block_tiles(monkeypatch)
+    lo, hi = G._fast_range(fmt)
+    rng = np.random.default_rng(31)
+    x = _block_tops_f32(rng, 320)
+    adv = torch.from_numpy(adversarial_batches(fmt.with_block_size(7), length=21, seed=6)[0])
+    rules = ["floor", "ceil", "even", "rceil"]
+    for j, rounding in enumerate(ROUNDING_MODES):
+        f = fmt.with_scale_rule(rules[j])
+        kw = dict(rounding=rounding, seed=4)
+        for xx, ff in ((x, f), (x.to(torch.bfloat16), f), (adv, f.with_block_size(7))):
+            got = mxsim.fake_quantize(xx.to(DEV), ff, **kw)
+            assert same(got, R.fake_quantize(xx, ff, **kw)), f"{ff.name} {rounding} {xx.dtype} vs referee"
+            if xx.dtype == torch.float32:
+                assert same(got, torch.from_numpy(mxsim.fake_quantize(xx.numpy(), ff, **kw))), "vs numba"
+            q = mxsim.quantize(xx.to(DEV), ff, **kw)
+            rc, rs = R.quantize(xx, ff, **kw)
+            assert same(q.codes, rc) and same(q.scales, rs), f"{ff.name} {rounding} {xx.dtype} codes/scales"
+            s = rs.to(torch.int64) - ff.scale.bias
+            finite = rs != ff.scale.nan_code
+            fast = finite & (s >= lo) & (s <= hi)
+            assert fast.any() and (finite & ~fast).any(), "both element paths ran"
+
+
+def test_float_element_path_at_its_range_ends(monkeypatch):
+    """Blocks at the ends of the float32 path's exponent range (mxsim.gpu._fast_range) and one
+    past them, with subnormal elements, ties and saturation; expected codes by hand.
+
+    MXINT8 (step 2^(s-6)): lo = -101 + 6 = -95. Block [1.5 * 2^-95, 2.5 * 2^-101, 2^-127, -2^-149,
+    -0.5 * 2^-101, 127.5 * 2^-101 ... ]: amax 1.5 * 2^-95 gives s = -95, step 2^-101: codes 96,
+    2.5 -> 2 (even) / 3 (away), 2^-127 and 2^-149 are 2^-26 and 2^-48 steps -> 0, -0.5 -> 0 (even)
+    / -1 (away). The same block scaled by 2^-1 has s = -96 (the integer path): the same codes.
+    MXFP8_E4M3 (emin -6, 3 mantissa bits, emax 8): lo = 3 + 6 - 101 = -92: amax 2^-84 gives
+    s = -92; 2^-100 = 2^-8 * 2^s is the subnormal element 2 * 2^-9 (code 2), 3 * 2^-102 = 1.5
+    subnormal steps -> 2 (even) / 2 (away), 2^-149 -> 0 with its sign (code 0x80).
+    The top: amax = float32 max (2 - 2^-23) * 2^127, floor s = 119: v = 512 - 2^-15 saturates to
+    448 (value 1.75 * 2^127); ceil s = 120: v = 256 - 2^-16 rounds (step 16) up to 256, value
+    2^128 = Inf in float32, as the integer path's overflow; 2^127 stays, -2^100 -> -0.0."""
+    _one_block_tiles(monkeypatch)
+    t = 2.0**-101
+    blk = np.array([1.5 * 2.0**-95, 2.5 * t, 2.0**-127, -(2.0**-149), -0.5 * t, 0.0, -0.0, 127.5 * t], np.float32)
+    x = torch.from_numpy(np.stack([blk, blk * np.float32(0.5)]))
+    f = mxsim.MXINT8.with_block_size(8)
+    for rounding, c in (("nearest_even", [96, 2, 0, 0, 0, 0, 0, 127]),
+                        ("nearest_away", [96, 3, 0, 0, -1, 0, 0, 127])):
+        q = mxsim.quantize(x.to(DEV), f, rounding=rounding)
+        assert q.scales.tolist() == [[-95 + 127], [-96 + 127]]
+        assert q.codes.tolist() == [c, c], rounding
+        v = mxsim.fake_quantize(x.to(DEV), f, rounding=rounding)
+        want = torch.tensor([[ci * t for ci in c], [ci * t / 2 for ci in c]], dtype=torch.float32)
+        assert same(v, want), rounding  # code 0 is +0.0
+    e4 = mxsim.MXFP8_E4M3.with_block_size(4)
+    blk = np.array([2.0**-84, 2.0**-100, 3 * 2.0**-102, -(2.0**-149)], np.float32)
+    q = mxsim.quantize(torch.from_numpy(blk[None]).to(DEV), e4)
+    assert q.scales.tolist() == [[-92 + 127]] and q.codes.tolist() == [[0x78, 2, 2, 0x80]]
+    v = mxsim.fake_quantize(torch.from_numpy(blk[None]).to(DEV), e4)
+    assert same(v, torch.tensor([[2.0**-84, 2.0**-100, 2.0**-100, -0.0]], dtype=torch.float32))
+    top = torch.tensor([[torch.finfo(torch.float32).max, 2.0**127, -(2.0**100), 1.0]], dtype=torch.float32)
+    for rule, s, vals in (("floor", 119, [1.75 * 2.0**127, 2.0**127, -0.0, 0.0]),
+                          ("ceil", 120, [float("inf"), 2.0**127, -0.0, 0.0])):
+        g = e4.with_scale_rule(rule)
+        q = mxsim.quantize(top.to(DEV), g)
+        assert q.scales.tolist() == [[s + 127]], rule
+        assert same(mxsim.fake_quantize(top.to(DEV), g), torch.tensor([vals], dtype=torch.float32)), rule
+
+
+def test_float_element_path_agrees_with_the_integer_path(monkeypatch):
+    """Whole tiles of ordinary data (the tile-wide selection, as the GPU runs it): QUANT_FAST on
+    and off give the same bits, every format and rounding, float32/bfloat16/float16."""
+    import mxsim.gpu as G
+
+    rng = np.random.default_rng(37)
+    x = np.concatenate([random_case(rng, 16, 64, k) for k in ("normal", "heavy", "scaled_rows")])
+    x[3, :32] = 0.0
+    x[4, 5] = -0.0
+    x[5, 7] = np.inf
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        t = torch.from_numpy(np.clip(x, -6e4, 6e4) if dtype == torch.float16 else x).to(dtype).to(DEV)
+        for fmt in MX_FORMATS:
+            for rounding in ROUNDING_MODES:
+                kw = dict(rounding=rounding, seed=8)
+                monkeypatch.setattr(G, "QUANT_FAST", True)
+                got, q = mxsim.fake_quantize(t, fmt, **kw), mxsim.quantize(t, fmt, **kw)
+                monkeypatch.setattr(G, "QUANT_FAST", False)
+                ref, qr = mxsim.fake_quantize(t, fmt, **kw), mxsim.quantize(t, fmt, **kw)
+                assert same(got, ref) and same(q.codes, qr.codes) and same(q.scales, qr.scales), \
+                    f"{fmt.name} {rounding} {dtype}"
