@@ -125,6 +125,13 @@ def cuda_main(args, out=None):
             s = timed(lambda: mxsim.fake_quantize(x, name))
             line = f"  {name:<12} fake_quantize {s * 1e3:8.2f} ms  {clone / s:6.1%} of clone bandwidth (target >= 70%)"
             extra = dict(target_pct=70.0)
+            if G.QUANT_FAST:  # the integer element path alone (quant_f32.py, _elems_bits), same run
+                G.QUANT_FAST = False
+                try:
+                    s_int = timed(lambda: mxsim.fake_quantize(x, name))
+                finally:
+                    G.QUANT_FAST = True
+                line += f"   integer path {s_int * 1e3:7.2f} ms ({s_int / s:4.2f}x)"
             if name in ao:
                 try:
                     t_ao = timed(lambda: cast(x, ao[name]))

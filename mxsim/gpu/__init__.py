@@ -169,6 +169,7 @@ def _launch_f32(x2, fmt, rounding, seed, inner, want_codes, want_deq):
             MAX_POS=float(fmt.element_max), MODE=rounding.kernel_id, RULE=fmt.scale.rule.kernel_id,
             RMBITS=getattr(fmt, "mantissa_bits", fmt.element_bits - 2), WANT_CODES=want_codes, WANT_DEQ=want_deq,
             FAST=fast is not None, FAST_LO=fast[0] if fast else 0, FAST_HI=fast[1] if fast else 0,
+            NOMASK=L % k == 0 and k == KP and (R * nb) % BR == 0,
             num_warps=QUANT_WARPS, **_scale_args(fmt))
     return codes, scales, deq
 

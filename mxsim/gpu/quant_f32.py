@@ -23,6 +23,13 @@ afford only a few instructions per element. Everything is exact by construction:
   bits and float32's exponent range; float16 one correctly rounded conversion, which is exact
   or overflows to Inf exactly as the CPU's float32 -> float16 cast).
 
+Two element paths, chosen per tile (a branch on one reduction over the tile's block
+exponents): the integer path above (_elems_bits), exact for every block; and a float32 path
+(_elems_float, about a third of the instructions) for tiles whose every block exponent lies
+in mxsim.gpu._fast_range(fmt), where power-of-two scalings, two-add rounding and the
+products are provably exact (normal data: always; the proof is _elems_float's docstring; it
+does not rely on the GPU keeping subnormals). benchmarks/sass_quantize.py counts both.
+
 Only the rceil rule's per-block quotient amax / max_pos stays the float64 division of the
 float64 kernel (one per block, not per element), rounded to float32 as the contract says.
 Signed zeros come from bit operations: Triton lowers unary minus to 0 - x and a -0.0 literal
@@ -254,8 +261,12 @@ def _elems_float(a, sbits, sw, bad2, zero2, A, IS_FP: tl.constexpr, BITS: tl.con
         n = _round_f(tl.minimum(af * _pow2f(0 - b), MAXC * 1.0), MODE, A)
         vb = a
         if WANT_DEQ:
-            vb = (n * _pow2f(b)).to(tl.int32, bitcast=True)
-            vb = tl.where(bad2, NAN_BITS, tl.where(vb != 0, vb | sbits, 0))  # code 0 gives +0.0
+            # n * (+-2^b) + 0.0: the signed value, exact; the + 0.0 turns the -0.0 of a negative
+            # code 0 into +0.0 (the contract) and nothing else (an FMA gives the same: exact
+            # product). LLVM folds x + 0.0 only under nsz, which Triton does not set. A NaN
+            # block's scale is NaN, so its values are NaN without a select (payload is free).
+            up = tl.where(bad2, NAN_BITS, _pow2f(b).to(tl.int32, bitcast=True))
+            vb = (n * (up | sbits).to(tl.float32, bitcast=True) + 0.0).to(tl.int32, bitcast=True)
         code = a
         if WANT_CODES:
             c = tl.where(bad2, 0.0, n).to(tl.int32)
@@ -272,9 +283,10 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
                         RULE: tl.constexpr, RMBITS: tl.constexpr, SBIAS: tl.constexpr, SNAN: tl.constexpr,
                         SMIN: tl.constexpr, SMAX: tl.constexpr, WANT_CODES: tl.constexpr,
                         WANT_DEQ: tl.constexpr, FAST: tl.constexpr, FAST_LO: tl.constexpr,
-                        FAST_HI: tl.constexpr):
+                        FAST_HI: tl.constexpr, NOMASK: tl.constexpr):
     """One program: a [BR, KP] tile of BR consecutive blocks (flattened over rows x blocks per
-    row), KP >= K lanes each. FLAT: L % K == 0, so the tile is one contiguous run of memory.
+    row), KP >= K lanes each. FLAT: L % K == 0, so the tile is one contiguous run of memory;
+    NOMASK: also K == KP and BR divides the block count (no tile runs past the end).
     IN_KIND: 0 float32 (x_ptr: its int32 view), 1 bfloat16 (int16 view), 2 float16.
     OUT_KIND: the same three for deq_ptr (int32 view, int16 view, float16)."""
     pid = tl.program_id(0)
@@ -285,7 +297,9 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
     i = tl.arange(0, KP)
     col = b[:, None] * K + i[None, :]
     if FLAT:
-        if K == KP:  # a mask constant along the lanes: the loads/stores can vectorize
+        if NOMASK:  # every block of every tile exists and fills its lanes: no mask, no select
+            m = None
+        elif K == KP:  # a mask constant along the lanes: the loads/stores can vectorize
             m = tl.broadcast_to(ok_blk[:, None], (BR, KP))
         else:
             m = ok_blk[:, None] & (i[None, :] < K)
@@ -297,12 +311,16 @@ def mx_quant_f32_kernel(x_ptr, codes_ptr, scales_ptr, deq_ptr, R, L, NB, inner, 
         base = 0
         off = r[:, None].to(tl.int64) * L + col
         xp = x_ptr
-    if IN_KIND == 0:
-        xb = tl.load(xp + off, mask=m, other=0)
-    elif IN_KIND == 1:
-        xb = tl.load(xp + off, mask=m, other=0).to(tl.int32) << 16  # the sign extension shifts out
+    if NOMASK:
+        xr = tl.load(xp + off)
     else:
-        xb = tl.load(xp + off, mask=m, other=0.0).to(tl.float32).to(tl.int32, bitcast=True)
+        xr = tl.load(xp + off, mask=m, other=0)
+    if IN_KIND == 0:
+        xb = xr
+    elif IN_KIND == 1:
+        xb = xr.to(tl.int32) << 16  # the sign extension shifts out
+    else:
+        xb = xr.to(tl.float32).to(tl.int32, bitcast=True)
     a = xb & ABS
     sbits = xb ^ a  # the sign bit alone (also of -0.0)
     mx = tl.max(a, axis=1)
