@@ -456,6 +456,41 @@ def _bfp_elements(xs, split, down_a, up_a, down_b, up_b, maxm, passthrough, mode
             ds[j] = xv if (passthrough & (abs(xv) <= tiny)) else val
 
 
+_F32_MAGIC = np.float32(1.5 * 2.0**23)  # (t + M) - M rounds float32 |t| < 2^22 to nearest even
+_F32_HALF = np.float32(0.5)
+_F32_ZERO = np.float32(0.0)
+F32_NORMAL_EXP = 126  # 2^e is a normal float32 for |e| <= 126
+
+
+@njit(cache=True, inline="always")
+def _bfp_elements_f32(xs, split, down_a, up_a, down_b, up_b, maxm, passthrough, mode, want_codes, want_deq, cs, ds):
+    """_bfp_elements in float32 (twice the lanes of float64) for the deterministic modes,
+    where the block's powers of two are normal float32 (down_*, up_*: float32): v * down is
+    then exact, or a float32 subnormal far below 0.5 that rounds to 0 in every mode as the
+    exact value does; m * up is exact (m <= 127 an integer, the product normal); the magic
+    number rounds |tq| <= maxm < 2^22 to nearest even; floor(tq) and tq - floor(tq) are exact."""
+    eps9 = np.float32(1e-9)
+    tiny = np.float32(1e-8)
+    for j in range(xs.size):
+        xv = xs[j]
+        hi = j >= split
+        down = down_b if hi else down_a
+        up = up_b if hi else up_a
+        tq = min(np.float32(abs(xv) + eps9) * down, maxm)
+        if mode == RN_EVEN:
+            m = (tq + _F32_MAGIC) - _F32_MAGIC
+        else:
+            f = np.floor(tq)
+            m = f + np.float32(tq - f >= _F32_HALF) if mode == RN_AWAY else f
+        sx = np.float32(xv + eps9)
+        sgn = np.float32(sx > _F32_ZERO) - np.float32(sx < _F32_ZERO)
+        if want_codes:
+            cs[j] = np.int8(sgn * m)
+        if want_deq:
+            val = _F32_ZERO if sgn == _F32_ZERO else sgn * m * up  # -0.0 when sgn = -1 and m = 0, as torch
+            ds[j] = xv if (passthrough & (abs(xv) <= tiny)) else val
+
+
 @njit(cache=True, inline="always")
 def _bfp_block(x, r, b, j0, j1, split, ma, mb, pair, width, exp_min, exp_max, bias, passthrough, mode, hseed, idx0,
                inner, want_codes, want_deq, codes, scales, deq):
@@ -463,6 +498,7 @@ def _bfp_block(x, r, b, j0, j1, split, ma, mb, pair, width, exp_min, exp_max, bi
     ma) and b + 1 (the rest, mb) in one element loop: blocks of 16 are shorter than the
     vectorized loop's step, which then never runs."""
     e = min(max(bfp_exponent_of_bits(ma), exp_min), exp_max)
+    e_a = e
     scales[r, b] = e + bias
     down_a = pow2(width - 1 - e)
     up_a = pow2(e - (width - 1))
@@ -478,8 +514,19 @@ def _bfp_block(x, r, b, j0, j1, split, ma, mb, pair, width, exp_min, exp_max, bi
     cs = codes[r, j0:j1]
     ds = deq[r, j0:j1]
     i0 = idx0 + j0 * inner
-    # one loop per mode, so that each compiles without the mode branch
-    if mode == RN_EVEN:
+    # one loop per mode, so that each compiles without the mode branch; the deterministic modes in
+    # float32 where both blocks' powers of two are normal float32 (all but blocks near 2^-127)
+    if (mode != RN_STOCH and abs(e_a - (width - 1)) <= F32_NORMAL_EXP and abs(e - (width - 1)) <= F32_NORMAL_EXP):
+        fd_a, fu_a, fd_b, fu_b = np.float32(down_a), np.float32(up_a), np.float32(down_b), np.float32(up_b)
+        fm = np.float32(maxm)
+        if mode == RN_EVEN:
+            _bfp_elements_f32(xs, split, fd_a, fu_a, fd_b, fu_b, fm, passthrough, RN_EVEN, want_codes, want_deq, cs, ds)
+        elif mode == RN_AWAY:
+            _bfp_elements_f32(xs, split, fd_a, fu_a, fd_b, fu_b, fm, passthrough, RN_AWAY, want_codes, want_deq, cs, ds)
+        else:
+            _bfp_elements_f32(xs, split, fd_a, fu_a, fd_b, fu_b, fm, passthrough, RN_FLOOR, want_codes, want_deq, cs,
+                              ds)
+    elif mode == RN_EVEN:
         _bfp_elements(xs, split, down_a, up_a, down_b, up_b, maxm, passthrough, RN_EVEN, hseed, i0, inner,
                       want_codes, want_deq, cs, ds)
     elif mode == RN_AWAY:
@@ -529,12 +576,13 @@ def bfp_kernel(x, xbits, k, width, exp_min, exp_max, nan_code, bias, passthrough
         r = t // nc
         b0 = (t - r * nc) * G
         idx0 = (r // inner) * L * inner + (r % inner)  # flat_index(r, j) = idx0 + j * inner
+        xr = xbits[r]
         b = b0
         be = min(b0 + G, nb)
         while b < be:
             j0 = b * k
             j1 = min(j0 + k, L)
-            m = block_max_bits(xbits[r, j0:j1])
+            m = row_block_max_bits(xr, j0, j1)
             amax_bits[r * nb + b] = m
             if m >= F32_INF_BITS:
                 scales[r, b] = nan_code
@@ -555,7 +603,7 @@ def bfp_kernel(x, xbits, k, width, exp_min, exp_max, nan_code, bias, passthrough
             jend = j1
             if b + 1 < be:
                 j2 = min(j1 + k, L)
-                m2 = block_max_bits(xbits[r, j1:j2])
+                m2 = row_block_max_bits(xr, j1, j2)
                 if 0 < m2 < F32_INF_BITS:
                     amax_bits[r * nb + b + 1] = m2
                     pair = True

@@ -147,3 +147,34 @@ def test_mxfp_zeros_beside_tiny_values(fmt):
     x = torch.tensor([[0.0, 3.4665746257256777e-34, -0.0], [-0.0, 2.0**-140, 2.0**-126]], dtype=torch.float32)
     for rounding in ("nearest_even", "nearest_away", "floor"):
         assert_same(compare_quantize(x, fmt.with_block_size(3), axis=1, rounding=rounding), f"{fmt} {rounding}")
+
+
+@pytest.mark.parametrize("width", [4, 8])
+@pytest.mark.parametrize("rounding", ROUNDING_MODES)
+def test_blockfp_scale_extremes_and_ties(width, rounding):
+    """BlockFP blocks of 16 whose exponent e runs over [-127, 127] (clamps included; the CPU
+    kernel works in float32 while 2^(e - width + 1) and its inverse are normal float32 and in
+    float64 beyond, so e near -127 + width and 127 are both sides of that switch), each with
+    elements on every rounding tie of its quantum and one float32 ulp either side, signs
+    mixed, values under the 1e-8 passthrough and subnormals, next to a finite block (pairs)."""
+    rng = np.random.default_rng(width)
+    top = 2 ** (width - 1) - 1
+    halves = np.arange(0, 2 * top + 2) * 0.5  # 0, 0.5, ..., top + 0.5 in quantum units
+    rows = []
+    for e in list(range(-150, -110)) + list(range(-20, 20, 3)) + list(range(110, 128)):
+        amax = np.float32(2.0**e) if e >= -149 else np.float32(0)
+        q = 2.0 ** (min(max(e, -127), 127) - (width - 1))
+        for sel in range(2):
+            el = (halves[sel::2][:15] * q).astype(np.float32)
+            el = np.where(rng.random(el.size) < 0.4, np.nextafter(el, np.float32(np.inf)), el)
+            el = np.where(rng.random(el.size) < 0.2, np.nextafter(el, np.float32(0)), el)
+            row = np.zeros(16, np.float32)
+            row[0] = amax
+            row[1:1 + el.size] = np.minimum(el, amax) if amax > 0 else el
+            row *= np.where(rng.random(16) < 0.5, -1, 1).astype(np.float32)
+            rows.append(rng.permutation(row))
+    x = np.concatenate(rows)
+    x[5:9] = [3e-9, -9e-9, 1e-45, -1e-40]
+    x = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 48)))
+    f = mxsim.BlockFP(width).with_block_size(16)
+    assert_same(compare_quantize(x, f, axis=-1, rounding=rounding, seed=11), f"{f} {rounding}")
