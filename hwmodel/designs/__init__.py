@@ -31,8 +31,9 @@ ALIASES = {"lqer": "lqer-mxint", "l2qer": "l2qer-mxint", "llm-int8": "llm.int8",
            "llm_int8": "llm.int8", "llm_int4": "llm.int4", "gptq-awq": "gptq", "lqer-int": "lqer-fixed"}
 
 
-# designs whose size depends on a low-rank correction's rank (and its lanes)
-LOWRANK_DESIGNS = ("lqer-mxint", "l2qer-mxint", "lqer-blockfp", "l2qer-blockfp", "lqer-fixed", "lrc")
+# designs whose size depends on a low-rank correction's rank (and its lanes): marked by
+# base.low_rank_design where they are defined
+LOWRANK_DESIGNS = tuple(n for n, fn in DESIGNS.items() if getattr(fn, "low_rank", False))
 
 
 def design_names() -> list[str]:

@@ -448,3 +448,10 @@ def input_rotation(c: Counts, path: str, tokens: int, k: int, kind: str, lanes: 
     c.add(path, "fp16_add", 0, 0, stages * lanes)
     c.mem("activation_buffers", (k - lanes) * 16)
     return tokens * (k // lanes)
+
+
+def low_rank_design(design):
+    """Mark a design function whose size depends on a low-rank correction's rank (and its
+    lanes): hwmodel.designs.LOWRANK_DESIGNS and the CLI's --rank / --lowrank-lanes read it."""
+    design.low_rank = True
+    return design

@@ -6,9 +6,10 @@ to lr_bits (comparator + mux per element, saturate; shift by a constant is wirin
 
 from __future__ import annotations
 
-from .base import Counts, Layer, check_pos_int, clog2, int_gemm, resolve_rank
+from .base import low_rank_design, Counts, Layer, check_pos_int, clog2, int_gemm, resolve_rank
 
 
+@low_rank_design
 def lqer_fixed(layer: Layer, w_bits: int = 4, x_bits: int = 16, lr_bits: int = 16, rank=32,
                lanes: int = 16, lowrank_lanes: int = 16, add_lanes: int = 1, acc_bits: int | None = None,
                weights_on_chip: bool = False) -> Counts:

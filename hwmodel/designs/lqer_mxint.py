@@ -16,7 +16,7 @@ from mxsim.formats import BlockFP, MXIntFormat, get_format
 
 from mxsim.accumulators import FP32, parse_accumulator
 
-from .base import (Counts, Layer, check_input_rotation, check_pos_int, clog2, mx_cast, mx_gemm, mx_out_bits,
+from .base import (low_rank_design, Counts, Layer, check_input_rotation, check_pos_int, clog2, mx_cast, mx_gemm, mx_out_bits,
                    mx_storage_bits, resolve_rank)
 from .mxint import mx_act_bits, rotate_and_quantize
 
@@ -42,6 +42,7 @@ MXINT_DEFAULTS = dict(w_fmt=MXIntFormat(4, 16), x_fmt=MXIntFormat(8, 16), lr_fmt
 BLOCKFP_DEFAULTS = dict(w_fmt=BlockFP(4), x_fmt=BlockFP(8), lr_fmt=BlockFP(8))
 
 
+@low_rank_design
 def lqer_mxint(layer: Layer, w_fmt=MXINT_DEFAULTS["w_fmt"], x_fmt=MXINT_DEFAULTS["x_fmt"],
                lr_fmt=MXINT_DEFAULTS["lr_fmt"], rank=32, lanes: int = 16, lowrank_lanes: int = 16,
                out_lanes: int = 1, out_fmt=None, lr_block_axis: str = "last", weights_on_chip: bool = False,
@@ -92,15 +93,18 @@ def lqer_mxint(layer: Layer, w_fmt=MXINT_DEFAULTS["w_fmt"], x_fmt=MXINT_DEFAULTS
     return c.finish(rot + max(main, xa + xab), weights_on_chip, act)
 
 
+@low_rank_design
 def l2qer_mxint(layer: Layer, **kw) -> Counts:
     """L2QER: identical hardware to LQER (the scaling is folded into A offline)."""
     return lqer_mxint(layer, name="l2qer-mxint", **kw)
 
 
+@low_rank_design
 def lqer_blockfp(layer: Layer, **kw) -> Counts:
     """LQER as the paper built it: the authors' BlockFP (4-bit W, 8-bit x and factors, blocks of 16)."""
     return lqer_mxint(layer, **{"name": "lqer-blockfp", **BLOCKFP_DEFAULTS, **kw})
 
 
+@low_rank_design
 def l2qer_blockfp(layer: Layer, **kw) -> Counts:
     return lqer_mxint(layer, **{"name": "l2qer-blockfp", **BLOCKFP_DEFAULTS, **kw})

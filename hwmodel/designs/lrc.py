@@ -15,7 +15,7 @@ from __future__ import annotations
 from mxsim import Rank
 from mxsim.formats import MXINT4, get_format
 
-from .base import (Counts, Layer, check_input_rotation, check_pos_int, default_rotation_lanes, fp16_gemm, mx_acc_bits,
+from .base import (low_rank_design, Counts, Layer, check_input_rotation, check_pos_int, default_rotation_lanes, fp16_gemm, mx_acc_bits,
                    mx_cast, mx_gemm, mx_storage_bits, mx_widths, resolve_rank)
 from .base import input_rotation as rotation_stage
 from .mxint import mx_act_bits
@@ -24,6 +24,7 @@ from .mxint import mx_act_bits
 DEFAULT_RANK = Rank(0.1, "of_min_dim")
 
 
+@low_rank_design
 def lrc(layer: Layer, w_fmt=MXINT4.with_block_size(16), x_fmt=MXINT4.with_block_size(16), rank=DEFAULT_RANK,
         lanes: int = 16, lowrank_lanes: int = 16, quant_lanes: int = 1, out_lanes: int = 1,
         weights_on_chip: bool = False, input_rotation: str = "none", rotation_lanes: int | None = None) -> Counts:

@@ -336,3 +336,22 @@ def test_accumulator_widths_refused_as_mxsim_refuses_them():
     # the low-rank units are MXINT8 x MXINT8: 15 + 4 = 19 bits, so 16 fits the main unit only
     with pytest.raises(ValueError, match=r"unit xA.*19 bits"):
         build("lqer-mxint", TINY, rank=2, accumulator="fixed:16:0")
+
+
+def test_lowrank_designs_are_exactly_those_whose_counts_change_with_the_rank():
+    # Independent of the low_rank_design marks: build every design at rank 8 and 64 (a design
+    # that takes no rank refuses the keyword) and see whether its items or memory change.
+    from hwmodel.designs import DESIGNS, LOWRANK_DESIGNS
+
+    layer = Layer(tokens=4, in_features=512, out_features=512)
+    depends = []
+    for name in DESIGNS:
+        try:
+            lo, hi = build(name, layer, rank=8), build(name, layer, rank=64)
+        except TypeError:  # no rank parameter
+            continue
+        if (lo.items, lo.memory_bits) != (hi.items, hi.memory_bits):
+            depends.append(name)
+    assert sorted(depends) == sorted(LOWRANK_DESIGNS)
+    assert sorted(LOWRANK_DESIGNS) == ["l2qer-blockfp", "l2qer-mxint", "lqer-blockfp", "lqer-fixed", "lqer-mxint",
+                                       "lrc"]
