@@ -108,10 +108,11 @@ def _launch_quant(x2, fmt, rounding, seed, inner, want_codes, want_deq, deq_dtyp
 
 
 # elements per program of the bit-pattern kernel (blocks x padded block size) and its warps:
-# 16 elements per thread keeps the ~10 live int32 tiles in registers (32 could spill);
-# benchmarks/bench_quantize.py --tile sets both to try others
-BLOCK_ELEMS_F32 = 4096
-QUANT_WARPS = 8
+# 8 elements per thread. Swept on the H200 at 16384^2 (benchmarks/bench_quantize.py --tile,
+# docs/mxsim_speed.md): 1024/4 was the only tile with every float32 format >= 70% of clone and
+# the best bfloat16 one; 4096/8 (16 per thread) left MXFP4 at 61% (f32) and 45% (bf16)
+BLOCK_ELEMS_F32 = 1024
+QUANT_WARPS = 4
 _IN_KIND = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
 

@@ -160,11 +160,24 @@ def test_readme_h200_rows_are_the_logs():
     f32 = dict(zip(q[q.dtype == "float32"].case, q[q.dtype == "float32"].pct_of_clone))
     bf16 = dict(zip(q[q.dtype == "bfloat16"].case, q[q.dtype == "bfloat16"].pct_of_clone))
     assert len(f32) == 3 and len(bf16) == 3
-    row = line_with(README, "| H200 (Triton, `mxsim/gpu/`): fake_quantize 8192² f32 MXINT8 / MXFP8 / MXFP4")
+    meta = json.loads((RESULTS / "bench_quantize_cuda.meta.json").read_text())
+    side = meta["size"][0]
+    row = line_with(README, f"fake_quantize {side}² f32 MXINT8 / MXFP8 / MXFP4 vs clone() bandwidth")
     m = re.search(r"\| (\d+)% / (\d+)% / (\d+)% \(bf16: (\d+)% / (\d+)% / (\d+)%\) \|", row)
     assert m, row
     for i, fmt in enumerate(("MXINT8", "MXFP8_E4M3", "MXFP4_E2M1")):
         assert agrees(m[1 + i], f32[fmt]) and agrees(m[4 + i], bf16[fmt]), fmt
+    # the torchao row: x_torchao = torchao's ms / mxsim's ms, same run
+    q = q.dropna(subset=["x_torchao"])
+    ao = {(d, c): x for d, c, x in zip(q.dtype, q.case, q.x_torchao)}
+    for d, c in ao:
+        row_ms = q[(q.dtype == d) & (q.case == c)].iloc[0]
+        assert agrees(str(ao[d, c]), row_ms.torchao_ms / row_ms.ms), (d, c)
+    row = line_with(README, "| H200: fake_quantize vs torchao 0.18 `to_mx` + `to_dtype` compiled, MXFP8 / MXFP4")
+    m = re.search(r"\| ([\d.]+)x / ([\d.]+)x \(bf16: ([\d.]+)x / ([\d.]+)x\) \|", row)
+    assert m, row
+    want = [ao["float32", "MXFP8_E4M3"], ao["float32", "MXFP4_E2M1"], ao["bfloat16", "MXFP8_E4M3"], ao["bfloat16", "MXFP4_E2M1"]]
+    assert [agrees(v, w) for v, w in zip(m.groups(), want)] == [True] * 4, row
     mm = dict(_log_values("bench_matmul_cuda.log", r"MXINT8 8192\^3 (\S+) \(throughput vs _int_mm\)\s+[\d.]+ ms\s+([\d.]+)"))
     row = line_with(README, "| H200: MXINT8 8192³ exact / fp32 / FixedPoint(32,16) / (24,8) vs `torch._int_mm` throughput")
     m = re.search(r"\| ([\d.]+) / ([\d.]+) / ([\d.]+) / ([\d.]+) \|", row)
@@ -197,14 +210,19 @@ def test_fast_launch_configuration_is_the_sweeps_best_fixed_point_row():
 
 
 def test_readme_h200_test_count_is_the_log():
-    """'its 158 bit-exactness tests pass on an H200, with 21 CUDA tests of other files': the two
-    pytest summaries of the session-9 log, in that order."""
-    log = (RESULTS / "test_gpu_h200_session9.log").read_text()
-    passed = [int(n) for n in re.findall(r"^(\d+) passed", log, re.M)]
-    assert len(passed) == 2 and "failed" not in log
-    m = re.search(r"its (\d+) bit-exactness tests pass on an H200, with (\d+) CUDA tests of other files: "
-                  r"`docs/results/test_gpu_h200_session9\.log`", README)
-    assert m and [int(m[1]), int(m[2])] == passed
+    """'its 151 bit-exactness tests (test_gpu.py) pass on an H200, with 63 CUDA tests of other
+    files': b5.log's one pytest summary (test_gpu.py alone), b3.log's two (the other files)."""
+    logs = RESULTS / "h200_session12"
+    passed = {}
+    for name in ("b5.log", "b3.log"):
+        log = (logs / name).read_text()
+        passed[name] = [int(n) for n in re.findall(r"^(\d+) passed", log, re.M)]
+        assert "failed" not in log and " error" not in log, name
+    assert len(passed["b5.log"]) == 1 and len(passed["b3.log"]) == 2
+    assert "== test_gpu\n" in (logs / "b5.log").read_text()  # the section the summary is under
+    m = re.search(r"its (\d+) bit-exactness tests \(`tests/mxsim/test_gpu.py`\) pass on an H200, with (\d+) CUDA "
+                  r"tests of other files: `docs/results/h200_session12/b5\.log` and `b3\.log`", README)
+    assert m and int(m[1]) == passed["b5.log"][0] and int(m[2]) == sum(passed["b3.log"])
 
 
 def _costs(tech: str) -> dict:
