@@ -391,7 +391,7 @@ RESULTS = {r.name: r for r in (
            "README 'LRC(1) on one 4096x4096 layer' sentence (CPU)", bench_command("bench_lrc_layer_cpu"), "none",
            False, benchmark("bench_lrc_layer_cpu")),
     Result("bench_lrc_layer_cuda", ("bench_lrc_layer_cuda.csv", "bench_lrc_layer_cuda.meta.json"),
-           "README LRC layer sentence (H100) and docs/lrc.md 'Speed and memory' H100 row",
+           "README LRC layer sentence (H200) and docs/lrc.md 'Speed and memory' H200 row",
            bench_command("bench_lrc_layer_cuda"), "none (needs CUDA)", False, benchmark("bench_lrc_layer_cuda")),
     Result("streaming_7b_l2qer_cpu", ("streaming_7b_l2qer_cpu.csv", "streaming_7b_l2qer_cpu.meta.json"),
            "docs/streaming.md benchmark table and the README 'Models larger than memory' paragraph",

@@ -158,11 +158,11 @@ def test_lrc_layer_sentence_and_table():
     gpu = read_table(RESULTS / "bench_lrc_layer_cuda.csv")[0][0]
     p = paragraph_with(README, "LRC(1) on one 4096×4096 layer")
     m = re.search(r"(\d+) calibration tokens, rank (\d+) = 10 %\) takes ([\d.]+) s\s+on the idle 2-core machine "
-                  r"\(target ≤ 60 s\) with peak RSS ([\d.]+) GB .*?; ([\d.]+) s on an H100", p)
+                  r"\(target ≤ 60 s\) with peak RSS ([\d.]+) GB .*?; ([\d.]+) s on an H200", p)
     assert m, p
     assert m[1] == cpu["tokens"] and m[2] == cpu["rank"] and agrees(m[3], cpu["lrc1_s"]) and agrees(m[4], cpu["peak_rss_gb"])
     assert agrees(m[5], gpu["lrc1_s"])
-    row = line_with((ROOT / "docs" / "lrc.md").read_text(), "| H100 (CUDA tensors) |")
+    row = line_with((ROOT / "docs" / "lrc.md").read_text(), "| H200 (CUDA tensors")
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert agrees(cells[3], gpu["lrc1_s"]) and agrees(cells[5], gpu["stats_s"])
     assert cells[6] == f"{gpu['peak_rss_gb']} GB host, {gpu['gpu_peak_gb']} GB GPU"
