@@ -771,6 +771,46 @@ def _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, mode,
             ds[j] = -mag if neg else mag
 
 
+@njit(cache=True, inline="always")
+def pow2_f32(e):
+    """2.0**e as a float32, exact, for an integer |e| <= 126 (a normal float32)."""
+    return f32_from_bits(np.int32((e + F32_EXP_BIAS) << 23))
+
+
+@njit(cache=True, inline="always")
+def _mxfp_f32_elements_f32(xs, xbs, s, mbits, emin, max_code, max_normal, sign_bit, mode, want_codes, want_deq, cs,
+                           ds):
+    """_mxfp_f32_elements in float32 (twice the lanes of float64) for the deterministic modes,
+    where 2^s and 2^-s are normal float32 and the block's av stay far inside float32 (the
+    caller checks both). av = |x| 2^-s is then exact, or a float32 subnormal (below 2^-126,
+    far under half the smallest element step 2^(emin - mbits) >= 2^-120, the caller checks), which
+    rounds to code 0 in every deterministic mode as the exact value does, and binade -127 <
+    emin changes no te; tq = av 2^(mbits - te) < 2^(mbits + 1) is exact, the magic number rounds it to
+    nearest even, floor(tq) and tq - floor(tq) are exact (no floor(tq + 0.5): that sum can
+    round up to the next integer); n 2^(te - mbits) is exact and one float32 product by 2^s
+    rounds the value as the float64 path's cast to float32 does (its float64 product is exact)."""
+    down = pow2_f32(-s)
+    up = pow2_f32(s)
+    mx = np.float32(max_normal)
+    for j in range(xs.size):
+        b = xbs[j]
+        av = abs(xs[j]) * down
+        e = (f32_bits(av) >> 23) - F32_EXP_BIAS  # floor(log2(av)); -127 for 0 or a subnormal
+        te = max(e, emin)
+        tq = av * pow2_f32(mbits - te)
+        if mode == RN_EVEN:
+            n = (tq + _F32_MAGIC) - _F32_MAGIC
+        else:
+            f = np.floor(tq)
+            n = f + np.float32(tq - f >= _F32_HALF) if mode == RN_AWAY else f
+        if want_codes:
+            code = min(((te - emin) << mbits) + np.int32(n), max_code)
+            cs[j] = np.uint8(code | sign_bit) if b < 0 else np.uint8(code)  # the sign bit: -0.0 keeps it
+        if want_deq:
+            mag = min(n * pow2_f32(te - mbits), mx) * up
+            ds[j] = -mag if b < 0 else mag
+
+
 def _make_mxfp_f32(want_codes, want_deq):
     @njit(cache=True, parallel=True)
     def kernel(x, xbits, k, mbits, bias, max_code, max_normal, emax_elem, smin, smax, sbias, snan, srule, ebits, mode,
@@ -802,8 +842,22 @@ def _make_mxfp_f32(want_codes, want_deq):
                 scales[r, b] = s + sbias
                 # the block's slices, indexed from 0 (chunk_blocks: no gathers)
                 xs, cs, ds, i0 = x[r, j0:j1], codes[r, j0:j1], deq[r, j0:j1], idx0 + j0 * inner
-                # one call per rounding, each with its mode a constant: the loops compile without the branch
-                if mode == RN_EVEN:
+                # one call per rounding, each with its mode a constant: the loops compile without the branch;
+                # the deterministic ones in float32 where 2^+-s are normal float32, amax 2^-s < 2^101 and
+                # the smallest element step 2^(emin - mbits) >= 2^-120 (every standard MXFP format)
+                if (mode != RN_STOCH and abs(s) <= F32_NORMAL_EXP and (m >> 23) - F32_EXP_BIAS - s <= 100
+                        and mbits - emin <= 120):
+                    xbs = xbits[r, j0:j1]
+                    if mode == RN_EVEN:
+                        _mxfp_f32_elements_f32(xs, xbs, s, mbits, emin, max_code, max_normal, sign_bit, RN_EVEN,
+                                               want_codes, want_deq, cs, ds)
+                    elif mode == RN_AWAY:
+                        _mxfp_f32_elements_f32(xs, xbs, s, mbits, emin, max_code, max_normal, sign_bit, RN_AWAY,
+                                               want_codes, want_deq, cs, ds)
+                    else:
+                        _mxfp_f32_elements_f32(xs, xbs, s, mbits, emin, max_code, max_normal, sign_bit, RN_FLOOR,
+                                               want_codes, want_deq, cs, ds)
+                elif mode == RN_EVEN:
                     _mxfp_f32_elements(xs, s, mbits, emin, max_code, max_normal, sign_bit, RN_EVEN, hseed, i0, inner,
                                        want_codes, want_deq, cs, ds)
                 elif mode == RN_AWAY:

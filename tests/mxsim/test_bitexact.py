@@ -178,3 +178,54 @@ def test_blockfp_scale_extremes_and_ties(width, rounding):
     x = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 48)))
     f = mxsim.BlockFP(width).with_block_size(16)
     assert_same(compare_quantize(x, f, axis=-1, rounding=rounding, seed=11), f"{f} {rounding}")
+
+
+# (format, ebits, mbits, bias) of OCP MX v1.0's element formats
+MXFP_STANDARD = [pytest.param(f, e, m, b, id=n) for f, e, m, b, n in [
+    (mxsim.MXFP8_E4M3, 4, 3, 7, "E4M3"), (mxsim.MXFP8_E5M2, 5, 2, 15, "E5M2"), (mxsim.MXFP6_E3M2, 3, 2, 3, "E3M2"),
+    (mxsim.MXFP6_E2M3, 2, 3, 1, "E2M3"), (mxsim.MXFP4_E2M1, 2, 1, 1, "E2M1")]]
+
+
+def _mxfp_grid_and_midpoints(ebits, mbits, bias):
+    """Every non-negative element value of an MXFP format with IEEE-style subnormals (OCP v1.0
+    Table 1: E4M3's top code is NaN, so its largest normal is 1.75 * 2^8), written out from
+    the field definitions, and the midpoint of each pair of neighbours (the rounding ties)."""
+    sub = [m * 2.0 ** (1 - bias - mbits) for m in range(2**mbits)]
+    normal = [(1 + m / 2**mbits) * 2.0 ** (e - bias) for e in range(1, 2**ebits) for m in range(2**mbits)]
+    grid = np.array(sorted(set(sub + normal)))
+    if (ebits, mbits) == (4, 3):
+        grid = grid[grid <= 448.0]
+    elif ebits == 5:
+        grid = grid[grid <= 57344.0]  # E5M2's top exponent is Inf/NaN
+    return grid, (grid[:-1] + grid[1:]) / 2
+
+
+@pytest.mark.parametrize("fmt,ebits,mbits,bias", MXFP_STANDARD)
+@pytest.mark.parametrize("rounding", ["nearest_even", "nearest_away", "floor"])
+@pytest.mark.parametrize("rule", ["floor", "rceil"])
+def test_mxfp_scale_extremes_and_ties(fmt, ebits, mbits, bias, rounding, rule):
+    """MXFP blocks of 32 whose amax 2^e runs over float32's whole range, both sides of the
+    CPU kernel's float32/float64 switch (it takes a block's elements in float32 where 2^s and
+    2^-s are normal float32s: scale exponents |s| <= 126), each holding element grid values
+    and rounding ties (midpoints) at that scale, one float32 ulp either side, mixed signs,
+    float32 subnormals and -0.0, against the referee bit for bit."""
+    rng = np.random.default_rng(ebits * 10 + mbits)
+    grid, mids = _mxfp_grid_and_midpoints(ebits, mbits, bias)
+    emax = int(np.floor(np.log2(grid[-1])))  # the largest normal's binade
+    rows = []
+    for e in list(range(-149, -100, 2)) + list(range(-12, 12, 5)) + list(range(110, 128)):
+        amax = np.float32(2.0**e)
+        s = e - emax  # the floor rule's scale exponent for this amax
+        for pool in (grid, mids):
+            pick = rng.choice(pool, 31)
+            el = (pick * 2.0**s).astype(np.float32)  # rounds only where 2^s leaves float32 (subnormals)
+            el = np.where(rng.random(31) < 0.3, np.nextafter(el, np.float32(np.inf)), el)
+            el = np.where(rng.random(31) < 0.2, np.nextafter(el, np.float32(0)), el)
+            row = np.concatenate([[amax], np.minimum(el, amax)]).astype(np.float32)
+            row *= np.where(rng.random(32) < 0.5, -1, 1).astype(np.float32)
+            rows.append(rng.permutation(row))
+    x = np.concatenate(rows)
+    x[3:8] = [1e-45, -1e-40, 2.0**-126, -0.0, 3e-39]
+    x = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 64)))
+    f = fmt.with_scale_rule(rule)
+    assert_same(compare_quantize(x, f, axis=-1, rounding=rounding), f"{f} {rounding}")
