@@ -669,8 +669,17 @@ def _make_mxint_f32(want_codes, want_deq):
                 # the block's slices, indexed from 0 (chunk_blocks: no gathers)
                 xs, cs, ds = x[r, j0:j1], codes[r, j0:j1], deq[r, j0:j1]
                 down, up, i0 = pow2(-(s + q)), pow2(s + q), idx0 + j0 * inner
-                # one call per rounding, each with its mode a constant: the loops compile without the branch
-                if mode == RN_EVEN:
+                # one call per rounding, each with its mode a constant: the loops compile without the branch;
+                # the deterministic ones in float32 where 2^+-(s + q) are normal float32
+                if mode != RN_STOCH and abs(s + q) <= F32_NORMAL_EXP:
+                    fd, fu, fm = np.float32(down), np.float32(up), np.float32(maxc)
+                    if mode == RN_EVEN:
+                        _mxint_f32_elements_f32(xs, fd, fu, fm, RN_EVEN, want_codes, want_deq, cs, ds)
+                    elif mode == RN_AWAY:
+                        _mxint_f32_elements_f32(xs, fd, fu, fm, RN_AWAY, want_codes, want_deq, cs, ds)
+                    else:
+                        _mxint_f32_elements_f32(xs, fd, fu, fm, RN_FLOOR, want_codes, want_deq, cs, ds)
+                elif mode == RN_EVEN:
                     _mxint_f32_elements(xs, down, up, maxc, RN_EVEN, hseed, i0, inner, want_codes, want_deq, cs, ds)
                 elif mode == RN_AWAY:
                     _mxint_f32_elements(xs, down, up, maxc, RN_AWAY, hseed, i0, inner, want_codes, want_deq, cs, ds)
@@ -721,6 +730,33 @@ def _mxint_f32_elements(xs, down, up, maxc, mode, hseed, i0, inner, want_codes, 
             else:
                 c = np.trunc(v)
             cs[j] = np.int8(c)
+
+
+@njit(cache=True, inline="always")
+def _mxint_f32_elements_f32(xs, down, up, maxc, mode, want_codes, want_deq, cs, ds):
+    """_mxint_f32_elements in float32 (twice the lanes) for the deterministic modes, where
+    down = 2^-(s+q) and up = 2^(s+q) are normal float32 (the caller checks): v = x * down is
+    then exact, or a float32 subnormal (|v| < 2^-126) that rounds to 0 in every deterministic
+    mode as the exact value does, or an overflow to +-Inf that the clamp to +-maxc turns into
+    what the exact (clamped) value gives; the magic number rounds |v| <= maxc < 2^22 to
+    nearest even; floor(|v|) and |v| - floor(|v|) are exact (not floor(|v| + 0.5): that sum
+    can round up to the next integer); c * up is exact or one float32 rounding of the exact
+    product, as the float64 path's cast to float32."""
+    for j in range(xs.size):
+        v = min(max(xs[j] * down, -maxc), maxc)
+        if mode == RN_EVEN:
+            c = (v + _F32_MAGIC) - _F32_MAGIC
+        elif mode == RN_AWAY:
+            a = abs(v)
+            f = np.floor(a)
+            c = np.float32(f + np.float32(a - f >= _F32_HALF))
+            c = -c if v < _F32_ZERO else c
+        else:
+            c = np.trunc(v)
+        if want_codes:
+            cs[j] = np.int8(c)
+        if want_deq:
+            ds[j] = c * up + _F32_ZERO  # c == 0 gives +0.0 (contract)
 
 
 _mxint_f32_kernel = functools.cache(_make_mxint_f32)

@@ -229,3 +229,34 @@ def test_mxfp_scale_extremes_and_ties(fmt, ebits, mbits, bias, rounding, rule):
     x = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 64)))
     f = fmt.with_scale_rule(rule)
     assert_same(compare_quantize(x, f, axis=-1, rounding=rounding), f"{f} {rounding}")
+
+
+@pytest.mark.parametrize("bits", [8, 6, 4, 2])
+@pytest.mark.parametrize("rounding", ["nearest_even", "nearest_away", "floor"])
+@pytest.mark.parametrize("rule", ["floor", "ceil"])
+def test_mxint_scale_extremes_and_ties(bits, rounding, rule):
+    """MXINT blocks of 32 whose amax 2^e runs over float32's range, both sides of the CPU
+    kernel's float32/float64 switch (float32 where the element step 2^(s - bits + 2) and its
+    inverse are normal float32s), holding every integer k and tie k + 1/2 of the element step
+    (OCP MX v1.0: elements are two's-complement integers k * 2^(2 - bits), |k| <= 2^(bits-1) - 1)
+    at that scale, one float32 ulp either side, mixed signs, subnormals and -0.0, against the
+    referee bit for bit."""
+    rng = np.random.default_rng(bits)
+    top = 2 ** (bits - 1) - 1
+    units = np.concatenate([np.arange(top + 1), np.arange(top) + 0.5])
+    rows = []
+    for e in list(range(-149, -110, 2)) + list(range(-12, 12, 5)) + list(range(110, 128)):
+        amax = np.float32(2.0**e)
+        step = 2.0 ** (e - (bits - 2))  # the floor rule's element step for this amax
+        for _ in range(2):
+            el = (rng.choice(units, 31) * step).astype(np.float32)
+            el = np.where(rng.random(31) < 0.3, np.nextafter(el, np.float32(np.inf)), el)
+            el = np.where(rng.random(31) < 0.2, np.nextafter(el, np.float32(0)), el)
+            row = np.concatenate([[amax], np.minimum(el, amax)]).astype(np.float32)
+            row *= np.where(rng.random(32) < 0.5, -1, 1).astype(np.float32)
+            rows.append(rng.permutation(row))
+    x = np.concatenate(rows)
+    x[3:8] = [1e-45, -1e-40, 2.0**-126, -0.0, 3e-39]
+    x = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 64)))
+    f = mxsim.parse_format(f"MXINT{bits}").with_scale_rule(rule)
+    assert_same(compare_quantize(x, f, axis=-1, rounding=rounding), f"{f} {rounding}")
