@@ -828,22 +828,28 @@ def _mxfp_f32_elements_f32(xs, xbs, s, mbits, emin, max_code, max_normal, sign_b
     down = pow2_f32(-s)
     up = pow2_f32(s)
     mx = np.float32(max_normal)
+    # exponents as int32 exponent fields (e + 127) << 23, so that the loop stays in 32-bit lanes
+    # (numba widens int32 arithmetic to int64, which halves the vector width)
+    emin_f = np.int32((emin + F32_EXP_BIAS) << 23)
+    up_k = np.int32((2 * F32_EXP_BIAS + mbits) << 23)  # up_k - te_f: the field of 2^(mbits - te)
+    m_f = np.int32(mbits << 23)
+    exp_mask = np.int32(0x7F800000)
+    mc = np.int32(max_code)
     for j in range(xs.size):
         b = xbs[j]
         av = abs(xs[j]) * down
-        e = (f32_bits(av) >> 23) - F32_EXP_BIAS  # floor(log2(av)); -127 for 0 or a subnormal
-        te = max(e, emin)
-        tq = av * pow2_f32(mbits - te)
+        te_f = np.int32(max(np.int32(f32_bits(av) & exp_mask), emin_f))  # max(floor(log2 av), emin)'s field
+        tq = av * f32_from_bits(np.int32(up_k - te_f))
         if mode == RN_EVEN:
             n = (tq + _F32_MAGIC) - _F32_MAGIC
         else:
             f = np.floor(tq)
             n = f + np.float32(tq - f >= _F32_HALF) if mode == RN_AWAY else f
         if want_codes:
-            code = min(((te - emin) << mbits) + np.int32(n), max_code)
+            code = np.int32(min(np.int32(np.int32(np.int32(te_f - emin_f) >> 23) << mbits) + np.int32(n), mc))
             cs[j] = np.uint8(code | sign_bit) if b < 0 else np.uint8(code)  # the sign bit: -0.0 keeps it
         if want_deq:
-            mag = min(n * pow2_f32(te - mbits), mx) * up
+            mag = min(n * f32_from_bits(np.int32(te_f - m_f)), mx) * up
             ds[j] = -mag if b < 0 else mag
 
 
