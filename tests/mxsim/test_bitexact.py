@@ -200,6 +200,26 @@ def _mxfp_grid_and_midpoints(ebits, mbits, bias):
     return grid, (grid[:-1] + grid[1:]) / 2
 
 
+def _blocks_at_scale_extremes(rng, exponents, values_at):
+    """Blocks of 32 float32s, two per amax 2^e (e in ``exponents``): amax itself and 31
+    values_at(e) (exact multiples of the block's element step, scaled), each nudged one float32
+    ulp up (30%) or down (20%), capped at amax, signs mixed, shuffled; then float32 subnormals,
+    the smallest normal and -0.0 written over five of them. Rows of 64 (two blocks)."""
+    rows = []
+    for e in exponents:
+        amax = np.float32(2.0**e)
+        for _ in range(2):
+            el = values_at(e).astype(np.float32)  # rounds only where the scale leaves float32 (subnormals)
+            el = np.where(rng.random(31) < 0.3, np.nextafter(el, np.float32(np.inf)), el)
+            el = np.where(rng.random(31) < 0.2, np.nextafter(el, np.float32(0)), el)
+            row = np.concatenate([[amax], np.minimum(el, amax)]).astype(np.float32)
+            row *= np.where(rng.random(32) < 0.5, -1, 1).astype(np.float32)
+            rows.append(rng.permutation(row))
+    x = np.concatenate(rows)
+    x[3:8] = [1e-45, -1e-40, 2.0**-126, -0.0, 3e-39]
+    return torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 64)))
+
+
 @pytest.mark.parametrize("fmt,ebits,mbits,bias", MXFP_STANDARD)
 @pytest.mark.parametrize("rounding", ["nearest_even", "nearest_away", "floor"])
 @pytest.mark.parametrize("rule", ["floor", "rceil"])
@@ -212,21 +232,10 @@ def test_mxfp_scale_extremes_and_ties(fmt, ebits, mbits, bias, rounding, rule):
     rng = np.random.default_rng(ebits * 10 + mbits)
     grid, mids = _mxfp_grid_and_midpoints(ebits, mbits, bias)
     emax = int(np.floor(np.log2(grid[-1])))  # the largest normal's binade
-    rows = []
-    for e in list(range(-149, -100, 2)) + list(range(-12, 12, 5)) + list(range(110, 128)):
-        amax = np.float32(2.0**e)
-        s = e - emax  # the floor rule's scale exponent for this amax
-        for pool in (grid, mids):
-            pick = rng.choice(pool, 31)
-            el = (pick * 2.0**s).astype(np.float32)  # rounds only where 2^s leaves float32 (subnormals)
-            el = np.where(rng.random(31) < 0.3, np.nextafter(el, np.float32(np.inf)), el)
-            el = np.where(rng.random(31) < 0.2, np.nextafter(el, np.float32(0)), el)
-            row = np.concatenate([[amax], np.minimum(el, amax)]).astype(np.float32)
-            row *= np.where(rng.random(32) < 0.5, -1, 1).astype(np.float32)
-            rows.append(rng.permutation(row))
-    x = np.concatenate(rows)
-    x[3:8] = [1e-45, -1e-40, 2.0**-126, -0.0, 3e-39]
-    x = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 64)))
+    # grid values and ties (midpoints) in equal shares, at the floor rule's scale 2^(e - emax)
+    pool = np.concatenate([grid, mids])
+    x = _blocks_at_scale_extremes(rng, list(range(-149, -100, 2)) + list(range(-12, 12, 5)) + list(range(110, 128)),
+                                  lambda e: rng.choice(pool, 31) * 2.0 ** (e - emax))
     f = fmt.with_scale_rule(rule)
     assert_same(compare_quantize(x, f, axis=-1, rounding=rounding), f"{f} {rounding}")
 
@@ -244,19 +253,8 @@ def test_mxint_scale_extremes_and_ties(bits, rounding, rule):
     rng = np.random.default_rng(bits)
     top = 2 ** (bits - 1) - 1
     units = np.concatenate([np.arange(top + 1), np.arange(top) + 0.5])
-    rows = []
-    for e in list(range(-149, -110, 2)) + list(range(-12, 12, 5)) + list(range(110, 128)):
-        amax = np.float32(2.0**e)
-        step = 2.0 ** (e - (bits - 2))  # the floor rule's element step for this amax
-        for _ in range(2):
-            el = (rng.choice(units, 31) * step).astype(np.float32)
-            el = np.where(rng.random(31) < 0.3, np.nextafter(el, np.float32(np.inf)), el)
-            el = np.where(rng.random(31) < 0.2, np.nextafter(el, np.float32(0)), el)
-            row = np.concatenate([[amax], np.minimum(el, amax)]).astype(np.float32)
-            row *= np.where(rng.random(32) < 0.5, -1, 1).astype(np.float32)
-            rows.append(rng.permutation(row))
-    x = np.concatenate(rows)
-    x[3:8] = [1e-45, -1e-40, 2.0**-126, -0.0, 3e-39]
-    x = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 64)))
+    # at the floor rule's element step 2^(e - (bits - 2)) for amax 2^e
+    x = _blocks_at_scale_extremes(rng, list(range(-149, -110, 2)) + list(range(-12, 12, 5)) + list(range(110, 128)),
+                                  lambda e: rng.choice(units, 31) * 2.0 ** (e - (bits - 2)))
     f = mxsim.parse_format(f"MXINT{bits}").with_scale_rule(rule)
     assert_same(compare_quantize(x, f, axis=-1, rounding=rounding), f"{f} {rounding}")
