@@ -500,3 +500,54 @@ def test_readme_main_job_time_is_the_committed_timings():
     assert set(meta["load_average_1_5_15min"]) == {"before", "after"}
     m = re.search(r"`docs/results/smollm2_cpu_timings\.csv`: (\d+) s in all \(perplexity table (\d+) s\)", flat(README))
     assert m and agrees(m[1], t["total"]) and agrees(m[2], t["perplexity table"])
+
+
+def _diag_ppl(name: str) -> dict:
+    """{'RTN': ppl, subset: ppl} of one docs/results/diag_gptq model log."""
+    text = (RESULTS / "diag_gptq" / name).read_text()
+    assert re.search(r"^# exit 0 ", text, re.M), name
+    out = {"RTN": float(re.search(r"RTN ppl ([\d.]+)", text)[1])}
+    out.update((m[1], float(m[2])) for m in re.finditer(r" on (\S+)\s+\(\d+ layers\): ppl ([\d.]+)", text))
+    return out
+
+
+def _diag_layer(layer: str, data: str, column: str) -> float:
+    text = (RESULTS / "diag_gptq" / "layers.log").read_text()
+    tokens = re.search(r"^layer\s+set\s+(.*)$", text, re.M)[1].split()
+    names = []  # the header's column names; "RTN ex", "GPTQ exy", ... are two words each
+    while tokens:
+        names.append(" ".join(tokens[:2]) if tokens[0] in ("RTN", "GPTQ") else tokens[0])
+        tokens = tokens[2:] if tokens[0] in ("RTN", "GPTQ") else tokens[1:]
+    row = re.search(rf"^{re.escape(layer)}\s+{data}\s+(.*)$", text, re.M)[1].split()
+    assert len(row) == len(names), (layer, data)
+    return float(row[names.index(column)])
+
+
+def test_lrc_gptq_bullet_is_the_diag_logs():
+    """docs/lrc.md's GPTQ bullet: every whole-model perplexity is the logs' (2 decimals), and
+    the per-layer numbers quoted are the layers.log cells (3 decimals)."""
+    lrc = flat((ROOT / "docs" / "lrc.md").read_text())
+    w4, w4s = _diag_ppl("model_W4A4.log"), _diag_ppl("model_W4A4_sink512.log")
+    w8, w8s = _diag_ppl("model_W4A8.log"), _diag_ppl("model_W4A8_sink512.log")
+    assert w4["RTN"] == w4s["RTN"] and w8["RTN"] == w8s["RTN"]
+    quoted = [f"all {w4['all']:.2f}; attention {w4['attn']:.2f} (q/k/v {w4['qkv']:.2f}, o {w4['o']:.2f}); "
+              f"MLP {w4['mlp']:.2f} (gate/up {w4['gate_up']:.2f}, down {w4['down']:.2f})",
+              f"v_proj alone {w4['v']:.2f}, q_proj {w4['q']:.2f}, k_proj {w4['k']:.2f}",
+              f"GPTQ on v_proj only {w4['v']:.2f} → {w4s['v']:.2f} (below RTN {w4['RTN']:.2f})",
+              f"everywhere {w4['all']:.2f} → {w4s['all']:.2f} (RTN {w4['RTN']:.2f})",
+              f"RTN {w8['RTN']:.2f}; GPTQ on v_proj only {w8['v']:.2f}, attention {w8['attn']:.2f}, MLP {w8['mlp']:.2f}",
+              f"v_proj only {w8['v']:.2f} → {w8s['v']:.2f} (RTN {w8['RTN']:.2f})",
+              f"W4A4 RTN {w4['RTN']:.2f} there"]
+    for q in quoted:
+        assert q in lrc, q
+    cell = _diag_layer
+    assert (f"layer 15 q_proj ‖(W−W_q)X‖/‖WX‖ {cell('15.self_attn.q_proj', 'test', 'RTN ex'):.3f} → "
+            f"{cell('15.self_attn.q_proj', 'test', 'GPTQ ex'):.3f} (calib {cell('15.self_attn.q_proj', 'calib', 'GPTQ ex'):.3f})") in lrc
+    for layer, kind in (("15", "k_proj"), ("15", "v_proj")):
+        n = f"{layer}.self_attn.{kind}"
+        assert f"{kind} {cell(n, 'calib', 'RTNex@p0'):.3f} → {cell(n, 'calib', 'GPTex@p0'):.3f}" in lrc, n
+    assert f"down_proj {cell('15.mlp.down_proj', 'test', 'RTN ex'):.3f} → {cell('15.mlp.down_proj', 'test', 'GPTQ ex'):.3f}" in lrc
+    assert f"o_proj 29 {cell('29.self_attn.o_proj', 'test', 'RTN ex'):.3f} → {cell('29.self_attn.o_proj', 'test', 'GPTQ ex'):.3f}" in lrc
+    assert f"layer 29 v_proj {cell('29.self_attn.v_proj', 'test', 'RTNex@p0'):.3f} → {cell('29.self_attn.v_proj', 'test', 'GPTex@p0'):.3f}" in lrc
+    assert (f"({cell('15.self_attn.q_proj', 'test', 'RTN exy'):.3f} → {cell('15.self_attn.q_proj', 'test', 'GPTQ exy'):.3f} "
+            "for layer-15 q)") in lrc
