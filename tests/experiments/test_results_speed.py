@@ -166,3 +166,20 @@ def test_lrc_layer_sentence_and_table():
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert agrees(cells[3], gpu["lrc1_s"]) and agrees(cells[5], gpu["stats_s"])
     assert cells[6] == f"{gpu['peak_rss_gb']} GB host, {gpu['gpu_peak_gb']} GB GPU"
+
+
+def test_speed_doc_block_size_paragraph():
+    """The block-size paragraph of docs/mxsim_speed.md: every ratio is the CSV's, and each
+    format's fit t = c + B/k (blocks 32 and 128, ns per element at Melem/s rates) is worked out
+    here from the CSV's rates."""
+    rows, _ = read_table(RESULTS / "quantize_block_sizes" / "bench_quantize_cpu.csv")
+    rate = {r["format"]: float(r["melem_per_s"]) for r in rows}
+    ratio = {r["format"]: r["x_copy"] for r in rows if r["rounding"]}
+    p = paragraph_with(SPEED_DOC, "Where the rest of the time goes")
+    for fmt in ("MXINT8", "MXFP8_E4M3", "BlockFP8"):
+        quoted = " / ".join(f"{float(ratio[f'{fmt}/{k}']):.2f}" for k in (16, 32, 64, 128))
+        assert f"{fmt} {quoted}x" in p, (fmt, quoted)
+        t32, t128 = 1e3 / rate[f"{fmt}/32"], 1e3 / rate[f"{fmt}/128"]
+        b = (t32 - t128) / (1 / 32 - 1 / 128)
+        assert f"{fmt} c = {t128 - b / 128:.3f}, B = {b:.2f}" in p, fmt
+    assert f"copy's {1e3 / rate['numpy copy']:.3f} ns per element" in p
