@@ -227,8 +227,8 @@ def check_accumulator_fits(acc, fmt_a, fmt_b, where: str = "") -> None:
     FixedPoint narrower than one block's integer sum (datapath_widths' sum_bits) or with more
     fraction bits than it has below its sign bit (frac_bits > total_bits - 1); FP32 lanes that
     do not divide the block size. ``where`` is added to the message (the layer, the design)."""
-    from .api import datapath_widths
     from .formats import get_format
+    from .widths import datapath_widths
 
     fmt_a, fmt_b = get_format(fmt_a), get_format(fmt_b)
     where = f" ({where})" if where else ""

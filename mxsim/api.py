@@ -19,6 +19,7 @@ from .layout import from_numpy as _from_numpy
 from .layout import is_torch as _is_torch
 from .layout import to_numpy as _to_numpy
 from .tensor import MXTensor, _interpreted
+from .widths import check_lanes, datapath_widths  # noqa: F401  (datapath_widths: part of this API)
 
 
 def _check_seed(seed) -> int:
@@ -183,50 +184,6 @@ def quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0, per_tensor
 # matmul
 
 
-def _check_lanes(lanes, block_size) -> int:
-    if lanes is None:
-        return block_size
-    if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1 or block_size % lanes:
-        raise ValueError(f"lanes must be a positive integer dividing the block size {block_size}, got {lanes!r}")
-    return int(lanes)
-
-
-def datapath_widths(fmt_a, fmt_b, lanes=None) -> dict:
-    """Bit widths of the block dot-product datapath (contract, matmul section)."""
-    fa, fb = get_format(fmt_a), get_format(fmt_b)
-    if fa.block_size != fb.block_size:
-        raise ValueError(f"fmt_a and fmt_b must have the same block size, got {fa.block_size} and {fb.block_size}")
-    lanes = _check_lanes(lanes, fa.block_size)
-    nv = isinstance(fa, NVFP4Format), isinstance(fb, NVFP4Format)
-    if any(nv) and not all(nv):
-        raise ValueError(f"NVFP4 multiplies only with NVFP4 (its E4M3 scales multiply), got {fa.name} x {fb.name}")
-    if isinstance(fa, (MXFPFormat, NVFP4Format)) or isinstance(fb, (MXFPFormat, NVFP4Format)):
-        product = (fa.max_int * fb.max_int).bit_length() + 1  # signed magnitude of the largest product
-    else:
-        product = fa.element_bits + fb.element_bits - 1
-    levels = (lanes - 1).bit_length()  # ceil(log2 lanes)
-    widths = [product + i for i in range(1, levels + 1)]
-    out = {
-        # two's complement width of each operand's integer view (MXINT/BlockFP: the element bits)
-        "operand_bits": [fa.max_int.bit_length() + 1, fb.max_int.bit_length() + 1],
-        "product_bits": product,
-        "adder_tree_levels": levels,
-        "adder_tree_widths": widths,
-        "sum_bits": widths[-1] if widths else product,
-        "exponent_adder_bits": max(fa.scale_bits, fb.scale_bits) + 1,
-        "lanes": lanes,
-    }
-    if all(nv):
-        # E4M3 x E4M3 block scales (contract, matmul, NVFP4): the 4-bit significands (implicit 1)
-        # multiply into an 8-bit product, the 4-bit exponents add (5 bits); the block sum is then
-        # multiplied by that 8-bit product (sum_bits x 8) instead of only being shifted
-        out["exponent_adder_bits"] = 5
-        out["scale_multiplier_bits"] = [4, 4]
-        out["scale_product_bits"] = 8
-        out["scaled_sum_bits"] = out["sum_bits"] + 8
-    return out
-
-
 def matmul(a, b, accumulator=Exact(), lanes=None):
     """a (..., K) blocked along K (its last axis) times b (K, N) blocked along K (axis 0).
 
@@ -243,7 +200,7 @@ def matmul(a, b, accumulator=Exact(), lanes=None):
     if not isinstance(a, MXTensor) or not isinstance(b, MXTensor):
         raise ValueError("a and b must be MXTensor (use mxsim.quantize)")
     K, k = matmul_operands(a, b)
-    lanes = _check_lanes(acc.lanes, k) if isinstance(acc, FP32) else k
+    lanes = check_lanes(acc.lanes, k) if isinstance(acc, FP32) else k
     if (a.device is None) != (b.device is None) or (a.device is not None and a.device != b.device):
         raise ValueError(f"a and b must be on the same device, got {a.device or 'host'} and {b.device or 'host'}")
     if a.device is not None:
