@@ -23,7 +23,7 @@ QUANTIZE_CUDA_CSV_COLUMNS = ["dtype", "case", "op", "ms", "pct_of_clone", "targe
 # (experiments.provenance); bench_lqer's --out is the layer's output width, so it takes --results
 BENCHMARKS = {
     "bench_matmul_cpu": ("benchmarks/bench_matmul.py", [], "--out"),
-    "bench_quantize_cpu": ("benchmarks/bench_quantize.py", ["--no-compile", "--repeat", "3", "--threads", "2"], "--out"),
+    "bench_quantize_cpu": ("benchmarks/bench_quantize.py", ["--no-compile", "--repeat", "5", "--threads", "2"], "--out"),
     "bench_quantize_cuda": ("benchmarks/bench_quantize.py", ["--device", "cuda", "--repeat", "20"], "--out"),
     "bench_datapath_cpu": ("benchmarks/bench_datapath.py", ["--threads", "2"], "--out"),
     "bench_lqer_cpu": ("benchmarks/bench_lqer.py", [], "--results"),
