@@ -401,6 +401,10 @@ RESULTS = {r.name: r for r in (
            "docs/streaming.md benchmark table (LRC rows) and the README 'Models larger than memory' paragraph",
            bench_command("streaming_7b_lrc_cpu"), "LRC(1) W4A8 rank 32, float32 statistics, calibration 172 x 128 "
            "random tokens", False, benchmark("streaming_7b_lrc_cpu")),
+    Result("streaming_7b_lrc4_cpu", ("streaming_7b_lrc4_cpu.csv", "streaming_7b_lrc4_cpu.meta.json"),
+           "docs/streaming.md benchmark table (LRC, all layers of a 4-layer model) and the README 'Models larger "
+           "than memory' paragraph", bench_command("streaming_7b_lrc4_cpu"), "LRC(1) W4A8 rank 32, float32 "
+           "statistics, calibration 172 x 128 random tokens", False, benchmark("streaming_7b_lrc4_cpu")),
 )}
 
 
