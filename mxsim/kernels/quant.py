@@ -463,12 +463,24 @@ F32_NORMAL_EXP = 126  # 2^e is a normal float32 for |e| <= 126
 
 
 @njit(cache=True, inline="always")
+def round_mag_f32(t, mode):
+    """round_mag for a non-negative float32 t < 2^22 and the deterministic modes, in float32:
+    the magic number rounds to nearest even; floor(t) and t - floor(t) are exact, so
+    nearest_away is floor(t) + (t - floor(t) >= 0.5) (not floor(t + 0.5): that sum can round
+    up to the next integer)."""
+    if mode == RN_EVEN:
+        return (t + _F32_MAGIC) - _F32_MAGIC
+    f = np.floor(t)
+    return f + np.float32(t - f >= _F32_HALF) if mode == RN_AWAY else f
+
+
+@njit(cache=True, inline="always")
 def _bfp_elements_f32(xs, split, down_a, up_a, down_b, up_b, maxm, passthrough, mode, want_codes, want_deq, cs, ds):
     """_bfp_elements in float32 (twice the lanes of float64) for the deterministic modes,
     where the block's powers of two are normal float32 (down_*, up_*: float32): v * down is
     then exact, or a float32 subnormal far below 0.5 that rounds to 0 in every mode as the
-    exact value does; m * up is exact (m <= 127 an integer, the product normal); the magic
-    number rounds |tq| <= maxm < 2^22 to nearest even; floor(tq) and tq - floor(tq) are exact."""
+    exact value does; m * up is exact (m <= 127 an integer, the product normal);
+    round_mag_f32 rounds |tq| <= maxm < 2^22 exactly."""
     eps9 = np.float32(1e-9)
     tiny = np.float32(1e-8)
     for j in range(xs.size):
@@ -476,12 +488,7 @@ def _bfp_elements_f32(xs, split, down_a, up_a, down_b, up_b, maxm, passthrough, 
         hi = j >= split
         down = down_b if hi else down_a
         up = up_b if hi else up_a
-        tq = min(np.float32(abs(xv) + eps9) * down, maxm)
-        if mode == RN_EVEN:
-            m = (tq + _F32_MAGIC) - _F32_MAGIC
-        else:
-            f = np.floor(tq)
-            m = f + np.float32(tq - f >= _F32_HALF) if mode == RN_AWAY else f
+        m = round_mag_f32(min(np.float32(abs(xv) + eps9) * down, maxm), mode)
         sx = np.float32(xv + eps9)
         sgn = np.float32(sx > _F32_ZERO) - np.float32(sx < _F32_ZERO)
         if want_codes:
@@ -738,21 +745,13 @@ def _mxint_f32_elements_f32(xs, down, up, maxc, mode, want_codes, want_deq, cs, 
     down = 2^-(s+q) and up = 2^(s+q) are normal float32 (the caller checks): v = x * down is
     then exact, or a float32 subnormal (|v| < 2^-126) that rounds to 0 in every deterministic
     mode as the exact value does, or an overflow to +-Inf that the clamp to +-maxc turns into
-    what the exact (clamped) value gives; the magic number rounds |v| <= maxc < 2^22 to
-    nearest even; floor(|v|) and |v| - floor(|v|) are exact (not floor(|v| + 0.5): that sum
-    can round up to the next integer); c * up is exact or one float32 rounding of the exact
-    product, as the float64 path's cast to float32."""
+    what the exact (clamped) value gives; round_mag_f32 rounds |v| <= maxc < 2^22 exactly;
+    c * up is exact or one float32 rounding of the exact product, as the float64 path's cast
+    to float32."""
     for j in range(xs.size):
         v = min(max(xs[j] * down, -maxc), maxc)
-        if mode == RN_EVEN:
-            c = (v + _F32_MAGIC) - _F32_MAGIC
-        elif mode == RN_AWAY:
-            a = abs(v)
-            f = np.floor(a)
-            c = np.float32(f + np.float32(a - f >= _F32_HALF))
-            c = -c if v < _F32_ZERO else c
-        else:
-            c = np.trunc(v)
+        c = round_mag_f32(abs(v), mode)
+        c = -c if v < _F32_ZERO else c
         if want_codes:
             cs[j] = np.int8(c)
         if want_deq:
@@ -821,10 +820,9 @@ def _mxfp_f32_elements_f32(xs, xbs, s, mbits, emin, max_code, max_normal, sign_b
     caller checks both). av = |x| 2^-s is then exact, or a float32 subnormal (below 2^-126,
     far under half the smallest element step 2^(emin - mbits) >= 2^-120, the caller checks), which
     rounds to code 0 in every deterministic mode as the exact value does, and binade -127 <
-    emin changes no te; tq = av 2^(mbits - te) < 2^(mbits + 1) is exact, the magic number rounds it to
-    nearest even, floor(tq) and tq - floor(tq) are exact (no floor(tq + 0.5): that sum can
-    round up to the next integer); n 2^(te - mbits) is exact and one float32 product by 2^s
-    rounds the value as the float64 path's cast to float32 does (its float64 product is exact)."""
+    emin changes no te; tq = av 2^(mbits - te) < 2^(mbits + 1) is exact and round_mag_f32
+    rounds it exactly; n 2^(te - mbits) is exact and one float32 product by 2^s rounds the
+    value as the float64 path's cast to float32 does (its float64 product is exact)."""
     down = pow2_f32(-s)
     up = pow2_f32(s)
     mx = np.float32(max_normal)
@@ -839,12 +837,7 @@ def _mxfp_f32_elements_f32(xs, xbs, s, mbits, emin, max_code, max_normal, sign_b
         b = xbs[j]
         av = abs(xs[j]) * down
         te_f = np.int32(max(np.int32(f32_bits(av) & exp_mask), emin_f))  # max(floor(log2 av), emin)'s field
-        tq = av * f32_from_bits(np.int32(up_k - te_f))
-        if mode == RN_EVEN:
-            n = (tq + _F32_MAGIC) - _F32_MAGIC
-        else:
-            f = np.floor(tq)
-            n = f + np.float32(tq - f >= _F32_HALF) if mode == RN_AWAY else f
+        n = round_mag_f32(av * f32_from_bits(np.int32(up_k - te_f)), mode)  # tq = av 2^(mbits - te)
         if want_codes:
             code = np.int32(min(np.int32(np.int32(np.int32(te_f - emin_f) >> 23) << mbits) + np.int32(n), mc))
             cs[j] = np.uint8(code | sign_bit) if b < 0 else np.uint8(code)  # the sign bit: -0.0 keeps it
