@@ -15,10 +15,11 @@ partial-sum range calibration, the fraction-bit rule and per-layer overflow coun
 
   ``headroom`` extra integer bits trade precision for margin against tokens larger than the
   calibration's. For m not a power of two, floor(log2 m) + 1 = ceil(log2 m).
-* ``count_overflow(model)``: a context in which every FixedPoint GEMM also runs on a 64-bit
-  accumulator with the same fraction bits and counts the outputs whose result differs (so a
-  saturated or wrapped output is counted exactly when overflow changed it; truncation below
-  the binary point is the same in both and not counted). ``overflow_table`` reads the counts.
+* ``count_overflow(model)``: a context in which every FixedPoint GEMM counts the outputs whose
+  result differs from the same GEMM on a 64-bit accumulator with the same fraction bits
+  (``mxsim.matmul(..., return_overflow=True)``: so a saturated or wrapped output is counted
+  exactly when overflow changed it; truncation below the binary point is the same in both and
+  not counted; NaN outputs are not counted). ``overflow_table`` reads the counts.
 """
 
 from __future__ import annotations

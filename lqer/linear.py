@@ -274,12 +274,14 @@ class QuantLinear(nn.Module):
             return torch.nn.functional.linear(a, b_float_T)
         a_mx = mxsim.quantize(a2d, a_fmt, axis=-1)  # codes on a2d's device (host numpy for CPU tensors)
         b = self._weight_side(gemm, a_mx.device)
-        out = _as_torch(mxsim.matmul(a_mx, b, accumulator=acc), a2d.device)
-        if self.count_overflow and isinstance(acc, FixedPoint):
-            wide = _as_torch(mxsim.matmul(a_mx, b, accumulator=FixedPoint(64, acc.frac_bits)), a2d.device)
-            n_bad, n_all = self.overflow_counts.get(gemm, (0, 0))
-            self.overflow_counts[gemm] = (n_bad + int((out != wide).sum()), n_all + out.numel())
-        return out
+        if not (self.count_overflow and isinstance(acc, FixedPoint)):
+            return _as_torch(mxsim.matmul(a_mx, b, accumulator=acc), a2d.device)
+        # the outputs that overflow changed (mxsim.matmul's return_overflow: on CUDA one kernel
+        # tracks the 64-bit sum beside the accumulator; on the host two GEMMs)
+        out, over = mxsim.matmul(a_mx, b, accumulator=acc, return_overflow=True)
+        n_bad, n_all = self.overflow_counts.get(gemm, (0, 0))
+        self.overflow_counts[gemm] = (n_bad + int(over.sum()), n_all + int(np.prod(over.shape)))
+        return _as_torch(out, a2d.device)
 
     def _forward_datapath(self, x):
         shape, dtype = x.shape, x.dtype

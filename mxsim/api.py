@@ -184,14 +184,43 @@ def quantize(x, fmt, axis=-1, rounding=Rounding.NEAREST_EVEN, seed=0, per_tensor
 # matmul
 
 
-def matmul(a, b, accumulator=Exact(), lanes=None):
+def overflowed(out, wide):
+    """Where a FixedPoint GEMM's ``out`` differs from ``wide``, the same GEMM on FixedPoint(64)
+    (matmul's return_overflow): a NaN output (a NaN scale, in both) is not overflowed."""
+    if _is_torch(out):
+        return (out != wide) & ~out.isnan()
+    return (out != wide) & ~np.isnan(out)
+
+
+def matmul(a, b, accumulator=Exact(), lanes=None, *, return_overflow=False):
     """a (..., K) blocked along K (its last axis) times b (K, N) blocked along K (axis 0).
 
     accumulator: ``Exact()`` (float64, correctly rounded), ``FP32(lanes)`` (fused RNE per lane
     step, float32 output) or a ``FixedPoint``; the spellings of mxsim.accumulators
     ("exact", "fp32:4", "fixed:24:8") are accepted too. ``lanes`` (legacy) applies to fp32 only.
     See docs/mxsim_semantics.md.
+
+    ``return_overflow`` (FixedPoint only): return ``(out, overflowed)``, ``overflowed`` a boolean
+    array of out's shape (on out's device) that is True where the output differs from the same
+    GEMM on ``FixedPoint(64, frac_bits)`` (saturating), i.e. where the accumulator's overflow
+    (saturation or wrap) changed the result; NaN outputs (NaN scales) are never overflowed.
+    On the host it is those two GEMMs; on CUDA one kernel tracks the 64-bit result beside the
+    accumulator (docs/mxsim_semantics.md, "Overflow").
     """
+    if return_overflow:
+        acc = datapath_accumulator(accumulator, lanes)
+        if not isinstance(acc, FixedPoint):
+            raise ValueError(f"return_overflow needs a FixedPoint accumulator, got {acc}; "
+                             "allowed: fixed:TOTAL:FRAC[:wrap]")
+        dev = getattr(a, "device", None)
+        if (isinstance(a, MXTensor) and isinstance(b, MXTensor) and dev is not None and dev == b.device
+                and (dev.type != "cpu" or _interpreted(a))):
+            K, k = matmul_operands(a, b)
+            from . import gpu
+
+            return gpu.matmul(a, b, acc, k, overflow=True)
+        out = matmul(a, b, acc)
+        return out, overflowed(out, matmul(a, b, FixedPoint(64, acc.frac_bits)))
     if isinstance(getattr(a, "fmt", None), NVFP4Format) or isinstance(getattr(b, "fmt", None), NVFP4Format):
         from . import nvfp4  # E4M3 block scales multiply: its own datapath (contract, matmul)
 

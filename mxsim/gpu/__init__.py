@@ -358,8 +358,10 @@ def _mm_handles(fmt) -> bool:
     return isinstance(fmt, (MXIntFormat, MXFPFormat, BlockFP)) and -200 <= sc.exp_min and sc.exp_max <= 200
 
 
-def matmul(a, b, acc, lanes):
-    """a (..., K), b (K, N) MXTensors with device codes; the result on that device."""
+def matmul(a, b, acc, lanes, overflow=False):
+    """a (..., K), b (K, N) MXTensors with device codes; the result on that device. With
+    ``overflow`` (FixedPoint): ``(result, overflowed)`` (mxsim.matmul's return_overflow), the
+    kernel tracking the 64-bit sum beside the accumulator (mm_kernel: SHADOW)."""
     from . import mm_kernel as MM
 
     fa, fb = a.fmt, b.fmt
@@ -372,10 +374,13 @@ def matmul(a, b, acc, lanes):
     if not (_mm_handles(fa) and _mm_handles(fb)):  # other scale encodings: the CPU path
         from ..api import matmul as cpu_matmul
 
-        out = cpu_matmul(a.cpu(), b.cpu(), acc)
+        out = cpu_matmul(a.cpu(), b.cpu(), acc, return_overflow=overflow)
+        if overflow:
+            return tuple(torch.from_numpy(np.ascontiguousarray(o)).to(dev) for o in out)
         return torch.from_numpy(np.ascontiguousarray(out)).to(dev)
     if M == 0 or N == 0 or K == 0:
-        return torch.zeros(*batch, N, dtype=out_dtype, device=dev)
+        out = torch.zeros(*batch, N, dtype=out_dtype, device=dev)
+        return (out, torch.zeros(out.shape, dtype=torch.bool, device=dev)) if overflow else out
     A8 = _int8_operand(a.codes, fa, M, K, dev)
     B8 = _int8_operand(b.codes, fb, K, N, dev)
     step = lanes if isinstance(acc, FP32) else k
@@ -407,24 +412,41 @@ def matmul(a, b, acc, lanes):
     else:
         tra = trb = torch.zeros(1, dtype=torch.int32, device=dev)
     out = torch.empty((M, N), dtype=torch.float32 if kind == 1 else torch.float64, device=dev)
-    flag = torch.empty((M, N) if kind == 0 else (1,), dtype=torch.int8, device=dev)
+    shadow = bool(overflow) and kind == 2
+    flag = torch.empty((M, N) if kind == 0 or shadow else (1,), dtype=torch.int8, device=dev)
     hi = (1 << (W - 1)) - 1
     MM.mx_matmul_kernel[(ntm * ntn,)](
         A8, B8, ea, eb, tra, trb, nanr, nanc, out, flag, M, N, K, nsteps, ntm, ntn,
         BLK=step, KP=max(32, _next_pow2(step)), LA=A8.shape[0], LB=B8.shape[0], BM=BM, BN=BN, GROUP=MM_GROUP,
         ACC=kind, W=W, SATURATE=sat, HI=hi, LO=-hi - 1, FRAC=frac, WIDE=wide, FAST=fast,
-        PBITS=bound.bit_length(), num_warps=warps, num_stages=stages)
+        PBITS=bound.bit_length(), SHADOW=shadow, num_warps=warps, num_stages=stages)
     if kind == 0:
         rows = torch.nonzero(flag.any(1)).flatten()
         if rows.numel():  # rare: redo those rows exactly on the CPU (correctly rounded fsum)
             from ..api import matmul as cpu_matmul
 
-            from ..tensor import MXTensor
+            redo = cpu_matmul(_host_rows(a, rows.cpu().numpy(), M, K), b.cpu(), acc)
+            out[rows] = torch.from_numpy(np.ascontiguousarray(redo)).to(dev)
+    if shadow:
+        rows = torch.nonzero((flag == 2).any(1)).flatten()
+        if rows.numel():  # rare: a 64-bit partial sum beyond 2^53, where the kernel's float64 twin
+            # is not exact; those rows' FixedPoint(64) GEMM on the CPU decides
+            from ..accumulators import FixedPoint
+            from ..api import matmul as cpu_matmul
+            from ..api import overflowed
 
             r = rows.cpu().numpy()
-            host = a.cpu()
-            sub = MXTensor(np.ascontiguousarray(host.codes.reshape(M, K)[r]),
-                           np.ascontiguousarray(host.scales.reshape(M, -1)[r]), fa, 1, (r.size, K))
-            redo = cpu_matmul(sub, b.cpu(), acc)
-            out[rows] = torch.from_numpy(np.ascontiguousarray(redo)).to(dev)
+            wide = cpu_matmul(_host_rows(a, r, M, K), b.cpu(), FixedPoint(64, acc.frac_bits))
+            bad = overflowed(out[rows].cpu().numpy(), wide)
+            flag[rows] = torch.from_numpy(bad.astype(np.int8)).to(dev)
+        return out.reshape(*batch, N), (flag == 1).reshape(*batch, N)
     return out.reshape(*batch, N)
+
+
+def _host_rows(a, r, M, K):
+    """Rows ``r`` (numpy indices) of the (M, K) operand ``a`` as a host MXTensor."""
+    from ..tensor import MXTensor
+
+    host = a.cpu()
+    return MXTensor(np.ascontiguousarray(host.codes.reshape(M, K)[r]),
+                    np.ascontiguousarray(host.scales.reshape(M, -1)[r]), a.fmt, 1, (r.size, K))

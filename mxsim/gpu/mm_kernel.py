@@ -24,12 +24,24 @@ P * 2^ea and P * 2^(ea + eb) are exact float32 values (and, for wrap, below 2^31
 step is a handful of float32/int32 operations per output instead of float64/int64 ones.
 The proof is a scalar branch per tile and block; tiles that fail it (NaN or zero blocks,
 extreme scales) take the general code, with the same result.
+
+SHADOW (FixedPoint, mxsim.matmul's return_overflow): beside the W-bit accumulator, the
+unclamped block terms floor(P * 2^E) are summed in float64 (``sh``). While every partial sum
+stays below 2^53 in magnitude, each of those sums is exact (integers), every term is below
+2^54, so FixedPoint(64)'s sum never saturates and equals ``sh``: the output overflowed exactly
+when the accumulator's value differs from ``sh``. An output with a partial sum at or beyond
+2^53 (or, in the general code, a term whose float64 estimate reaches 2^52, where ``al`` may
+not be the exact floor in float64) is flagged 2, "unsure", and the host decides it from the
+FixedPoint(64) GEMM of its row. flag: 1 overflowed, 0 not (NaN outputs: 0), 2 unsure.
 """
 
 import triton
 import triton.language as tl
 
 from .quant import pow2
+
+TWO52: tl.constexpr = 4503599627370496.0
+TWO53: tl.constexpr = 9007199254740992.0
 
 
 @triton.jit
@@ -71,12 +83,13 @@ def mx_matmul_kernel(a_ptr, b_ptr, ea_ptr, eb_ptr, tra_ptr, trb_ptr, nanr_ptr, n
                      BLK: tl.constexpr, KP: tl.constexpr, LA: tl.constexpr, LB: tl.constexpr,
                      BM: tl.constexpr, BN: tl.constexpr, GROUP: tl.constexpr, ACC: tl.constexpr,
                      W: tl.constexpr, SATURATE: tl.constexpr, HI: tl.constexpr, LO: tl.constexpr,
-                     FRAC: tl.constexpr, WIDE: tl.constexpr, FAST: tl.constexpr, PBITS: tl.constexpr):
+                     FRAC: tl.constexpr, WIDE: tl.constexpr, FAST: tl.constexpr, PBITS: tl.constexpr,
+                     SHADOW: tl.constexpr = False):
     """a: (LA, M, K) int8 limbs, b: (LB, K, N) int8 limbs; ea (NB, M), eb (NB, N) int32 scale
     exponents, a's including the quanta (and frac_bits for fixed point); tra (NB, 2, NTM),
     trb (NB, 2, NTN): per-tile minima and maxima of ea, eb; nanr (M,), nanc (N,) int8: NaN
     scales. ACC: 0 exact, 1 fp32, 2 fixed (W bits, range [LO, HI], 2^-FRAC output scale).
-    out: float64 / float32 (M, N); flag: int8 (M, N), exact only."""
+    out: float64 / float32 (M, N); flag: int8 (M, N), exact (inexact sums) and SHADOW only."""
     pid = tl.program_id(0)
     in_group = GROUP * NTN
     first_m = (pid // in_group) * GROUP  # GROUP row tiles sweep the columns together (L2 reuse)
@@ -97,6 +110,9 @@ def mx_matmul_kernel(a_ptr, b_ptr, ea_ptr, eb_ptr, tra_ptr, trb_ptr, nanr_ptr, n
         acc = tl.zeros((BM, BN), tl.int32)
     else:
         acc = tl.zeros((BM, BN), tl.int64)
+    if SHADOW:
+        sh = tl.zeros((BM, BN), tl.float64)  # the 64-bit accumulator's twin (module doc)
+        unsure = tl.zeros((BM, BN), tl.int32)
     for j in range(0, NB):
         kk = j * BLK + i
         mk = (i < BLK) & (kk < K)
@@ -171,6 +187,9 @@ def mx_matmul_kernel(a_ptr, b_ptr, ea_ptr, eb_ptr, tra_ptr, trb_ptr, nanr_ptr, n
                 # names of their own: Triton merges the names both branches of a runtime `if`
                 # assign, and the general branch's are int64/float64 (compile error otherwise)
                 v32 = tl.floor((P32.to(tl.float32) * _pow2_f32(ea)[:, None]) * _pow2_f32(eb)[None, :])
+                if SHADOW:  # v32: the exact floor (an integer float32, finite by the proof)
+                    sh = sh + v32.to(tl.float64)
+                    unsure = unsure | (tl.abs(sh) >= TWO53).to(tl.int32)
                 if SATURATE:
                     top: tl.constexpr = 2.0 ** (W - 1)
                     al32 = tl.where(v32 >= top, HI, tl.maximum(v32, -top).to(tl.int32))
@@ -195,6 +214,10 @@ def mx_matmul_kernel(a_ptr, b_ptr, ea_ptr, eb_ptr, tra_ptr, trb_ptr, nanr_ptr, n
                 else:
                     al = _shift(P, E)
                     pf = P.to(tl.float64)
+                if SHADOW:  # |RN(P) 2^E| < 2^52 implies |P 2^E| < 2^52: al is then the exact floor
+                    ok = tl.abs(pf * pow2(tl.minimum(tl.maximum(E, -1000), 1000))) < TWO52
+                    sh = sh + tl.where(ok, al.to(tl.float64), 0.0)
+                    unsure = unsure | ((tl.abs(sh) >= TWO53) | ~ok).to(tl.int32)
                 a64 = acc.to(tl.int64)
                 if SATURATE:
                     v = pf * pow2(tl.minimum(tl.maximum(E, -1000), 1000))
@@ -220,3 +243,6 @@ def mx_matmul_kernel(a_ptr, b_ptr, ea_ptr, eb_ptr, tra_ptr, trb_ptr, nanr_ptr, n
         res = acc
     nan = (tl.load(nanr_ptr + rm, mask=mm, other=0)[:, None] | tl.load(nanc_ptr + rn, mask=mn, other=0)[None, :]) != 0
     tl.store(out_ptr + off, tl.where(nan, float("nan"), res), mask=mo)
+    if SHADOW:  # acc's integer against the twin: exact in float64 where sure (|sh| < 2^53)
+        ovf = tl.where(unsure != 0, 2, (acc.to(tl.float64) != sh).to(tl.int32))
+        tl.store(flag_ptr + off, tl.where(nan, 0, ovf).to(tl.int8), mask=mo)

@@ -147,3 +147,25 @@ def test_matmul_e5m2_largest_products_exact():
     assert mxsim.matmul(a, b, mxsim.FixedPoint(32, 0))[0, 0] == 2.0**31 - 1  # saturates
     for acc in ACCS:
         _ok(compare_matmul_tensors(a, b, acc), f"{acc}")
+
+
+@pytest.mark.parametrize("acc,want_row1", [(mxsim.FixedPoint(9, 0), 255.0), (mxsim.FixedPoint(9, 0, "wrap"), -256.0),
+                                           (mxsim.FixedPoint(8, 0), 127.0)], ids=str)
+def test_return_overflow_by_hand(acc, want_row1):
+    """Rows of 32 x 1.0, 32 x 8.0 and 32 x -4.0 (exact in MXINT8) times a column of ones: sums
+    32, 256 and -128. 256 is beyond every accumulator here: saturated to 2^(W-1) - 1 or wrapped
+    to 256 - 512 (W = 9), so row 1 is overflowed; -128 is the 8-bit minimum itself, so row 2 is
+    not (nor row 0)."""
+    a = np.array([[1.0] * 32, [8.0] * 32, [-4.0] * 32])
+    qa, qb = mxsim.quantize(a, "MXINT8", axis=1), mxsim.quantize(np.ones((32, 2)), "MXINT8", axis=0)
+    out, over = mxsim.matmul(qa, qb, acc, return_overflow=True)
+    assert np.array_equal(out, [[32.0] * 2, [want_row1] * 2, [-128.0] * 2])
+    assert over.dtype == bool and np.array_equal(over, [[False] * 2, [True] * 2, [False] * 2])
+
+
+def test_return_overflow_needs_a_fixed_point():
+    q = mxsim.quantize(np.ones((2, 32)), "MXINT8", axis=1)
+    qb = mxsim.quantize(np.ones((32, 2)), "MXINT8", axis=0)
+    for acc in ("exact", "fp32", mxsim.FP32(4)):
+        with pytest.raises(ValueError, match="return_overflow needs a FixedPoint accumulator.*allowed: fixed"):
+            mxsim.matmul(q, qb, acc, return_overflow=True)

@@ -157,6 +157,24 @@ def _check_matmul(qa, qb, acc, lanes=None):
                    torch.from_numpy(qb.scales), qb.fmt, accumulator=racc, lanes=lanes)
     assert same(got, ref), f"{qa.fmt.name}x{qb.fmt.name} {acc} lanes={lanes}"
     assert same(got, torch.from_numpy(np.ascontiguousarray(mxsim.matmul(qa, qb, racc, **kw))))
+    if isinstance(racc, mxsim.FixedPoint):
+        return _check_overflow(qa, qb, racc, ref)
+    return 0
+
+
+def _check_overflow(qa, qb, acc, ref):
+    """return_overflow on the device (one kernel: the float64 twin of the 64-bit sum) against
+    its definition on the referee: the outputs that differ from FixedPoint(64, frac) (NaN
+    outputs excluded); and the numba path's two GEMMs."""
+    wide = R.matmul(torch.from_numpy(qa.codes), torch.from_numpy(qa.scales), qa.fmt, torch.from_numpy(qb.codes),
+                    torch.from_numpy(qb.scales), qb.fmt, accumulator=mxsim.FixedPoint(64, acc.frac_bits))
+    want = (ref != wide) & ~ref.isnan()
+    got, mask = mxsim.matmul(on_dev(qa), on_dev(qb), acc, return_overflow=True)
+    assert same(got, ref) and mask.dtype == torch.bool and mask.device.type == DEV.type
+    assert torch.equal(mask.cpu(), want), f"{qa.fmt.name}x{qb.fmt.name} {acc}: {mask.cpu()} != {want}"
+    host, hmask = mxsim.matmul(qa, qb, acc, return_overflow=True)
+    assert np.array_equal(hmask, want.numpy())
+    return int(want.sum())
 
 
 def _accs():
@@ -403,9 +421,13 @@ def test_matmul_fast_epilogue_and_general_path_agree(pair, fast, monkeypatch):
     asc[2] = 127 + 12
     qa = _tensor(ac, np.minimum(asc, 254), fa, 1)
     qb = _tensor(bc, np.minimum(bsc, 254), fb, 0)
+    n_over = {}
     for acc in _accs() + [mxsim.FixedPoint(32, 0, "saturate"), mxsim.FixedPoint(32, -8, "wrap"),
                           mxsim.FixedPoint(31, 4, "saturate"), mxsim.FixedPoint(12, 2, "wrap")]:
-        _check_matmul(qa, qb, acc)
+        n_over[str(acc)] = _check_matmul(qa, qb, acc)
+    # the inputs make both overflow modes change outputs (and leave others alone), so the
+    # overflow masks above were checked on both values
+    assert n_over["fixed:32:0"] > 0 and n_over["fixed:12:2:wrap"] > 0 and min(n_over.values()) < M * N
     _check_matmul(qa, qb, "fp32", 4)
     qa2 = _tensor(ac, np.full((M, nb), 127 + 3), fa, 1)  # every tile on the fast side
     for acc in (mxsim.FP32(), mxsim.FixedPoint(32, 16), mxsim.FixedPoint(24, 8, "wrap"), mxsim.FixedPoint(20, 4)):
@@ -467,10 +489,41 @@ def test_matmul_wide_saturating_fixed_point(pair):
     bsc = np.full((nb, N), 127)
     bsc[1], bsc[3] = 127 + 40, 127 + 60  # terms near 2^36 .. 2^64 (with the frac bits)
     qa, qb = _tensor(ac, asc, fa, 1), _tensor(bc, bsc, fb, 0)
-    for acc in (mxsim.FixedPoint(64, 0, "saturate"), mxsim.FixedPoint(64, 8, "saturate"),
-                mxsim.FixedPoint(36, 4, "saturate"), mxsim.FixedPoint(33, 0, "saturate"),
-                mxsim.FixedPoint(33, 0, "wrap")):
-        _check_matmul(qa, qb, acc)
+    from mxsim import gpu
+
+    # partial sums beyond 2^53: the kernel's float64 twin flags those outputs unsure and the
+    # host's FixedPoint(64) GEMM of their rows decides (counted here: that path must run)
+    fallback = []
+    real = gpu._host_rows
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gpu, "_host_rows", lambda *a: fallback.append(1) or real(*a))
+        for acc in (mxsim.FixedPoint(64, 0, "saturate"), mxsim.FixedPoint(64, 8, "saturate"),
+                    mxsim.FixedPoint(36, 4, "saturate"), mxsim.FixedPoint(33, 0, "saturate"),
+                    mxsim.FixedPoint(33, 0, "wrap")):
+            _check_matmul(qa, qb, acc)
+    assert fallback
+
+
+def test_matmul_overflow_twin_beyond_2_53_on_the_fast_path(monkeypatch):
+    """A 32-bit saturating accumulator on fast tiles (the float32/int32 code) whose block terms
+    reach 2^70: the float64 twin of the 64-bit sum is no longer exact there, so those outputs
+    are flagged unsure and the host's FixedPoint(64) GEMM of their rows decides (the path must
+    run: counted); the block of small terms after it keeps the sure outputs' twin exact."""
+    from mxsim import gpu
+
+    monkeypatch.setattr(gpu, "MM_FAST", True)
+    rng = np.random.default_rng(5)
+    f = mxsim.MXINT8.with_block_size(16)
+    ac, bc = _random_codes(rng, f, (4, 32)), _random_codes(rng, f, (32, 3))
+    asc = np.full((4, 2), 127)
+    asc[0, 0] = asc[2, 0] = 127 + 70  # rows 0 and 2: first block's terms near 2^70 (rows 1, 3 small)
+    qa, qb = _tensor(ac, asc, f, 1), _tensor(bc, np.full((2, 3), 127), f, 0)
+    fallback = []
+    real = gpu._host_rows
+    monkeypatch.setattr(gpu, "_host_rows", lambda a, r, *rest: fallback.append(sorted(r)) or real(a, r, *rest))
+    for acc in (mxsim.FixedPoint(32, 0), mxsim.FixedPoint(24, 4)):
+        assert _check_matmul(qa, qb, acc) > 0
+    assert fallback and all(r == [0, 2] for r in fallback)
 
 
 from test_scale_encodings import ENCODING_FORMATS, OTHER_SCALES, encoding_inputs, with_scale  # noqa: E402
