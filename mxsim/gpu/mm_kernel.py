@@ -31,7 +31,8 @@ stays below 2^53 in magnitude, each of those sums is exact (integers), every ter
 2^54, so FixedPoint(64)'s sum never saturates and equals ``sh``: the output overflowed exactly
 when the accumulator's value differs from ``sh``. An output with a partial sum at or beyond
 2^53 (or, in the general code, a term whose float64 estimate reaches 2^52, where ``al`` may
-not be the exact floor in float64) is flagged 2, "unsure", and the host decides it from the
+not be the exact floor in float64) turns ``sh`` into NaN, which every later sum keeps (no
+flag register beside it), and is flagged 2, "unsure": the host decides it from the
 FixedPoint(64) GEMM of its row. flag: 1 overflowed, 0 not (NaN outputs: 0), 2 unsure.
 """
 
@@ -40,8 +41,8 @@ import triton.language as tl
 
 from .quant import pow2
 
-TWO52: tl.constexpr = 4503599627370496.0
-TWO53: tl.constexpr = 9007199254740992.0
+TWO52 = tl.constexpr(4503599627370496.0)  # 2^52
+TWO53 = tl.constexpr(9007199254740992.0)  # 2^53
 
 
 @triton.jit
@@ -111,8 +112,7 @@ def mx_matmul_kernel(a_ptr, b_ptr, ea_ptr, eb_ptr, tra_ptr, trb_ptr, nanr_ptr, n
     else:
         acc = tl.zeros((BM, BN), tl.int64)
     if SHADOW:
-        sh = tl.zeros((BM, BN), tl.float64)  # the 64-bit accumulator's twin (module doc)
-        unsure = tl.zeros((BM, BN), tl.int32)
+        sh = tl.zeros((BM, BN), tl.float64)  # the 64-bit accumulator's twin (module doc); NaN: unsure
     for j in range(0, NB):
         kk = j * BLK + i
         mk = (i < BLK) & (kk < K)
@@ -189,7 +189,7 @@ def mx_matmul_kernel(a_ptr, b_ptr, ea_ptr, eb_ptr, tra_ptr, trb_ptr, nanr_ptr, n
                 v32 = tl.floor((P32.to(tl.float32) * _pow2_f32(ea)[:, None]) * _pow2_f32(eb)[None, :])
                 if SHADOW:  # v32: the exact floor (an integer float32, finite by the proof)
                     sh = sh + v32.to(tl.float64)
-                    unsure = unsure | (tl.abs(sh) >= TWO53).to(tl.int32)
+                    sh = tl.where(tl.abs(sh) >= TWO53, float("nan"), sh)  # unsure from here on (NaN stays)
                 if SATURATE:
                     top: tl.constexpr = 2.0 ** (W - 1)
                     al32 = tl.where(v32 >= top, HI, tl.maximum(v32, -top).to(tl.int32))
@@ -216,8 +216,8 @@ def mx_matmul_kernel(a_ptr, b_ptr, ea_ptr, eb_ptr, tra_ptr, trb_ptr, nanr_ptr, n
                     pf = P.to(tl.float64)
                 if SHADOW:  # |RN(P) 2^E| < 2^52 implies |P 2^E| < 2^52: al is then the exact floor
                     ok = tl.abs(pf * pow2(tl.minimum(tl.maximum(E, -1000), 1000))) < TWO52
-                    sh = sh + tl.where(ok, al.to(tl.float64), 0.0)
-                    unsure = unsure | ((tl.abs(sh) >= TWO53) | ~ok).to(tl.int32)
+                    sh = sh + tl.where(ok, al.to(tl.float64), float("nan"))
+                    sh = tl.where(tl.abs(sh) >= TWO53, float("nan"), sh)
                 a64 = acc.to(tl.int64)
                 if SATURATE:
                     v = pf * pow2(tl.minimum(tl.maximum(E, -1000), 1000))
@@ -244,5 +244,5 @@ def mx_matmul_kernel(a_ptr, b_ptr, ea_ptr, eb_ptr, tra_ptr, trb_ptr, nanr_ptr, n
     nan = (tl.load(nanr_ptr + rm, mask=mm, other=0)[:, None] | tl.load(nanc_ptr + rn, mask=mn, other=0)[None, :]) != 0
     tl.store(out_ptr + off, tl.where(nan, float("nan"), res), mask=mo)
     if SHADOW:  # acc's integer against the twin: exact in float64 where sure (|sh| < 2^53)
-        ovf = tl.where(unsure != 0, 2, (acc.to(tl.float64) != sh).to(tl.int32))
+        ovf = tl.where(sh != sh, 2, (acc.to(tl.float64) != sh).to(tl.int32))
         tl.store(flag_ptr + off, tl.where(nan, 0, ovf).to(tl.int8), mask=mo)
