@@ -207,25 +207,17 @@ def matmul(a, b, accumulator=Exact(), lanes=None, *, return_overflow=False):
     On the host it is those two GEMMs; on CUDA one kernel tracks the 64-bit result beside the
     accumulator (docs/mxsim_semantics.md, "Overflow").
     """
-    if return_overflow:
-        acc = datapath_accumulator(accumulator, lanes)
-        if not isinstance(acc, FixedPoint):
-            raise ValueError(f"return_overflow needs a FixedPoint accumulator, got {acc}; "
-                             "allowed: fixed:TOTAL:FRAC[:wrap]")
-        dev = getattr(a, "device", None)
-        if (isinstance(a, MXTensor) and isinstance(b, MXTensor) and dev is not None and dev == b.device
-                and (dev.type != "cpu" or _interpreted(a))):
-            K, k = matmul_operands(a, b)
-            from . import gpu
-
-            return gpu.matmul(a, b, acc, k, overflow=True)
-        out = matmul(a, b, acc)
-        return out, overflowed(out, matmul(a, b, FixedPoint(64, acc.frac_bits)))
+    acc = datapath_accumulator(accumulator, lanes)
+    if return_overflow and not isinstance(acc, FixedPoint):
+        raise ValueError(f"return_overflow needs a FixedPoint accumulator, got {acc}; "
+                         "allowed: fixed:TOTAL:FRAC[:wrap]")
     if isinstance(getattr(a, "fmt", None), NVFP4Format) or isinstance(getattr(b, "fmt", None), NVFP4Format):
         from . import nvfp4  # E4M3 block scales multiply: its own datapath (contract, matmul)
 
-        return nvfp4.matmul(a, b, accumulator, lanes)
-    acc = datapath_accumulator(accumulator, lanes)
+        out = nvfp4.matmul(a, b, accumulator, lanes)
+        if return_overflow:
+            return out, overflowed(out, nvfp4.matmul(a, b, FixedPoint(64, acc.frac_bits)))
+        return out
     if not isinstance(a, MXTensor) or not isinstance(b, MXTensor):
         raise ValueError("a and b must be MXTensor (use mxsim.quantize)")
     K, k = matmul_operands(a, b)
@@ -238,7 +230,7 @@ def matmul(a, b, accumulator=Exact(), lanes=None, *, return_overflow=False):
         else:
             from . import gpu
 
-            return gpu.matmul(a, b, acc, lanes)
+            return gpu.matmul(a, b, acc, lanes, overflow=return_overflow)
 
     batch = a.shape[:-1]
     M, N = int(np.prod(batch, dtype=np.int64)), b.shape[1]
@@ -253,4 +245,7 @@ def matmul(a, b, accumulator=Exact(), lanes=None, *, return_overflow=False):
         out = matmul_cpu(a_codes, np.ascontiguousarray(b.codes), a.fmt, b.fmt, ea, eb, qsum, k, acc, lanes)
     if nan.any():  # a NaN scale on either side makes the output NaN
         out[np.broadcast_to(nan, out.shape)] = np.nan
-    return out.reshape(*batch, N)
+    out = out.reshape(*batch, N)
+    if return_overflow:  # on the host: the same GEMM on the 64-bit accumulator
+        return out, overflowed(out, matmul(a, b, FixedPoint(64, acc.frac_bits)))
+    return out

@@ -214,13 +214,13 @@ def mx_matmul_kernel(a_ptr, b_ptr, ea_ptr, eb_ptr, tra_ptr, trb_ptr, nanr_ptr, n
                 else:
                     al = _shift(P, E)
                     pf = P.to(tl.float64)
+                v = pf * pow2(tl.minimum(tl.maximum(E, -1000), 1000))  # RN(P) 2^E: sign and size
                 if SHADOW:  # |RN(P) 2^E| < 2^52 implies |P 2^E| < 2^52: al is then the exact floor
-                    ok = tl.abs(pf * pow2(tl.minimum(tl.maximum(E, -1000), 1000))) < TWO52
+                    ok = tl.abs(v) < TWO52
                     sh = sh + tl.where(ok, al.to(tl.float64), float("nan"))
                     sh = tl.where(tl.abs(sh) >= TWO53, float("nan"), sh)
                 a64 = acc.to(tl.int64)
                 if SATURATE:
-                    v = pf * pow2(tl.minimum(tl.maximum(E, -1000), 1000))
                     big = ((tl.abs(v) >= 18446744073709551616.0)
                            | ((tl.abs(v) >= 2305843009213693952.0) & ((al < 0) != (v < 0.0))))
                     al = tl.where(big, tl.where(v > 0.0, HI, LO), tl.minimum(tl.maximum(al, LO), HI))
